@@ -1,0 +1,403 @@
+"""PS-GRPO group similarity rewards and the reward mixes recipes use.
+
+All functions here are pure: lists/arrays in, ``np.ndarray`` out, no trainer state. The trainer
+(:mod:`grpo_sim.trainer`) gathers a whole generation batch and calls them once.
+
+Notation (Hamman et al., 2025): a paraphrase set has paraphrases ``i = 1..n`` and ``g`` rollouts
+``o_ij`` per paraphrase. The exact group similarity reward is
+
+    r_ij = 1 / ((n-1) g) * sum_{u != i} sum_m sim(o_ij, o_um)
+
+i.e. the mean similarity of ``o_ij`` to every completion of the OTHER paraphrases of its set.
+Batches may mix sets of different sizes; with unequal rollout counts the reward is the mean over
+all cross-paraphrase completions (each completion weighs the same).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Hashable, Mapping, Sequence
+
+import numpy as np
+
+from .similarity import get_similarity
+from .similarity.base import Similarity
+from .similarity.text import normalize_answer
+
+__all__ = [
+    "RelaxedSampling",
+    "group_similarity_rewards",
+    "reference_rewards",
+    "accuracy_rewards",
+    "majority_agreement_rewards",
+    "combine_rewards",
+    "short_completion_mask",
+    "apply_collapse_penalty",
+    "set_statistics",
+]
+
+
+@dataclass(frozen=True)
+class RelaxedSampling:
+    """The paper's relaxed reward: ``kappa`` other paraphrases, ``samples`` rollouts from each.
+
+    When a set has fewer than ``kappa`` other paraphrases (or a paraphrase fewer than ``samples``
+    rollouts) all of them are used, which makes the estimate exact for that completion.
+    """
+
+    kappa: int = 3
+    samples: int = 1
+
+    def __post_init__(self) -> None:
+        for field_name in ("kappa", "samples"):
+            value = getattr(self, field_name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"relaxed reward: {field_name} must be an integer >= 1, got {value!r}")
+
+    @classmethod
+    def parse(cls, approx: Any) -> "RelaxedSampling | None":
+        if approx is None or isinstance(approx, RelaxedSampling):
+            return approx
+        if isinstance(approx, Mapping):
+            unknown = set(approx) - {"kappa", "samples"}
+            if unknown:
+                raise ValueError(
+                    f"relaxed reward: unknown keys {sorted(unknown)}; use {{'kappa': 3, 'samples': 1}}"
+                )
+            return cls(**approx)
+        raise ValueError(f"approx must be None (exact) or a mapping like {{'kappa': 3, 'samples': 1}}, got {approx!r}")
+
+
+def _as_texts(completions: Sequence[Any], what: str = "completions") -> list[str]:
+    texts = []
+    for k, c in enumerate(completions):
+        if isinstance(c, str):
+            texts.append(c)
+        elif isinstance(c, list) and c and isinstance(c[-1], Mapping) and "content" in c[-1]:
+            # TRL conversational completion: [{"role": "assistant", "content": ...}]
+            texts.append(str(c[-1]["content"]))
+        else:
+            raise ValueError(f"{what}[{k}] is {type(c).__name__}, expected a string or a list of chat messages")
+    return texts
+
+
+def _check_lengths(**columns: Sequence[Any]) -> int:
+    lengths = {name: len(col) for name, col in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"mismatched lengths: {lengths}; every column needs one entry per completion")
+    return next(iter(lengths.values()))
+
+
+def _check_ids(name: str, ids: Sequence[Any]) -> None:
+    for k, value in enumerate(ids):
+        if value is None or not isinstance(value, Hashable) or (isinstance(value, float) and np.isnan(value)):
+            raise ValueError(f"{name}[{k}] = {value!r} is not a valid id (use a string or an integer)")
+
+
+def _check_finite(matrix: np.ndarray, metric: Similarity) -> None:
+    if not np.all(np.isfinite(matrix)):
+        bad = int(np.size(matrix) - np.count_nonzero(np.isfinite(matrix)))
+        raise ValueError(
+            f"similarity {metric.name!r} returned {bad} NaN/inf values; a similarity must return finite "
+            "numbers for every pair (return 0.0 for pairs it cannot score)"
+        )
+
+
+def _codes(values: Sequence[Hashable]) -> np.ndarray:
+    """Dense integer codes for hashable ids (equal ids -> equal codes)."""
+    table: dict[Hashable, int] = {}
+    return np.asarray([table.setdefault(v, len(table)) for v in values], dtype=np.int64)
+
+
+def _group_indices(set_ids: Sequence[Hashable]) -> dict[Hashable, np.ndarray]:
+    groups: dict[Hashable, list[int]] = {}
+    for k, sid in enumerate(set_ids):
+        groups.setdefault(sid, []).append(k)
+    return {sid: np.asarray(ix, dtype=np.int64) for sid, ix in groups.items()}
+
+
+def group_similarity_rewards(
+    completions: Sequence[Any],
+    set_ids: Sequence[Hashable],
+    paraphrase_ids: Sequence[Hashable],
+    similarity: Any = "bleu2",
+    approx: Any = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """PS-GRPO group similarity reward ``r_ij`` for every completion of a batch.
+
+    Args:
+        completions: completion texts (or TRL chat completions), any order, any number of sets.
+        set_ids: the paraphrase set of each completion.
+        paraphrase_ids: the paraphrase (within its set) each completion answers.
+        similarity: registry name/spec, :class:`Similarity`, or callable ``(a, b) -> matrix``.
+        approx: ``None`` for the exact reward, or ``{"kappa": k, "samples": s}`` for the relaxed one.
+        seed: seed of the relaxed sampling (the same inputs and seed give the same rewards).
+
+    Returns:
+        float64 array, one reward per completion. A set with a single paraphrase has no
+        cross-paraphrase completions: its rewards are NaN (TRL treats NaN as "unscorable").
+    """
+    n = _check_lengths(completions=completions, set_ids=set_ids, paraphrase_ids=paraphrase_ids)
+    _check_ids("set_ids", set_ids)
+    _check_ids("paraphrase_ids", paraphrase_ids)
+    texts = _as_texts(completions)
+    metric = get_similarity(similarity)
+    relaxed = RelaxedSampling.parse(approx)
+    rewards = np.full(n, np.nan, dtype=np.float64)
+    if n == 0:
+        return rewards
+    encoded = metric.encode(texts)  # each text encoded once for the whole batch
+    groups = _group_indices(set_ids)
+    pids = list(paraphrase_ids)
+
+    if relaxed is None:
+        for rows in groups.values():
+            codes = _codes([pids[k] for k in rows])
+            if codes.max() == 0:
+                continue  # one paraphrase: no cross-paraphrase reward
+            sub = metric.select(encoded, rows)
+            matrix = metric.block(sub, sub)
+            _check_finite(matrix, metric)
+            cross = codes[:, None] != codes[None, :]
+            rewards[rows] = (matrix * cross).sum(axis=1) / cross.sum(axis=1)
+        return rewards
+
+    # Relaxed: draw the pairs first (vectorised per set), then score only those pairs in one call.
+    rng = np.random.default_rng(seed)
+    left_parts: list[np.ndarray] = []
+    right_parts: list[np.ndarray] = []
+    weight_parts: list[np.ndarray] = []
+    for rows in groups.values():
+        codes = _codes([pids[k] for k in rows])
+        num_paras = int(codes.max()) + 1
+        if num_paras < 2:
+            continue
+        pair_left, pair_right, pair_weight = _relaxed_pairs(rows, codes, num_paras, relaxed, rng)
+        left_parts.append(pair_left)
+        right_parts.append(pair_right)
+        weight_parts.append(pair_weight)
+    left = np.concatenate(left_parts) if left_parts else np.empty(0, dtype=np.int64)
+    right = np.concatenate(right_parts) if right_parts else np.empty(0, dtype=np.int64)
+    weight = np.concatenate(weight_parts) if weight_parts else np.empty(0)
+    if not len(left):
+        return rewards
+    sims = metric.paired(metric.select(encoded, left), metric.select(encoded, right))
+    _check_finite(sims, metric)
+    scored = np.zeros(n, dtype=np.float64)
+    np.add.at(scored, left, weight * sims)
+    has = np.zeros(n, dtype=bool)
+    has[left] = True
+    rewards[has] = scored[has]
+    return rewards
+
+
+def _relaxed_pairs(
+    rows: np.ndarray, codes: np.ndarray, num_paras: int, relaxed: RelaxedSampling, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sampled (left, right, weight) pairs of one set.
+
+    Each completion draws ``kappa`` of the other paraphrases without replacement and ``samples``
+    rollouts of each without replacement (sorting random keys = uniform sampling without
+    replacement). Paraphrase b stands for sizes[b]/total_other of the exact (pooled) reward and is
+    drawn with probability kappa/(n-1), which gives the weights below; with equal rollout counts
+    they reduce to the paper's 1/(kappa s).
+    """
+    m = len(rows)
+    sizes = np.bincount(codes, minlength=num_paras)
+    kappa = min(relaxed.kappa, num_paras - 1)
+    para_keys = rng.random((m, num_paras))
+    para_keys[np.arange(m), codes] = np.inf  # never the completion's own paraphrase
+    chosen = np.argsort(para_keys, axis=1, kind="stable")[:, :kappa]  # (m, kappa)
+    # members of each paraphrase, padded to the largest size
+    width = int(sizes.max())
+    members = np.full((num_paras, width), -1, dtype=np.int64)
+    fill = np.zeros(num_paras, dtype=np.int64)
+    for local, code in enumerate(codes):
+        members[code, fill[code]] = local
+        fill[code] += 1
+    member_keys = rng.random((m, kappa, width))
+    member_keys[members[chosen] < 0] = np.inf  # padding slots are never drawn
+    samples = min(relaxed.samples, width)
+    picked_slot = np.argsort(member_keys, axis=2, kind="stable")[:, :, :samples]  # (m, kappa, samples)
+    picked = np.take_along_axis(members[chosen], picked_slot, axis=2)
+    per_para = np.minimum(relaxed.samples, sizes[chosen])  # (m, kappa) rollouts actually drawn
+    total_other = m - sizes[codes]  # (m,)
+    weights = sizes[chosen] / total_other[:, None] * (num_paras - 1) / kappa / per_para
+    valid = picked >= 0
+    left = np.broadcast_to(np.arange(m)[:, None, None], picked.shape)[valid]
+    weight = np.broadcast_to(weights[:, :, None], picked.shape)[valid]
+    return rows[left], rows[picked[valid]], weight
+
+
+def reference_rewards(
+    completions: Sequence[Any],
+    references: Sequence[Any],
+    similarity: Any = "embedding",
+) -> np.ndarray:
+    """Similarity of each completion to its reference text(s): the max over references.
+
+    ``references[k]`` is a string or a list of strings (several gold answers); an empty list or
+    ``None`` gives NaN (no reference to compare with).
+    """
+    _check_lengths(completions=completions, references=references)
+    texts = _as_texts(completions)
+    metric = get_similarity(similarity)
+    left: list[int] = []
+    refs: list[str] = []
+    for k, ref in enumerate(references):
+        if ref is None:
+            continue
+        options = [ref] if isinstance(ref, str) else list(ref)
+        for option in options:
+            if not isinstance(option, str):
+                raise ValueError(f"references[{k}] contains {type(option).__name__}; expected strings")
+            left.append(k)
+            refs.append(option)
+    out = np.full(len(texts), np.nan, dtype=np.float64)
+    if not left:
+        return out
+    left_ix = np.asarray(left, dtype=np.int64)
+    uniq = sorted(set(left))
+    enc_hyp = metric.encode([texts[k] for k in uniq])
+    position = {k: i for i, k in enumerate(uniq)}
+    sims = metric.paired(
+        metric.select(enc_hyp, np.asarray([position[k] for k in left], dtype=np.int64)), metric.encode(refs)
+    )
+    _check_finite(sims, metric)
+    best = np.full(len(texts), -np.inf)
+    np.maximum.at(best, left_ix, sims)
+    out[np.isfinite(best)] = best[np.isfinite(best)]
+    return out
+
+
+def accuracy_rewards(completions: Sequence[Any], answers: Sequence[Any], metric: Any = "token_f1") -> np.ndarray:
+    """Accuracy against gold answers: the best ``metric`` score over the gold answers (SQuAD token-F1 by default)."""
+    return reference_rewards(completions, answers, similarity=metric)
+
+
+def majority_agreement_rewards(
+    completions: Sequence[Any],
+    set_ids: Sequence[Hashable],
+    paraphrase_ids: Sequence[Hashable],
+    ignore_empty: bool = True,
+) -> np.ndarray:
+    """Co-Reward-style agreement (arXiv 2508.00410) for short answers.
+
+    A completion scores 1 when its SQuAD-normalised answer is a majority answer (the most frequent
+    one; every answer tied for most frequent counts) among the rollouts of the OTHER paraphrases of
+    its set, else 0. With ``ignore_empty`` an empty normalised answer never scores and is not counted
+    as a vote, so agreeing on silence earns nothing. Sets with one paraphrase give NaN.
+    """
+    n = _check_lengths(completions=completions, set_ids=set_ids, paraphrase_ids=paraphrase_ids)
+    _check_ids("set_ids", set_ids)
+    _check_ids("paraphrase_ids", paraphrase_ids)
+    answers = [normalize_answer(t) for t in _as_texts(completions)]
+    out = np.full(n, np.nan, dtype=np.float64)
+    for rows in _group_indices(set_ids).values():
+        paras = {paraphrase_ids[k] for k in rows}
+        if len(paras) < 2:
+            continue
+        for k in rows:
+            votes = Counter(
+                answers[m]
+                for m in rows
+                if paraphrase_ids[m] != paraphrase_ids[k] and not (ignore_empty and answers[m] == "")
+            )
+            if not votes or (ignore_empty and answers[k] == ""):
+                out[k] = 0.0
+                continue
+            top = max(votes.values())
+            out[k] = float(votes.get(answers[k], 0) == top)
+    return out
+
+
+def combine_rewards(components: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """Weighted sum ``sum_k w_k r_k`` with TRL's NaN rule: NaN components are skipped; all-NaN -> NaN."""
+    missing = set(weights) - set(components)
+    if missing:
+        raise ValueError(f"weights given for unknown reward components {sorted(missing)}")
+    arrays = [np.asarray(components[name], dtype=np.float64) * float(w) for name, w in weights.items()]
+    if not arrays:
+        raise ValueError("combine_rewards needs at least one weighted component")
+    _check_lengths(**{name: a for name, a in zip(weights, arrays)})
+    stacked = np.stack(arrays, axis=1)
+    total = np.nansum(stacked, axis=1)
+    total[np.isnan(stacked).all(axis=1)] = np.nan
+    return total
+
+
+def short_completion_mask(completions: Sequence[Any], min_words: int = 1) -> np.ndarray:
+    """True where a completion has fewer than ``min_words`` white-space separated words (empty counts)."""
+    return np.asarray([len(t.split()) < min_words for t in _as_texts(completions)], dtype=bool)
+
+
+def apply_collapse_penalty(rewards_per_func: np.ndarray, penalised: np.ndarray) -> np.ndarray:
+    """Give penalised rows the minimum reward of the batch in every reward column.
+
+    Each column's minimum is taken over the rows that are not penalised (and never above 0), so a
+    penalised completion can never out-score a real one under non-negative weights.
+    """
+    rewards = np.array(rewards_per_func, dtype=np.float64, copy=True)
+    if rewards.ndim == 1:
+        rewards = rewards[:, None]
+    penalised = np.asarray(penalised, dtype=bool)
+    if penalised.shape[0] != rewards.shape[0]:
+        raise ValueError(f"penalty mask has {penalised.shape[0]} rows, rewards have {rewards.shape[0]}")
+    if not penalised.any():
+        return rewards.reshape(np.shape(rewards_per_func))
+    for col in range(rewards.shape[1]):
+        kept = rewards[~penalised, col]
+        kept = kept[np.isfinite(kept)]
+        floor = min(float(kept.min()), 0.0) if kept.size else 0.0
+        rewards[penalised, col] = floor
+    return rewards.reshape(np.shape(rewards_per_func))
+
+
+def set_statistics(
+    completions: Sequence[Any],
+    set_ids: Sequence[Hashable],
+    paraphrase_ids: Sequence[Hashable],
+    rewards: np.ndarray | None = None,
+    min_words: int = 1,
+) -> dict[str, float]:
+    """Batch statistics that reveal consistency and collapse.
+
+    * ``agreement``: fraction of cross-paraphrase completion pairs whose normalised answers match;
+    * ``frac_empty``: completions with fewer than ``min_words`` words;
+    * ``frac_sets_identical``: sets whose completions all have the same normalised answer;
+    * ``frac_zero_std_paraphrase`` / ``frac_zero_std_set``: groups whose rewards have no spread.
+    """
+    texts = _as_texts(completions)
+    answers = np.asarray([normalize_answer(t) for t in texts], dtype=object)
+    groups = _group_indices(set_ids)
+    pid = _codes(paraphrase_ids)
+    agree_num = agree_den = 0
+    identical = 0
+    zero_set = 0
+    zero_para = n_para = 0
+    for rows in groups.values():
+        a = answers[rows]
+        same = a[:, None] == a[None, :]
+        cross = pid[rows][:, None] != pid[rows][None, :]
+        agree_num += int((same & cross).sum())
+        agree_den += int(cross.sum())
+        identical += int(len(set(a.tolist())) == 1)
+        if rewards is not None:
+            r = np.asarray(rewards, dtype=np.float64)[rows]
+            zero_set += int(np.nanstd(r) < 1e-8) if np.isfinite(r).any() else 1
+            for p in np.unique(pid[rows]):
+                rp = r[pid[rows] == p]
+                n_para += 1
+                zero_para += int(np.nanstd(rp) < 1e-8) if np.isfinite(rp).any() else 1
+    stats = {
+        "agreement": agree_num / agree_den if agree_den else float("nan"),
+        "frac_empty": float(short_completion_mask(texts, min_words).mean()) if texts else float("nan"),
+        "frac_sets_identical": identical / len(groups) if groups else float("nan"),
+        "mean_words": float(np.mean([len(t.split()) for t in texts])) if texts else float("nan"),
+    }
+    if rewards is not None:
+        stats["frac_zero_std_set"] = zero_set / len(groups) if groups else float("nan")
+        stats["frac_zero_std_paraphrase"] = zero_para / n_para if n_para else float("nan")
+    return stats
