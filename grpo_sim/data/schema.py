@@ -1,0 +1,334 @@
+"""The paraphrase-set format: pydantic models, JSONL I/O and conversion to training rows.
+
+One JSONL line holds one :class:`ParaphraseSet`::
+
+    {"set_id": "s0", "question": "Where was Varenko born?",
+     "paraphrases": [{"paraphrase_id": 0, "question": "Where was Varenko born?",
+                      "passages": [{"id": "p3", "title": "Varenko", "text": "Varenko was born in Oslandia."}]},
+                     {"paraphrase_id": 1, "question": "What is the birthplace of Varenko?", "passages": []}],
+     "answers": ["Oslandia"], "metadata": {"relation": "born_in"}}
+
+``paraphrase_id`` 0 is by convention the canonical wording. Passages are per paraphrase
+because retrieval is run per wording (that is where answers across wordings start to diverge).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class DataError(ValueError):
+    """A data file (or in-memory data) does not follow the paraphrase-set format.
+
+    ``problems`` lists every problem found as ``(line, field, message)``; ``line`` is
+    1-based (``None`` when not tied to a line of a file).
+    """
+
+    def __init__(self, message: str, problems: Sequence[tuple[int | None, str, str]] = ()):
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+class Passage(BaseModel):
+    """A retrievable passage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    title: str = ""
+    text: str
+
+    @field_validator("id")
+    @classmethod
+    def _id_non_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("passage id must be a non-empty string")
+        return v
+
+
+class Paraphrase(BaseModel):
+    """One wording of a question together with the passages retrieved for that wording."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    paraphrase_id: int
+    question: str
+    passages: list[Passage] = Field(default_factory=list)
+
+    @field_validator("question")
+    @classmethod
+    def _question_non_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("question must be a non-empty string (give the wording of this paraphrase)")
+        return v
+
+
+class ParaphraseSet(BaseModel):
+    """Several wordings of one question, its gold answers and free-form metadata."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    set_id: str
+    question: str
+    paraphrases: list[Paraphrase] = Field(min_length=1)
+    answers: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("answers", mode="before")
+    @classmethod
+    def _single_answer_to_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("set_id")
+    @classmethod
+    def _set_id_non_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("set_id must be a non-empty string")
+        return v
+
+    @field_validator("question")
+    @classmethod
+    def _question_non_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("question must be a non-empty string (the canonical wording)")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_paraphrase_ids(self) -> "ParaphraseSet":
+        seen: set[int] = set()
+        dups: list[int] = []
+        for p in self.paraphrases:
+            if p.paraphrase_id in seen and p.paraphrase_id not in dups:
+                dups.append(p.paraphrase_id)
+            seen.add(p.paraphrase_id)
+        if dups:
+            raise ValueError(
+                f"paraphrase_id values must be unique within a set; duplicated: {dups} "
+                "(renumber the paraphrases 0..n-1)"
+            )
+        return self
+
+    @property
+    def num_paraphrases(self) -> int:
+        return len(self.paraphrases)
+
+
+# ------------------------------------------------------------------------------------------
+# JSONL I/O
+# ------------------------------------------------------------------------------------------
+
+
+def _loc_to_field(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "<row>"
+
+
+def _hint(err: dict[str, Any]) -> str:
+    etype = err.get("type", "")
+    msg = err.get("msg", "")
+    if etype == "missing":
+        return "field is missing: add it"
+    if etype == "extra_forbidden":
+        return "unknown field: remove it or move it into 'metadata'"
+    if etype == "too_short":
+        return "must hold at least one paraphrase: add one (paraphrase 0 = the canonical question)"
+    if etype.endswith("_type") or etype.endswith("_parsing"):
+        return f"{msg} (got {err.get('input')!r}): change it to that type"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return msg
+
+
+def _validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    return [(_loc_to_field(tuple(e.get("loc", ()))), _hint(e)) for e in exc.errors()]
+
+
+def _format_problems(source: str, problems: Sequence[tuple[int | None, str, str]], limit: int = 50) -> str:
+    lines = [f"{source}: {len(problems)} problem(s) in paraphrase-set data:"]
+    for line, field, msg in problems[:limit]:
+        where = f"{source}:{line}" if line is not None else source
+        lines.append(f"  {where}: field '{field}': {msg}")
+    if len(problems) > limit:
+        lines.append(f"  ... and {len(problems) - limit} more")
+    return "\n".join(lines)
+
+
+def read_psets(path: str | os.PathLike[str]) -> list[ParaphraseSet]:
+    """Read paraphrase sets from a JSONL file (one set per line; blank lines are skipped).
+
+    Every bad line is collected; a :class:`DataError` naming file, 1-based line, field and a
+    fix is raised after the whole file was read. Duplicate ``set_id`` values are errors too.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found (expected a JSONL file of paraphrase sets)")
+    sets: list[ParaphraseSet] = []
+    problems: list[tuple[int | None, str, str]] = []
+    first_line_of: dict[str, int] = {}
+    with path.open("r", encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as e:
+                problems.append((lineno, "<json>", f"not valid JSON ({e.msg} at column {e.colno}): fix the syntax"))
+                continue
+            if not isinstance(obj, dict):
+                problems.append((lineno, "<row>", f"expected a JSON object, got {type(obj).__name__}: write one object per line"))
+                continue
+            try:
+                pset = ParaphraseSet.model_validate(obj)
+            except ValidationError as e:
+                problems.extend((lineno, f, m) for f, m in _validation_problems(e))
+                continue
+            if pset.set_id in first_line_of:
+                problems.append(
+                    (lineno, "set_id", f"duplicate set_id {pset.set_id!r} (first on line {first_line_of[pset.set_id]}): make it unique")
+                )
+                continue
+            first_line_of[pset.set_id] = lineno
+            sets.append(pset)
+    if problems:
+        raise DataError(_format_problems(str(path), problems), problems)
+    return sets
+
+
+def _coerce_sets(sets: Iterable[ParaphraseSet | dict[str, Any]]) -> list[ParaphraseSet]:
+    out: list[ParaphraseSet] = []
+    problems: list[tuple[int | None, str, str]] = []
+    for i, s in enumerate(sets):
+        if isinstance(s, ParaphraseSet):
+            out.append(s)
+            continue
+        try:
+            out.append(ParaphraseSet.model_validate(s))
+        except ValidationError as e:
+            problems.extend((None, f"sets[{i}].{f}", m) for f, m in _validation_problems(e))
+    if problems:
+        raise DataError(_format_problems("<paraphrase sets>", problems), problems)
+    return out
+
+
+def write_psets(path: str | os.PathLike[str], sets: Iterable[ParaphraseSet | dict[str, Any]]) -> Path:
+    """Write sets as JSONL atomically (temp file in the same directory, then ``os.replace``)."""
+    path = Path(path)
+    sets = _coerce_sets(sets)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for s in sets:
+                fh.write(json.dumps(s.model_dump(mode="json"), ensure_ascii=False, sort_keys=False))
+                fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+# ------------------------------------------------------------------------------------------
+# Prompts and training rows
+# ------------------------------------------------------------------------------------------
+
+PROMPT_TEMPLATES: dict[str, str] = {
+    "rag_short_answer": "{passages}\nQuestion: {question}\nAnswer:",
+    "rag_long_answer": (
+        "Use the passages to answer the question in one or two full sentences.\n"
+        "{passages}\nQuestion: {question}\nAnswer:"
+    ),
+    "closed_book": "Question: {question}\nAnswer:",
+}
+
+
+def format_passages(passages: Sequence[Passage]) -> str:
+    """``[1] title: text`` lines (1-based), or ``[1] text`` for an untitled passage."""
+    lines = []
+    for k, p in enumerate(passages, start=1):
+        lines.append(f"[{k}] {p.title}: {p.text}" if p.title else f"[{k}] {p.text}")
+    return "\n".join(lines)
+
+
+def build_rag_prompt(question: str, passages: Sequence[Passage] = (), template: str = "rag_short_answer") -> str:
+    """User-message text for one paraphrase.
+
+    ``template`` names one of :data:`PROMPT_TEMPLATES` (``rag_short_answer``, ``rag_long_answer``,
+    ``closed_book``) or is a format string with ``{question}`` and optionally ``{passages}``.
+    A RAG template with no passages drops the passage block.
+    """
+    fmt = PROMPT_TEMPLATES.get(template, template)
+    if "{question}" not in fmt:
+        raise ValueError(
+            f"unknown prompt template {template!r}: use one of {sorted(PROMPT_TEMPLATES)} "
+            "or a format string containing '{question}'"
+        )
+    block = format_passages(passages)
+    text = fmt.format(passages=block, question=question)
+    return text.lstrip("\n") if not block else text
+
+
+PromptBuilder = Callable[[str, Sequence[Passage]], str]
+
+
+def to_training_rows(
+    sets: Iterable[ParaphraseSet | dict[str, Any]],
+    prompt_builder: PromptBuilder | str | None = None,
+) -> list[dict[str, Any]]:
+    """One row per paraphrase: ``prompt`` (chat messages), ``set_id``, ``paraphrase_id``,
+    ``answers``, ``question``, ``passage_ids``.
+
+    ``prompt_builder`` is ``f(question, passages) -> str``, a template name for
+    :func:`build_rag_prompt`, or ``None`` (``rag_short_answer``). Rows of one set are adjacent
+    and in paraphrase order.
+    """
+    if prompt_builder is None or isinstance(prompt_builder, str):
+        template = prompt_builder or "rag_short_answer"
+
+        def prompt_builder(q: str, ps: Sequence[Passage]) -> str:  # noqa: F811
+            return build_rag_prompt(q, ps, template=template)
+
+    rows: list[dict[str, Any]] = []
+    for s in _coerce_sets(sets):
+        for p in s.paraphrases:
+            rows.append(
+                {
+                    "prompt": [{"role": "user", "content": prompt_builder(p.question, p.passages)}],
+                    "set_id": s.set_id,
+                    "paraphrase_id": p.paraphrase_id,
+                    "answers": list(s.answers),
+                    "question": p.question,
+                    "passage_ids": [x.id for x in p.passages],
+                }
+            )
+    return rows
+
+
+__all__ = [
+    "DataError",
+    "Passage",
+    "Paraphrase",
+    "ParaphraseSet",
+    "PROMPT_TEMPLATES",
+    "build_rag_prompt",
+    "format_passages",
+    "read_psets",
+    "to_training_rows",
+    "write_psets",
+]
