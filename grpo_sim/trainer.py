@@ -1,0 +1,397 @@
+"""PS-GRPO inside TRL: ``PSGRPOConfig`` and ``PSGRPOTrainer(trl.GRPOTrainer)``.
+
+What changes relative to TRL (everything else — generation incl. vLLM, loss types, KL, importance
+sampling, PEFT, logging, checkpoints — is TRL's own code):
+
+1. the train/eval samplers keep each paraphrase set whole and contiguous in a generation batch
+   (:class:`~grpo_sim.sampler.ParaphraseSetSampler`);
+2. ``_calculate_rewards`` gathers completions and ids from every process BEFORE scoring and fills
+   the consistency column with :func:`~grpo_sim.rewards.group_similarity_rewards` computed once
+   on the whole generation batch (identically on every process), applies the collapse penalty and
+   logs set statistics;
+3. ``_generate_and_score_completions`` replaces TRL's advantages only for ``advantage_mode`` ``set``
+   or ``batch``; ``paraphrase`` (the paper) is exactly TRL's per-group normalisation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate.utils import gather_object
+from trl import GRPOConfig, GRPOTrainer
+
+from .advantages import group_advantages, group_codes
+from .rewards import (
+    RelaxedSampling,
+    _as_texts,
+    accuracy_rewards,
+    apply_collapse_penalty,
+    group_similarity_rewards,
+    set_statistics,
+    short_completion_mask,
+)
+from .sampler import ParaphraseSetSampler, SetLayoutError, build_set_layout, check_batch_fits_sets
+from .similarity import get_similarity
+
+logger = logging.getLogger(__name__)
+
+ADVANTAGE_MODES = ("paraphrase", "set", "batch")
+
+
+@dataclass
+class PSGRPOConfig(GRPOConfig):
+    """``trl.GRPOConfig`` plus the PS-GRPO reward, advantage and collapse-guard settings.
+
+    ``num_generations`` is g (rollouts per paraphrase); the number of paraphrases per set n comes
+    from the data. ``reward_weights`` (TRL's field) weighs only the extra ``reward_funcs`` passed
+    to the trainer; the built-in rewards use ``consistency_weight`` and ``accuracy_weight``.
+    """
+
+    similarity: str = field(
+        default="bleu2",
+        metadata={"help": "Similarity used by the consistency reward: a registry spec ('bleu2', 'rouge_l', "
+                  "'token_f1', 'embedding:model=PATH', ...) or 'my_pkg.module:function'."},
+    )
+    consistency_weight: float = field(
+        default=1.0, metadata={"help": "Weight alpha of the cross-paraphrase consistency reward (0 disables it)."}
+    )
+    accuracy_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight gamma of the accuracy reward against the gold answers (0 disables it)."},
+    )
+    accuracy_metric: str = field(
+        default="token_f1", metadata={"help": "Similarity used for accuracy against gold answers (SQuAD token F1)."}
+    )
+    relaxed_kappa: int | None = field(
+        default=None,
+        metadata={"help": "Relaxed reward: number of other paraphrases sampled per completion (paper: 3). "
+                  "None computes the exact reward over all other paraphrases."},
+    )
+    relaxed_samples: int = field(
+        default=1, metadata={"help": "Relaxed reward: rollouts sampled from each chosen paraphrase (paper: 1)."}
+    )
+    advantage_mode: str = field(
+        default="paraphrase",
+        metadata={"help": "Where advantages are normalised: 'paraphrase' (each paraphrase's g rollouts, the "
+                  "paper), 'set' (all n*g completions of a set) or 'batch' (the whole generation batch). "
+                  "`scale_rewards` still chooses group/batch/none std scaling."},
+    )
+    set_id_column: str = field(default="set_id", metadata={"help": "Dataset column holding the paraphrase set id."})
+    paraphrase_id_column: str = field(
+        default="paraphrase_id", metadata={"help": "Dataset column holding the paraphrase id within its set."}
+    )
+    answers_column: str = field(
+        default="answers", metadata={"help": "Dataset column with the gold answers (a string or list of strings)."}
+    )
+    collapse_penalty: bool = field(
+        default=True,
+        metadata={"help": "Give completions shorter than `collapse_min_words` words (empty ones included) the "
+                  "batch's minimum reward, so agreeing on an empty answer never pays."},
+    )
+    collapse_min_words: int = field(
+        default=1, metadata={"help": "Completions with fewer words than this are penalised and counted as empty."}
+    )
+    collapse_warn_identical: float = field(
+        default=0.9,
+        metadata={"help": "Warn when at least this fraction of sets answer every paraphrase identically while "
+                  "accuracy is low or answers are very short."},
+    )
+    collapse_warn_empty: float = field(
+        default=0.2, metadata={"help": "Warn when at least this fraction of completions is empty/short."}
+    )
+    collapse_warn_entropy_ratio: float = field(
+        default=0.2,
+        metadata={"help": "Warn when the policy entropy falls below this fraction of its first logged value."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.advantage_mode not in ADVANTAGE_MODES:
+            raise ValueError(
+                f"advantage_mode={self.advantage_mode!r} is not valid: use one of {', '.join(ADVANTAGE_MODES)}"
+            )
+        if self.advantage_mode != "paraphrase" and self.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError(
+                f"advantage_mode={self.advantage_mode!r} needs multi_objective_aggregation='sum_then_normalize' "
+                f"(got {self.multi_objective_aggregation!r}); use advantage_mode='paraphrase' to keep TRL's "
+                "normalize_then_sum"
+            )
+        for name in ("consistency_weight", "accuracy_weight"):
+            value = getattr(self, name)
+            if not np.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.relaxed_kappa is not None:
+            RelaxedSampling(self.relaxed_kappa, self.relaxed_samples)  # validates both
+        elif self.relaxed_samples < 1:
+            raise ValueError(f"relaxed_samples must be >= 1, got {self.relaxed_samples}")
+        if self.collapse_min_words < 0:
+            raise ValueError(f"collapse_min_words must be >= 0, got {self.collapse_min_words}")
+        for name in ("collapse_warn_identical", "collapse_warn_empty", "collapse_warn_entropy_ratio"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {value}")
+        if self.num_generations < 2 and self.advantage_mode == "paraphrase" and self.scale_rewards != "none":
+            raise ValueError(
+                "num_generations must be >= 2 for advantage_mode='paraphrase' (a group of one rollout has no "
+                "spread); use advantage_mode='set' for g = 1"
+            )
+        # validate similarity specs early: a typo should fail before any model loads
+        if self.consistency_weight != 0:
+            get_similarity(self.similarity)
+        if self.accuracy_weight != 0:
+            get_similarity(self.accuracy_metric)
+
+    @property
+    def relaxed(self) -> RelaxedSampling | None:
+        return None if self.relaxed_kappa is None else RelaxedSampling(self.relaxed_kappa, self.relaxed_samples)
+
+
+class _ConsistencyPlaceholder:
+    """Stands in TRL's reward list for the consistency column.
+
+    TRL calls reward functions on the local slice only; the real values need the whole generation
+    batch, so this returns zeros and :meth:`PSGRPOTrainer._calculate_rewards` overwrites the column
+    after gathering.
+    """
+
+    __name__ = "consistency"
+
+    def __call__(self, completions: list, **kwargs: Any) -> list[float]:
+        return [0.0] * len(completions)
+
+
+class _AccuracyReward:
+    """Accuracy against gold answers as an ordinary (per-completion) TRL reward function."""
+
+    __name__ = "accuracy"
+
+    def __init__(self, metric: str, answers_column: str):
+        self.metric = get_similarity(metric)
+        self.answers_column = answers_column
+
+    def __call__(self, completions: list, **kwargs: Any) -> list[float | None]:
+        answers = kwargs.get(self.answers_column)
+        if answers is None:
+            raise ValueError(
+                f"accuracy_weight > 0 needs a {self.answers_column!r} column with gold answers in the dataset"
+            )
+        rewards = accuracy_rewards(completions, answers, metric=self.metric)
+        return [None if np.isnan(r) else float(r) for r in rewards]
+
+
+class PSGRPOTrainer(GRPOTrainer):
+    """``trl.GRPOTrainer`` with the PS-GRPO set reward (see the module docstring).
+
+    Args are those of ``GRPOTrainer``; ``reward_funcs`` are OPTIONAL extra per-completion reward
+    functions (weighted by ``args.reward_weights``) added to the built-in consistency and accuracy
+    rewards. The datasets need ``set_id`` and ``paraphrase_id`` columns (names configurable).
+    """
+
+    def __init__(self, model: Any, reward_funcs: Any = None, args: PSGRPOConfig | None = None, **kwargs: Any):
+        if args is None or not isinstance(args, PSGRPOConfig):
+            raise TypeError("PSGRPOTrainer needs args=PSGRPOConfig(...)")
+        user_funcs = [] if reward_funcs is None else (reward_funcs if isinstance(reward_funcs, list) else [reward_funcs])
+        funcs: list[Any] = []
+        weights: list[float] = []
+        self._consistency_index: int | None = None
+        if args.consistency_weight != 0:
+            self._consistency_index = len(funcs)
+            funcs.append(_ConsistencyPlaceholder())
+            weights.append(args.consistency_weight)
+        if args.accuracy_weight != 0:
+            funcs.append(_AccuracyReward(args.accuracy_metric, args.answers_column))
+            weights.append(args.accuracy_weight)
+        user_weights = args.reward_weights
+        if user_weights is not None and len(user_weights) != len(user_funcs):
+            raise ValueError(
+                f"reward_weights has {len(user_weights)} entries but {len(user_funcs)} extra reward_funcs were "
+                "given; in PS-GRPO reward_weights weighs only the extra reward_funcs (the built-in rewards use "
+                "consistency_weight / accuracy_weight)"
+            )
+        funcs.extend(user_funcs)
+        weights.extend(user_weights if user_weights is not None else [1.0] * len(user_funcs))
+        if not funcs:
+            raise ValueError(
+                "no reward: consistency_weight and accuracy_weight are both 0 and no reward_funcs were given"
+            )
+
+        for key in ("train_dataset", "eval_dataset"):
+            dataset = kwargs.get(key)
+            if dataset is not None and not isinstance(dataset, dict):
+                self._check_columns(dataset, args, key)
+        self.similarity = get_similarity(args.similarity) if args.consistency_weight != 0 else None
+        self._train_layout = self._layout(kwargs.get("train_dataset"), args, "train_dataset")
+        args.reward_weights = weights
+        try:
+            super().__init__(model=model, reward_funcs=funcs, args=args, **kwargs)
+        finally:
+            args.reward_weights = user_weights
+        self._sets_per_batch = None
+        if self._train_layout is not None:
+            self._sets_per_batch = check_batch_fits_sets(
+                self._train_layout.paraphrases_per_set,
+                self.num_generations,
+                args.generation_batch_size,
+                args.per_device_train_batch_size,
+                self.accelerator.num_processes,
+                args.steps_per_generation,
+            )
+        self._initial_entropy: float | None = None
+        self._last_warning_step = -(10**9)
+        self._global_rewards: torch.Tensor | None = None
+        self._global_set_codes: np.ndarray | None = None
+        self._global_para_codes: np.ndarray | None = None
+
+    # ----------------------------------------------------------------------------- data checks
+    @staticmethod
+    def _check_columns(dataset: Any, args: PSGRPOConfig, what: str) -> None:
+        columns = getattr(dataset, "column_names", None)
+        if columns is None:
+            raise TypeError(
+                f"{what}: PS-GRPO needs an indexable datasets.Dataset (got {type(dataset).__name__}); sets must be "
+                "grouped before training, which a stream cannot do"
+            )
+        missing = [c for c in (args.set_id_column, args.paraphrase_id_column, "prompt") if c not in columns]
+        if args.accuracy_weight != 0 and args.answers_column not in columns:
+            missing.append(args.answers_column)
+        if missing:
+            raise SetLayoutError(
+                f"{what} is missing column(s) {missing} (has {columns}). PS-GRPO rows are one paraphrase each, with "
+                f"'{args.set_id_column}' (which set) and '{args.paraphrase_id_column}' (which paraphrase); "
+                "grpo_sim.data.to_training_rows builds them from paraphrase sets."
+            )
+
+    @staticmethod
+    def _layout(dataset: Any, args: PSGRPOConfig, what: str):
+        if dataset is None or isinstance(dataset, dict):
+            return None
+        return build_set_layout(dataset[args.set_id_column], dataset[args.paraphrase_id_column], what)
+
+    # ----------------------------------------------------------------------------- samplers
+    def _get_train_sampler(self, dataset: Any = None) -> ParaphraseSetSampler:
+        layout = self._train_layout if dataset is None else self._layout(dataset, self.args, "train_dataset")
+        return ParaphraseSetSampler(
+            layout,
+            mini_repeat_count=self.num_generations,
+            sets_per_batch=self.args.generation_batch_size // (layout.paraphrases_per_set * self.num_generations),
+            repeat_count=self.num_iterations * self.args.steps_per_generation,
+            shuffle=self.shuffle_dataset,
+            seed=self.args.seed,
+        )
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> ParaphraseSetSampler:
+        layout = self._layout(eval_dataset, self.args, "eval_dataset")
+        eval_batch = self.args.per_device_eval_batch_size * self.accelerator.num_processes
+        check_batch_fits_sets(
+            layout.paraphrases_per_set,
+            self.num_generations_eval,
+            eval_batch,
+            self.args.per_device_eval_batch_size,
+            self.accelerator.num_processes,
+            1,
+            what="per_device_eval_batch_size x processes",
+        )
+        return ParaphraseSetSampler(layout, mini_repeat_count=self.num_generations_eval, seed=self.args.seed)
+
+    def get_train_dataloader(self):
+        if self._train_layout is None:
+            raise SetLayoutError("PSGRPOTrainer needs a train_dataset with paraphrase sets")
+        return super().get_train_dataloader()
+
+    # ----------------------------------------------------------------------------- rewards
+    def _reward_seed(self) -> int:
+        # Differs every generation batch but is identical on every process (global_step is synced).
+        return int(self.args.seed) * 1_000_003 + int(self.state.global_step) * 7919 + self._step
+
+    @torch.no_grad()
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        local = [
+            (text, row[self.args.set_id_column], row[self.args.paraphrase_id_column])
+            for text, row in zip(_as_texts(completions), inputs)
+        ]
+        gathered = gather_object(local)  # process order == TRL's gathered reward order
+        texts = [t for t, _, _ in gathered]
+        set_ids = [s for _, s, _ in gathered]
+        para_ids = [p for _, _, p in gathered]
+        if self._consistency_index is not None:
+            consistency = group_similarity_rewards(
+                texts, set_ids, para_ids, self.similarity, approx=self.args.relaxed, seed=self._reward_seed()
+            )
+            rewards_per_func[:, self._consistency_index] = torch.as_tensor(
+                consistency, dtype=rewards_per_func.dtype, device=rewards_per_func.device
+            )
+        mode = "train" if self.model.training else "eval"
+        short = short_completion_mask(texts, self.args.collapse_min_words)
+        if self.args.collapse_penalty and short.any():
+            penalised = apply_collapse_penalty(rewards_per_func.cpu().double().numpy(), short)
+            rewards_per_func = torch.as_tensor(penalised, dtype=rewards_per_func.dtype, device=rewards_per_func.device)
+        combined = (rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
+        combined[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+        self._global_rewards = combined
+        self._global_set_codes = group_codes(set_ids)
+        self._global_para_codes = group_codes(set_ids, para_ids)
+        self._log_set_statistics(mode, texts, set_ids, para_ids, combined, short)
+        return rewards_per_func
+
+    def _log_set_statistics(self, mode, texts, set_ids, para_ids, combined, short) -> None:
+        stats = set_statistics(texts, set_ids, para_ids, rewards=combined.cpu().double().numpy(),
+                               min_words=self.args.collapse_min_words)
+        metrics = self._metrics[mode]
+        metrics["ps_grpo/agreement"].append(stats["agreement"])
+        metrics["ps_grpo/frac_empty"].append(stats["frac_empty"])
+        metrics["ps_grpo/frac_sets_identical"].append(stats["frac_sets_identical"])
+        metrics["ps_grpo/frac_reward_zero_std_paraphrase"].append(stats["frac_zero_std_paraphrase"])
+        metrics["ps_grpo/frac_reward_zero_std_set"].append(stats["frac_zero_std_set"])
+        metrics["ps_grpo/frac_penalised"].append(float(short.mean()) if self.args.collapse_penalty else 0.0)
+        if mode == "train":
+            self._warn_on_collapse(stats)
+
+    def _warn_on_collapse(self, stats: dict[str, float]) -> None:
+        entropies = self._metrics["train"].get("entropy") or []
+        entropy = float(entropies[-1]) if entropies else None
+        if entropy is not None and self._initial_entropy is None and entropy > 0:
+            self._initial_entropy = entropy
+        reasons = []
+        if stats["frac_empty"] >= self.args.collapse_warn_empty:
+            reasons.append(f"{stats['frac_empty']:.0%} of completions are empty or shorter than "
+                           f"{self.args.collapse_min_words} word(s)")
+        if stats["frac_sets_identical"] >= self.args.collapse_warn_identical and (
+            stats["mean_words"] < 2 * max(self.args.collapse_min_words, 1) or self.args.accuracy_weight == 0
+        ):
+            reasons.append(f"{stats['frac_sets_identical']:.0%} of sets give every paraphrase the identical answer "
+                           f"(mean {stats['mean_words']:.1f} words)")
+        if (entropy is not None and self._initial_entropy
+                and entropy < self.args.collapse_warn_entropy_ratio * self._initial_entropy):
+            reasons.append(f"policy entropy fell to {entropy:.3f} from {self._initial_entropy:.3f}")
+        if reasons and self.state.global_step - self._last_warning_step >= 10:
+            self._last_warning_step = self.state.global_step
+            logger.warning(
+                "possible consistency collapse at step %d: %s. A similarity-only reward is maximised by one constant "
+                "answer; add an accuracy reward (accuracy_weight), keep collapse_penalty on, or lower the learning rate.",
+                self.state.global_step, "; ".join(reasons),
+            )
+
+    # ----------------------------------------------------------------------------- advantages
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        if self.args.advantage_mode == "paraphrase":
+            return output
+        groups = self._global_set_codes if self.args.advantage_mode == "set" else np.zeros_like(self._global_set_codes)
+        advantages, zero_std = group_advantages(self._global_rewards, groups, scale=self.args.scale_rewards)
+        advantages = advantages.to(output["advantages"].device, output["advantages"].dtype)
+        local = len(output["advantages"])
+        start = self.accelerator.process_index * local
+        output["advantages"] = advantages[start : start + local]
+        mode = "train" if self.model.training else "eval"
+        # TRL logged the per-paraphrase zero-spread fraction and advantages; report the mode actually used
+        self._metrics[mode]["frac_reward_zero_std"][-1] = zero_std.float().mean().item()
+        logged = self._logs["advantages"]
+        for _ in range(min(len(advantages), len(logged))):
+            logged.pop()
+        logged.extend(advantages.tolist())
+        return output
