@@ -1,0 +1,85 @@
+"""`make bench`: every benchmark in one run, printed as tables with ratios against baselines
+measured in the same run. ``python -m benchmarks --quick`` runs a shorter version.
+
+Threads are pinned to one core so the numbers compare code, not parallelism.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+TARGETS = {("rouge_l", 128): 100.0, ("bleu2", 128): 20.0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--quick", action="store_true", help="fewer sizes and steps")
+    parser.add_argument("--only", choices=["rewards", "trainer"], default=None)
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    console = Console(width=200)
+    results: dict = {}
+    failed = []
+
+    if args.only in (None, "rewards"):
+        from . import bench_rewards
+
+        rows = bench_rewards.run(quick=args.quick)
+        table = Table(title=f"PS-GRPO set rewards, n={bench_rewards.N} g={bench_rewards.G}, one core")
+        for col in ("metric", "tokens", "sets", "pairs", "naive loop", "naive ms", "exact ms", "relaxed ms",
+                    "exact speed-up", "target"):
+            table.add_column(col, justify="right")
+        for r in rows:
+            target = TARGETS.get((r["metric"], r["tokens"]))
+            ok = "" if target is None else (f">= {target:.0f}x " + ("ok" if r["speedup_exact"] >= target else "MISSED"))
+            if target is not None and r["speedup_exact"] < target:
+                failed.append(f"{r['metric']} {r['tokens']} tokens {r['sets']} sets: {r['speedup_exact']:.1f}x")
+            table.add_row(r["metric"], str(r["tokens"]), str(r["sets"]), str(r["pairs"]), r["naive"],
+                          f"{r['naive_ms']:.1f}", f"{r['exact_ms']:.2f}", f"{r['relaxed_ms']:.2f}",
+                          f"{r['speedup_exact']:.0f}x", ok)
+        console.print(table)
+        emb = bench_rewards.run_embedding()
+        console.print(f"embedding reward (packaged MiniLM, CPU, {emb['tokens']}-token completions): "
+                      f"exact {emb['exact_ms_per_completion']:.2f} ms/completion, "
+                      f"relaxed {emb['relaxed_ms_per_completion']:.2f} ms/completion "
+                      "(encoding dominates; each completion is encoded once either way)")
+        results["rewards"] = rows
+        results["embedding"] = emb
+
+    if args.only in (None, "trainer"):
+        from . import bench_trainer
+
+        res = bench_trainer.run(steps=4 if args.quick else 8, rounds=1 if args.quick else 2)
+        table = Table(title="Training step time, same work (tiny policy, 24 completions x 32 tokens, one core)")
+        for col in ("PSGRPOTrainer s/step", "trl.GRPOTrainer s/step", "ratio", "target"):
+            table.add_column(col, justify="right")
+        table.add_row(f"{res['psgrpo_step_s']:.3f}", f"{res['trl_step_s']:.3f}", f"{res['ratio']:.3f}",
+                      "<= 1.05 " + ("ok" if res["ratio"] <= 1.05 else "MISSED"))
+        console.print(table)
+        results["trainer"] = res
+
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+    if failed:
+        console.print("[red]targets missed:[/red] " + "; ".join(failed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
