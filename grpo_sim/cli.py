@@ -1,0 +1,157 @@
+"""The ``grpo-sim`` command.
+
+    grpo-sim train RECIPE [--set key.path=value ...] [--output-dir DIR] [--resume auto|PATH] [--overwrite]
+    grpo-sim demo [--output-dir DIR] [--quick]
+    grpo-sim check RECIPE [--set ...]           validate a recipe without loading anything heavy
+
+Bad input prints one clear error (file, key, what to change) and exits with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="GRPO fine-tuning with similarity rewards (PS-GRPO) on Hugging Face TRL.")
+console = Console(stderr=True)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError)
+
+
+def fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _quiet_on_non_main() -> None:
+    rank = int(os.environ.get("RANK", "0"))
+    level = logging.INFO if rank == 0 else logging.ERROR
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "urllib3", "bm25s", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if rank != 0:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+
+
+def _summary_table(result) -> Table:
+    table = Table(title=f"grpo-sim run: {result.output_dir}")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("steps", str(result.global_step))
+    table.add_row("wall time", f"{result.seconds:.0f} s")
+    for key in ("reward", "rewards/consistency/mean", "rewards/accuracy/mean", "ps_grpo/agreement",
+                "ps_grpo/frac_empty", "ps_grpo/frac_sets_identical", "completions/mean_length"):
+        if key in result.last_metrics and result.last_metrics[key] is not None:
+            table.add_row(key + " (last log)", f"{result.last_metrics[key]:.4f}")
+    if result.evaluation:
+        for key in ("accuracy_em", "accuracy_f1", "consistency_e2e_exact", "consistency_e2e_bleu2",
+                    "consistency_e2e_embedding"):
+            if result.evaluation.get(key) is not None:
+                table.add_row(f"eval {key}", f"{result.evaluation[key]:.4f}")
+    table.add_row("final model", str(result.final_model))
+    return table
+
+
+def train_command(
+    recipe: Path = typer.Argument(..., help="YAML recipe (see recipes/)"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="run directory"),
+    resume: Optional[str] = typer.Option(None, "--resume", help="'auto' (newest complete checkpoint) or a path"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="delete a non-empty output directory first"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="where the demo warm start is cached"),
+) -> None:
+    """Train with PS-GRPO from a YAML recipe."""
+    _quiet_on_non_main()
+    from .recipe import load_recipe
+    from .runner import Interrupted, run_training
+
+    try:
+        parsed = load_recipe(recipe, set_)
+        result = run_training(parsed, output_dir=output_dir, resume=resume, overwrite=overwrite,
+                              cache_dir=cache_dir)
+    except Interrupted as stop:
+        where = stop.checkpoint or "no checkpoint (stopped before the first step finished)"
+        console.print(f"[yellow]stopped by {stop}[/yellow]; saved {where}.\nResume with:\n  grpo-sim train "
+                      f"{recipe} --output-dir {stop.output_dir} --resume auto" +
+                      "".join(f" --set {s}" for s in set_ or []))
+        raise typer.Exit(stop.exit_code)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    if int(os.environ.get("RANK", "0")) == 0:
+        Console().print(_summary_table(result))
+
+
+def check_command(
+    recipe: Path = typer.Argument(..., help="YAML recipe"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
+) -> None:
+    """Validate a recipe (keys, types, values, GRPOConfig) and print it resolved."""
+    from .recipe import build_config, load_recipe
+    from .runner import cpu_defaults
+
+    try:
+        parsed = load_recipe(recipe, set_)
+        build_config(cpu_defaults(parsed), "/tmp/grpo-sim-check")
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    Console().print(parsed.dump_yaml(), highlight=False, markup=False)
+    console.print(f"[green]{recipe}: valid[/green]")
+
+
+def demo_command(
+    output_dir: Path = typer.Option(Path("runs/demo"), "--output-dir", "-o", help="where results go"),
+    quick: bool = typer.Option(False, "--quick", help="a small smoke version (about a minute)"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="warm-start cache (default: .cache/grpo-sim)"),
+) -> None:
+    """The embedded default: PS-GRPO vs accuracy-only GRPO on a tiny local policy, on CPU."""
+    _quiet_on_non_main()
+    from .demo import run_demo
+
+    try:
+        run_demo(output_dir, quick=quick, cache_dir=cache_dir)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+
+
+app.command("train")(train_command)
+app.command("check")(check_command)
+app.command("demo")(demo_command)
+
+
+def _register_optional() -> None:
+    """Commands that live in feature modules (eval, data, plan, sweep)."""
+    try:
+        from .eval.cli import eval_command
+
+        app.command("eval")(eval_command)
+    except ImportError:
+        pass
+    try:
+        from .data.cli import app as data_app
+
+        app.add_typer(data_app, name="data", help="Import, paraphrase, retrieve and validate paraphrase sets.")
+    except ImportError:
+        pass
+
+
+_register_optional()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

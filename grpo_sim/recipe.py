@@ -1,0 +1,348 @@
+"""YAML recipes -> validated config objects, before anything heavy loads.
+
+A recipe has four sections (see ``recipes/`` and the README)::
+
+    extends: base.yaml            # optional: deep-merged underneath this file
+    model:    {name_or_path, dtype, attn_implementation, lora, merge_adapters}
+    data:     {train, eval, prompt, paraphrases_per_set, max_train_sets, max_eval_sets, demo}
+    reward:   {similarity, consistency_weight, relaxed, accuracy, advantage, collapse_penalty, ...}
+    training: any PSGRPOConfig / GRPOConfig / TrainingArguments field (learning_rate, beta, ...)
+    evaluation: {enabled, max_new_tokens, batch_size, levels, metrics}
+
+Every problem is reported with the file and key path (``recipe.yaml: training.learning_rat: unknown
+key; did you mean 'learning_rate'?``), all problems at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import enum
+import functools
+import os
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+# Fields of PSGRPOConfig that the `reward` / `model` sections own: setting them under `training`
+# would silently fight the recipe's own keys.
+_OWNED_BY_SECTIONS = {
+    "similarity": "reward.similarity",
+    "consistency_weight": "reward.consistency_weight",
+    "accuracy_weight": "reward.accuracy.weight",
+    "accuracy_metric": "reward.accuracy.metric",
+    "relaxed_kappa": "reward.relaxed.kappa",
+    "relaxed_samples": "reward.relaxed.samples",
+    "advantage_mode": "reward.advantage",
+    "collapse_penalty": "reward.collapse_penalty",
+    "collapse_min_words": "reward.collapse_min_words",
+    "output_dir": "--output-dir (or the top-level output_dir key)",
+}
+DEMO_MODEL = "grpo-sim:demo-warmstart"
+DEMO_DATA = "demo"
+
+
+class RecipeError(ValueError):
+    """A recipe (or an override) is invalid; the message names the file and every bad key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraSettings(_Section):
+    r: int = Field(16, ge=1, description="LoRA rank")
+    alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r)")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: str | list[str] = Field("all-linear", description="modules to adapt, or 'all-linear'")
+
+
+class ModelSettings(_Section):
+    name_or_path: str = Field(..., description=f"hub id, local path, or '{DEMO_MODEL}' (the demo's warm start)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2", "flex_attention"] | None = None
+    lora: LoraSettings | None = None
+    merge_adapters: bool = Field(False, description="merge LoRA adapters into the saved final model")
+
+
+class DemoDataSettings(_Section):
+    num_train_sets: int = Field(400, ge=1)
+    num_eval_sets: int = Field(100, ge=1)
+    num_paraphrases: int = Field(4, ge=2, le=6)
+    passages_per_prompt: int = Field(3, ge=1)
+    seed: int = 0
+
+
+class DataSettings(_Section):
+    train: str = Field(..., description="paraphrase-set JSONL, 'hf:NAME[:SPLIT]', or 'demo' (bundled synthetic)")
+    eval: str | None = Field(None, description="held-out paraphrase sets (same forms as train)")
+    prompt: str = Field("rag_short_answer", description="prompt template name or a '{question}'/'{passages}' string")
+    paraphrases_per_set: int | None = Field(None, ge=2, description="keep the first n paraphrases of every set")
+    max_train_sets: int | None = Field(None, ge=1)
+    max_eval_sets: int | None = Field(None, ge=1)
+    demo: DemoDataSettings = Field(default_factory=DemoDataSettings, description="settings when train is 'demo'")
+
+
+class RelaxedSettings(_Section):
+    kappa: int = Field(3, ge=1)
+    samples: int = Field(1, ge=1)
+
+
+class AccuracySettings(_Section):
+    metric: str = "token_f1"
+    weight: float = 1.0
+
+
+class RewardSettings(_Section):
+    similarity: str = "bleu2"
+    consistency_weight: float = 1.0
+    relaxed: RelaxedSettings | None = None
+    accuracy: AccuracySettings | None = None
+    advantage: Literal["paraphrase", "set", "batch"] = "paraphrase"
+    collapse_penalty: bool = True
+    collapse_min_words: int = Field(1, ge=0)
+
+    @field_validator("similarity")
+    @classmethod
+    def _known_similarity(cls, value: str) -> str:
+        from .similarity import get_similarity
+
+        get_similarity(value)  # raises ValueError listing the known names
+        return value
+
+
+class EvaluationSettings(_Section):
+    enabled: bool = Field(True, description="evaluate the final model on data.eval after training")
+    max_new_tokens: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1)
+    levels: list[Literal["e2e", "generator"]] = Field(default_factory=lambda: ["e2e", "generator"])
+    metrics: list[str] = Field(default_factory=lambda: ["bleu2", "rouge_l", "exact_match", "embedding"])
+
+
+class Recipe(_Section):
+    model: ModelSettings
+    data: DataSettings
+    reward: RewardSettings = Field(default_factory=RewardSettings)
+    training: dict[str, Any] = Field(default_factory=dict)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    output_dir: str | None = None
+
+    # where it came from (not part of the schema)
+    _source: str = "<recipe>"
+
+    def resolved_dict(self) -> dict[str, Any]:
+        """The fully resolved recipe (defaults filled in), as saved to recipe.resolved.yaml."""
+        return self.model_dump(mode="json")
+
+    def dump_yaml(self) -> str:
+        return yaml.safe_dump(self.resolved_dict(), sort_keys=False)
+
+    def trainer_kwargs(self, output_dir: str | os.PathLike[str]) -> dict[str, Any]:
+        """Keyword arguments for PSGRPOConfig: the training section plus the reward section."""
+        kwargs = dict(self.training)
+        reward = self.reward
+        kwargs.update(
+            output_dir=str(output_dir),
+            similarity=reward.similarity,
+            consistency_weight=reward.consistency_weight,
+            accuracy_weight=reward.accuracy.weight if reward.accuracy else 0.0,
+            accuracy_metric=reward.accuracy.metric if reward.accuracy else "token_f1",
+            relaxed_kappa=reward.relaxed.kappa if reward.relaxed else None,
+            relaxed_samples=reward.relaxed.samples if reward.relaxed else 1,
+            advantage_mode=reward.advantage,
+            collapse_penalty=reward.collapse_penalty,
+            collapse_min_words=reward.collapse_min_words,
+        )
+        return kwargs
+
+
+# ------------------------------------------------------------------------------------------ loading
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise RecipeError(f"recipe file {path} does not exist") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML ({exc})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping of sections (model, data, reward, training), "
+                          f"got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` wins; nested mappings merge; ``null`` in ``over`` replaces (e.g. drops lora)."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_raw(path: str | os.PathLike[str], _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a recipe file and everything it ``extends`` (paths relative to the extending file)."""
+    path = Path(path).resolve()
+    if path in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path))
+        raise RecipeError(f"{path}: 'extends' forms a cycle: {chain}")
+    data = _read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise RecipeError(f"{path}: extends must be a path to another recipe, got {parent!r}")
+    parent_path = (path.parent / parent) if not os.path.isabs(parent) else Path(parent)
+    if not parent_path.exists():
+        raise RecipeError(f"{path}: extends {parent!r}, but {parent_path} does not exist")
+    return deep_merge(load_raw(parent_path, (*_seen, path)), data)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None, source: str = "--set") -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides; values are parsed as YAML (numbers, bools, lists, null)."""
+    data = copy.deepcopy(data)
+    for item in overrides or []:
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise RecipeError(f"{source} {item!r}: expected key.path=value, e.g. training.learning_rate=1e-5")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        parts = key.strip().split(".")
+        node = data
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise RecipeError(f"{source} {item!r}: {where} is {child!r}, not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+@functools.lru_cache(maxsize=1)
+def _training_fields() -> dict[str, Any]:
+    from .trainer import PSGRPOConfig
+
+    hints = typing.get_type_hints(PSGRPOConfig)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(PSGRPOConfig) if f.init}
+
+
+def _did_you_mean(name: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _section_keys(loc: tuple) -> list[str]:
+    """Known keys of the model section at ``loc`` (for did-you-mean on unknown keys)."""
+    model: Any = Recipe
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        candidates = [annotation, *typing.get_args(annotation)]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return []
+    return list(getattr(model, "model_fields", {}))
+
+
+def _format_validation(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        path = ".".join(str(p) for p in loc)
+        if err["type"] == "extra_forbidden":
+            hint = _did_you_mean(str(loc[-1]), _section_keys(loc[:-1]))
+            section = ".".join(str(p) for p in loc[:-1]) or "top level"
+            problems.append(f"{path}: unknown key in {section}{hint}")
+        elif err["type"] == "missing":
+            problems.append(f"{path}: required key is missing")
+        else:
+            msg = err["msg"]
+            if err["type"] == "value_error":
+                msg = msg.removeprefix("Value error, ")
+            problems.append(f"{path}: {msg} (got {err.get('input')!r})")
+    return problems
+
+
+def _check_training(training: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Type-check (and coerce, e.g. YAML's string '1e-6' to a float) every training key."""
+    fields = _training_fields()
+    problems = []
+    coerced = dict(training)
+    for key, value in training.items():
+        if key in _OWNED_BY_SECTIONS:
+            problems.append(f"training.{key}: set it as {_OWNED_BY_SECTIONS[key]} instead")
+            continue
+        if key not in fields:
+            problems.append(f"training.{key}: not a GRPOConfig/TrainingArguments field{_did_you_mean(key, fields)}")
+            continue
+        try:
+            adapter = TypeAdapter(fields[key])
+            if isinstance(value, bool) and "bool" not in str(fields[key]):
+                value = "no" if value is False else "yes"  # YAML 1.1 reads a bare `no` as False
+            value = adapter.validate_python(value)
+            coerced[key] = value.value if isinstance(value, enum.Enum) else value  # keep YAML-friendly types
+        except ValidationError as exc:
+            expected = getattr(fields[key], "__name__", str(fields[key]))
+            problems.append(f"training.{key}: {value!r} is not a valid {expected} "
+                            f"({exc.errors()[0]['msg']})")
+        except Exception:  # an annotation pydantic cannot check: GRPOConfig validates it below
+            pass
+    return coerced, problems
+
+
+def parse_recipe(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
+    """Validate a raw (merged, overridden) recipe mapping."""
+    problems: list[str] = []
+    unknown = set(data) - set(Recipe.model_fields)
+    for key in sorted(unknown):
+        problems.append(f"{key}: unknown top-level key{_did_you_mean(key, Recipe.model_fields)}")
+    clean = {k: v for k, v in data.items() if k not in unknown}
+    recipe = None
+    try:
+        recipe = Recipe.model_validate(clean)
+    except ValidationError as exc:
+        problems.extend(_format_validation(exc))
+    training = clean.get("training") or {}
+    coerced: dict[str, Any] = {}
+    if isinstance(training, dict):
+        coerced, training_problems = _check_training(training)
+        problems.extend(training_problems)
+    if problems:
+        raise RecipeError(f"{source}: {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
+    assert recipe is not None
+    recipe.training = coerced
+    recipe._source = source
+    return recipe
+
+
+def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Recipe:
+    """Load, merge ``extends``, apply ``--set`` overrides and validate a recipe file."""
+    raw = apply_overrides(load_raw(path), overrides)
+    return parse_recipe(raw, source=str(path))
+
+
+def build_config(recipe: Recipe, output_dir: str | os.PathLike[str]):
+    """PSGRPOConfig from a recipe; GRPOConfig's own checks are reported against the recipe file."""
+    from .trainer import PSGRPOConfig
+
+    kwargs = recipe.trainer_kwargs(output_dir)
+    try:
+        return PSGRPOConfig(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise RecipeError(f"{recipe._source}: training settings rejected by GRPOConfig: {exc}") from None

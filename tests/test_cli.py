@@ -1,0 +1,138 @@
+"""The grpo-sim command end to end on a tiny recipe: train, resume, signals, output-dir policy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from grpo_sim.cli import app
+from grpo_sim.data.schema import write_psets
+from grpo_sim.data.synthetic import build_demo_dataset
+from grpo_sim.runner import COMPLETE_MARKER
+
+from trainer_helpers import build_policy
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli")
+    policy = build_policy(base / "policy")
+    train, eval_, _ = build_demo_dataset(6, 2, num_paraphrases=3, seed=0)
+    write_psets(base / "train.jsonl", train)
+    write_psets(base / "eval.jsonl", eval_)
+    recipe = {
+        "model": {"name_or_path": policy},
+        "data": {"train": str(base / "train.jsonl"), "eval": str(base / "eval.jsonl")},
+        "reward": {"similarity": "token_f1", "accuracy": {"metric": "token_f1", "weight": 1.0}},
+        "training": {"learning_rate": 1e-3, "num_generations": 2, "per_device_train_batch_size": 6,
+                     "max_completion_length": 4, "max_steps": 4, "logging_steps": 1, "save_strategy": "steps",
+                     "save_steps": 2, "report_to": [], "seed": 0, "beta": 0.0, "disable_tqdm": True},
+        "evaluation": {"enabled": False},
+    }
+    (base / "tiny.yaml").write_text(yaml.safe_dump(recipe))
+    return base
+
+
+def train(workspace, out, *extra):
+    return runner.invoke(app, ["train", str(workspace / "tiny.yaml"), "--output-dir", str(out), *extra])
+
+
+def weights(path: Path):
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_train_writes_the_run_directory(workspace, tmp_path):
+    out = tmp_path / "run"
+    result = train(workspace, out)
+    assert result.exit_code == 0, result.output
+    assert (out / "recipe.resolved.yaml").exists()
+    resolved = yaml.safe_load((out / "recipe.resolved.yaml").read_text())
+    assert resolved["reward"]["similarity"] == "token_f1" and resolved["training"]["max_steps"] == 4
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
+    assert "rewards/consistency/mean" in rows[0] and "ps_grpo/agreement" in rows[0]
+    assert (out / "checkpoint-2" / COMPLETE_MARKER).exists() and (out / "checkpoint-4" / COMPLETE_MARKER).exists()
+    card = (out / "final" / "README.md").read_text()
+    assert "token_f1" in card and "tiny.yaml" in card and "train.jsonl" in card
+    assert (out / "final" / "model.safetensors").exists()
+
+
+def test_refuses_non_empty_output_dir_without_resume(workspace, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "something.txt").write_text("keep me")
+    result = train(workspace, out)
+    assert result.exit_code == 2
+    assert "not empty" in result.output and "--resume auto" in result.output and "Traceback" not in result.output
+    assert (out / "something.txt").read_text() == "keep me"
+
+
+def test_bad_recipe_is_a_clean_error(workspace, tmp_path):
+    bad = yaml.safe_load((workspace / "tiny.yaml").read_text())
+    bad["training"]["learning_rat"] = 1
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    result = runner.invoke(app, ["train", str(tmp_path / "bad.yaml"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "did you mean 'learning_rate'" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["check", str(workspace / "tiny.yaml"), "--set", "reward.advantage=sett"])
+    assert result.exit_code == 2 and "reward.advantage" in result.output
+
+
+def test_resume_auto_skips_incomplete_checkpoint_and_is_bit_identical(workspace, tmp_path, caplog):
+    full = tmp_path / "full"
+    assert train(workspace, full).exit_code == 0
+    part = tmp_path / "part"
+    part.mkdir()
+    shutil.copytree(full / "checkpoint-2", part / "checkpoint-2")
+    shutil.copy(full / "recipe.resolved.yaml", part / "recipe.resolved.yaml")
+    # a checkpoint whose write was interrupted: files but no completion marker
+    shutil.copytree(full / "checkpoint-4", part / "checkpoint-3")
+    (part / "checkpoint-3" / COMPLETE_MARKER).unlink()
+    result = train(workspace, part, "--resume", "auto")
+    assert result.exit_code == 0, result.output
+    assert any("checkpoint-3" in r.message and "did not finish" in r.message for r in caplog.records)
+    a, b = weights(full / "final"), weights(part / "final")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = [json.loads(line) for line in (part / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [3, 4]
+
+
+def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(workspace, tmp_path):
+    out = tmp_path / "sig"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "grpo_sim.cli", "train", str(workspace / "tiny.yaml"), "-o", str(out),
+           "--set", "training.max_steps=400", "--set", "training.save_strategy=no"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not ((out / "metrics.jsonl").exists() and
+                                          (out / "metrics.jsonl").read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 128 + signal.SIGTERM, output[-2000:]
+    checkpoints = sorted(out.glob("checkpoint-*"))
+    assert len(checkpoints) == 1 and (checkpoints[0] / COMPLETE_MARKER).exists(), output[-2000:]
+    assert "--resume auto" in output and "SIGTERM" in output
+    step = int(checkpoints[0].name.split("-")[1])
+    assert 2 <= step < 400
+    result = train(workspace, out, "--resume", "auto", "--set", f"training.max_steps={step + 1}",
+                   "--set", "training.save_strategy=no")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == step + 1 or any(r["step"] == step + 1 for r in rows)
