@@ -110,6 +110,38 @@ def check_command(
     console.print(f"[green]{recipe}: valid[/green]")
 
 
+def plan_command(
+    recipe: Path = typer.Argument(..., help="YAML recipe"),
+    num_processes: int = typer.Option(1, "--num-processes", "-p", help="training processes over all machines"),
+    num_machines: int = typer.Option(1, "--num-machines", "-m", help="machines (nodes)"),
+    paraphrases_per_set: Optional[int] = typer.Option(None, "--paraphrases-per-set", "-n",
+                                                      help="n, when it cannot be read from the data"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
+) -> None:
+    """Print the batch arithmetic of a recipe for a launch, and every divisibility problem."""
+    from .plan import plan_batches
+    from .recipe import load_recipe
+
+    try:
+        plan = plan_batches(load_recipe(recipe, set_), num_processes, num_machines, paraphrases_per_set)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    table = Table(title=f"batch plan: {recipe} on {num_processes} process(es)")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for what, value in plan.rows():
+        table.add_row(what, value)
+    out = Console()
+    out.print(table)
+    for note in plan.notes:
+        out.print(f"[cyan]note:[/cyan] {escape(note)}", soft_wrap=True)
+    if plan.problems:
+        for problem in plan.problems:
+            console.print(f"[bold red]problem:[/bold red] {escape(problem)}", soft_wrap=True)
+        raise typer.Exit(2)
+    out.print("[green]batch settings fit: every generation batch holds whole paraphrase sets[/green]")
+
+
 def demo_command(
     output_dir: Path = typer.Option(Path("runs/demo"), "--output-dir", "-o", help="where results go"),
     quick: bool = typer.Option(False, "--quick", help="a small smoke version (about a minute)"),
@@ -128,6 +160,7 @@ def demo_command(
 app.command("train")(train_command)
 app.command("check")(check_command)
 app.command("demo")(demo_command)
+app.command("plan")(plan_command)
 
 
 def _register_optional() -> None:

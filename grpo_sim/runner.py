@@ -151,6 +151,24 @@ class MetricsFileCallback(TrainerCallback):
                 atomic_write_text(checkpoint / COMPLETE_MARKER, json.dumps({"step": state.global_step}))
 
 
+class RecipeToTrackersCallback(TrainerCallback):
+    """Puts the resolved recipe into the experiment trackers' run config (wandb), next to TRL's args."""
+
+    def __init__(self, recipe: Recipe):
+        self.recipe = recipe
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero or "wandb" not in (args.report_to or []):
+            return
+        try:
+            import wandb
+        except ImportError:
+            return
+        if wandb.run is not None:
+            wandb.config.update({"grpo_sim_recipe": self.recipe.resolved_dict(),
+                                 "grpo_sim_recipe_file": self.recipe._source}, allow_val_change=True)
+
+
 class GracefulStopCallback(TrainerCallback):
     """SIGTERM/SIGINT: finish the current step, save a checkpoint, stop. A second SIGINT aborts."""
 
@@ -329,6 +347,8 @@ def run_training(
     out = Path(output_dir or recipe.output_dir or f"runs/{Path(recipe._source).stem}").resolve()
     cache = Path(cache_dir) if cache_dir else None
     recipe = cpu_defaults(recipe)
+    if "run_name" not in recipe.training:  # trackers (wandb, tensorboard) name the run after its directory
+        recipe = recipe.model_copy(update={"training": {**recipe.training, "run_name": out.name}})
     config = build_config(recipe, out)  # validates GRPOConfig arithmetic before any heavy load
     prepare_output_dir(out, resume, overwrite)
     checkpoint = resolve_resume(out, resume)
@@ -341,13 +361,21 @@ def run_training(
     if recipe.data.eval:
         eval_sets = trim_sets(load_sets(recipe.data.eval, recipe, "eval"), recipe.data.paraphrases_per_set,
                               recipe.data.max_eval_sets)
+    from .plan import plan_batches
+
+    plan = plan_batches(recipe, num_processes=config.world_size,
+                        paraphrases_per_set=len(train_sets[0].paraphrases) if train_sets else None)
+    if plan.problems:
+        raise RecipeError(f"{recipe._source}: batch settings do not fit this launch ({config.world_size} "
+                          "process(es)):\n  - " + "\n  - ".join(plan.problems))
     train_dataset = training_rows(train_sets, recipe)
     model, tokenizer = load_model(recipe, cache)
 
     stopper = GracefulStopCallback()
     metrics_cb = MetricsFileCallback(out)
     trainer = PSGRPOTrainer(model=model, args=config, train_dataset=train_dataset, processing_class=tokenizer,
-                            peft_config=lora_config(recipe), callbacks=[metrics_cb, stopper])
+                            peft_config=lora_config(recipe),
+                            callbacks=[metrics_cb, stopper, RecipeToTrackersCallback(recipe)])
     if progress and sys.stdout.isatty() and is_main_process():
         from transformers.trainer_callback import ProgressCallback
         from trl.trainer.callbacks import RichProgressCallback

@@ -22,7 +22,7 @@ from grpo_sim.data.schema import write_psets
 from grpo_sim.data.synthetic import build_demo_dataset
 from grpo_sim.runner import COMPLETE_MARKER
 
-from trainer_helpers import build_policy
+from trainer_helpers import build_policy, free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,3 +136,28 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(workspace, tmp_path):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == step + 1 or any(r["step"] == step + 1 for r in rows)
+
+
+def test_two_process_training_with_the_cpu_accelerate_config(workspace, tmp_path):
+    """accelerate launch with configs/accelerate/cpu_2proc.yaml really starts two gloo processes."""
+    out = tmp_path / "ddp"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()),
+           "-m", "grpo_sim.train", "--config", str(workspace / "tiny.yaml"), "--output-dir", str(out),
+           "--set", "training.per_device_train_batch_size=3", "--set", "training.max_steps=2",
+           "--set", "training.save_strategy=no"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2]  # written once, by rank 0
+    assert (out / "final" / "model.safetensors").exists()
+
+
+def test_plan_command(workspace):
+    result = runner.invoke(app, ["plan", str(ROOT / "recipes" / "qwen2.5-3b" / "triviaqa_ps_grpo.yaml"), "-p", "7"])
+    assert result.exit_code == 0, result.output
+    assert "672" in result.output and "whole paraphrase sets" in result.output
+    result = runner.invoke(app, ["plan", str(workspace / "tiny.yaml"), "-p", "2",
+                                 "--set", "training.per_device_train_batch_size=4"])
+    assert result.exit_code == 2 and "not a multiple of one set" in result.output

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from grpo_sim.recipe import RecipeError, apply_overrides, build_config, load_recipe, parse_recipe
+from grpo_sim.plan import plan_batches
 from grpo_sim.runner import cpu_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,11 +130,15 @@ def test_yaml_scientific_notation_strings_are_accepted(tmp_path):
 
 
 def test_every_shipped_recipe_validates():
-    recipes = sorted((ROOT / "recipes").rglob("*.yaml"))
-    assert recipes, "recipes/ should ship at least the demo recipes"
+    # _base/ holds fragments that recipes extend; sweeps/ holds sweep files (tested with the sweeps)
+    recipes = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if p.parent.name not in {"_base", "sweeps"})
+    assert len(recipes) >= 9, recipes
     for path in recipes:
         recipe = load_recipe(path)
         build_config(cpu_defaults(recipe), "/tmp/grpo-sim-recipe-check")
+        for processes in (1, 7, 8):  # one GPU, 7 trainers + 1 vLLM GPU, a full node
+            plan = plan_batches(recipe, num_processes=processes)
+            assert not plan.problems, (path, processes, plan.problems)
 
 
 def test_parse_recipe_source_name():
@@ -146,3 +151,35 @@ def test_bare_yaml_no_means_the_string_no(tmp_path):
     path.write_text("model: {name_or_path: m}\ndata: {train: t}\ntraining: {save_strategy: no, bf16: no}\n")
     recipe = load_recipe(path)
     assert recipe.training["save_strategy"] == "no" and recipe.training["bf16"] is False
+
+
+def test_plan_arithmetic_and_problems(tmp_path):
+    recipe = load_recipe(ROOT / "recipes" / "qwen2.5-3b" / "triviaqa_ps_grpo.yaml")
+    plan = plan_batches(recipe, num_processes=7)
+    rows = dict(plan.rows())
+    # 24 per device x 7 processes x 4 steps per generation = 672 completions = 28 sets of 6 x 4
+    assert rows["generation batch (completions)"] == "672" and rows["sets per generation batch"] == "28"
+    assert rows["rollouts per vLLM call (server)"] == "672 = 168 prompts x n=4"
+    assert rows["completions per optimizer step"] == "672"
+    bad = load_recipe(ROOT / "recipes" / "qwen2.5-3b" / "triviaqa_ps_grpo.yaml",
+                      ["training.per_device_train_batch_size=10", "training.gradient_accumulation_steps=1"])
+    plan = plan_batches(bad, num_processes=3)
+    assert len(plan.problems) == 1
+    assert "generation batch 30" in plan.problems[0] and "nearest valid batches: 24 or 48" in plan.problems[0]
+    assert "per_device_train_batch_size a multiple of 8" in plan.problems[0]
+    both = load_recipe(ROOT / "recipes" / "demo" / "ps_grpo.yaml",
+                       ["training.generation_batch_size=64", "training.steps_per_generation=2"])
+    assert "not both" in plan_batches(both).problems[0]
+    uneven = plan_batches(recipe, num_processes=7, num_machines=2)
+    assert "do not split evenly" in uneven.problems[0]
+
+
+def test_shipped_accelerate_configs_parse():
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    configs = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))
+    names = {p.stem for p in configs}
+    assert {"single_gpu", "multi_gpu", "zero2", "zero3", "fsdp", "multi_node", "cpu_2proc"} <= names
+    for path in configs:
+        config = ClusterConfig.from_yaml_file(str(path))
+        assert config.num_processes >= 1

@@ -18,7 +18,7 @@ from grpo_sim.rewards import group_similarity_rewards
 from grpo_sim.sampler import SetLayoutError
 from grpo_sim.trainer import PSGRPOConfig, PSGRPOTrainer
 
-from trainer_helpers import build_policy, common_args, dataset, policy
+from trainer_helpers import build_policy, common_args, dataset, free_port, policy
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,7 +251,7 @@ def test_two_processes_compute_the_single_process_rewards(policy_path, tmp_path)
     """torchrun starts 2 gloo processes; each set spans both ranks."""
     out = tmp_path / "dist"
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            str(ROOT / "tests" / "dist_worker.py"), policy_path, str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -50,3 +50,12 @@ def common_args(output_dir, **overrides):
     )
     args.update(overrides)
     return args
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (fixed ports collide when test runs overlap)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
