@@ -1,0 +1,57 @@
+"""Consistency evaluation (Hamman et al., 2025): retriever, generator and end-to-end
+consistency with accuracy, as JSON, tables and plots.
+
+>>> from grpo_sim.eval import evaluate_model
+>>> result = evaluate_model("runs/ps_grpo", "data/eval.psets.jsonl", output_dir="runs/ps_grpo/eval",
+...                         baseline="runs/base/eval")  # doctest: +SKIP
+>>> result["models"]["model"]["consistency_e2e_bleu2"]  # doctest: +SKIP
+
+``grpo-sim eval MODEL DATA --output-dir DIR`` is the command-line entry point
+(:func:`grpo_sim.eval.cli.eval_command`).
+"""
+
+from .generate import build_eval_prompts, generate_predictions, load_eval_model, resolve_model_dir
+from .judge import CORRECTNESS_PROMPT, EQUIVALENCE_PROMPT, JudgeError, JudgeUnreachableError, LLMJudge
+from .metrics import (
+    DEFAULT_METRICS,
+    LEVELS,
+    EvalError,
+    bootstrap_ci,
+    bootstrap_cis,
+    check_predictions,
+    metric_key,
+    paired_difference,
+    pairwise_consistency,
+    read_predictions,
+    summarize,
+    summarize_with_details,
+)
+from .report import evaluate_model, load_results, print_summary_table, render_report
+
+__all__ = [
+    "CORRECTNESS_PROMPT",
+    "DEFAULT_METRICS",
+    "EQUIVALENCE_PROMPT",
+    "LEVELS",
+    "EvalError",
+    "JudgeError",
+    "JudgeUnreachableError",
+    "LLMJudge",
+    "bootstrap_ci",
+    "bootstrap_cis",
+    "build_eval_prompts",
+    "check_predictions",
+    "evaluate_model",
+    "generate_predictions",
+    "load_eval_model",
+    "load_results",
+    "metric_key",
+    "paired_difference",
+    "pairwise_consistency",
+    "print_summary_table",
+    "read_predictions",
+    "render_report",
+    "resolve_model_dir",
+    "summarize",
+    "summarize_with_details",
+]

@@ -1,0 +1,708 @@
+"""Consistency and accuracy numbers from predictions: pure functions, hand-checkable.
+
+Definitions (Hamman et al., 2025, "Improving Consistency in Retrieval-Augmented Systems with
+Group Similarity Rewards", evaluation section):
+
+* **pairwise consistency of one set** with answers ``y_1..y_n`` (one per paraphrase) under a
+  similarity ``sim``: the mean over *ordered* pairs ``i != j`` of ``sim(y_i, y_j)``
+  (``n (n - 1)`` terms; for an asymmetric metric such as BLEU both orientations count, with
+  ``y_i`` as the hypothesis and ``y_j`` as the reference);
+* **retriever consistency** of one set: the same mean of the Jaccard similarity
+  ``|A_i & A_j| / |A_i | A_j|`` of the retrieved passage-id sets (see
+  :func:`grpo_sim.data.retrieval.retriever_consistency`);
+* **generator consistency**: pairwise consistency of the answers generated with the passages
+  held fixed (those of the first paraphrase) so that only the wording varies;
+* **end-to-end consistency**: pairwise consistency of the answers generated with each
+  paraphrase's own passages;
+* **accuracy** of one answer: the best score over the gold answers of SQuAD exact match
+  (``accuracy_em``), SQuAD token F1 (``accuracy_f1``) and ROUGE-L F-measure
+  (``accuracy_rouge_l``, the long-form measure); accuracy of a set is the mean over its
+  paraphrases' end-to-end answers.
+
+Every summary number is the **mean over sets** of the per-set value (each set weighs the same,
+whatever its number of paraphrases) with a percentile bootstrap 95% interval obtained by
+resampling sets with replacement (:func:`bootstrap_ci`). Baseline comparisons are paired
+over the sets both runs evaluated (:func:`paired_difference`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..data.retrieval import retriever_consistency
+from ..data.schema import DataError, ParaphraseSet, _coerce_sets
+from ..similarity import get_similarity
+from ..similarity.base import Similarity
+from ..similarity.text import normalize_answer
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "LEVELS",
+    "EvalError",
+    "bootstrap_ci",
+    "bootstrap_cis",
+    "metric_key",
+    "pairwise_consistency",
+    "paired_difference",
+    "read_predictions",
+    "check_predictions",
+    "summarize",
+    "summarize_with_details",
+]
+
+#: metrics reported by default: lexical (BLEU-2, ROUGE-L, exact match) and semantic (embedding cosine)
+DEFAULT_METRICS: tuple[str, ...] = ("bleu2", "rouge_l", "exact_match", "embedding")
+#: generation levels a prediction row can belong to
+LEVELS: tuple[str, ...] = ("e2e", "generator")
+#: summary keys that get a different name than their metric
+_KEY_NAMES = {"exact_match": "exact"}
+#: accuracy measures: summary key suffix -> registry name
+_ACCURACY_METRICS = {"em": "exact_match", "f1": "token_f1", "rouge_l": "rouge_l"}
+#: gold answers with a median of more than this many (SQuAD-normalised) words are "long form"
+LONG_FORM_WORDS = 5
+
+
+class EvalError(ValueError):
+    """Bad evaluation input; the message names the file, row and field and says what to change."""
+
+
+# --------------------------------------------------------------------------------------------
+# Metric specs -> summary keys
+# --------------------------------------------------------------------------------------------
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def metric_key(spec: Any) -> tuple[str, Any]:
+    """``(summary key suffix, registry spec)`` for one entry of ``metrics``.
+
+    * a registered name is its own key (``"bleu2"`` -> ``bleu2``), except ``exact_match`` which
+      is reported as ``exact`` (``consistency_e2e_exact``);
+    * ``"alias=spec"`` names any spec: ``"e5=embedding:model=/models/e5"`` reports
+      ``consistency_e2e_e5``;
+    * any other spec (``"bleu:n=3"``, ``"pkg.mod:fn"``, a mapping, a :class:`Similarity`) gets
+      a key derived from its name, lower-cased with runs of other characters turned into ``_``.
+    """
+    if isinstance(spec, str):
+        alias, eq, rest = spec.partition("=")
+        if eq and _IDENT.match(alias.strip()) and ":" not in alias:
+            return alias.strip(), rest.strip()
+        name = spec
+    elif isinstance(spec, Similarity):
+        name = spec.name
+    elif isinstance(spec, Mapping):
+        name = str(spec.get("key") or spec.get("name", "metric"))
+        spec = {k: v for k, v in spec.items() if k != "key"}
+    else:
+        name = getattr(spec, "__name__", None) or getattr(spec, "name", None) or type(spec).__name__
+    if name in _KEY_NAMES:
+        return _KEY_NAMES[name], spec
+    key = re.sub(r"[^0-9a-zA-Z]+", "_", str(name)).strip("_").lower() or "metric"
+    return key, spec
+
+
+def _resolve_metrics(metrics: Sequence[Any], embedding_model: str | None) -> list[tuple[str, Similarity]]:
+    out: list[tuple[str, Similarity]] = []
+    seen: dict[str, Any] = {}
+    for entry in metrics:
+        key, spec = metric_key(entry)
+        if key in seen:
+            raise EvalError(
+                f"metrics: {entry!r} and {seen[key]!r} would both be reported as '{key}'; "
+                "name one of them with 'alias=spec' (e.g. 'bleu3=bleu:n=3')"
+            )
+        seen[key] = entry
+        if spec == "embedding" and embedding_model is not None:
+            spec = {"name": "embedding", "model": embedding_model}
+        try:
+            metric = get_similarity(spec)
+        except (ValueError, ImportError) as exc:
+            raise EvalError(f"metrics: cannot use {entry!r}: {exc}") from exc
+        out.append((key, metric))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Bootstrap intervals and paired differences
+# --------------------------------------------------------------------------------------------
+
+
+def _bootstrap_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """``(n_boot, K)`` bootstrap means of the columns of ``values`` (``(n, K)``, NaN = missing).
+
+    Each replicate resamples the ``n`` rows with replacement (multinomial counts, the same
+    draw for every column, so intervals of different keys come from the same replicates) and
+    averages the finite entries of each column; a replicate with no finite entry gives NaN.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n, k = values.shape
+    finite = np.isfinite(values)
+    filled = np.where(finite, values, 0.0)
+    mask = finite.astype(np.float64)
+    rng = np.random.default_rng(seed)
+    pvals = np.full(n, 1.0 / n)
+    chunk = max(1, min(n_boot, 4_000_000 // max(n, 1)))
+    out = np.empty((n_boot, k), dtype=np.float64)
+    done = 0
+    while done < n_boot:
+        m = min(chunk, n_boot - done)
+        counts = rng.multinomial(n, pvals, size=m).astype(np.float64)  # (m, n)
+        num = counts @ filled
+        den = counts @ mask
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[done:done + m] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+        done += m
+    return out
+
+
+def _percentile_interval(reps: np.ndarray, confidence: float) -> tuple[float, float] | None:
+    reps = reps[np.isfinite(reps)]
+    if not len(reps):
+        return None
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    lo, hi = np.percentile(reps, [tail, 100.0 - tail])
+    return float(lo), float(hi)
+
+
+def bootstrap_cis(
+    values: np.ndarray, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95
+) -> list[tuple[float, float] | None]:
+    """Percentile bootstrap intervals of the mean of every column of ``values`` (``(n, K)``;
+    NaN entries are missing and left out of each replicate's mean). ``None`` for a column
+    with no finite entry or when ``n_boot == 0``."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"bootstrap_cis needs a 2-d (sets x keys) array, got shape {values.shape}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
+    if n_boot == 0 or values.shape[0] == 0:
+        return [None] * values.shape[1]
+    reps = _bootstrap_means(values, n_boot, seed)
+    return [_percentile_interval(reps[:, j], confidence) for j in range(values.shape[1])]
+
+
+def bootstrap_ci(
+    values: Sequence[float], n_boot: int = 1000, seed: int = 0, confidence: float = 0.95
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the mean of ``values`` (one value per set).
+
+    ``n_boot`` replicates each resample the values with replacement; the interval is the
+    ``(1 - confidence) / 2`` and ``1 - (1 - confidence) / 2`` percentiles (numpy's linear
+    interpolation) of the replicate means. NaN values are ignored. Deterministic for a seed.
+    """
+    arr = np.asarray(list(values), dtype=np.float64).reshape(-1, 1)
+    arr = arr[np.isfinite(arr[:, 0])]
+    return bootstrap_cis(arr, n_boot=n_boot, seed=seed, confidence=confidence)[0]
+
+
+def _per_set_map(rows: Any, key: str) -> dict[str, float]:
+    if isinstance(rows, Mapping):
+        return {str(k): (float(v) if v is not None else math.nan) for k, v in rows.items()}
+    out: dict[str, float] = {}
+    for k, row in enumerate(rows):
+        if "set_id" not in row:
+            raise EvalError(f"per-set row {k}: missing field 'set_id'")
+        value = row.get(key)
+        out[str(row["set_id"])] = float(value) if value is not None else math.nan
+    return out
+
+
+def paired_difference(
+    per_set_a: Any, per_set_b: Any, key: str, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95
+) -> dict[str, Any]:
+    """Paired difference ``mean(a - b)`` of ``key`` over the sets both sides scored.
+
+    ``per_set_a`` / ``per_set_b``: per-set rows (dicts with ``set_id`` and ``key``, as in
+    ``per_set.jsonl``) or mappings ``set_id -> value``. Sets are matched by ``set_id``; sets
+    where either value is missing are left out. Returns ``{"diff", "ci", "num_sets"}`` with a
+    percentile bootstrap interval over the matched sets (``ci`` is ``None`` when ``n_boot=0``).
+    """
+    a = _per_set_map(per_set_a, key)
+    b = _per_set_map(per_set_b, key)
+    common = [s for s in a if s in b and math.isfinite(a[s]) and math.isfinite(b[s])]
+    if not common:
+        raise EvalError(
+            f"paired difference of '{key}': no set has a value on both sides "
+            f"({len(a)} and {len(b)} sets; are they from the same dataset?)"
+        )
+    d = np.asarray([a[s] - b[s] for s in common], dtype=np.float64)
+    ci = bootstrap_ci(d, n_boot=n_boot, seed=seed, confidence=confidence)
+    return {"diff": float(d.mean()), "ci": list(ci) if ci is not None else None, "num_sets": len(common)}
+
+
+# --------------------------------------------------------------------------------------------
+# Pairwise consistency
+# --------------------------------------------------------------------------------------------
+
+
+def _check_range(vals: np.ndarray, metric: Similarity) -> np.ndarray:
+    if not np.all(np.isfinite(vals)):
+        raise EvalError(f"similarity {metric.name!r} returned NaN/inf; a similarity must return finite numbers")
+    if len(vals) and (vals.min() < -1e-9 or vals.max() > 1 + 1e-9):
+        raise EvalError(
+            f"similarity {metric.name!r} returned values in [{vals.min():.4g}, {vals.max():.4g}]; "
+            "consistency needs similarities in [0, 1]"
+        )
+    return np.clip(vals, 0.0, 1.0)
+
+
+def _ordered_pairs(sizes: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flat (left, right, owner) indices of every ordered pair i != j inside each group."""
+    lefts, rights, owners = [], [], []
+    start = 0
+    for g, n in enumerate(sizes):
+        i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+        off = i != j
+        lefts.append(start + i[off])
+        rights.append(start + j[off])
+        owners.append(np.full(int(off.sum()), g, dtype=np.int64))
+        start += n
+    if not lefts:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e, e
+    return np.concatenate(lefts), np.concatenate(rights), np.concatenate(owners)
+
+
+def _set_consistency(metric: Similarity, answer_groups: Sequence[Sequence[str]]) -> np.ndarray:
+    """Mean over ordered pairs i != j of ``sim(y_i, y_j)`` for each group (NaN: < 2 answers).
+
+    All answers are encoded once; all pairs are scored in one ``paired`` call.
+    """
+    sizes = [len(g) for g in answer_groups]
+    out = np.full(len(sizes), np.nan)
+    flat = [str(a) for g in answer_groups for a in g]
+    left, right, owner = _ordered_pairs(sizes)
+    if not len(left):
+        return out
+    enc = metric.encode(flat)
+    vals = _check_range(np.asarray(metric.paired(metric.select(enc, left), metric.select(enc, right)),
+                                   dtype=np.float64), metric)
+    sums = np.bincount(owner, weights=vals, minlength=len(sizes))
+    counts = np.bincount(owner, minlength=len(sizes))
+    has = counts > 0
+    out[has] = sums[has] / counts[has]
+    return out
+
+
+def pairwise_consistency(answers: Sequence[str], metric: Any = "bleu2") -> float:
+    """Mean of ``sim(answers[i], answers[j])`` over ordered pairs ``i != j`` (one set).
+
+    ``metric`` is any similarity spec. Raises :class:`EvalError` for fewer than two answers.
+    """
+    if len(answers) < 2:
+        raise EvalError(f"pairwise consistency needs at least 2 answers, got {len(answers)}")
+    return float(_set_consistency(get_similarity(metric), [list(answers)])[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Predictions: reading and checking
+# --------------------------------------------------------------------------------------------
+
+REQUIRED_PREDICTION_FIELDS = ("set_id", "paraphrase_id", "answer")
+
+
+def check_predictions(predictions: Iterable[Mapping[str, Any]], source: str = "predictions",
+                      line_numbers: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """Validate and normalise prediction rows (copies).
+
+    Required fields: ``set_id`` (string or integer), ``paraphrase_id`` (integer), ``answer``
+    (string). Optional: ``level`` (``"e2e"`` (default) or ``"generator"``), ``passage_ids``
+    (list of strings), ``answers`` (gold answers), ``question``, ``prompt``. A repeated
+    ``(level, set_id, paraphrase_id)`` is an error.
+    """
+    out: list[dict[str, Any]] = []
+    seen: dict[tuple[str, str, int], int] = {}
+    for k, row in enumerate(predictions):
+        where = f"{source}: line {line_numbers[k]}" if line_numbers is not None else f"{source}: row {k + 1}"
+        if not isinstance(row, Mapping):
+            raise EvalError(f"{where}: expected a JSON object with {', '.join(REQUIRED_PREDICTION_FIELDS)}, "
+                            f"got {type(row).__name__}")
+        missing = [f for f in REQUIRED_PREDICTION_FIELDS if f not in row]
+        if missing:
+            raise EvalError(f"{where}: missing field '{missing[0]}' (every prediction row needs "
+                            f"{', '.join(REQUIRED_PREDICTION_FIELDS)})")
+        r = dict(row)
+        if not isinstance(r["set_id"], (str, int)) or isinstance(r["set_id"], bool) or str(r["set_id"]) == "":
+            raise EvalError(f"{where}: field 'set_id' must be a non-empty string, got {r['set_id']!r}")
+        r["set_id"] = str(r["set_id"])
+        pid = r["paraphrase_id"]
+        if isinstance(pid, bool) or not (isinstance(pid, int) or (isinstance(pid, str) and pid.strip().lstrip("-").isdigit())):
+            raise EvalError(f"{where}: field 'paraphrase_id' must be an integer, got {pid!r}")
+        r["paraphrase_id"] = int(pid)
+        if r["answer"] is None:
+            r["answer"] = ""
+        if not isinstance(r["answer"], str):
+            raise EvalError(f"{where}: field 'answer' must be a string, got {type(r['answer']).__name__}")
+        level = r.get("level") or "e2e"
+        if level not in LEVELS:
+            raise EvalError(f"{where}: field 'level' is {level!r}; use one of {list(LEVELS)}")
+        r["level"] = level
+        pids = r.get("passage_ids")
+        if pids is not None:
+            if not isinstance(pids, list) or not all(isinstance(x, (str, int)) for x in pids):
+                raise EvalError(f"{where}: field 'passage_ids' must be a list of passage id strings")
+            r["passage_ids"] = [str(x) for x in pids]
+        gold = r.get("answers")
+        if gold is not None:
+            if isinstance(gold, str):
+                gold = [gold]
+            if not isinstance(gold, list) or not all(isinstance(x, str) for x in gold):
+                raise EvalError(f"{where}: field 'answers' must be a list of gold answer strings")
+            r["answers"] = gold
+        key = (level, r["set_id"], r["paraphrase_id"])
+        if key in seen:
+            raise EvalError(f"{where}: duplicate prediction for set {key[1]!r} paraphrase {key[2]} "
+                            f"(level {level}; first at row {seen[key] + 1}): keep one row per paraphrase")
+        seen[key] = k
+        out.append(r)
+    return out
+
+
+def read_predictions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read and check a ``predictions.jsonl`` file (see :func:`check_predictions`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: predictions file not found")
+    rows: list[Any] = []
+    lines: list[int] = []
+    with path.open("r", encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                rows.append(json.loads(raw))
+            except json.JSONDecodeError as e:
+                raise EvalError(f"{path}: line {lineno}: not valid JSON ({e.msg} at column {e.colno})") from e
+            lines.append(lineno)
+    if not rows:
+        raise EvalError(f"{path}: no prediction rows (expected JSONL with set_id, paraphrase_id, answer)")
+    return check_predictions(rows, source=str(path), line_numbers=lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Sets as seen by the evaluation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SetView:
+    """What the evaluation needs of one paraphrase set."""
+
+    set_id: str
+    question: str
+    paraphrase_ids: list[int]
+    passage_ids: list[list[str]] | None  # retrieved ids per paraphrase; None: no passage ids
+    answers: list[str] = field(default_factory=list)
+
+
+def views_from_sets(sets: Iterable[ParaphraseSet | Mapping[str, Any]]) -> list[SetView]:
+    views = []
+    for s in _coerce_sets(sets):
+        ids = [[p.id for p in para.passages] for para in s.paraphrases]
+        views.append(SetView(s.set_id, s.question, [p.paraphrase_id for p in s.paraphrases],
+                             ids if any(ids) else None, list(s.answers)))
+    return views
+
+
+def views_from_predictions(preds: Sequence[Mapping[str, Any]]) -> list[SetView]:
+    """Sets rebuilt from prediction rows alone (replay without the data file): paraphrases in
+    row order, passage ids and gold answers from the e2e rows (or the first level present)."""
+    levels_present = [lv for lv in LEVELS if any(r["level"] == lv for r in preds)]
+    main = levels_present[0] if levels_present else "e2e"
+    views: dict[str, SetView] = {}
+    for r in preds:
+        if r["level"] != main:
+            continue
+        v = views.get(r["set_id"])
+        if v is None:
+            v = views[r["set_id"]] = SetView(r["set_id"], str(r.get("question") or ""), [], [],
+                                             list(r.get("answers") or []))
+        v.paraphrase_ids.append(r["paraphrase_id"])
+        v.passage_ids.append(list(r.get("passage_ids") or []))
+        if not v.question and r.get("question"):
+            v.question = str(r["question"])
+    for v in views.values():
+        if not any(v.passage_ids):
+            v.passage_ids = None
+    return list(views.values())
+
+
+def _organise(views: list[SetView], preds: list[dict[str, Any]], source: str
+              ) -> tuple[list[SetView], dict[str, dict[str, dict[int, dict[str, Any]]]], list[str]]:
+    """Match predictions to sets: ``(evaluated views, level -> set -> pid -> row, notes)``."""
+    by_id = {v.set_id: v for v in views}
+    table: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
+    for k, r in enumerate(preds):
+        v = by_id.get(r["set_id"])
+        if v is None:
+            raise EvalError(f"{source}: row {k + 1}: set_id {r['set_id']!r} is not in the data "
+                            "(predictions and data must come from the same paraphrase-set file)")
+        if r["paraphrase_id"] not in v.paraphrase_ids:
+            raise EvalError(f"{source}: row {k + 1}: set {r['set_id']!r} has no paraphrase_id "
+                            f"{r['paraphrase_id']} (it has {v.paraphrase_ids})")
+        table.setdefault(r["level"], {}).setdefault(r["set_id"], {})[r["paraphrase_id"]] = r
+    if not table:
+        raise EvalError(f"{source}: no predictions to score")
+    covered = set().union(*(set(t) for t in table.values()))
+    evaluated = [v for v in views if v.set_id in covered]
+    notes = []
+    if len(evaluated) < len(views):
+        notes.append(f"{len(views) - len(evaluated)} of {len(views)} sets of the data have no predictions "
+                     "and were left out")
+    for level, sets in table.items():
+        for v in evaluated:
+            got = sets.get(v.set_id, {})
+            missing = [p for p in v.paraphrase_ids if p not in got]
+            if missing:
+                raise EvalError(f"{source}: level '{level}': no prediction for set {v.set_id!r} "
+                                f"paraphrase_id {missing[0]} (each set needs one answer per paraphrase)")
+    for v in evaluated:
+        if len(v.paraphrase_ids) < 2:
+            raise EvalError(f"set {v.set_id!r} has {len(v.paraphrase_ids)} paraphrase: consistency needs at "
+                            "least 2 paraphrases per set (add paraphrases or drop the set)")
+    return evaluated, table, notes
+
+
+def check_sets_for_consistency(views: Sequence[SetView], source: str = "data") -> None:
+    if not views:
+        raise EvalError(f"{source}: no paraphrase sets to evaluate")
+    for v in views:
+        if len(v.paraphrase_ids) < 2:
+            raise EvalError(f"{source}: set {v.set_id!r} has {len(v.paraphrase_ids)} paraphrase: consistency "
+                            "needs at least 2 paraphrases per set (add paraphrases or drop the set)")
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries
+# --------------------------------------------------------------------------------------------
+
+
+def _answer_form(views: Sequence[SetView]) -> str | None:
+    lengths = [len(normalize_answer(a).split()) for v in views for a in v.answers[:1]]
+    if not lengths:
+        return None
+    return "long" if float(np.median(lengths)) > LONG_FORM_WORDS else "short"
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(float(x)) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def summarize_with_details(
+    sets: Iterable[ParaphraseSet | Mapping[str, Any]] | None,
+    predictions: Sequence[Mapping[str, Any]],
+    metrics: Sequence[Any] = DEFAULT_METRICS,
+    n_boot: int = 1000,
+    seed: int = 0,
+    embedding_model: str | None = None,
+    judge: Any = None,
+    confidence: float = 0.95,
+    source: str = "predictions",
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Score predictions: ``(summary, per_set_rows)``; see :func:`summarize` for the keys.
+
+    ``sets=None`` rebuilds the sets from the rows (``passage_ids`` and gold ``answers`` are
+    then taken from the prediction rows). ``judge`` is an optional
+    :class:`~grpo_sim.eval.judge.LLMJudge` that adds ``consistency_e2e_judge`` and
+    ``accuracy_judge``.
+    """
+    preds = check_predictions(predictions, source=source)
+    views = views_from_predictions(preds) if sets is None else views_from_sets(sets)
+    if not views:
+        raise EvalError("no paraphrase sets to evaluate")
+    views, table, notes = _organise(views, preds, source)
+    resolved = _resolve_metrics(metrics, embedding_model)
+    n = len(views)
+    columns: dict[str, np.ndarray] = {}
+    summary_notes: dict[str, str] = {}
+
+    def answers_of(level: str) -> list[list[str]]:
+        return [[table[level][v.set_id][p]["answer"] for p in v.paraphrase_ids] for v in views]
+
+    # accuracy (end-to-end answers; generator-level answers when only those exist)
+    acc_level = "e2e" if "e2e" in table else next(iter(table))
+    acc_answers = answers_of(acc_level)
+    flat_answers = [a for g in acc_answers for a in g]
+    golds = [list(v.answers) if v.answers else None for v in views for _ in v.paraphrase_ids]
+    owners = np.repeat(np.arange(n), [len(v.paraphrase_ids) for v in views])
+    positions = np.concatenate([np.arange(len(v.paraphrase_ids)) for v in views])
+    per_answer_acc: dict[str, np.ndarray] = {}
+    from ..rewards import reference_rewards
+
+    has_gold = any(g for g in golds)
+    for suffix, name in _ACCURACY_METRICS.items():
+        key = f"accuracy_{suffix}"
+        if has_gold:
+            per_answer = reference_rewards(flat_answers, golds, similarity=name)
+            per_answer_acc[suffix] = per_answer
+            columns[key] = _group_mean(per_answer, owners, n)
+        else:
+            columns[key] = np.full(n, np.nan)
+            summary_notes[key] = "no gold answers in the data: accuracy not computed"
+    if has_gold and acc_level != "e2e":
+        summary_notes["accuracy_em"] = f"accuracy from the {acc_level}-level answers (no e2e predictions)"
+
+    # collapse guard: answers that are empty after SQuAD normalisation (agree trivially)
+    empty = np.asarray([normalize_answer(a) == "" for a in flat_answers], dtype=np.float64)
+    columns["empty_answer_rate"] = _group_mean(empty, owners, n)
+    if empty.mean() >= 0.2:
+        summary_notes["empty_answer_rate"] = (
+            f"{100 * empty.mean():.0f}% of the {acc_level} answers are empty: empty answers agree with each "
+            "other, so consistency is inflated (collapse); read it together with accuracy")
+
+    judge_cols: dict[str, np.ndarray] = {}
+    if judge is not None and "e2e" in table:
+        judge_cols = _judge_columns(judge, views, answers_of("e2e"), flat_answers if acc_level == "e2e" else None,
+                                    golds, owners, n)
+
+    if has_gold:
+        columns.update({k: v for k, v in judge_cols.items() if k == "accuracy_judge"})
+    for level in LEVELS:
+        if level not in table:
+            continue
+        groups = answers_of(level)
+        for key, metric in resolved:
+            columns[f"consistency_{level}_{key}"] = _set_consistency(metric, groups)
+        if level == "e2e" and "consistency_e2e_judge" in judge_cols:
+            columns["consistency_e2e_judge"] = judge_cols["consistency_e2e_judge"]
+    if "generator" not in table:
+        summary_notes["consistency_generator"] = "no generator-level predictions (passages fixed to paraphrase 0)"
+
+    # retriever
+    retr = np.full(n, np.nan)
+    for i, v in enumerate(views):
+        ids = v.passage_ids
+        if ids is None and "e2e" in table:  # fall back to the ids recorded with the e2e predictions
+            rows = [table["e2e"][v.set_id][p] for p in v.paraphrase_ids]
+            ids = [r.get("passage_ids") or [] for r in rows]
+            ids = ids if any(ids) else None
+        if ids is not None:
+            retr[i] = retriever_consistency(ids)
+    columns["consistency_retriever_jaccard"] = retr
+    if not np.isfinite(retr).any():
+        summary_notes["consistency_retriever_jaccard"] = (
+            "no passage ids in the data: retriever consistency skipped")
+
+    keys = list(columns)
+    matrix = np.stack([columns[k] for k in keys], axis=1) if keys else np.zeros((n, 0))
+    cis = bootstrap_cis(matrix, n_boot=n_boot, seed=seed, confidence=confidence)
+
+    summary: dict[str, Any] = {
+        "num_sets": n,
+        "num_predictions": len(preds),
+        "num_paraphrases": int(sum(len(v.paraphrase_ids) for v in views)),
+        "num_sets_with_gold": int(sum(1 for v in views if v.answers)),
+        "answer_form": _answer_form(views),
+    }
+    for j, key in enumerate(keys):
+        col = columns[key]
+        fin = np.isfinite(col)
+        summary[key] = float(col[fin].mean()) if fin.any() else None
+        summary[f"{key}_ci"] = list(cis[j]) if cis[j] is not None and summary[key] is not None else None
+        if key in summary_notes:
+            summary[f"{key}_note"] = summary_notes[key]
+    for key, note in summary_notes.items():
+        if key not in columns:
+            summary[f"{key}_note"] = note
+    if notes:
+        summary["data_note"] = "; ".join(notes)
+    if judge is not None and hasattr(judge, "stats"):
+        summary["judge_unparsed"] = int(judge.stats.get("unparsed", 0))
+
+    per_set: list[dict[str, Any]] = []
+    for i, v in enumerate(views):
+        row: dict[str, Any] = {"set_id": v.set_id, "num_paraphrases": len(v.paraphrase_ids)}
+        for key in keys:
+            row[key] = _jsonable(columns[key][i])
+        for suffix in ("em", "f1"):
+            if suffix in per_answer_acc:
+                sel = owners == i
+                row[f"{suffix}_by_position"] = [_jsonable(x) for x in per_answer_acc[suffix][sel][np.argsort(positions[sel])]]
+        per_set.append(row)
+    return summary, per_set
+
+
+def _group_mean(values: np.ndarray, owners: np.ndarray, n: int) -> np.ndarray:
+    fin = np.isfinite(values)
+    sums = np.bincount(owners[fin], weights=values[fin], minlength=n)
+    counts = np.bincount(owners[fin], minlength=n)
+    out = np.full(n, np.nan)
+    out[counts > 0] = sums[counts > 0] / counts[counts > 0]
+    return out
+
+
+def _judge_columns(judge: Any, views: Sequence[SetView], groups: list[list[str]], flat_answers: list[str] | None,
+                   golds: list[list[str] | None], owners: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """LLM-judge consistency (unordered pairs; identical normalised answers count as equivalent
+    without a call) and accuracy (answers with gold only)."""
+    items, owner = [], []
+    for i, (v, g) in enumerate(zip(views, groups)):
+        for a in range(len(g)):
+            for b in range(a + 1, len(g)):
+                items.append((v.question, g[a], g[b]))
+                owner.append(i)
+    cols: dict[str, np.ndarray] = {}
+    verdicts = np.asarray(judge.equivalent_many(items), dtype=np.float64) if items else np.zeros(0)
+    cols["consistency_e2e_judge"] = _group_mean(verdicts, np.asarray(owner, dtype=np.int64), n)
+    if flat_answers is not None:
+        idx = [k for k, g in enumerate(golds) if g]
+        acc = np.full(len(flat_answers), np.nan)
+        if idx:
+            questions = [views[owners[k]].question for k in idx]
+            res = judge.correct_many([(q, flat_answers[k], golds[k]) for q, k in zip(questions, idx)])
+            acc[idx] = np.asarray(res, dtype=np.float64)
+        cols["accuracy_judge"] = _group_mean(acc, owners, n)
+    return cols
+
+
+def summarize(
+    sets: Iterable[ParaphraseSet | Mapping[str, Any]] | None,
+    predictions: Sequence[Mapping[str, Any]],
+    metrics: Sequence[Any] = DEFAULT_METRICS,
+    n_boot: int = 1000,
+    seed: int = 0,
+    embedding_model: str | None = None,
+    judge: Any = None,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """Flat summary of one model's predictions.
+
+    Keys (every number is a mean over sets in [0, 1], with ``<key>_ci = [low, high]``, the
+    percentile bootstrap interval over sets; ``None`` when it cannot be computed, then a
+    ``<key>_note`` says why):
+
+    * ``accuracy_em``, ``accuracy_f1``, ``accuracy_rouge_l`` (best over gold answers);
+    * ``consistency_e2e_<m>`` for every metric ``m`` (``exact_match`` -> ``exact``);
+    * ``consistency_generator_<m>`` when generator-level predictions are present;
+    * ``consistency_retriever_jaccard``;
+    * ``consistency_e2e_judge`` / ``accuracy_judge`` with a judge;
+    * ``empty_answer_rate``: share of answers empty after SQuAD normalisation (collapse guard;
+      a ``empty_answer_rate_note`` warns at 20% or more);
+    * counts: ``num_sets``, ``num_predictions``, ``num_paraphrases``, ``num_sets_with_gold``;
+      ``answer_form`` (``"short"``/``"long"`` from the median gold length, ``None`` without gold).
+    """
+    return summarize_with_details(sets, predictions, metrics=metrics, n_boot=n_boot, seed=seed,
+                                  embedding_model=embedding_model, judge=judge, confidence=confidence)[0]
+
+
+def numeric_keys(summary: Mapping[str, Any]) -> list[str]:
+    """Keys of the summary numbers that have intervals (accuracy and consistency values)."""
+    return [k for k in summary if f"{k}_ci" in summary and not k.endswith("_ci")]
+
+
+__all__ += ["SetView", "views_from_sets", "views_from_predictions", "numeric_keys", "DataError",
+            "check_sets_for_consistency", "LONG_FORM_WORDS"]
