@@ -1,4 +1,8 @@
-"""Paraphrase-set data: schema and JSONL I/O, BM25 retrieval, the synthetic demo dataset."""
+"""Paraphrase-set data: schema and JSONL/HF I/O, BM25 and dense retrieval, importers of QA
+datasets, paraphrase generation, the retrieval pipeline and the synthetic demo dataset.
+
+The CLI (``grpo-sim data ...``) lives in :mod:`grpo_sim.data.cli`; the format is described in
+``docs/data-format.md``."""
 
 from .schema import (
     PROMPT_TEMPLATES,
@@ -11,9 +15,20 @@ from .schema import (
     read_psets,
     to_training_rows,
     write_psets,
+    corpus_hash,
+    load_psets,
+    psets_from_hf,
+    psets_to_hf,
+    read_corpus,
+    validate_file,
+    write_corpus,
 )
 from .retrieval import BM25Retriever, jaccard, retriever_consistency
 from .synthetic import build_demo_dataset, demo_text_corpus, gold_ranks
+from .importers import export_corpus, import_dataset
+from .paraphrase import ParaphraseCache, filter_paraphrases, paraphrase_sets, template_paraphrases
+from .dense import DenseRetriever
+from .pipeline import load_or_build_retriever, retrieve_file, retrieve_for_sets
 
 __all__ = [
     "PROMPT_TEMPLATES",
@@ -32,4 +47,21 @@ __all__ = [
     "build_demo_dataset",
     "demo_text_corpus",
     "gold_ranks",
+    "corpus_hash",
+    "load_psets",
+    "psets_from_hf",
+    "psets_to_hf",
+    "read_corpus",
+    "validate_file",
+    "write_corpus",
+    "export_corpus",
+    "import_dataset",
+    "ParaphraseCache",
+    "filter_paraphrases",
+    "paraphrase_sets",
+    "template_paraphrases",
+    "DenseRetriever",
+    "load_or_build_retriever",
+    "retrieve_file",
+    "retrieve_for_sets",
 ]

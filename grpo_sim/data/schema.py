@@ -320,6 +320,203 @@ def to_training_rows(
     return rows
 
 
+
+# ------------------------------------------------------------------------------------------
+# Validation reports, Hugging Face ``datasets`` form, passage corpora
+# ------------------------------------------------------------------------------------------
+
+Problem = tuple[int | None, str, str]
+
+
+def _atomic_write_text_lines(path: Path, lines: Iterable[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for line in lines:
+                fh.write(line)
+                fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def _is_hf_dataset_dir(path: Path) -> bool:
+    return path.is_dir() and (
+        (path / "dataset_info.json").exists() or (path / "state.json").exists() or (path / "dataset_dict.json").exists()
+    )
+
+
+def psets_from_hf(dataset: Any, source: str = "<dataset>") -> list[ParaphraseSet]:
+    """Paraphrase sets from a Hugging Face ``datasets.Dataset`` (or any iterable of row dicts).
+
+    Columns as in the JSONL form; ``metadata`` may be a JSON string (the form
+    :func:`psets_to_hf` writes, since free-form dicts do not fit one Arrow schema) or a dict.
+    Every bad row is collected; a :class:`DataError` names ``source``, the 1-based row number,
+    the field and a fix.
+    """
+    sets: list[ParaphraseSet] = []
+    problems: list[Problem] = []
+    first_row_of: dict[str, int] = {}
+    for rowno, row in enumerate(dataset, start=1):
+        if not isinstance(row, dict):
+            problems.append((rowno, "<row>", f"expected a mapping, got {type(row).__name__}"))
+            continue
+        row = dict(row)
+        meta = row.get("metadata")
+        if isinstance(meta, str):
+            try:
+                row["metadata"] = json.loads(meta) if meta.strip() else {}
+            except json.JSONDecodeError as e:
+                problems.append((rowno, "metadata", f"not a valid JSON string ({e.msg}): store a JSON object"))
+                continue
+        elif meta is None:
+            row.pop("metadata", None)
+        try:
+            pset = ParaphraseSet.model_validate(row)
+        except ValidationError as e:
+            problems.extend((rowno, f, m) for f, m in _validation_problems(e))
+            continue
+        if pset.set_id in first_row_of:
+            problems.append(
+                (rowno, "set_id", f"duplicate set_id {pset.set_id!r} (first in row {first_row_of[pset.set_id]}): make it unique")
+            )
+            continue
+        first_row_of[pset.set_id] = rowno
+        sets.append(pset)
+    if problems:
+        raise DataError(_format_problems(source, problems), problems)
+    return sets
+
+
+def psets_to_hf(sets: Iterable[ParaphraseSet | dict[str, Any]]) -> Any:
+    """A ``datasets.Dataset`` with one row per set; ``metadata`` is stored as a JSON string."""
+    import datasets
+
+    rows = []
+    for s in _coerce_sets(sets):
+        d = s.model_dump(mode="json")
+        d["metadata"] = json.dumps(d["metadata"], ensure_ascii=False, sort_keys=True)
+        rows.append(d)
+    passage = {"id": datasets.Value("string"), "title": datasets.Value("string"), "text": datasets.Value("string")}
+    features = datasets.Features(
+        {
+            "set_id": datasets.Value("string"),
+            "question": datasets.Value("string"),
+            "paraphrases": datasets.List(
+                {
+                    "paraphrase_id": datasets.Value("int64"),
+                    "question": datasets.Value("string"),
+                    "passages": datasets.List(passage),
+                }
+            ),
+            "answers": datasets.List(datasets.Value("string")),
+            "metadata": datasets.Value("string"),
+        }
+    )
+    return datasets.Dataset.from_list(rows, features=features)
+
+
+def load_psets(source: Any) -> list[ParaphraseSet]:
+    """Read and validate paraphrase sets from a JSONL file, a directory written by
+    ``datasets.Dataset.save_to_disk`` (the form :func:`psets_to_hf` builds) or an in-memory
+    ``datasets.Dataset``. Raises :class:`DataError` listing every problem (the trainer and the
+    evaluator call this, and so does ``grpo-sim data validate``)."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if _is_hf_dataset_dir(path):
+            import datasets
+
+            ds = datasets.load_from_disk(str(path))
+            if isinstance(ds, datasets.DatasetDict):
+                raise DataError(
+                    f"{path}: a DatasetDict with splits {list(ds)}; point at one split's directory "
+                    f"(e.g. {path / next(iter(ds))})"
+                )
+            return psets_from_hf(ds, source=str(path))
+        if path.is_dir():
+            raise DataError(f"{path}: a directory but not one written by datasets' save_to_disk; give a JSONL file")
+        return read_psets(path)
+    return psets_from_hf(source)
+
+
+def validate_file(source: Any) -> list[Problem]:
+    """Every problem in a paraphrase-set file (see :func:`load_psets`) as ``(row, field, message)``;
+    an empty list when the data is valid."""
+    try:
+        load_psets(source)
+    except DataError as e:
+        return list(e.problems) or [(None, "<file>", str(e))]
+    return []
+
+
+def read_corpus(path: str | os.PathLike[str]) -> list[Passage]:
+    """Read a passage corpus: JSONL, one ``{"id", "title" (optional), "text"}`` object per line.
+
+    Every bad line (bad JSON, missing/empty id, missing text, unknown field, duplicate id) is
+    collected and reported in one :class:`DataError`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: corpus file not found (expected JSONL passages: id, title, text)")
+    out: list[Passage] = []
+    problems: list[Problem] = []
+    first_line_of: dict[str, int] = {}
+    with path.open("r", encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as e:
+                problems.append((lineno, "<json>", f"not valid JSON ({e.msg} at column {e.colno}): fix the syntax"))
+                continue
+            if not isinstance(obj, dict):
+                problems.append((lineno, "<row>", f"expected a JSON object, got {type(obj).__name__}"))
+                continue
+            try:
+                p = Passage.model_validate(obj)
+            except ValidationError as e:
+                problems.extend((lineno, f, m) for f, m in _validation_problems(e))
+                continue
+            if p.id in first_line_of:
+                problems.append((lineno, "id", f"duplicate passage id {p.id!r} (first on line {first_line_of[p.id]}): make ids unique"))
+                continue
+            first_line_of[p.id] = lineno
+            out.append(p)
+    if problems:
+        raise DataError(_format_problems(str(path), problems).replace("paraphrase-set data", "passage corpus"), problems)
+    if not out:
+        raise DataError(f"{path}: the corpus holds no passages")
+    return out
+
+
+def write_corpus(path: str | os.PathLike[str], passages: Iterable[Passage | dict[str, Any]]) -> Path:
+    """Write passages as JSONL atomically (temp file + rename)."""
+    items = [p if isinstance(p, Passage) else Passage.model_validate(p) for p in passages]
+    return _atomic_write_text_lines(
+        Path(path), (json.dumps(p.model_dump(mode="json"), ensure_ascii=False) for p in items)
+    )
+
+
+def corpus_hash(passages: Sequence[Passage]) -> str:
+    """sha256 over the passages (id, title, text) in order; identifies a corpus for index caches."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in passages:
+        h.update(json.dumps([p.id, p.title, p.text], ensure_ascii=False).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
 __all__ = [
     "DataError",
     "Passage",
@@ -331,4 +528,12 @@ __all__ = [
     "read_psets",
     "to_training_rows",
     "write_psets",
+    "Problem",
+    "corpus_hash",
+    "load_psets",
+    "psets_from_hf",
+    "psets_to_hf",
+    "read_corpus",
+    "validate_file",
+    "write_corpus",
 ]

@@ -1,0 +1,279 @@
+"""``grpo-sim data ...``: validate, import, paraphrase, retrieve, corpus.
+
+Mounted by the main CLI as ``grpo-sim data``; usable on its own as
+``python -m grpo_sim.data.cli``. Bad input (missing/malformed files, wrong options) prints
+what is wrong and where (file, row, field, what to change) on stderr and exits with status 2;
+a paraphrase run in which some questions failed after all retries writes what it has and exits
+with status 1 (rerun to retry them; finished questions come from the cache).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .schema import DataError, load_psets, validate_file, write_psets
+
+app = typer.Typer(
+    help="Paraphrase-set data: validate files, import QA datasets, generate paraphrases, retrieve passages.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_BAD_INPUT = (DataError, ValueError, FileNotFoundError, ImportError, OSError)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _echo(message: str) -> None:
+    typer.echo(message)
+
+
+# ------------------------------------------------------------------------------------------
+# validate
+# ------------------------------------------------------------------------------------------
+
+
+@app.command("validate")
+def validate_cmd(
+    file: Path = typer.Argument(..., help="JSONL paraphrase-set file, or a directory written by datasets' save_to_disk"),
+) -> None:
+    """Check a paraphrase-set file; list every bad row (row, field, what is wrong) and exit 2 if any."""
+    problems = validate_file(file)
+    if problems:
+        unit_sep = ":" if not file.is_dir() else ": row "
+        typer.echo(f"{file}: {len(problems)} problem(s):", err=True)
+        for row, field, msg in problems:
+            where = f"{file}{unit_sep}{row}" if row is not None else str(file)
+            if field == "<file>":
+                typer.echo(f"  {msg}", err=True)
+            else:
+                typer.echo(f"  {where}: field '{field}': {msg}", err=True)
+        raise typer.Exit(2)
+    sets = load_psets(file)
+    n_par = sum(len(s.paraphrases) for s in sets)
+    n_pass = sum(len(p.passages) for s in sets for p in s.paraphrases)
+    no_ans = sum(1 for s in sets if not s.answers)
+    _echo(f"{file}: OK - {len(sets)} sets, {n_par} paraphrases ({n_par / max(len(sets), 1):.2f} per set), "
+          f"{n_pass} attached passages, {no_ans} sets without gold answers")
+
+
+# ------------------------------------------------------------------------------------------
+# import / corpus
+# ------------------------------------------------------------------------------------------
+
+
+@app.command("import")
+def import_cmd(
+    name: str = typer.Argument(..., help="triviaqa | hotpotqa | 2wikimultihopqa | musique | eli5"),
+    path: str = typer.Argument(..., help="the dataset's file in its release format (JSON/JSONL, .gz ok), "
+                                         "or a Hugging Face dataset name"),
+    out: Path = typer.Option(..., "--out", "-o", help="output JSONL of paraphrase sets"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="import at most this many questions"),
+    split: Optional[str] = typer.Option(None, "--split", help="split name (recorded; the hub split to load)"),
+    corpus_out: Optional[Path] = typer.Option(None, "--corpus-out",
+                                              help="also write the dataset-provided passages as a corpus JSONL"),
+    evidence_dir: Optional[Path] = typer.Option(None, "--evidence-dir",
+                                                help="TriviaQA: the release's evidence/ folder (documents -> passages)"),
+    aliases: Optional[Path] = typer.Option(None, "--aliases", help="2WikiMultiHopQA: id_aliases.json"),
+    max_answers: int = typer.Option(3, "--max-answers", min=1, help="ELI5: keep this many top-scored answers"),
+    hf_config: Optional[str] = typer.Option(None, "--hf-config", help="config name for hub datasets"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Import a QA dataset into paraphrase sets (one paraphrase per set: the original question)."""
+    from .importers import canonical_name, export_corpus, import_dataset
+    from .pipeline import spinner
+
+    kwargs: dict[str, Any] = {}
+    try:
+        cname = canonical_name(name)
+        if evidence_dir is not None:
+            if cname != "triviaqa":
+                _fail("--evidence-dir applies to triviaqa only")
+            kwargs["evidence_dir"] = evidence_dir
+        if aliases is not None:
+            if cname != "2wikimultihopqa":
+                _fail("--aliases applies to 2wikimultihopqa only")
+            kwargs["aliases_path"] = aliases
+        if cname == "eli5":
+            kwargs["max_answers"] = max_answers
+        if hf_config is not None:
+            kwargs["hf_config"] = hf_config
+        with spinner(f"importing {cname} from {path}", progress):
+            sets = import_dataset(cname, path, split=split, limit=limit, **kwargs)
+        if not sets:
+            _fail(f"{path}: no questions found (empty file or every row filtered)")
+        write_psets(out, sets)
+        n_pass = sum(len(s.metadata.get("passages") or []) for s in sets)
+        n_ans = sum(len(s.answers) for s in sets)
+        _echo(f"imported {len(sets)} {cname} questions from {path} -> {out} "
+              f"({n_ans} gold answers, {n_pass} dataset passages in metadata)")
+        if corpus_out is not None:
+            n = export_corpus(sets, corpus_out)
+            _echo(f"wrote {n} distinct passages -> {corpus_out}")
+    except _BAD_INPUT as e:
+        _fail(str(e))
+
+
+@app.command("corpus")
+def corpus_cmd(
+    in_file: Path = typer.Argument(..., help="paraphrase-set JSONL written by 'import'"),
+    out: Path = typer.Option(..., "--out", "-o", help="corpus JSONL to write (id, title, text per line)"),
+) -> None:
+    """Export the dataset-provided passages (metadata.passages) of a paraphrase-set file as a corpus."""
+    from .importers import export_corpus
+
+    try:
+        sets = load_psets(in_file)
+        n = export_corpus(sets, out)
+    except _BAD_INPUT as e:
+        _fail(str(e))
+    if n == 0:
+        _fail(f"{in_file}: no set has metadata.passages (TriviaQA needs --evidence-dir at import; ELI5 has none)")
+    _echo(f"wrote {n} distinct passages -> {out}")
+
+
+# ------------------------------------------------------------------------------------------
+# paraphrase
+# ------------------------------------------------------------------------------------------
+
+
+@app.command("paraphrase")
+def paraphrase_cmd(
+    in_file: Path = typer.Argument(..., help="paraphrase-set JSONL (e.g. from 'import')"),
+    out: Path = typer.Option(..., "--out", "-o", help="output JSONL"),
+    backend: str = typer.Option("openai", "--backend", "-b", help="openai | vllm | template"),
+    url: Optional[str] = typer.Option(None, "--url", help="OpenAI-compatible API base, e.g. http://127.0.0.1:8000/v1"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="model id (server model name / vLLM model)"),
+    n: int = typer.Option(4, "--n", min=1, help="paraphrases to add per question"),
+    template_file: Optional[Path] = typer.Option(None, "--template-file",
+                                                 help="prompt template with {question} (and optionally {n})"),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, help="parallel HTTP requests (openai backend)"),
+    cache: Optional[Path] = typer.Option(None, "--cache",
+                                         help="cache JSONL (default: OUT.cache.jsonl; template backend: none)"),
+    timeout: float = typer.Option(60.0, "--timeout", min=0.001, help="seconds per HTTP request"),
+    retries: int = typer.Option(4, "--retries", min=0, help="retries per question (exponential backoff)"),
+    backoff: float = typer.Option(1.0, "--backoff", min=0.0, help="first backoff delay in seconds"),
+    temperature: float = typer.Option(0.8, "--temperature", min=0.0),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="environment variable holding the API key"),
+    max_chars: int = typer.Option(400, "--max-chars", min=1, help="drop longer paraphrases"),
+    near_dup: Optional[float] = typer.Option(None, "--near-dup", min=0.0, max=1.0,
+                                             help="similarity at/above which a wording is a near-duplicate "
+                                                  "(default 0.92; template backend 0.98)"),
+    replace: bool = typer.Option(False, "--replace", help="replace existing paraphrases (except paraphrase 0)"),
+    seed: int = typer.Option(0, "--seed", help="template/vLLM seed"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Generate n paraphrases per question (LLM or rule templates), filter them, and write the sets."""
+    from .paraphrase import FilterConfig, GenerationError, ParaphraseCache, load_template, make_backend, paraphrase_sets
+
+    try:
+        sets = load_psets(in_file)
+        template = load_template(template_file)
+        kind = backend.lower()
+        if kind == "openai":
+            if not url:
+                _fail("--backend openai needs --url (the server's API base, e.g. http://127.0.0.1:8000/v1)")
+            if not model:
+                _fail("--backend openai needs --model (the model id the server serves)")
+            be = make_backend("openai", url=url, model=model, api_key=os.environ.get(api_key_env), timeout=timeout,
+                              max_retries=retries, backoff=backoff, temperature=temperature, concurrency=concurrency)
+        elif kind == "vllm":
+            if not model:
+                _fail("--backend vllm needs --model (a local path or hub id)")
+            be = make_backend("vllm", model=model, temperature=temperature, seed=seed)
+        elif kind == "template":
+            be = make_backend("template", seed=seed)
+        else:
+            _fail(f"unknown --backend {backend!r}: use openai, vllm or template")
+        cache_path = cache if cache is not None else (None if kind == "template" else Path(f"{out}.cache.jsonl"))
+        pc = ParaphraseCache(cache_path)
+        filters = None
+        if near_dup is not None or max_chars != 400:
+            filters = FilterConfig(max_chars=max_chars,
+                                   near_dup_threshold=near_dup if near_dup is not None else
+                                   (0.98 if kind == "template" else 0.92))
+        new_sets, stats = paraphrase_sets(sets, be, n=n, template=template, cache=pc, filters=filters,
+                                          concurrency=concurrency, progress=progress, replace_existing=replace)
+        write_psets(out, new_sets)
+    except GenerationError as e:
+        _fail(str(e))
+    except _BAD_INPUT as e:
+        _fail(str(e))
+    s = stats
+    _echo(f"paraphrased {s.questions} sets with {getattr(be, 'model_id', kind)} -> {out}")
+    _echo(f"  requests {s.requests} (retries {s.retries}), cache hits {s.cache_hits}, generated {s.generated}, "
+          f"failed {s.failed}, already complete {s.skipped_complete}"
+          + (f", cache {cache_path}" if cache_path is not None else ""))
+    dropped = ", ".join(f"{r} {c}" for r, c in s.filtered.items() if c) or "none"
+    _echo(f"  candidates {s.candidates}, kept {s.kept}; filtered: {dropped}; "
+          f"sets with fewer than {n} new paraphrases: {s.short_sets}")
+    if pc.corrupt_lines:
+        _echo(f"  note: skipped {pc.corrupt_lines} unreadable cache line(s) (an interrupted write)")
+    if s.failed:
+        for set_id, err in list(s.errors.items())[:10]:
+            typer.echo(f"  failed {set_id}: {err}", err=True)
+        typer.echo(f"{s.failed} question(s) failed after all retries; their sets keep their current wordings. "
+                   "Rerun the same command to retry them (finished questions come from the cache).", err=True)
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------------------------------
+# retrieve
+# ------------------------------------------------------------------------------------------
+
+
+@app.command("retrieve")
+def retrieve_cmd(
+    in_file: Path = typer.Argument(..., help="paraphrase-set JSONL"),
+    corpus: Path = typer.Option(..., "--corpus", "-c", help="corpus JSONL: one {id, title, text} per line"),
+    out: Path = typer.Option(..., "--out", "-o", help="output JSONL (passages attached to every paraphrase)"),
+    retriever: str = typer.Option("bm25", "--retriever", "-r", help="bm25 | dense"),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="dense model (default: packaged all-MiniLM-L6-v2; e.g. intfloat/e5-base-v2)"),
+    k: int = typer.Option(3, "--k", "-k", min=1, help="passages per paraphrase"),
+    index_dir: Optional[Path] = typer.Option(None, "--index-dir",
+                                             help="cache the index here (built once, reused while the corpus is unchanged)"),
+    device: Optional[str] = typer.Option(None, "--device", help="dense encoder device (default cuda if available)"),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="dense encoder batch size"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Retrieve top-k passages for every paraphrase and print the retriever consistency."""
+    from .pipeline import retrieve_file
+
+    if retriever.lower() not in ("bm25", "dense"):
+        _fail(f"unknown --retriever {retriever!r}: use bm25 or dense")
+    if model is not None and retriever.lower() == "bm25":
+        _fail("--model applies to --retriever dense only")
+    try:
+        stats = retrieve_file(in_file, corpus, out, retriever=retriever, model=model, k=k, index_dir=index_dir,
+                              device=device, batch_size=batch_size, progress=progress)
+    except _BAD_INPUT as e:
+        _fail(str(e))
+    where = f" ({stats['index']} {stats['index_path']})" if stats.get("index_path") else ""
+    _echo(f"retrieved top-{k} of {stats['num_passages']} passages for {stats['num_queries']} paraphrases "
+          f"of {stats['num_sets']} sets with {stats['retriever']}{'' if not stats.get('model') else ' ' + stats['model']}"
+          f"{where} -> {out}")
+    if stats["consistency"] is None:
+        _echo("retriever consistency: n/a (no set has two or more paraphrases)")
+    else:
+        _echo(f"retriever consistency (mean pairwise Jaccard of top-{k} ids across paraphrases): "
+              f"{stats['consistency']:.4f} over {stats['sets_scored']} sets "
+              f"(min {stats['consistency_min']:.4f}, median {stats['consistency_median']:.4f})")
+    if "supporting_hit_rate" in stats:
+        _echo(f"paraphrases whose top-{k} holds a supporting passage: {stats['supporting_hit_rate']:.3f}")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
