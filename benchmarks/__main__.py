@@ -28,7 +28,7 @@ TARGETS = {("rouge_l", 128): 100.0, ("bleu2", 128): 20.0}
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--quick", action="store_true", help="fewer sizes and steps")
-    parser.add_argument("--only", choices=["rewards", "trainer"], default=None)
+    parser.add_argument("--only", choices=["rewards", "trainer", "data"], default=None)
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -72,6 +72,23 @@ def main(argv: list[str] | None = None) -> int:
                       "<= 1.05 " + ("ok" if res["ratio"] <= 1.05 else "MISSED"))
         console.print(table)
         results["trainer"] = res
+
+    if args.only in (None, "data"):
+        from . import bench_data
+
+        torch.set_num_threads(2)  # the data benchmarks are specified on the machine's 2 cores
+        res = bench_data.run(quick=args.quick)
+        table = Table(title=f"Data pipeline on 2 cores (load average {res.get('load_avg_1min', float('nan')):.1f})")
+        table.add_column("what")
+        table.add_column("value", justify="right")
+        table.add_row(f"BM25 index build, {res['bm25_passages']:,} passages", f"{res['bm25_build_s']:.1f} s")
+        table.add_row(f"BM25 top-{res['bm25_k']} retrieval", f"{res['bm25_qps']:.0f} queries/s")
+        for key, value in res.items():
+            if key.startswith("dense_") and isinstance(value, float) and ("per_s" in key or key.endswith("qps")):
+                table.add_row(key.replace("_", " "), f"{value:.1f}")
+        console.print(table)
+        results["data"] = res
+        torch.set_num_threads(1)
 
     if args.json:
         with open(args.json, "w") as fh:

@@ -172,6 +172,12 @@ def _register_optional() -> None:
     except ImportError:
         pass
     try:
+        from .sweep import sweep_command
+
+        app.command("sweep")(sweep_command)
+    except ImportError:
+        pass
+    try:
         from .data.cli import app as data_app
 
         app.add_typer(data_app, name="data", help="Import, paraphrase, retrieve and validate paraphrase sets.")
