@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "trainer"):
         from . import bench_trainer
 
-        res = bench_trainer.run(steps=4 if args.quick else 8, rounds=1 if args.quick else 2)
+        res = bench_trainer.run(steps=5 if args.quick else 10, rounds=2 if args.quick else 4)
         table = Table(title="Training step time, same work (tiny policy, 24 completions x 32 tokens, one core)")
         for col in ("PSGRPOTrainer s/step", "trl.GRPOTrainer s/step", "ratio", "target"):
             table.add_column(col, justify="right")

@@ -34,28 +34,40 @@ def _args(output_dir, steps):
 
 
 def _step_times(trainer) -> list[float]:
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # keep the benchmark's output to its tables
     trainer.train()
-    return [h["step_time"] for h in trainer.state.log_history if "step_time" in h]
+    return [h["step_time"] for h in trainer.state.log_history if "step_time" in h][2:]  # drop warm-up steps
 
 
-def run(steps: int = 8, rounds: int = 2) -> dict:
-    train, eval_, corpus = build_demo_dataset(steps * rounds + 4, 2, num_paraphrases=6, seed=0)
+def run(steps: int = 10, rounds: int = 3) -> dict:
+    train, eval_, corpus = build_demo_dataset(steps + 4, 2, num_paraphrases=6, seed=0)
     rows = Dataset.from_list(to_training_rows(train))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "policy"
         make_tiny_policy(path, demo_text_corpus(train + eval_, corpus), hidden_size=128, num_layers=2,
                          num_heads=4)
-        ours, theirs = [], []
-        for r in range(rounds):  # interleave to share machine noise
+
+        def ours(r):
             model, tok = load_policy(path)
-            trainer = PSGRPOTrainer(model=model, args=PSGRPOConfig(**_args(Path(tmp) / f"o{r}", steps),
-                                                                   similarity="token_f1", collapse_penalty=True),
-                                    train_dataset=rows, processing_class=tok)
-            ours += _step_times(trainer)[1:]  # first step includes warm-up
+            return _step_times(PSGRPOTrainer(
+                model=model, args=PSGRPOConfig(**_args(Path(tmp) / f"o{r}", steps), similarity="token_f1"),
+                train_dataset=rows, processing_class=tok))
+
+        def theirs(r):
             model, tok = load_policy(path)
-            trainer = GRPOTrainer(model=model, reward_funcs=[comparable_reward],
-                                  args=GRPOConfig(**_args(Path(tmp) / f"t{r}", steps)),
-                                  train_dataset=rows, processing_class=tok)
-            theirs += _step_times(trainer)[1:]
-    ours_s, theirs_s = statistics.median(ours), statistics.median(theirs)
-    return {"psgrpo_step_s": ours_s, "trl_step_s": theirs_s, "ratio": ours_s / theirs_s, "steps": len(ours)}
+            return _step_times(GRPOTrainer(
+                model=model, reward_funcs=[comparable_reward], args=GRPOConfig(**_args(Path(tmp) / f"t{r}", steps)),
+                train_dataset=rows, processing_class=tok))
+
+        ours_times, theirs_times = [], []
+        for r in range(rounds):  # alternate which runs first, so warm-up and drift hit both sides
+            if r % 2 == 0:
+                ours_times += ours(r)
+                theirs_times += theirs(r)
+            else:
+                theirs_times += theirs(r)
+                ours_times += ours(r)
+    ours_s, theirs_s = statistics.median(ours_times), statistics.median(theirs_times)
+    return {"psgrpo_step_s": ours_s, "trl_step_s": theirs_s, "ratio": ours_s / theirs_s, "steps": len(ours_times)}

@@ -18,6 +18,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from .io import atomic_write_text
 from .recipe import DEMO_DATA, DEMO_MODEL, Recipe, RecipeError, build_config
 
 logger = logging.getLogger(__name__)
@@ -54,16 +55,6 @@ class RunResult:
     seconds: float
     last_metrics: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] | None = None
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def is_main_process() -> bool:

@@ -75,6 +75,7 @@ import typer
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .io import atomic_write_bytes
 from .recipe import RecipeError, apply_overrides, load_raw, parse_recipe
 
 SWEEP_ATTR = "grpo_sim_sweep"  # study user attr: what the study was created for (checked on reruns)
@@ -1183,14 +1184,7 @@ class ReportFiles:
 
 
 def _atomic_write(path: Path, data: str | bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data.encode() if isinstance(data, str) else data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data.encode() if isinstance(data, str) else data)
 
 
 def trial_rows(study) -> list[dict[str, Any]]:

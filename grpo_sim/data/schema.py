@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..io import atomic_write_lines
 
 
 class DataError(ValueError):
@@ -223,25 +224,10 @@ def _coerce_sets(sets: Iterable[ParaphraseSet | dict[str, Any]]) -> list[Paraphr
 
 def write_psets(path: str | os.PathLike[str], sets: Iterable[ParaphraseSet | dict[str, Any]]) -> Path:
     """Write sets as JSONL atomically (temp file in the same directory, then ``os.replace``)."""
-    path = Path(path)
     sets = _coerce_sets(sets)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for s in sets:
-                fh.write(json.dumps(s.model_dump(mode="json"), ensure_ascii=False, sort_keys=False))
-                fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return atomic_write_lines(
+        path, (json.dumps(s.model_dump(mode="json"), ensure_ascii=False, sort_keys=False) for s in sets)
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -329,23 +315,7 @@ Problem = tuple[int | None, str, str]
 
 
 def _atomic_write_text_lines(path: Path, lines: Iterable[str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for line in lines:
-                fh.write(line)
-                fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return atomic_write_lines(path, lines)
 
 
 def _is_hf_dataset_dir(path: Path) -> bool:

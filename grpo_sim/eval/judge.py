@@ -44,7 +44,6 @@ import json
 import os
 import re
 import socket
-import tempfile
 import threading
 import time
 import urllib.error
@@ -53,6 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
+from ..io import atomic_write_text
 from ..similarity.text import normalize_answer
 
 __all__ = [
@@ -287,18 +287,7 @@ class LLMJudge:
                 return
             payload = json.dumps({"version": 1, "entries": self._cache}, ensure_ascii=False)
             self._dirty = False
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.cache_path.name}.", suffix=".tmp", dir=str(self.cache_path.parent))
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(payload)
-            os.replace(tmp, self.cache_path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        atomic_write_text(self.cache_path, payload)
 
     # Verdicts --------------------------------------------------------------------------------
     def _verdicts(self, prompts: list[str]) -> list[float]:
