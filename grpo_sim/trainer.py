@@ -370,11 +370,12 @@ class PSGRPOTrainer(GRPOTrainer):
             reasons.append(f"policy entropy fell to {entropy:.3f} from {self._initial_entropy:.3f}")
         if reasons and self.state.global_step - self._last_warning_step >= 10:
             self._last_warning_step = self.state.global_step
-            logger.warning(
-                "possible consistency collapse at step %d: %s. A similarity-only reward is maximised by one constant "
-                "answer; add an accuracy reward (accuracy_weight), keep collapse_penalty on, or lower the learning rate.",
-                self.state.global_step, "; ".join(reasons),
-            )
+            if self.args.consistency_weight != 0 and self.args.accuracy_weight == 0:
+                advice = ("a similarity-only reward is maximised by one constant answer: add an accuracy reward "
+                          "(accuracy_weight), keep collapse_penalty on, or lower the learning rate")
+            else:
+                advice = "check the completions; lower the learning rate or raise the temperature if this persists"
+            logger.warning("possible collapse at step %d: %s (%s)", self.state.global_step, "; ".join(reasons), advice)
 
     # ----------------------------------------------------------------------------- advantages
     def _generate_and_score_completions(self, inputs):

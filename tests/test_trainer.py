@@ -262,3 +262,24 @@ def test_two_processes_compute_the_single_process_rewards(policy_path, tmp_path)
         np.testing.assert_allclose(batch["consistency"], expected, atol=1e-6)
     spans = [set(b["set_ids"]) for b in records[0]["local"]], [set(b["set_ids"]) for b in records[1]["local"]]
     assert any(a & b for a, b in zip(*spans)), "a set should span both ranks"
+
+
+def test_collapse_warning_names_the_numbers(caplog):
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    args = PSGRPOConfig(output_dir="x", use_cpu=True, bf16=False, accuracy_weight=0.0)
+    fake = SimpleNamespace(args=args, state=SimpleNamespace(global_step=50), _initial_entropy=None,
+                           _last_warning_step=-100, _metrics={"train": defaultdict(list, entropy=[2.0])})
+    calm = {"frac_empty": 0.0, "frac_sets_identical": 0.1, "mean_words": 3.0}
+    PSGRPOTrainer._warn_on_collapse(fake, calm)
+    assert not caplog.records and fake._initial_entropy == 2.0
+    fake._metrics["train"]["entropy"].append(0.1)
+    PSGRPOTrainer._warn_on_collapse(fake, {"frac_empty": 0.5, "frac_sets_identical": 0.95, "mean_words": 0.5})
+    message = caplog.records[-1].getMessage()
+    assert "50% of completions are empty" in message and "95% of sets" in message
+    assert "entropy fell to 0.100 from 2.000" in message and "add an accuracy reward" in message
+    caplog.clear()
+    fake.state.global_step = 55  # rate-limited: at most one warning per 10 steps
+    PSGRPOTrainer._warn_on_collapse(fake, {"frac_empty": 0.5, "frac_sets_identical": 0.95, "mean_words": 0.5})
+    assert not caplog.records
