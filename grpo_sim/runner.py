@@ -131,7 +131,8 @@ class MetricsFileCallback(TrainerCallback):
         if not state.is_world_process_zero or not logs:
             return
         row = {"step": state.global_step, "epoch": state.epoch, **logs}
-        self.last = row
+        if "reward" in logs or "loss" in logs:  # keep the last training log, not the end-of-run summary
+            self.last = row
         with open(self.path, "a") as fh:
             fh.write(json.dumps(row, default=float) + "\n")
 
