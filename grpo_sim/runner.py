@@ -102,8 +102,11 @@ def resolve_resume(output_dir: Path, resume: str | None) -> str | None:
     return None
 
 
-def prepare_output_dir(output_dir: Path, resume: str | None, overwrite: bool) -> None:
-    """Refuse to mix runs: a non-empty directory needs --resume or --overwrite."""
+def check_output_dir(output_dir: Path, resume: str | None, overwrite: bool) -> bool:
+    """Refuse to mix runs: a non-empty directory needs --resume or --overwrite. Returns "must empty it".
+
+    Reads only, so every process can run it before any process writes.
+    """
     if output_dir.exists() and not output_dir.is_dir():
         raise RunError(f"output directory {output_dir} exists and is not a directory")
     existing = [p.name for p in output_dir.iterdir()] if output_dir.is_dir() else []
@@ -114,9 +117,8 @@ def prepare_output_dir(output_dir: Path, resume: str | None, overwrite: bool) ->
                 f"output directory {output_dir} is not empty ({shown}). Continue that run with --resume auto, "
                 "start again with --overwrite (deletes it), or choose another --output-dir."
             )
-        if is_main_process():
-            shutil.rmtree(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+        return True
+    return False
 
 
 # ------------------------------------------------------------------------------------ callbacks
@@ -342,10 +344,17 @@ def run_training(
     if "run_name" not in recipe.training:  # trackers (wandb, tensorboard) name the run after its directory
         recipe = recipe.model_copy(update={"training": {**recipe.training, "run_name": out.name}})
     config = build_config(recipe, out)  # validates GRPOConfig arithmetic before any heavy load
-    prepare_output_dir(out, resume, overwrite)
-    checkpoint = resolve_resume(out, resume)
-    if is_main_process():
+    state = config.distributed_state
+    # Every process checks before any process writes (otherwise rank 1 can see rank 0's fresh files).
+    must_empty = check_output_dir(out, resume, overwrite)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        if must_empty:
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / RESOLVED_RECIPE, recipe.dump_yaml())
+    state.wait_for_everyone()
+    checkpoint = resolve_resume(out, resume)
 
     train_sets = trim_sets(load_sets(recipe.data.train, recipe, "train"), recipe.data.paraphrases_per_set,
                            recipe.data.max_train_sets)

@@ -28,15 +28,20 @@ def _launcher_app() -> typer.Typer:
     ) -> None:
         from pathlib import Path
 
+        finished = False
         try:
             train_command(Path(config), set_, Path(output_dir) if output_dir else None, resume, overwrite,
                           Path(cache_dir) if cache_dir else None)
+            finished = True
         finally:
             import torch.distributed as dist
 
-            # Without this rank 0 can abort at exit under torchrun (seen with LoRA on gloo).
             if dist.is_available() and dist.is_initialized():
-                dist.barrier()
+                # A clean exit waits for every rank (otherwise rank 0 can abort at exit under torchrun, seen
+                # with LoRA on gloo); a failing rank must NOT wait, so that the launcher sees it exit and
+                # stops the others instead of every rank hanging.
+                if finished:
+                    dist.barrier()
                 dist.destroy_process_group()
 
     return app

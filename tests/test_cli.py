@@ -161,3 +161,18 @@ def test_plan_command(workspace):
     result = runner.invoke(app, ["plan", str(workspace / "tiny.yaml"), "-p", "2",
                                  "--set", "training.per_device_train_batch_size=4"])
     assert result.exit_code == 2 and "not a multiple of one set" in result.output
+
+
+def test_two_process_launch_fails_fast_on_bad_output_dir(workspace, tmp_path):
+    """Every rank must reach the same verdict and exit; no rank may wait for one that already failed."""
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "old.txt").write_text("an earlier run")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()),
+           "-m", "grpo_sim.train", "--config", str(workspace / "tiny.yaml"), "--output-dir", str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "is not empty" in proc.stdout + proc.stderr
+    assert (out / "old.txt").read_text() == "an earlier run"
