@@ -26,5 +26,8 @@ test: install
 bench: install
 	$(PY) -m benchmarks
 
+demo: install
+	$(VENV)/bin/grpo-sim demo --output-dir runs/demo
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
