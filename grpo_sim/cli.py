@@ -144,7 +144,7 @@ def plan_command(
 def demo_command(
     output_dir: Path = typer.Option(Path("runs/demo"), "--output-dir", "-o", help="where results go"),
     quick: bool = typer.Option(False, "--quick", help="a small smoke version (about a minute)"),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="warm-start cache (default: .cache/grpo-sim)"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="warm-start cache (default: next to the output dir, .cache/)"),
 ) -> None:
     """The embedded default: PS-GRPO vs accuracy-only GRPO on a tiny local policy, on CPU."""
     _quiet_on_non_main()

@@ -568,3 +568,39 @@ __all__ = [
     "run_demo",
     "train_arm",
 ]
+
+
+# ------------------------------------------------------------------------------------------
+# The demo through recipes: `grpo-sim train recipes/demo/ps_grpo.yaml`
+# ------------------------------------------------------------------------------------------
+
+
+def _built_demo(settings: Any):
+    """(train_sets, eval_sets, corpus) for a recipe's ``data.demo`` section (cached per settings)."""
+    from .data.synthetic import build_demo_dataset
+
+    key = (settings.num_train_sets, settings.num_eval_sets, settings.num_paraphrases,
+           settings.passages_per_prompt, settings.seed)
+    if key not in _BUILT:
+        _BUILT[key] = build_demo_dataset(key[0], key[1], num_paraphrases=key[2], passages_per_prompt=key[3],
+                                         seed=key[4])
+    return _BUILT[key]
+
+
+_BUILT: dict[tuple, Any] = {}
+
+
+def demo_data(settings: Any):
+    """(train_sets, eval_sets) of the bundled synthetic data, for recipes with ``data.train: demo``."""
+    train, eval_, _ = _built_demo(settings)
+    return train, eval_
+
+
+def demo_warmstart(settings: Any, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The demo's warm-started policy (built once, then cached), for ``grpo-sim:demo-warmstart``."""
+    from .data.synthetic import demo_text_corpus
+
+    train, eval_, corpus = _built_demo(settings)
+    cache = Path(cache_dir) if cache_dir is not None else Path("runs") / ".cache"
+    config = WarmStartConfig(**{**DEMO_WARMSTART_SETTINGS, "seed": settings.seed})
+    return warm_start(train, corpus, demo_text_corpus(train + eval_, corpus), cache, config)

@@ -67,6 +67,7 @@ class ModelSettings(_Section):
     attn_implementation: Literal["eager", "sdpa", "flash_attention_2", "flex_attention"] | None = None
     lora: LoraSettings | None = None
     merge_adapters: bool = Field(False, description="merge LoRA adapters into the saved final model")
+    freeze_embeddings: bool = Field(False, description="keep the input embeddings (and tied output) fixed")
 
 
 class DemoDataSettings(_Section):

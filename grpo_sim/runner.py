@@ -371,6 +371,8 @@ def run_training(
                           "process(es)):\n  - " + "\n  - ".join(plan.problems))
     train_dataset = training_rows(train_sets, recipe)
     model, tokenizer = load_model(recipe, cache)
+    if recipe.model.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
 
     stopper = GracefulStopCallback()
     metrics_cb = MetricsFileCallback(out)
