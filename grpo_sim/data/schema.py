@@ -165,17 +165,10 @@ def _format_problems(source: str, problems: Sequence[tuple[int | None, str, str]
     return "\n".join(lines)
 
 
-def read_psets(path: str | os.PathLike[str]) -> list[ParaphraseSet]:
-    """Read paraphrase sets from a JSONL file (one set per line; blank lines are skipped).
-
-    Every bad line is collected; a :class:`DataError` naming file, 1-based line, field and a
-    fix is raised after the whole file was read. Duplicate ``set_id`` values are errors too.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found (expected a JSONL file of paraphrase sets)")
-    sets: list[ParaphraseSet] = []
-    problems: list[tuple[int | None, str, str]] = []
+def _read_jsonl_models(path: Path, model: type[BaseModel], key: str, what: str) -> tuple[list[Any], list[Problem]]:
+    """Validate every line of a JSONL file as ``model``; unique ``key``. Returns (rows, all problems)."""
+    rows: list[Any] = []
+    problems: list[Problem] = []
     first_line_of: dict[str, int] = {}
     with path.open("r", encoding="utf-8") as fh:
         for lineno, raw in enumerate(fh, start=1):
@@ -190,17 +183,29 @@ def read_psets(path: str | os.PathLike[str]) -> list[ParaphraseSet]:
                 problems.append((lineno, "<row>", f"expected a JSON object, got {type(obj).__name__}: write one object per line"))
                 continue
             try:
-                pset = ParaphraseSet.model_validate(obj)
+                row = model.model_validate(obj)
             except ValidationError as e:
                 problems.extend((lineno, f, m) for f, m in _validation_problems(e))
                 continue
-            if pset.set_id in first_line_of:
-                problems.append(
-                    (lineno, "set_id", f"duplicate set_id {pset.set_id!r} (first on line {first_line_of[pset.set_id]}): make it unique")
-                )
+            value = getattr(row, key)
+            if value in first_line_of:
+                problems.append((lineno, key, f"duplicate {what} {value!r} (first on line {first_line_of[value]}): make it unique"))
                 continue
-            first_line_of[pset.set_id] = lineno
-            sets.append(pset)
+            first_line_of[value] = lineno
+            rows.append(row)
+    return rows, problems
+
+
+def read_psets(path: str | os.PathLike[str]) -> list[ParaphraseSet]:
+    """Read paraphrase sets from a JSONL file (one set per line; blank lines are skipped).
+
+    Every bad line is collected; a :class:`DataError` naming file, 1-based line, field and a
+    fix is raised after the whole file was read. Duplicate ``set_id`` values are errors too.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found (expected a JSONL file of paraphrase sets)")
+    sets, problems = _read_jsonl_models(path, ParaphraseSet, "set_id", "set_id")
     if problems:
         raise DataError(_format_problems(str(path), problems), problems)
     return sets
@@ -436,31 +441,7 @@ def read_corpus(path: str | os.PathLike[str]) -> list[Passage]:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: corpus file not found (expected JSONL passages: id, title, text)")
-    out: list[Passage] = []
-    problems: list[Problem] = []
-    first_line_of: dict[str, int] = {}
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as e:
-                problems.append((lineno, "<json>", f"not valid JSON ({e.msg} at column {e.colno}): fix the syntax"))
-                continue
-            if not isinstance(obj, dict):
-                problems.append((lineno, "<row>", f"expected a JSON object, got {type(obj).__name__}"))
-                continue
-            try:
-                p = Passage.model_validate(obj)
-            except ValidationError as e:
-                problems.extend((lineno, f, m) for f, m in _validation_problems(e))
-                continue
-            if p.id in first_line_of:
-                problems.append((lineno, "id", f"duplicate passage id {p.id!r} (first on line {first_line_of[p.id]}): make ids unique"))
-                continue
-            first_line_of[p.id] = lineno
-            out.append(p)
+    out, problems = _read_jsonl_models(path, Passage, "id", "passage id")
     if problems:
         raise DataError(_format_problems(str(path), problems).replace("paraphrase-set data", "passage corpus"), problems)
     if not out:
