@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+import warnings  # noqa: E402
 
 import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
@@ -32,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    # keep the output to the tables: transformers' per-load progress bars and its deprecation
+    # notices about TRL's gradient_checkpointing field say nothing about speed
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     console = Console(width=200)
     results: dict = {}
     failed = []

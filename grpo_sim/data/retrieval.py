@@ -24,6 +24,23 @@ def _passage_text(p: Passage) -> str:
     return f"{p.title} {p.text}" if p.title else p.text
 
 
+def _import_bm25s():
+    """``import bm25s``, undoing its import-time ``logger.setLevel(DEBUG)``, which prints a DEBUG
+    line at every index build (and an INFO line per empty query) under any logging set-up. Its
+    messages are per-call chatter, so WARNING; a level set on the "bm25s" logger after the import
+    is left alone."""
+    import logging
+    import sys
+
+    first = "bm25s" not in sys.modules
+    import bm25s
+
+    logger = logging.getLogger("bm25s")
+    if first and logger.level == logging.DEBUG:
+        logger.setLevel(logging.WARNING)
+    return bm25s
+
+
 class BM25Retriever:
     """Lexical BM25 retriever over a fixed list of passages.
 
@@ -41,7 +58,7 @@ class BM25Retriever:
         method: str = "lucene",
         _model=None,
     ):
-        import bm25s
+        bm25s = _import_bm25s()
 
         self.passages: list[Passage] = [p if isinstance(p, Passage) else Passage.model_validate(p) for p in passages]
         if not self.passages:
@@ -61,7 +78,7 @@ class BM25Retriever:
         return len(self.passages)
 
     def _tokenize_queries(self, queries: Sequence[str]) -> list[list[str]]:
-        import bm25s
+        bm25s = _import_bm25s()
 
         return bm25s.tokenize(list(queries), stopwords=self.stopwords, return_ids=False, show_progress=False)
 
@@ -115,7 +132,7 @@ class BM25Retriever:
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> "BM25Retriever":
-        import bm25s
+        bm25s = _import_bm25s()
 
         d = Path(directory)
         cfg_path = d / _CONFIG_NAME
