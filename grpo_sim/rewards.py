@@ -367,6 +367,10 @@ def set_statistics(
     * ``agreement``: fraction of cross-paraphrase completion pairs whose normalised answers match;
     * ``frac_empty``: completions with fewer than ``min_words`` words;
     * ``frac_sets_identical``: sets whose completions all have the same normalised answer;
+    * ``frac_modal_answer`` / ``modal_answer``: share of all completions giving the batch's most
+      common normalised answer, and that answer. Identical answers *within* sets are the goal of
+      consistency training; the same answer *across different questions* is collapse;
+    * ``num_sets``: sets in the batch;
     * ``frac_zero_std_paraphrase`` / ``frac_zero_std_set``: groups whose rewards have no spread.
     """
     texts = _as_texts(completions)
@@ -396,7 +400,13 @@ def set_statistics(
         "frac_empty": float(short_completion_mask(texts, min_words).mean()) if texts else float("nan"),
         "frac_sets_identical": identical / len(groups) if groups else float("nan"),
         "mean_words": float(np.mean([len(t.split()) for t in texts])) if texts else float("nan"),
+        "num_sets": len(groups),
     }
+    if texts:
+        values, counts = np.unique(answers.astype(str), return_counts=True)
+        top = int(np.argmax(counts))
+        stats["frac_modal_answer"] = float(counts[top] / len(texts))
+        stats["modal_answer"] = str(values[top])
     if rewards is not None:
         stats["frac_zero_std_set"] = zero_set / len(groups) if groups else float("nan")
         stats["frac_zero_std_paraphrase"] = zero_para / n_para if n_para else float("nan")

@@ -360,11 +360,22 @@ class PSGRPOTrainer(GRPOTrainer):
         if stats["frac_empty"] >= self.args.collapse_warn_empty:
             reasons.append(f"{stats['frac_empty']:.0%} of completions are empty or shorter than "
                            f"{self.args.collapse_min_words} word(s)")
-        if stats["frac_sets_identical"] >= self.args.collapse_warn_identical and (
-            stats["mean_words"] < 2 * max(self.args.collapse_min_words, 1) or self.args.accuracy_weight == 0
-        ):
-            reasons.append(f"{stats['frac_sets_identical']:.0%} of sets give every paraphrase the identical answer "
-                           f"(mean {stats['mean_words']:.1f} words)")
+        if stats["frac_sets_identical"] >= self.args.collapse_warn_identical:
+            # Identical answers within a set are what consistency training wants; collapse is one
+            # answer for different questions. With one set per batch that cannot be told apart, so
+            # fall back to "short answers or no accuracy reward".
+            if stats.get("num_sets", 1) >= 2:
+                suspicious = stats.get("frac_modal_answer", 0.0) >= 0.5
+            else:
+                suspicious = (stats["mean_words"] < 2 * max(self.args.collapse_min_words, 1)
+                              or self.args.accuracy_weight == 0)
+            if suspicious:
+                shared = ""
+                if "frac_modal_answer" in stats:
+                    shared = (f", {stats['frac_modal_answer']:.0%} of all completions answer "
+                              f"{stats.get('modal_answer', '')[:40]!r}")
+                reasons.append(f"{stats['frac_sets_identical']:.0%} of sets give every paraphrase the identical answer "
+                               f"(mean {stats['mean_words']:.1f} words{shared})")
         if (entropy is not None and self._initial_entropy
                 and entropy < self.args.collapse_warn_entropy_ratio * self._initial_entropy):
             reasons.append(f"policy entropy fell to {entropy:.3f} from {self._initial_entropy:.3f}")

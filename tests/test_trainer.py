@@ -283,3 +283,28 @@ def test_collapse_warning_names_the_numbers(caplog):
     fake.state.global_step = 55  # rate-limited: at most one warning per 10 steps
     PSGRPOTrainer._warn_on_collapse(fake, {"frac_empty": 0.5, "frac_sets_identical": 0.95, "mean_words": 0.5})
     assert not caplog.records
+
+
+def test_consistent_distinct_answers_are_not_called_collapse(caplog):
+    """Every set answered identically but with different answers for different questions is the goal
+    of consistency training; the same answer for every question is collapse."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from grpo_sim.rewards import set_statistics
+
+    args = PSGRPOConfig(output_dir="x", use_cpu=True, bf16=False, collapse_warn_entropy_ratio=0.0)
+    fake = SimpleNamespace(args=args, state=SimpleNamespace(global_step=50), _initial_entropy=None,
+                           _last_warning_step=-100, _metrics={"train": defaultdict(list)})
+    sets, paras = [s for s in "abcd" for _ in range(4)], [p for _ in range(4) for p in range(4)]
+    good = set_statistics(["paris"] * 4 + ["rome"] * 4 + ["oslo"] * 4 + ["lima"] * 4, sets, paras)
+    assert good["frac_sets_identical"] == 1.0 and good["frac_modal_answer"] == 0.25 and good["num_sets"] == 4
+    PSGRPOTrainer._warn_on_collapse(fake, good)
+    assert not caplog.records
+    constant = set_statistics(["paris"] * 16, sets, paras)
+    assert constant["frac_modal_answer"] == 1.0 and constant["modal_answer"] == "paris"
+    PSGRPOTrainer._warn_on_collapse(fake, constant)
+    message = caplog.records[-1].getMessage()
+    assert "100% of sets give every paraphrase the identical answer" in message
+    assert "100% of all completions answer 'paris'" in message
+
