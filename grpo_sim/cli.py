@@ -36,7 +36,7 @@ def _quiet_on_non_main() -> None:
     rank = int(os.environ.get("RANK", "0"))
     level = logging.INFO if rank == 0 else logging.ERROR
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "urllib3", "bm25s", "filelock"):
+    for noisy in ("httpx", "urllib3", "bm25s", "filelock", "sentence_transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if rank != 0:
         import transformers
@@ -145,13 +145,18 @@ def demo_command(
     output_dir: Path = typer.Option(Path("runs/demo"), "--output-dir", "-o", help="where results go"),
     quick: bool = typer.Option(False, "--quick", help="a small smoke version (about a minute)"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="warm-start cache (default: next to the output dir, .cache/)"),
+    reward_labels: str = typer.Option(
+        "gold", "--reward-labels",
+        help="what GRPO's accuracy reward scores against: gold (verified answers) or warmstart "
+             "(the warm start's own noisy labels)"),
+    seed: int = typer.Option(0, "--seed", help="seeds the data, the warm start and both arms"),
 ) -> None:
     """The embedded default: PS-GRPO vs accuracy-only GRPO on a tiny local policy, on CPU."""
     _quiet_on_non_main()
     from .demo import run_demo
 
     try:
-        run_demo(output_dir, quick=quick, cache_dir=cache_dir)
+        run_demo(output_dir, quick=quick, cache_dir=cache_dir, reward_labels=reward_labels, seed=seed)
     except USER_ERRORS as exc:
         fail(str(exc))
 

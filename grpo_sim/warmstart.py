@@ -26,20 +26,38 @@ The demo reproduces exactly that, deterministically:
 The result answers clean wordings mostly correctly and noisy wordings mostly with a distractor's
 name, but not always (``noise_rate`` < 1 leaves some probability on the gold name, so GRPO
 rollouts of a noisy wording still differ from each other and carry a learning signal). Since
-every paraphrase set mixes the canonical wording with three random others, most sets mix clean
-and noisy wordings: the policy is inconsistent across the WORDING of paraphrases, on top of the
-inconsistency that per-wording BM25 retrieval (different passage order) already causes.
+every paraphrase set mixes the canonical wording with three random others, nearly every set mixes
+clean and noisy wordings: the policy is inconsistent across the WORDING of paraphrases, on top
+of the inconsistency that per-wording BM25 retrieval (different passage order) already causes.
 Evaluation sets use the same templates with people and answer names never seen in training, so
 what carries over is the wording-dependent behaviour, not memorised answers.
+
+Making a 0.3M-parameter model read names it has never seen
+----------------------------------------------------------
+Held-out sets ask about people, cities and companies that never occur in training, and each name
+is one token of the word-level vocabulary. Trained naively (trainable embeddings), the tiny model
+memorises the training names instead of copying from the passages: in our runs it reached 0.81
+accuracy on training sets and 0.00 on held-out ones. Three measures fix that:
+
+* a frozen, "pretrained-like" embedding table (``freeze_embeddings``): random vectors of std
+  ``embedding_std`` plus a shared *kind vector* for every person / city / company name of the
+  passage corpus (``kind_scale``), the way a pretrained model knows that an unseen word is a city;
+* ``name_redraw``: before every step, the identity part of every name that occurs in the training
+  prompts is redrawn at random, so nothing can be tied to a particular training name; the only way
+  to lower the loss is to find the answer's name in the context and copy it (held-out names are
+  never touched and come from the same distribution);
+* a short curriculum (``curriculum_steps``): the first steps show each question with only the
+  passage its label comes from. Without it, learning to copy through a 3-passage context sat on a
+  loss plateau for anything between 300 and 2,000+ steps depending on the seed; with it, every seed
+  we tried left the plateau within the curriculum.
 
 Caching
 -------
 :func:`warm_start` writes the policy (``save_pretrained`` model + tokenizer, plus
 ``warmstart.json`` with settings, timings and training statistics) to
 ``cache_dir/warmstart-<hash>`` where the hash covers every setting and a fingerprint of the data;
-a second call with the same inputs loads nothing and trains nothing, it returns the directory.
-Training is deterministic for a seed on CPU (fixed thread count is not required, but the same
-torch build is).
+a second call with the same inputs trains nothing and returns the directory. Training is
+deterministic for a seed on a given machine (same torch build and thread count).
 """
 
 from __future__ import annotations
@@ -52,7 +70,7 @@ import random
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -83,7 +101,7 @@ class WarmStartConfig:
     # model
     hidden_size: int = 64
     num_layers: int = 2
-    num_heads: int = 4
+    num_heads: int = 8
     # frozen "pretrained-like" embedding table (see _init_embeddings) and name identities redrawn
     # at every step (see train_sft); both keep the policy reading names from the context
     freeze_embeddings: bool = True
@@ -92,8 +110,8 @@ class WarmStartConfig:
     name_redraw: bool = True
     # supervised training; the first `curriculum_steps` steps see only the passage each target
     # comes from (learning to copy a name is much easier without the passage choice)
-    curriculum_steps: int = 0
-    steps: int = 2000
+    curriculum_steps: int = 300
+    steps: int = 4000
     batch_size: int = 32
     learning_rate: float = 3e-3
     weight_decay: float = 0.0
@@ -106,6 +124,10 @@ class WarmStartConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        # accept {relation: [templates]} or [[relation, [templates]], ...] (YAML / to_dict round trip)
+        items = self.noisy_templates.items() if isinstance(self.noisy_templates, Mapping) else self.noisy_templates
+        object.__setattr__(self, "noisy_templates",
+                           tuple(sorted((str(rel), tuple(int(t) for t in tids)) for rel, tids in items)))
         if not 0.0 <= self.noise_rate <= 1.0:
             raise ValueError(f"noise_rate must lie in [0, 1], got {self.noise_rate}")
         if self.steps < 1 or self.batch_size < 1:
@@ -118,6 +140,7 @@ class WarmStartConfig:
         return {rel: set(tids) for rel, tids in self.noisy_templates}
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able settings; ``WarmStartConfig(**config.to_dict()) == config``."""
         d = asdict(self)
         d["noisy_templates"] = {rel: list(tids) for rel, tids in self.noisy_templates}
         return d
@@ -438,9 +461,11 @@ def warm_start(
     """Build the word tokenizer on ``tokenizer_texts`` and a tiny Qwen2 policy, fine-tune it on
     ``train_sets`` with noisy supervision (module docstring), save it and return its directory.
 
-    The directory is ``cache_dir/warmstart-<key>``; when it already holds a finished policy it is
-    returned at once (a cache hit is reported in ``warmstart.json["cache_hits"]``... not rewritten:
-    the file is left as written by the run that trained it).
+    ``corpus`` is the passage corpus (its names get the kind vectors of the frozen embedding
+    table). The directory is ``cache_dir/warmstart-<key>`` (:func:`cache_key`: every setting and
+    a fingerprint of the training sets, corpus and tokenizer texts); when it already holds a
+    finished policy (``warmstart.json`` is written last, then the directory is renamed into place)
+    it is returned at once without loading or training anything.
     """
     import torch
 

@@ -82,3 +82,94 @@ def test_warm_start_cache_is_reused(demo_run):
     # same seed, same cached policy: the warm start's evaluation is identical
     for key in SUMMARY_FIELDS:
         assert second["base"][key] == first["base"][key]
+
+
+def test_warm_start_is_deterministic_and_noisy_only_on_noisy_wordings(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from grpo_sim.data.synthetic import build_demo_dataset, demo_text_corpus
+    from grpo_sim.warmstart import WarmStartConfig, sft_examples, warm_start
+
+    train, eval_, corpus = build_demo_dataset(12, 4, seed=0)
+    texts = demo_text_corpus(train + eval_, corpus)
+    config = WarmStartConfig(**{**demo_settings(quick=True)["warmstart"], "steps": 12})
+    a = warm_start(train, corpus, texts, tmp_path / "a", config, progress=False)
+    b = warm_start(train, corpus, texts, tmp_path / "b", config, progress=False)
+    assert a.name == b.name  # same settings + data -> same cache key
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+    meta = json.loads((a / "warmstart.json").read_text())
+    assert meta["num_corrupted_labels"] > 0
+    noisy = config.noisy_map()
+    for e in sft_examples(train, config):
+        if e["corrupted"]:
+            assert e["noisy_template"] and e["target"] != e["gold"]
+        else:
+            assert e["target"] == e["gold"]
+        rel = next(s for s in train if s.set_id == e["set_id"]).metadata["relation"]
+        assert e["noisy_template"] == (e["template"] in noisy[rel])
+    # a different seed gives a different key (no stale cache hit)
+    assert WarmStartConfig(**config.to_dict()) == config
+    c = warm_start(train, corpus, texts, tmp_path / "a", WarmStartConfig(**{**config.to_dict(), "seed": 1}),
+                   progress=False)
+    assert c != a
+
+
+def test_paired_comparisons_hand_checked():
+    from types import SimpleNamespace
+
+    from grpo_sim.demo import paired_comparisons
+
+    sets = [SimpleNamespace(answers=["Paris"]), SimpleNamespace(answers=["x"])]
+    answers = {
+        "base": [["paris", "Rome", "rome", "Paris."], ["x", "x", "x", "x"]],
+        "ps_grpo": [["Paris"] * 4, ["x"] * 4],
+    }
+    out = paired_comparisons(sets, answers, n_boot=500, seed=0)
+    assert set(out) == {"ps_grpo_minus_base"}  # the accuracy-only arm is absent, so are its comparisons
+    entry = out["ps_grpo_minus_base"]
+    # set 1: EM 2/4 -> 4/4; consistency 4 equal ordered pairs of 12 -> 12 of 12. Set 2 unchanged.
+    assert entry["accuracy_em"]["diff"] == pytest.approx((0.5 + 0.0) / 2)
+    assert entry["consistency_e2e_exact"]["diff"] == pytest.approx((2 / 3 + 0.0) / 2)
+    lo, hi = entry["consistency_e2e_exact"]["ci95"]
+    assert 0.0 <= lo <= entry["consistency_e2e_exact"]["diff"] <= hi <= 2 / 3 + 1e-12
+
+
+def test_summary_has_paired_comparisons(demo_run):
+    _, summary, _ = demo_run
+    comparisons = summary["comparisons"]
+    assert set(comparisons) == {"ps_grpo_minus_base", "grpo_accuracy_only_minus_base",
+                                "ps_grpo_minus_grpo_accuracy_only"}
+    for entry in comparisons.values():
+        for key in ("accuracy_em", "consistency_e2e_exact"):
+            lo, hi = entry[key]["ci95"]
+            assert lo <= entry[key]["diff"] + 1e-12 and entry[key]["diff"] <= hi + 1e-12
+    assert summary["settings"]["reward_labels"] == "gold"
+
+
+def test_warmstart_reward_labels_are_the_noisy_training_labels():
+    from grpo_sim.data.synthetic import build_demo_dataset
+    from grpo_sim.demo import training_labels
+    from grpo_sim.warmstart import WarmStartConfig
+
+    train, _, _ = build_demo_dataset(40, 2, seed=0)
+    config = WarmStartConfig(**demo_settings()["warmstart"])
+    labels = training_labels(train, config)
+    assert len(labels) == sum(len(s.paraphrases) for s in train)
+    gold = {s.set_id: s.answers[0] for s in train}
+    wrong = [key for key, answer in labels.items() if answer != gold[key[0]]]
+    assert 0 < len(wrong) < len(labels)  # some (only) noisy wordings carry a distractor's answer
+
+
+def test_demo_command_rejects_unknown_reward_labels(tmp_path):
+    from typer.testing import CliRunner
+
+    from grpo_sim.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--quick", "-o", str(tmp_path / "d"), "--reward-labels", "noisy"])
+    assert result.exit_code == 2
+    assert "reward_labels must be one of" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "d").exists()

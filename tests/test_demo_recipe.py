@@ -19,7 +19,7 @@ def test_demo_recipes_match_the_demo_settings():
         for key in ("learning_rate", "lr_scheduler_type", "num_generations", "per_device_train_batch_size",
                     "max_completion_length", "temperature", "beta", "loss_type", "scale_rewards", "max_steps",
                     "similarity", "accuracy_metric", "advantage_mode", "relaxed_kappa", "collapse_penalty",
-                    "consistency_weight", "accuracy_weight", "seed"):
+                    "consistency_weight", "accuracy_weight", "seed", "collapse_warn_entropy_ratio"):
             assert ours[key] == expected[key], (recipe_name, key, ours[key], expected[key])
         assert ours["accuracy_weight"] == ARM_REWARDS[arm]["accuracy_weight"]
         assert recipe.model.freeze_embeddings == DEMO_GRPO_SETTINGS.get("freeze_embeddings", False)

@@ -142,7 +142,7 @@ def test_demo_sweep_file_is_valid():
     sweep = load_sweep(ROOT / "recipes" / "sweeps" / "demo_lr_grid.yaml")
     assert sweep.base_recipe.resolve() == (ROOT / "recipes" / "demo" / "ps_grpo.yaml").resolve()
     assert sweep.sampler == "grid" and sweep.n_trials == 3
-    assert sweep.grid == {"training.learning_rate": [1e-4, 3e-4, 1e-3]}
+    assert sweep.grid == {"training.learning_rate": [3e-4, 1e-3, 2e-3]}
     assert [k for k, _ in sweep.spec.objective.terms()] == ["eval:consistency_e2e_exact", "eval:accuracy_f1"]
     for lr in sweep.grid["training.learning_rate"]:
         raw = sweep.trial_raw({"training.learning_rate": lr})
