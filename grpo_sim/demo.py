@@ -49,6 +49,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from .io import atomic_open, atomic_write_text
 from .warmstart import WarmStartConfig, warm_start
 
 #: Data of the full demo (``quick=True`` shrinks it). 200 held-out sets: the standard error of a
@@ -273,7 +274,7 @@ def train_arm(
         "train_seconds": round(seconds, 2),
         "log_history": trainer.state.log_history,
     }
-    (out / "train_log.json").write_text(json.dumps(log, indent=2, default=float), encoding="utf-8")
+    atomic_write_text(out / "train_log.json", json.dumps(log, indent=2, default=float))
     del trainer
     return out
 
@@ -518,7 +519,8 @@ def plot_summary(summary: Mapping[str, Any], path: str | os.PathLike[str]) -> Pa
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, dpi=120, format="png")
     plt.close(fig)
     return path
 
@@ -679,12 +681,10 @@ def _run_demo(out: Path, quick: bool, seed: int, progress: bool, cache_dir, rewa
     }
     summary["comparisons"] = paired_comparisons(eval_sets, answers, seed=seed)
     summary["train_stats"] = {ARM_KEYS[r]: _train_stats(out / ARM_KEYS[r]) for r in ARM_REWARDS}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default), encoding="utf-8")
-    (out / "answers.json").write_text(
-        json.dumps({name: {s.set_id: a for s, a in zip(eval_sets, groups)} for name, groups in answers.items()},
-                   indent=1),
-        encoding="utf-8",
-    )
+    # answers first, summary last: a summary.json on disk always comes with the answers it summarises
+    atomic_write_text(out / "answers.json", json.dumps(
+        {name: {s.set_id: a for s, a in zip(eval_sets, groups)} for name, groups in answers.items()}, indent=1))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
     plot_summary(summary, out / "summary.png")
     if progress:
         print_table(summary)
