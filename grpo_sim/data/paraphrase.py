@@ -3,9 +3,10 @@
 Backends (all produce, for one question, a list of candidate wordings):
 
 * :class:`OpenAIBackend` - any OpenAI-compatible HTTP endpoint (vLLM's server, llama.cpp,
-  TGI, OpenAI, ...) via the stdlib ``urllib``; ``concurrency`` requests run in a thread pool;
-  timeouts, connection errors, HTTP 408/409/429/5xx and malformed JSON responses are retried
-  with exponential backoff (``Retry-After`` honoured); other 4xx fail at once.
+  TGI, OpenAI, ...) through :func:`grpo_sim.openai_http.post_json` (stdlib ``urllib``);
+  ``concurrency`` requests run in a thread pool; timeouts, connection errors, HTTP
+  408/409/425/429/5xx and malformed JSON responses are retried with exponential backoff
+  (``Retry-After`` honoured); other 4xx fail at once.
 * :class:`VLLMBackend` - ``vllm.LLM`` in-process (imported only when used).
 * :class:`TemplateBackend` - rule-based wordings, no LLM (:func:`template_paraphrases`).
 
@@ -33,20 +34,17 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
-import http.client
 import json
 import os
 import random
 import re
-import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from ..openai_http import HTTPRequestError, post_json
 from .schema import DataError, Paraphrase, ParaphraseSet
 
 __all__ = [
@@ -405,12 +403,6 @@ class TemplateBackend:
         return json.dumps(template_paraphrases(question, n, seed=self.seed))
 
 
-class _RetryableError(Exception):
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 class OpenAIBackend:
     """OpenAI-compatible chat-completions client (stdlib ``urllib``; no extra dependency).
 
@@ -477,62 +469,32 @@ class OpenAIBackend:
         body.update(self.extra_body)
         return body
 
-    def _request_once(self, prompt: str) -> str:
-        data = json.dumps(self._payload(prompt)).encode("utf-8")
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.endpoint, data=data, headers=headers, method="POST")
-        with self._lock:
-            self.requests += 1
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as e:
-            detail = ""
-            try:
-                detail = e.read().decode("utf-8", "replace")[:200]
-            except Exception:  # noqa: BLE001
-                pass
-            if e.code in (408, 409, 425, 429) or e.code >= 500:
-                ra = e.headers.get("Retry-After") if e.headers else None
-                try:
-                    retry_after = float(ra) if ra is not None else None
-                except ValueError:
-                    retry_after = None
-                raise _RetryableError(f"HTTP {e.code} {detail}".strip(), retry_after) from e
-            raise GenerationError(f"HTTP {e.code} from {self.endpoint}: {detail or e.reason} "
-                                  "(not retried: check the URL, model name and API key)") from e
-        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError,
-                http.client.HTTPException) as e:
-            reason = getattr(e, "reason", e)
-            raise _RetryableError(f"{type(e).__name__}: {reason}") from e
-        try:
-            obj = json.loads(raw.decode("utf-8"))
-            choice = obj["choices"][0]
-            text = choice["message"]["content"] if self.mode == "chat" else choice["text"]
-            if not isinstance(text, str):
-                raise TypeError("content is not a string")
-        except (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError) as e:
-            raise _RetryableError(f"malformed response ({type(e).__name__}: {e}): {raw[:120]!r}") from e
+    def _parse(self, raw: bytes) -> str:
+        choice = json.loads(raw.decode("utf-8"))["choices"][0]
+        text = choice["message"]["content"] if self.mode == "chat" else choice["text"]
+        if not isinstance(text, str):
+            raise TypeError("content is not a string")
         return text
 
+    def _count_request(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def _count_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
     def generate(self, question: str, prompt: str, n: int) -> str:
-        last: Exception | None = None
-        for attempt in range(self.max_retries + 1):
-            try:
-                return self._request_once(prompt)
-            except _RetryableError as e:
-                last = e
-                if attempt == self.max_retries:
-                    break
-                with self._lock:
-                    self.retries += 1
-                delay = min(self.max_backoff, self.backoff * (2**attempt)) * random.uniform(0.75, 1.25)
-                if e.retry_after is not None:
-                    delay = min(self.max_backoff, max(delay, e.retry_after))
-                time.sleep(delay)
-        raise GenerationError(f"gave up after {self.max_retries + 1} attempts: {last}")
+        try:
+            return post_json(self.endpoint, self._payload(prompt), self._parse, api_key=self.api_key,
+                             timeout=self.timeout, max_retries=self.max_retries, backoff=self.backoff,
+                             max_backoff=self.max_backoff, on_request=self._count_request,
+                             on_retry=self._count_retry)
+        except HTTPRequestError as exc:
+            if exc.status is not None:
+                raise GenerationError(f"{exc} from {self.endpoint} (not retried: check the URL, model name and "
+                                      "API key)") from exc
+            raise GenerationError(f"gave up after {exc.attempts} attempts: {exc}") from exc
 
 
 class VLLMBackend:

@@ -30,29 +30,26 @@ A reply counts as ``1.0`` when its first word is "yes", ``0.0`` when it is "no" 
 punctuation ignored; otherwise the first standalone yes/no in the reply decides); anything
 else is NaN (left out of the means and counted in ``stats["unparsed"]``).
 
-Requests use ``temperature=0``. Timeouts, connection errors, HTTP 429 and 5xx are retried with
-exponential backoff (``backoff * 2**attempt`` seconds, capped at ``max_backoff``); other HTTP
-errors fail at once. Replies are cached on disk (JSON, written atomically) keyed by
+Requests use ``temperature=0`` and go through :func:`grpo_sim.openai_http.post_json` (the same
+client as the paraphrase generator): timeouts, connection errors, malformed replies, HTTP
+408/409/425/429 and 5xx are retried with exponential backoff (``backoff * 2**attempt`` seconds,
+jittered, capped at ``max_backoff``); other HTTP errors fail at once. Replies are cached on disk (JSON, written atomically) keyed by
 ``sha256(model, prompt)``, so a rerun with the same judge model sends no request twice.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
 import re
-import socket
 import threading
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..io import atomic_write_text
+from ..openai_http import HTTPRequestError, chat_content, post_json
 from ..similarity.text import normalize_answer
 
 __all__ = [
@@ -176,62 +173,29 @@ class LLMJudge:
     def _key(self, prompt: str) -> str:
         return hashlib.sha256(json.dumps([self.model, prompt], ensure_ascii=False).encode("utf-8")).hexdigest()
 
-    def _post(self, prompt: str) -> str:
-        body = json.dumps({
-            "model": self.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "temperature": 0.0,
-            "max_tokens": self.max_tokens,
-        }).encode("utf-8")
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        last: str = ""
-        unreachable = False
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                with self._lock:
-                    self.stats["retries"] += 1
-                time.sleep(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+    def _count(self, key: str) -> Callable[[], None]:
+        def bump() -> None:
             with self._lock:
-                self.stats["requests"] += 1
-            req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    raw = resp.read()
-            except urllib.error.HTTPError as exc:
-                detail = exc.read()[:300].decode("utf-8", "replace") if exc.fp is not None else ""
-                if exc.code == 429 or exc.code >= 500:
-                    last, unreachable = f"HTTP {exc.code}: {detail}", False
-                    continue
-                raise JudgeError(f"LLM judge at {self.url} answered HTTP {exc.code}: {detail.strip()} "
-                                 "(check --judge-model and the API key)") from None
-            except (TimeoutError, socket.timeout) as exc:
-                last, unreachable = f"timed out after {self.timeout:g} s ({exc})", False
-                continue
-            except urllib.error.URLError as exc:
-                reason = exc.reason
-                if isinstance(reason, (TimeoutError, socket.timeout)):
-                    last, unreachable = f"timed out after {self.timeout:g} s", False
-                else:
-                    last, unreachable = str(reason), True
-                continue
-            except (ConnectionError, OSError, http.client.HTTPException) as exc:  # reset by peer, etc.
-                last, unreachable = str(exc), True
-                continue
-            try:
-                data = json.loads(raw)
-                content = data["choices"][0]["message"]["content"]
-            except (ValueError, KeyError, IndexError, TypeError) as exc:
-                raise JudgeError(f"LLM judge at {self.url} sent a reply that is not an OpenAI chat completion: "
-                                 f"{raw[:200]!r}") from exc
-            return "" if content is None else str(content)
-        if unreachable:
-            raise JudgeUnreachableError(
-                f"LLM judge endpoint {self.url} is unreachable ({last}) after {self.max_retries + 1} tries: "
-                "start an OpenAI-compatible server (e.g. `vllm serve MODEL` or `trl vllm-serve`) or fix --judge-url"
-            )
-        raise JudgeError(f"LLM judge at {self.url} failed after {self.max_retries + 1} tries: {last}")
+                self.stats[key] += 1
+
+        return bump
+
+    def _post(self, prompt: str) -> str:
+        payload = {"model": self.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0.0,
+                   "max_tokens": self.max_tokens}
+        try:
+            return post_json(self.url, payload, chat_content, api_key=self.api_key, timeout=self.timeout,
+                             max_retries=self.max_retries, backoff=self.backoff, max_backoff=self.max_backoff,
+                             on_request=self._count("requests"), on_retry=self._count("retries"))
+        except HTTPRequestError as exc:
+            if exc.status is not None:
+                raise JudgeError(f"LLM judge at {self.url} answered {exc} (check --judge-model and the API key)") from None
+            if exc.unreachable:
+                raise JudgeUnreachableError(
+                    f"LLM judge endpoint {self.url} is unreachable ({exc}) after {exc.attempts} tries: start an "
+                    "OpenAI-compatible server (e.g. `vllm serve MODEL` or `trl vllm-serve`) or fix --judge-url"
+                ) from None
+            raise JudgeError(f"LLM judge at {self.url} failed after {exc.attempts} tries: {exc}") from None
 
     # Cached completions ----------------------------------------------------------------------
     def complete(self, prompt: str) -> str:
