@@ -284,23 +284,16 @@ def train_arm(
 # ------------------------------------------------------------------------------------------
 
 
-def _collapse_stats(sets: Sequence[Any], answers: Sequence[Sequence[str]]) -> dict[str, float]:
-    """``frac_empty`` (answers empty after SQuAD normalisation) and ``frac_sets_identical_wrong``
-    (sets whose paraphrases all got the same normalised answer, and that answer is not gold)."""
+def _identical_wrong(sets: Sequence[Any], answers: Sequence[Sequence[str]]) -> float:
+    """Fraction of sets whose paraphrases all got the same normalised answer, and that answer is
+    not gold (collapse onto a wrong answer; the evaluator's ``empty_answer_rate`` covers empties)."""
     from .similarity.text import normalize_answer
 
-    n_answers = n_empty = identical_wrong = 0
+    wrong = 0
     for s, group in zip(sets, answers):
-        norm = [normalize_answer(a) for a in group]
-        n_answers += len(norm)
-        n_empty += sum(a == "" for a in norm)
-        gold = {normalize_answer(g) for g in s.answers}
-        if len(set(norm)) == 1 and norm[0] not in gold:
-            identical_wrong += 1
-    return {
-        "frac_empty": n_empty / max(1, n_answers),
-        "frac_sets_identical_wrong": identical_wrong / max(1, len(sets)),
-    }
+        norm = {normalize_answer(a) for a in group}
+        wrong += len(norm) == 1 and not norm & {normalize_answer(g) for g in s.answers}
+    return wrong / max(1, len(sets))
 
 
 def _wording_accuracy(sets: Sequence[Any], answers: Sequence[Sequence[str]],
@@ -323,127 +316,49 @@ def _wording_accuracy(sets: Sequence[Any], answers: Sequence[Sequence[str]],
     return {f"accuracy_em_{k}_wordings": (sum(v) / len(v) if v else float("nan")) for k, v in hits.items()}
 
 
-def _generate(model, tokenizer, sets: Sequence[Any], max_new_tokens: int, batch_size: int) -> list[dict[str, Any]]:
-    """Greedy answers, one row per paraphrase (fallback when :mod:`grpo_sim.eval` is missing)."""
-    import torch
-
-    from .data.schema import build_rag_prompt
-
-    rows = [(s.set_id, p.paraphrase_id, [{"role": "user", "content": build_rag_prompt(p.question, p.passages)}])
-            for s in sets for p in s.paraphrases]
-    answers: list[str] = []
-    old = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        for i in range(0, len(rows), batch_size):
-            enc = tokenizer.apply_chat_template([r[2] for r in rows[i:i + batch_size]], add_generation_prompt=True,
-                                                tokenize=True, return_dict=True, padding=True, return_tensors="pt")
-            with torch.inference_mode():
-                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
-            answers += [t.strip() for t in tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:],
-                                                                  skip_special_tokens=True)]
-    finally:
-        tokenizer.padding_side = old
-    return [{"set_id": sid, "paraphrase_id": pid, "answer": a} for (sid, pid, _), a in zip(rows, answers)]
-
-
-def _own_summary(sets: Sequence[Any], answers: Sequence[Sequence[str]]) -> dict[str, Any]:
-    """Accuracy and end-to-end consistency computed directly with :mod:`grpo_sim.similarity`."""
-    import numpy as np
-
-    from .similarity import get_similarity
-
-    out: dict[str, Any] = {}
-    for key, metric in (("accuracy_em", "exact_match"), ("accuracy_f1", "token_f1")):
-        sim = get_similarity(metric)
-        per_set = [float(np.mean([sim.matrix([a], list(s.answers)).max() for a in group]))
-                   for s, group in zip(sets, answers)]
-        out[key] = float(np.mean(per_set))
-    for key, metric in (("consistency_e2e_bleu2", "bleu2"), ("consistency_e2e_exact", "exact_match"),
-                        ("consistency_e2e_embedding", "embedding")):
-        sim = get_similarity(metric)
-        per_set = []
-        for group in answers:
-            m = np.asarray(sim.matrix(list(group)), dtype=np.float64)
-            k = len(group)
-            per_set.append(float((m.sum() - np.trace(m)) / (k * (k - 1))) if k > 1 else float("nan"))
-        out[key] = float(np.nanmean(per_set))
-    out["num_sets"] = len(sets)
-    return out
-
-
 def _evaluate(model, tok, sets: Sequence[Any], max_new_tokens: int = 4, batch_size: int = 128,
               noisy_templates: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Greedy end-to-end evaluation of one policy on paraphrase sets -> flat summary dict.
-
-    Uses :mod:`grpo_sim.eval` (``generate_predictions`` + ``summarize``) when importable, else the
-    same numbers computed here (mean over sets of the mean over ordered pairs i != j of
-    sim(answer_i, answer_j); accuracy = best over gold answers of exact match / token F1). Always
-    adds ``frac_empty``, ``frac_sets_identical_wrong`` and the exact-match accuracy on noisy vs
-    clean wordings (``accuracy_em_noisy_wordings`` / ``accuracy_em_clean_wordings``).
+    """Greedy end-to-end evaluation of one policy on paraphrase sets with :mod:`grpo_sim.eval`
+    (``generate_predictions`` + ``summarize_with_details``) -> flat summary dict, plus
+    ``frac_empty`` (= the evaluator's ``empty_answer_rate``), ``frac_sets_identical_wrong`` and
+    the exact-match accuracy on noisy vs clean wordings (``accuracy_em_noisy_wordings`` /
+    ``accuracy_em_clean_wordings``). ``_answers`` and ``_per_set`` (the evaluator's per-set rows)
+    are for :func:`run_demo` and are not written to the summary.
     """
-    try:
-        from .eval import generate_predictions, summarize
-    except ImportError:  # pragma: no cover - depends on the tree
-        generate_predictions = summarize = None
-    if generate_predictions is not None:
-        preds = generate_predictions(model, tok, sets, level="e2e", template="rag_short_answer",
-                                     max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=False,
-                                     progress=False)
-    else:
-        preds = _generate(model, tok, sets, max_new_tokens, batch_size)
+    from .eval import generate_predictions, summarize_with_details
+
+    preds = generate_predictions(model, tok, sets, level="e2e", template="rag_short_answer",
+                                 max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=False,
+                                 progress=False)
     table: dict[tuple[str, int], str] = {(p["set_id"], p["paraphrase_id"]): p["answer"] for p in preds}
     answers = [[table[(s.set_id, p.paraphrase_id)] for p in s.paraphrases] for s in sets]
-    if summarize is not None:
-        summary = dict(summarize(sets, preds, metrics=("bleu2", "rouge_l", "exact_match", "embedding")))
-        summary["evaluator"] = "grpo_sim.eval"
-    else:
-        summary = _own_summary(sets, answers)
-        summary["evaluator"] = "grpo_sim.demo"
-    summary.update(_collapse_stats(sets, answers))
+    summary, per_set = summarize_with_details(sets, preds, metrics=("bleu2", "rouge_l", "exact_match", "embedding"))
+    summary["evaluator"] = "grpo_sim.eval"
+    summary["frac_empty"] = summary["empty_answer_rate"]
+    summary["frac_sets_identical_wrong"] = _identical_wrong(sets, answers)
     summary.update(_wording_accuracy(sets, answers, noisy_templates))
-    summary["num_sets"] = len(sets)
     summary["_answers"] = answers
+    summary["_per_set"] = per_set
     return summary
 
 
-def _per_set_scores(sets: Sequence[Any], answers: Sequence[Sequence[str]]) -> dict[str, list[float]]:
-    """Per-set exact-match accuracy and exact-match consistency (for paired comparisons)."""
-    from .similarity.text import normalize_answer
-
-    em, cons = [], []
-    for s, group in zip(sets, answers):
-        norm = [normalize_answer(a) for a in group]
-        gold = {normalize_answer(g) for g in s.answers}
-        em.append(sum(a in gold for a in norm) / len(norm))
-        k = len(norm)
-        pairs = [norm[i] == norm[j] for i in range(k) for j in range(k) if i != j]
-        cons.append(sum(pairs) / len(pairs) if pairs else float("nan"))
-    return {"accuracy_em": em, "consistency_e2e_exact": cons}
+#: Paired comparisons in ``summary.json["comparisons"]``: ``a_minus_b`` for each ``(a, b)``.
+COMPARISONS = (("ps_grpo", "base"), ("grpo_accuracy_only", "base"), ("ps_grpo", "grpo_accuracy_only"))
 
 
-def paired_comparisons(sets: Sequence[Any], answers: Mapping[str, Sequence[Sequence[str]]], n_boot: int = 2000,
+def paired_comparisons(per_set: Mapping[str, Sequence[Mapping[str, Any]]], n_boot: int = 2000,
                        seed: int = 0) -> dict[str, Any]:
-    """Paired differences over the same held-out sets, with 95% percentile-bootstrap intervals:
-    ``ps_grpo - base``, ``grpo_accuracy_only - base`` and ``ps_grpo - grpo_accuracy_only``."""
-    import numpy as np
+    """Paired differences over the same held-out sets (:func:`grpo_sim.eval.metrics.paired_difference`:
+    ``{"diff", "ci", "num_sets"}`` with a 95% percentile-bootstrap interval) of exact-match
+    consistency and accuracy for :data:`COMPARISONS`; ``per_set`` maps a policy to its evaluator
+    per-set rows. Pairs with a missing side are left out."""
+    from .eval.metrics import paired_difference
 
-    scores = {name: _per_set_scores(sets, a) for name, a in answers.items()}
-    out: dict[str, Any] = {}
-    for a, b in (("ps_grpo", "base"), ("grpo_accuracy_only", "base"), ("ps_grpo", "grpo_accuracy_only")):
-        if a not in scores or b not in scores:
-            continue
-        entry = {}
-        for key in ("consistency_e2e_exact", "accuracy_em"):
-            d = np.asarray(scores[a][key], dtype=np.float64) - np.asarray(scores[b][key], dtype=np.float64)
-            d = d[np.isfinite(d)]
-            rng = np.random.default_rng(seed)
-            boots = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1) if len(d) else np.zeros(1)
-            entry[key] = {"diff": float(d.mean()) if len(d) else float("nan"),
-                          "ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))]}
-        out[f"{a}_minus_{b}"] = entry
-    return out
+    return {
+        f"{a}_minus_{b}": {key: paired_difference(per_set[a], per_set[b], key, n_boot=n_boot, seed=seed)
+                           for key in ("consistency_e2e_exact", "accuracy_em")}
+        for a, b in COMPARISONS if a in per_set and b in per_set
+    }
 
 
 # ------------------------------------------------------------------------------------------
@@ -637,12 +552,14 @@ def _run_demo(out: Path, quick: bool, seed: int, progress: bool, cache_dir, rewa
 
     results: dict[str, Any] = {}
     answers: dict[str, Any] = {}
+    per_set: dict[str, Any] = {}
 
     def evaluate(name: str, path: Path) -> None:
         t = time.perf_counter()
         model, tok = load_policy(str(path))
         summary = _evaluate(model, tok, eval_sets, noisy_templates=noisy)
         answers[name] = summary.pop("_answers")
+        per_set[name] = summary.pop("_per_set")
         results[name] = summary
         timings[f"eval_{name}_s"] = time.perf_counter() - t
         log(f"eval {name}: EM {summary['accuracy_em']:.3f}  consistency (exact) {summary['consistency_e2e_exact']:.3f}"
@@ -679,7 +596,7 @@ def _run_demo(out: Path, quick: bool, seed: int, progress: bool, cache_dir, rewa
         "warm_start": {k: ws_meta[k] for k in ("num_examples", "num_noisy_wording", "num_corrupted_labels",
                                                "num_parameters", "train_seconds")},
     }
-    summary["comparisons"] = paired_comparisons(eval_sets, answers, seed=seed)
+    summary["comparisons"] = paired_comparisons(per_set, seed=seed)
     summary["train_stats"] = {ARM_KEYS[r]: _train_stats(out / ARM_KEYS[r]) for r in ARM_REWARDS}
     # answers first, summary last: a summary.json on disk always comes with the answers it summarises
     atomic_write_text(out / "answers.json", json.dumps(
@@ -690,7 +607,7 @@ def _run_demo(out: Path, quick: bool, seed: int, progress: bool, cache_dir, rewa
         print_table(summary)
         for name, entry in summary["comparisons"].items():
             log(f"{name}: " + "; ".join(
-                f"{k} {v['diff']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]" for k, v in entry.items()))
+                f"{k} {v['diff']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]" for k, v in entry.items()))
         log("timings (s): " + ", ".join(f"{k}={v}" for k, v in timings.items()))
     return summary
 
@@ -732,6 +649,7 @@ def _json_default(o: Any) -> Any:
 
 __all__ = [
     "ARM_KEYS",
+    "COMPARISONS",
     "ARM_REWARDS",
     "QUICK_OVERRIDES",
     "REWARD_LABELS",
@@ -741,6 +659,7 @@ __all__ = [
     "SUMMARY_FIELDS",
     "demo_settings",
     "grpo_config_kwargs",
+    "paired_comparisons",
     "plot_summary",
     "print_table",
     "run_demo",

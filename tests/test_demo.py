@@ -119,22 +119,26 @@ def test_warm_start_is_deterministic_and_noisy_only_on_noisy_wordings(tmp_path):
 
 
 def test_paired_comparisons_hand_checked():
-    from types import SimpleNamespace
-
     from grpo_sim.demo import paired_comparisons
+    from grpo_sim.eval import summarize_with_details
 
-    sets = [SimpleNamespace(answers=["Paris"]), SimpleNamespace(answers=["x"])]
+    gold = {"s1": ["Paris"], "s2": ["x"]}
     answers = {
-        "base": [["paris", "Rome", "rome", "Paris."], ["x", "x", "x", "x"]],
-        "ps_grpo": [["Paris"] * 4, ["x"] * 4],
+        "base": {"s1": ["paris", "Rome", "rome", "Paris."], "s2": ["x", "x", "x", "x"]},
+        "ps_grpo": {"s1": ["Paris"] * 4, "s2": ["x"] * 4},
     }
-    out = paired_comparisons(sets, answers, n_boot=500, seed=0)
+    per_set = {}
+    for name, by_set in answers.items():
+        preds = [{"set_id": sid, "paraphrase_id": k, "answer": a, "answers": gold[sid]}
+                 for sid, group in by_set.items() for k, a in enumerate(group)]
+        per_set[name] = summarize_with_details(None, preds, metrics=("exact_match",), n_boot=0)[1]
+    out = paired_comparisons(per_set, n_boot=500, seed=0)
     assert set(out) == {"ps_grpo_minus_base"}  # the accuracy-only arm is absent, so are its comparisons
     entry = out["ps_grpo_minus_base"]
     # set 1: EM 2/4 -> 4/4; consistency 4 equal ordered pairs of 12 -> 12 of 12. Set 2 unchanged.
     assert entry["accuracy_em"]["diff"] == pytest.approx((0.5 + 0.0) / 2)
     assert entry["consistency_e2e_exact"]["diff"] == pytest.approx((2 / 3 + 0.0) / 2)
-    lo, hi = entry["consistency_e2e_exact"]["ci95"]
+    lo, hi = entry["consistency_e2e_exact"]["ci"]
     assert 0.0 <= lo <= entry["consistency_e2e_exact"]["diff"] <= hi <= 2 / 3 + 1e-12
 
 
@@ -145,7 +149,7 @@ def test_summary_has_paired_comparisons(demo_run):
                                 "ps_grpo_minus_grpo_accuracy_only"}
     for entry in comparisons.values():
         for key in ("accuracy_em", "consistency_e2e_exact"):
-            lo, hi = entry[key]["ci95"]
+            lo, hi = entry[key]["ci"]
             assert lo <= entry[key]["diff"] + 1e-12 and entry[key]["diff"] <= hi + 1e-12
     assert summary["settings"]["reward_labels"] == "gold"
 
