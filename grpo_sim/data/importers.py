@@ -51,7 +51,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .schema import DataError, Paraphrase, ParaphraseSet, Passage, _format_problems, write_corpus
 
@@ -488,26 +488,37 @@ def import_triviaqa(
 # ------------------------------------------------------------------------------------------
 
 
-def _hotpot_converter(split: str | None) -> Callable[[dict[str, Any]], ParaphraseSet]:
+def _multihop_converter(source: str, split: str | None, keep: Sequence[str],
+                        aliases: Mapping[str, list[str]] | None = None) -> Callable[[dict[str, Any]], ParaphraseSet]:
+    """HotpotQA-style rows (``_id``, ``question``, ``answer``, ``context``, ``supporting_facts``):
+    context paragraphs as passages, the non-empty ``keep`` fields in the metadata, and the
+    ``aliases`` of the row's ``answer_id`` as extra gold answers (2WikiMultiHopQA)."""
+
     def convert(row: dict[str, Any]) -> ParaphraseSet:
         qid = _row_id(row, "_id", "id")
         question = _question(row, "question")
         answer = _get(row, "answer", required=False, kind=str)
-        passages, supporting = _multihop_passages("hotpotqa", row)
-        meta: dict[str, Any] = {"source": "hotpotqa", "source_id": qid}
+        answer_id = row.get("answer_id")
+        extra = aliases.get(answer_id, []) if aliases is not None and isinstance(answer_id, str) else []
+        passages, supporting = _multihop_passages(source, row)
+        meta: dict[str, Any] = {"source": source, "source_id": qid}
         if split:
             meta["split"] = split
-        for k in ("type", "level"):
-            if row.get(k) is not None:
+        for k in keep:
+            if row.get(k) not in (None, "", []):
                 meta[k] = row[k]
         sf = _supporting_facts(row)
         if sf:
             meta["supporting_facts"] = [[t, i] for t, i in sf]
         meta["passages"] = passages
         meta["supporting_passage_ids"] = supporting
-        return _make_set(qid, question, dedupe_answers([answer]), meta)
+        return _make_set(qid, question, dedupe_answers([answer, *extra]), meta)
 
     return convert
+
+
+def _hotpot_converter(split: str | None) -> Callable[[dict[str, Any]], ParaphraseSet]:
+    return _multihop_converter("hotpotqa", split, ("type", "level"))
 
 
 def import_hotpotqa(path: str | os.PathLike[str], limit: int | None = None, split: str | None = None) -> list[ParaphraseSet]:
@@ -541,27 +552,7 @@ def _load_2wiki_aliases(path: Path) -> dict[str, list[str]]:
 
 
 def _2wiki_converter(split: str | None, aliases: dict[str, list[str]]) -> Callable[[dict[str, Any]], ParaphraseSet]:
-    def convert(row: dict[str, Any]) -> ParaphraseSet:
-        qid = _row_id(row, "_id", "id")
-        question = _question(row, "question")
-        answer = _get(row, "answer", required=False, kind=str)
-        answer_id = row.get("answer_id")
-        extra = aliases.get(answer_id, []) if isinstance(answer_id, str) else []
-        passages, supporting = _multihop_passages("2wikimultihopqa", row)
-        meta: dict[str, Any] = {"source": "2wikimultihopqa", "source_id": qid}
-        if split:
-            meta["split"] = split
-        for k in ("type", "entity_ids", "evidences", "answer_id"):
-            if row.get(k) not in (None, "", []):
-                meta[k] = row[k]
-        sf = _supporting_facts(row)
-        if sf:
-            meta["supporting_facts"] = [[t, i] for t, i in sf]
-        meta["passages"] = passages
-        meta["supporting_passage_ids"] = supporting
-        return _make_set(qid, question, dedupe_answers([answer, *extra]), meta)
-
-    return convert
+    return _multihop_converter("2wikimultihopqa", split, ("type", "entity_ids", "evidences", "answer_id"), aliases)
 
 
 def import_2wikimultihopqa(
