@@ -60,6 +60,12 @@ def _summary_table(result) -> Table:
             if result.evaluation.get(key) is not None:
                 table.add_row(f"eval {key}", f"{result.evaluation[key]:.4f}")
     table.add_row("final model", str(result.final_model))
+    if result.final_adapter is not None:
+        table.add_row("LoRA adapter (merged into the final model)", str(result.final_adapter))
+    if result.evaluation:
+        table.add_row("evaluation", str(result.output_dir / "eval"))
+    if result.pushed_to:
+        table.add_row("pushed to the hub", result.pushed_to)
     return table
 
 
@@ -82,7 +88,7 @@ def train_command(
                               cache_dir=cache_dir)
     except Interrupted as stop:
         where = stop.checkpoint or "no checkpoint (stopped before the first step finished)"
-        console.print(f"[yellow]stopped by {stop}[/yellow]; saved {where}.\nResume with:\n  grpo-sim train "
+        console.print(f"[yellow]stopped by {stop.signal_name}[/yellow]; saved {where}.\nResume with:\n  grpo-sim train "
                       f"{recipe} --output-dir {stop.output_dir} --resume auto" +
                       "".join(f" --set {s}" for s in set_ or []))
         raise typer.Exit(stop.exit_code)

@@ -27,6 +27,8 @@ COMPLETE_MARKER = ".grpo_sim_complete"
 RESOLVED_RECIPE = "recipe.resolved.yaml"
 METRICS_FILE = "metrics.jsonl"
 FINAL_DIR = "final"
+#: the trained LoRA adapter when ``model.merge_adapters`` puts the merged model into final/
+FINAL_ADAPTER_DIR = "final_adapter"
 
 
 class RunError(RuntimeError):
@@ -40,11 +42,19 @@ class Interrupted(Exception):
         self.signum = signum
         self.checkpoint = checkpoint
         self.output_dir = output_dir
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        super().__init__(f"interrupted by {self.signal_name}")
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
 
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+class _NothingLeftToTrain(Exception):
+    """Raised before the first step of a run resumed at (or past) max_steps: only the final save remains."""
 
 
 @dataclass
@@ -55,6 +65,8 @@ class RunResult:
     seconds: float
     last_metrics: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] | None = None
+    final_adapter: Path | None = None
+    pushed_to: str | None = None
 
 
 def is_main_process() -> bool:
@@ -122,12 +134,43 @@ def check_output_dir(output_dir: Path, resume: str | None, overwrite: bool) -> b
 
 
 # ------------------------------------------------------------------------------------ callbacks
+def drop_metrics_after(path: Path, step: int) -> int:
+    """Rewrite metrics.jsonl (atomically) without the rows logged after ``step``; returns how many were dropped.
+
+    A resumed run continues from its checkpoint's step, so rows the stopped run logged past it would
+    otherwise appear twice (``1..6, 4..8``). A line cut off by a kill is dropped too.
+    """
+    if not path.exists():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            row_step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            row_step = None
+        if row_step is None or row_step > step:
+            dropped += 1
+        else:
+            kept.append(line + "\n")
+    if dropped:
+        atomic_write_text(path, "".join(kept))
+    return dropped
+
+
 class MetricsFileCallback(TrainerCallback):
     """Appends every logged step to metrics.jsonl (main process only) and marks complete checkpoints."""
 
     def __init__(self, output_dir: Path):
         self.path = Path(output_dir) / METRICS_FILE
         self.last: dict[str, Any] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # state.global_step is the resumed checkpoint's step here (0 for a fresh start)
+        if state.is_world_process_zero:
+            dropped = drop_metrics_after(self.path, state.global_step)
+            if dropped:
+                logger.info("%s: dropped %d row(s) logged after step %d (training continues from there)",
+                            self.path, dropped, state.global_step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -164,10 +207,15 @@ class RecipeToTrackersCallback(TrainerCallback):
 
 
 class GracefulStopCallback(TrainerCallback):
-    """SIGTERM/SIGINT: finish the current step, save a checkpoint, stop. A second SIGINT aborts."""
+    """SIGTERM/SIGINT: finish the current step, save a checkpoint, stop. A second SIGINT aborts.
+
+    A signal during the last step stops nothing: that step ends the run anyway, so the run finishes
+    normally (final save, evaluation) instead of leaving a checkpoint at max_steps to resume from.
+    """
 
     def __init__(self):
         self.signum: int | None = None
+        self.stopped_at: int | None = None  # the step training stopped after, when a signal stopped it
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -207,10 +255,24 @@ class GracefulStopCallback(TrainerCallback):
         return flag
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self._stop_requested():
+        stop = self._stop_requested()  # every rank joins the all-reduce at every step
+        if stop and state.global_step < state.max_steps:
             control.should_save = True
             control.should_training_stop = True
+            self.stopped_at = state.global_step
         return control
+
+
+class NothingLeftToTrainCallback(TrainerCallback):
+    """Resumed at max_steps (a run killed after its last checkpoint, before final/): train no further step.
+
+    transformers checks max_steps only after a step, so it would train one step past it. The checkpoint's
+    weights are loaded before on_train_begin; stopping there leaves exactly the state to save as final.
+    """
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.max_steps > 0 and state.global_step >= state.max_steps:
+            raise _NothingLeftToTrain
 
 
 # ------------------------------------------------------------------------------------ data + model
@@ -263,7 +325,8 @@ def resolve_model_path(recipe: Recipe, cache_dir: Path | None = None) -> str:
     return recipe.model.name_or_path
 
 
-def load_model(recipe: Recipe, cache_dir: Path | None = None):
+def _load_policy(recipe: Recipe, cache_dir: Path | None = None):
+    """(model, tokenizer) as the recipe asks: model.dtype (``auto``: the checkpoint's dtype), attention."""
     from .models.tiny import load_policy
 
     path = resolve_model_path(recipe, cache_dir)
@@ -274,6 +337,42 @@ def load_model(recipe: Recipe, cache_dir: Path | None = None):
         return load_policy(path, dtype=None if recipe.model.dtype == "auto" else recipe.model.dtype, **kwargs)
     except OSError as exc:
         raise RecipeError(f"{recipe._source}: model.name_or_path {path!r} could not be loaded: {exc}") from None
+
+
+def optimizer_sees_loaded_weights(recipe: Recipe, config) -> bool:
+    """Whether AdamW would update the parameters in the dtype they were loaded in (plain DDP or one device).
+
+    Not with LoRA (peft keeps adapters in float32, ``autocast_adapter_dtype``; under ZeRO-3 TRL keeps them
+    bf16 and DeepSpeed holds the masters), not under DeepSpeed (fp32 master weights in its optimizer) and
+    not under FSDP with mixed precision (accelerate upcasts the sharded parameters to float32).
+    """
+    if recipe.model.lora is not None or getattr(config, "deepspeed_plugin", None) is not None:
+        return False
+    fsdp = bool(getattr(config, "fsdp_plugin_args", None)) or \
+        os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true", "yes")
+    return not (fsdp and getattr(config, "mixed_precision", "no") != "no")
+
+
+def load_model(recipe: Recipe, cache_dir: Path | None = None, config=None):
+    """``(model, tokenizer, final_dtype)``.
+
+    A bf16/fp16 model whose weights AdamW would update directly (see :func:`optimizer_sees_loaded_weights`)
+    is upcast to float32 master weights: at lr 1e-6 almost every bf16 update rounds away (10 steps changed
+    2% of the weights). ``training.bf16`` (mixed precision) still runs the compute in bf16. ``final_dtype``
+    is then the loaded dtype, which final/ is saved in (checkpoints keep the float32 masters, so resuming
+    is exact); otherwise None (saved as trained).
+    """
+    import torch
+
+    model, tokenizer = _load_policy(recipe, cache_dir)
+    low_precision = {p.dtype for p in model.parameters() if p.dtype in (torch.bfloat16, torch.float16)}
+    if not low_precision or config is None or not optimizer_sees_loaded_weights(recipe, config):
+        return model, tokenizer, None
+    final_dtype = model.dtype
+    model.float()
+    logger.info("model loaded in %s: training float32 master weights (compute precision: %s); final/ is saved "
+                "in %s", final_dtype, getattr(config, "mixed_precision", "no"), final_dtype)
+    return model, tokenizer, final_dtype
 
 
 def lora_config(recipe: Recipe):
@@ -370,7 +469,7 @@ def run_training(
         raise RecipeError(f"{recipe._source}: batch settings do not fit this launch ({config.world_size} "
                           "process(es)):\n  - " + "\n  - ".join(plan.problems))
     train_dataset = training_rows(train_sets, recipe)
-    model, tokenizer = load_model(recipe, cache)
+    model, tokenizer, final_dtype = load_model(recipe, cache, config)
     if recipe.model.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
 
@@ -378,7 +477,8 @@ def run_training(
     metrics_cb = MetricsFileCallback(out)
     trainer = PSGRPOTrainer(model=model, args=config, train_dataset=train_dataset, processing_class=tokenizer,
                             peft_config=lora_config(recipe),
-                            callbacks=[metrics_cb, stopper, RecipeToTrackersCallback(recipe)])
+                            callbacks=[metrics_cb, stopper, NothingLeftToTrainCallback(),
+                                       RecipeToTrackersCallback(recipe)])
     if progress and sys.stdout.isatty() and is_main_process():
         from transformers.trainer_callback import ProgressCallback
         from trl.trainer.callbacks import RichProgressCallback
@@ -388,40 +488,123 @@ def run_training(
     stopper.install()
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
+    except _NothingLeftToTrain:
+        logger.info("%s is at max_steps (%d): nothing left to train, saving it as the final model",
+                    checkpoint, trainer.state.max_steps)
     finally:
         stopper.uninstall()
-    if stopper.signum is not None:
-        saved = f"checkpoint-{trainer.state.global_step}"
+    if stopper.stopped_at is not None:
+        saved = f"checkpoint-{stopper.stopped_at}"
         raise Interrupted(stopper.signum, str(out / saved) if (out / saved).is_dir() else None, out)
+    if stopper.signum is not None:
+        logger.warning("%s came during the last step: finishing the run", signal.Signals(stopper.signum).name)
 
-    result = RunResult(out, None, trainer.state.global_step, time.time() - start, metrics_cb.last)
-    final = out / FINAL_DIR
-    model_to_save = trainer.model
-    if recipe.model.lora is not None and recipe.model.merge_adapters:
-        model_to_save = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-    if trainer.accelerator.is_main_process:
-        model_to_save.save_pretrained(final)
-        tokenizer.save_pretrained(final)
-    trainer.accelerator.wait_for_everyone()
-    result.final_model = final
+    result = RunResult(out, out / FINAL_DIR, trainer.state.global_step, time.time() - start, metrics_cb.last)
+    is_main = trainer.accelerator.is_main_process
+    merge = recipe.model.lora is not None and recipe.model.merge_adapters
+    if merge:
+        result.final_adapter = out / FINAL_ADAPTER_DIR
+    save_trained_model(trainer, result.final_adapter or result.final_model, final_dtype)
+    hub_repo = hub_target(trainer)
+    # Training is over: free it, and end the process group, so that nothing below can wait on another rank
+    # (a sharded model blocks a rank-0-only forward forever; a long evaluation outlives the group's timeout).
+    trainer.accelerator.free_memory()
+    del trainer, model
+    end_distributed()
+    if not is_main:
+        return result
 
-    if eval_sets and recipe.evaluation.enabled and trainer.accelerator.is_main_process:
-        result.evaluation = evaluate_final(recipe, trainer, tokenizer, eval_sets, out / "eval")
+    if merge:
+        merge_saved_adapter(recipe, cache, result.final_adapter, result.final_model)
+    if eval_sets and recipe.evaluation.enabled:
+        result.evaluation = evaluate_final(recipe, result.final_model, eval_sets, out / "eval")
     data_summary = {"train_sets": len(train_sets), "paraphrases_per_set": len(train_sets[0].paraphrases)}
-    if trainer.accelerator.is_main_process:
-        atomic_write_text(final / "README.md", model_card(recipe, result, data_summary))
+    atomic_write_text(result.final_model / "README.md", model_card(recipe, result, data_summary))
+    if hub_repo is not None:
+        result.pushed_to = push_final_to_hub(result.final_model, *hub_repo)
     return result
 
 
-def evaluate_final(recipe: Recipe, trainer, tokenizer, eval_sets, output_dir: Path) -> dict[str, Any] | None:
-    """Evaluate the trained policy on held-out sets with grpo_sim.eval (when available)."""
+# ------------------------------------------------------------------------------------ after training
+def save_trained_model(trainer, target: Path, final_dtype=None) -> None:
+    """Every rank: ``trainer.save_model`` gathers sharded weights (ZeRO-3, FSDP) and the main process writes.
+
+    ``final_dtype``: the float32 master weights :func:`load_model` made go back to the dtype the recipe
+    loaded (a bf16 recipe keeps bf16-sized files). Only set when the model is not sharded.
+    """
+    if trainer.is_fsdp_enabled:
+        # with SHARDED_STATE_DICT (configs/accelerate/fsdp.yaml) save_model would write no weights at all
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    if final_dtype is not None:
+        trainer.accelerator.unwrap_model(trainer.model).to(final_dtype)
+    # _internal_call: push_to_hub would upload the whole run directory here; final/ is pushed on its own
+    trainer.save_model(str(target), _internal_call=True)
+    trainer.accelerator.wait_for_everyone()
+    if trainer.accelerator.is_main_process and not any(
+            (target / name).exists() for name in ("model.safetensors", "model.safetensors.index.json",
+                                                  "adapter_model.safetensors", "pytorch_model.bin")):
+        raise RunError(f"{target}: the trainer saved no model weights. Under DeepSpeed ZeRO-3 set "
+                       "zero3_save_16bit_model: true (stage3_gather_16bit_weights_on_model_save) in the accelerate "
+                       "config; the last checkpoint holds the trained state.")
+
+
+def hub_target(trainer) -> tuple[str, str | None, str | None] | None:
+    """(repo id, token, revision) when ``training.push_to_hub`` is on, after earlier checkpoint pushes finished."""
+    repo_id = getattr(trainer, "hub_model_id", None)  # set on the main process by Trainer.init_hf_repo
+    if not trainer.args.push_to_hub or repo_id is None:
+        return None
+    pending = getattr(trainer, "push_in_progress", None)  # checkpoint pushes run in the background
+    if pending is not None and not pending.is_done():
+        pending.wait_until_done()
+    return repo_id, trainer.args.hub_token, trainer.args.hub_revision
+
+
+def push_final_to_hub(final: Path, repo_id: str, token: str | None, revision: str | None) -> str:
+    """Upload final/ (weights, tokenizer, model card) to the hub repo of ``training.hub_model_id``."""
+    from huggingface_hub import upload_folder
+
+    upload_folder(repo_id=repo_id, folder_path=str(final), commit_message="grpo-sim: final model", token=token,
+                  revision=revision)
+    logger.info("pushed %s to https://huggingface.co/%s", final, repo_id)
+    return repo_id
+
+
+def end_distributed() -> None:
+    """Every rank meets once more, then the process group ends (no collective can run after training)."""
+    import gc
+
+    import torch
+    import torch.distributed as dist
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def merge_saved_adapter(recipe: Recipe, cache: Path | None, adapter_dir: Path, final: Path) -> None:
+    """One process: base model (as the recipe loads it) + the saved adapter, merged, into final/.
+
+    Merging from disk works the same whatever sharded the adapter during training (ZeRO-3, FSDP).
+    """
+    from peft import PeftModel
+
+    base, tokenizer = _load_policy(recipe, cache)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(str(final))
+    tokenizer.save_pretrained(str(final))
+
+
+def evaluate_final(recipe: Recipe, final: Path, eval_sets, output_dir: Path) -> dict[str, Any] | None:
+    """Evaluate the saved final model (loaded from disk as a plain model) on held-out sets with grpo_sim.eval."""
     try:
         from .eval import evaluate_model
     except ImportError:  # the evaluator is an optional part of the install
         logger.warning("grpo_sim.eval is not available; skipping evaluation")
         return None
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    model.eval()
     ev = recipe.evaluation
-    return evaluate_model((model, tokenizer), eval_sets, output_dir=output_dir, levels=tuple(ev.levels),
-                          metrics=tuple(ev.metrics), max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
+    return evaluate_model(str(final), eval_sets, output_dir=output_dir, levels=tuple(ev.levels),
+                          metrics=tuple(ev.metrics), template=recipe.data.prompt, max_new_tokens=ev.max_new_tokens,
+                          batch_size=ev.batch_size)
