@@ -247,3 +247,20 @@ def test_two_processes_save_on_every_rank_and_evaluate_final_without_collectives
                            progress=False, plots=False)
     keys = [k for k, v in again.items() if isinstance(v, (int, float, list)) and k != "schema_version"]
     assert keys and {k: summary[k] for k in keys} == {k: again[k] for k in keys}
+
+
+@pytest.mark.parametrize("mode", ["main_only", "every_rank"])
+def test_fsdp2_weights_read_by_the_main_process_alone_block_but_a_gather_on_every_rank_works(tmp_path, mode):
+    """Why final/ is saved on every rank: under FSDP2 (fully_shard, gloo on CPU) a read of the sharded weights by
+    the main process alone waits for the other ranks until the process-group timeout; the all-rank gather that
+    trainer.save_model uses for FSDP2 returns the full, exact weights."""
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           str(ROOT / "tests" / "fsdp_save_worker.py"), mode, str(tmp_path), "6"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rank0 = json.loads((tmp_path / f"{mode}-rank0.json").read_text())
+    if mode == "every_rank":
+        assert rank0["outcome"] == "completed" and rank0["equal"] is True, rank0
+    else:
+        assert rank0["outcome"] != "completed" and rank0["seconds"] >= 5, rank0
