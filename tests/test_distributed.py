@@ -20,6 +20,14 @@ from zero3_cases import score_cases
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def require_deepspeed() -> None:
+    """Skip (saying why) where deepspeed cannot be imported; `make install` installs it."""
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"deepspeed cannot be imported ({exc}): `make install` or the [deepspeed] extra installs it")
+
+
 class FakeZero3Config:
     """What transformers asks of the object behind its ZeRO-3 switch: ``is_zero3()`` and ``config``."""
 
@@ -67,7 +75,7 @@ def test_outside_zero3_init_without_deepspeed_config_changes_nothing():
 
 def test_accelerates_own_zero3_switch_does_not_stop_zero3_init_but_outside_zero3_init_does():
     """The state accelerate leaves during a ZeRO-3 run (plugin selected), and why we do not use its context manager."""
-    pytest.importorskip("deepspeed", reason="accelerate's DeepSpeedPlugin needs deepspeed (pip install -e .[deepspeed])")
+    require_deepspeed()  # accelerate's DeepSpeedPlugin checks for it
     from accelerate.utils import DeepSpeedPlugin
     from transformers.integrations import is_deepspeed_zero3_enabled, unset_hf_deepspeed_config
 
@@ -113,7 +121,7 @@ def test_check_not_partitioned_names_the_empty_parameter():
 def test_similarity_models_score_the_same_under_zero3_init_on_every_rank_and_on_rank0_only(tmp_path):
     """2 gloo ranks with a ZeRO-3 HfDeepSpeedConfig active: the old code got "'weight' must be 2-D" (every rank)
     or blocked in a collective (rank 0 only; the worker's 30 s collective timeout turns that into an error)."""
-    pytest.importorskip("deepspeed", reason="ZeRO-3 init needs deepspeed (pip install -e .[deepspeed])")
+    require_deepspeed()
     policy = build_policy(tmp_path / "policy")
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", OMP_NUM_THREADS="1",
