@@ -33,10 +33,10 @@ def _gpu_check_env(tmp_path, wheels: Path) -> dict[str, str]:
 def _fake_wheel(folder: Path, name: str, version: str, requires: list[str] = ()) -> Path:
     """A minimal pure-Python wheel (what pip needs to install it offline)."""
     dist_info = f"{name}-{version}.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
     files = {
         f"{name}/__init__.py": f"VERSION = {version!r}\n",
-        f"{dist_info}/METADATA": "Metadata-Version: 2.1\n"
-                                 f"Name: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires),
+        f"{dist_info}/METADATA": metadata + "".join(f"Requires-Dist: {r}\n" for r in requires),
         f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     files[f"{dist_info}/RECORD"] = "".join(f"{path},,\n" for path in files) + f"{dist_info}/RECORD,,\n"
