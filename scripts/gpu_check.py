@@ -147,7 +147,8 @@ def run_trainer(trainer_name: str, generation: str, args: argparse.Namespace, po
     model, tokenizer = load_policy(policy_dir, dtype=torch.float32)
     if cuda:
         model = model.to("cuda")
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    # snapshot on the CPU, so that it does not count in the peak GPU memory
+    before = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()}
     if trainer_name == "ps_grpo":
         config = PSGRPOConfig(**common, similarity="bleu2", accuracy_weight=1.0)
         trainer = PSGRPOTrainer(model=model, reward_funcs=[prompt_overlap_reward], args=config,
@@ -171,7 +172,7 @@ def run_trainer(trainer_name: str, generation: str, args: argparse.Namespace, po
     changed = total = 0
     for name, param in trainer.accelerator.unwrap_model(trainer.model).named_parameters():
         if name in before:
-            changed += int((param.detach() != before[name]).sum())
+            changed += int((param.detach().cpu() != before[name]).sum())
             total += param.numel()
     result = {
         "trainer": trainer_name, "generation": generation, "steps": len(step_times),
