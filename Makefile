@@ -6,6 +6,10 @@ PIP := $(PY) -m pip
 # The CPU torch wheel must be installed before anything that depends on torch,
 # otherwise pip resolves an unpinned torch to a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
+# DeepSpeed (the `deepspeed` extra) is installed too, so that the ZeRO-3 tests run: it ships as an sdist whose
+# setup.py imports torch, hence no build isolation (torch is already there) and no compiled ops (DS_BUILD_OPS=0;
+# deepspeed JIT-compiles an op when one is first used). Adds ~35 s to a fresh install.
+DEEPSPEED_SPEC ?= deepspeed==0.19.8
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
@@ -13,11 +17,13 @@ export TOKENIZERS_PARALLELISM ?= false
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q wheel
+	DS_BUILD_OPS=0 $(PIP) install -q --no-build-isolation "$(DEEPSPEED_SPEC)"
 	touch $@
 
 test: install

@@ -2,3 +2,10 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# deepspeed (optional extra) is imported by save_pretrained and warns "Setting accelerator to CPU" in every
+# process where it has to guess; tests run on CPU, so tell it (and the subprocesses the tests start).
+if "DS_ACCELERATOR" not in os.environ:
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["DS_ACCELERATOR"] = "cpu"

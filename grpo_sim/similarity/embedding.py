@@ -7,6 +7,8 @@ Hugging Face hub id that :class:`sentence_transformers.SentenceTransformer` can 
 
 * Models are loaded lazily (on the first ``encode``) and cached per ``(model, device)`` in a
   module-level cache, so building the metric many times (e.g. from specs) loads the weights once.
+* Each process loads the whole model on its own device (``cuda:<LOCAL_RANK>`` under a multi-GPU launch),
+  also under DeepSpeed ZeRO-3 init, which would otherwise partition it (see :mod:`grpo_sim.distributed`).
 * ``encode`` deduplicates its texts: each distinct string goes through the model once.
 * Texts longer than the model's ``max_seq_length`` (256 word pieces for MiniLM) are truncated
   by the model; the similarity then only sees the first 256 word pieces.
@@ -21,6 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..distributed import check_not_partitioned, local_device, outside_zero3_init
 from .base import Similarity
 from .registry import register
 from .text import gather_segments, offsets_from_lengths
@@ -44,16 +47,18 @@ def default_model_path() -> str:
 
 
 def resolve_device(device: str | None) -> str:
-    """``None`` -> ``"cuda"`` when available else ``"cpu"``; anything else unchanged."""
+    """``None`` -> this process's device (``cuda:<local rank>`` when CUDA is available, else ``"cpu"``)."""
     if device is not None:
         return str(device)
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return local_device()
 
 
 def load_model(model: str | None = None, device: str | None = None) -> Any:
-    """A cached :class:`sentence_transformers.SentenceTransformer` for ``(model, device)``."""
+    """A cached :class:`sentence_transformers.SentenceTransformer` for ``(model, device)``.
+
+    Loaded whole on this process alone, outside any DeepSpeed ZeRO-3 init (no collective: any subset of ranks
+    may call it).
+    """
     path = default_model_path() if model is None else str(model)
     dev = resolve_device(device)
     key = (path, dev)
@@ -64,7 +69,9 @@ def load_model(model: str | None = None, device: str | None = None) -> Any:
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:  # pragma: no cover - depends on the environment
                 raise ImportError("embedding similarities need sentence-transformers") from exc
-            cached = SentenceTransformer(path, device=dev)
+            with outside_zero3_init():
+                cached = SentenceTransformer(path, device=dev)
+            check_not_partitioned(cached, f"similarity model {path!r}")
             cached.eval()
             _MODEL_CACHE[key] = cached
         return cached
