@@ -18,6 +18,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from .distributed import outside_zero3_init
 from .io import atomic_write_text
 from .recipe import DEMO_DATA, DEMO_MODEL, Recipe, RecipeError, build_config
 
@@ -591,8 +592,9 @@ def merge_saved_adapter(recipe: Recipe, cache: Path | None, adapter_dir: Path, f
     """
     from peft import PeftModel
 
-    base, tokenizer = _load_policy(recipe, cache)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    with outside_zero3_init():  # the run's ZeRO-3 config outlives training; this load must be whole
+        base, tokenizer = _load_policy(recipe, cache)
+        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(str(final))
     tokenizer.save_pretrained(str(final))
 
@@ -605,6 +607,9 @@ def evaluate_final(recipe: Recipe, final: Path, eval_sets, output_dir: Path) -> 
         logger.warning("grpo_sim.eval is not available; skipping evaluation")
         return None
     ev = recipe.evaluation
-    return evaluate_model(str(final), eval_sets, output_dir=output_dir, levels=tuple(ev.levels),
-                          metrics=tuple(ev.metrics), template=recipe.data.prompt, max_new_tokens=ev.max_new_tokens,
-                          batch_size=ev.batch_size)
+    # Under ZeRO-3 the run's HfDeepSpeedConfig is still alive: without this, from_pretrained would partition the
+    # evaluation model across a process group that no longer exists.
+    with outside_zero3_init():
+        return evaluate_model(str(final), eval_sets, output_dir=output_dir, levels=tuple(ev.levels),
+                              metrics=tuple(ev.metrics), template=recipe.data.prompt,
+                              max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)

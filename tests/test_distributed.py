@@ -140,3 +140,46 @@ def test_similarity_models_score_the_same_under_zero3_init_on_every_rank_and_on_
         for phase in phases:
             for name, values in expected.items():
                 np.testing.assert_allclose(record[phase][name], values, atol=1e-6, err_msg=f"rank {rank} {phase}")
+
+
+@pytest.mark.slow
+def test_after_a_zero3_run_final_evaluation_and_adapter_merge_load_whole_models(tmp_path):
+    """After training under ZeRO-3 the run's HfDeepSpeedConfig is still alive while its process group is gone:
+    rank 0's evaluation of final/ and its LoRA merge must load whole models (the old code partitioned them and
+    failed), and give the numbers of a plain one-process evaluation / merge."""
+    require_deepspeed()
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from grpo_sim.data.schema import write_psets
+    from grpo_sim.eval import evaluate_model
+    from grpo_sim.models.tiny import load_policy
+    from trainer_helpers import demo_rows
+
+    policy = build_policy(tmp_path / "policy")
+    model, _ = load_policy(policy)
+    torch.manual_seed(0)
+    adapted = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules="all-linear"))
+    for name, param in adapted.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.1)  # a non-trivial adapter (lora_B starts at zero)
+    adapted.save_pretrained(tmp_path / "adapter")
+    eval_path = write_psets(tmp_path / "eval.jsonl", demo_rows()[1])
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", OMP_NUM_THREADS="1",
+               DS_ACCELERATOR="cpu")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           str(ROOT / "tests" / "zero3_final_eval_worker.py"), policy, str(tmp_path / "adapter"), str(eval_path),
+           str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads((out / "rank0.json").read_text())
+    assert record["zero3_still_enabled"]
+    expected = evaluate_model(policy, demo_rows()[1], levels=("e2e",), metrics=("exact_match", "bleu2"),
+                              template="closed_book", max_new_tokens=4, progress=False, plots=False)
+    assert record["summary"] and all(record["summary"][k] == expected[k] for k in record["summary"])
+    merged, _ = load_policy(out / "merged")
+    reference = PeftModel.from_pretrained(load_policy(policy)[0], str(tmp_path / "adapter")).merge_and_unload()
+    reference_state = reference.state_dict()
+    for name, value in merged.state_dict().items():
+        torch.testing.assert_close(value, reference_state[name], rtol=0, atol=0, msg=name)
