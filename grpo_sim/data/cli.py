@@ -106,18 +106,21 @@ def import_cmd(
             kwargs["max_answers"] = max_answers
         if hf_config is not None:
             kwargs["hf_config"] = hf_config
+        notes: list[str] = []
         with spinner(f"importing {cname} from {path}", progress):
-            sets = import_dataset(cname, path, split=split, limit=limit, **kwargs)
+            sets = import_dataset(cname, path, split=split, limit=limit, notes=notes, **kwargs)
         if not sets:
             _fail(f"{path}: no questions found (empty file or every row filtered)")
+        n_corpus = export_corpus(sets, corpus_out) if corpus_out is not None else None  # empty: error, nothing written
         write_psets(out, sets)
         n_pass = sum(len(s.metadata.get("passages") or []) for s in sets)
         n_ans = sum(len(s.answers) for s in sets)
         _echo(f"imported {len(sets)} {cname} questions from {path} -> {out} "
               f"({n_ans} gold answers, {n_pass} dataset passages in metadata)")
-        if corpus_out is not None:
-            n = export_corpus(sets, corpus_out)
-            _echo(f"wrote {n} distinct passages -> {corpus_out}")
+        if n_corpus is not None:
+            _echo(f"wrote {n_corpus} distinct passages -> {corpus_out}")
+        for note in notes:
+            typer.echo(f"warning: {note}", err=True)
     except _BAD_INPUT as e:
         _fail(str(e))
 
