@@ -167,9 +167,9 @@ def paraphrase_cmd(
     temperature: float = typer.Option(0.8, "--temperature", min=0.0),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="environment variable holding the API key"),
     max_chars: int = typer.Option(400, "--max-chars", min=1, help="drop longer paraphrases"),
-    near_dup: Optional[float] = typer.Option(None, "--near-dup", min=0.0, max=1.0,
-                                             help="similarity at/above which a wording is a near-duplicate "
-                                                  "(default 0.92; template backend 0.98)"),
+    near_dup: Optional[float] = typer.Option(None, "--near-duplicate-threshold", "--near-dup", min=0.0, max=1.0,
+                                             help="character similarity at/above which a wording is a "
+                                                  "near-duplicate and dropped (default 0.92; template backend 0.98)"),
     replace: bool = typer.Option(False, "--replace", help="replace existing paraphrases (except paraphrase 0)"),
     seed: int = typer.Option(0, "--seed", help="template/vLLM seed"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -218,6 +218,8 @@ def paraphrase_cmd(
     dropped = ", ".join(f"{r} {c}" for r, c in s.filtered.items() if c) or "none"
     _echo(f"  candidates {s.candidates}, kept {s.kept}; filtered: {dropped}; "
           f"sets with fewer than {n} new paraphrases: {s.short_sets}")
+    for line in s.near_duplicate_lines():
+        _echo(f"  {line}")
     if pc.corrupt_lines:
         _echo(f"  note: skipped {pc.corrupt_lines} unreadable cache line(s) (an interrupted write)")
     if s.failed:
