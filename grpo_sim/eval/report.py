@@ -6,7 +6,8 @@ Output directory (every file written atomically: a temp file in the same directo
 * ``predictions.jsonl`` -- one row per paraphrase and level: ``set_id, paraphrase_id, level,
   question, prompt, passage_ids, answer, answers`` (gold);
 * ``per_set.jsonl`` -- one row per set: every per-set value of the summary keys, plus
-  ``em_by_position`` / ``f1_by_position`` (accuracy of each paraphrase, in set order);
+  ``em_by_position`` / ``f1_by_position`` / ``rouge_l_by_position`` (accuracy of each
+  paraphrase, in set order);
 * ``summary.json`` -- ``{"schema_version": 1, <the model's flat summary>, "models": {"model":
   {...}, "baseline": {...}}, "comparison": {...} | null, "config": {...}, "files": {...}}``:
   each entry of ``models`` is the flat summary of :func:`grpo_sim.eval.metrics.summarize` plus
@@ -15,7 +16,8 @@ Output directory (every file written atomically: a temp file in the same directo
   differences ``model - baseline`` with intervals;
 * ``baseline_predictions.jsonl`` / ``baseline_per_set.jsonl`` when the baseline was generated
   or rescored;
-* ``report.md`` -- the tables; ``plot_summary_bars.png`` (model vs baseline bars with 95%
+* ``report.md`` -- a collapse warning first when there is one (:func:`result_warnings`), then the
+  tables: accuracy, consistency, the collapse figures next to it; ``plot_summary_bars.png`` (model vs baseline bars with 95%
   intervals), ``plot_consistency_hist.png`` (per-set end-to-end consistency),
   ``plot_accuracy_by_position.png`` (accuracy by paraphrase position).
 """
