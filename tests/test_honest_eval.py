@@ -116,12 +116,13 @@ def test_report_eval_output_and_summary_show_figures_and_warning(tmp_path):
                             metrics=("exact_match",), n_boot=50, plots=False, baseline=str(base_dir), name="after")
     summary = json.loads((tmp_path / "after" / "summary.json").read_text())
     for who in ("model", "baseline"):
-        assert "cross_set_modal_answer_share" in summary["models"][who] and "empty_answer_rate" in summary["models"][who]
+        assert {"cross_set_modal_answer_share", "empty_answer_rate"} <= set(summary["models"][who])
     assert summary["cross_set_modal_answer_share"] == pytest.approx(0.75) and summary["collapse_warnings"]
     diff = summary["comparison"]["differences"]["cross_set_modal_answer_share"]
     assert diff["diff"] == pytest.approx(0.75)
     report = (tmp_path / "after" / "report.md").read_text()
-    assert "## Warning: possible collapse" in report and "model: 75% of the answers are the answer 'sinclair lewis'" in report
+    assert "## Warning: possible collapse" in report
+    assert "model: 75% of the answers are the answer 'sinclair lewis'" in report
     assert "comparison: the model's consistency differences" in report
     assert report.index("## Consistency") < report.index("## Collapse figures") < report.index("## Notes")
     assert "| one answer across different sets (share) | 0.750" in report
@@ -185,7 +186,8 @@ def test_long_form_reports_rouge_bleu_embedding_not_em_f1():
     assert "accuracy_em" not in s and "accuracy_f1" not in s
     assert s["accuracy_rouge_l"] == pytest.approx(0.5) and s["accuracy_bleu2"] == pytest.approx(0.5)
     emb = get_similarity("embedding")
-    unrelated = max(emb.paired(emb.encode(["zebra quantum violin"]), emb.encode([ref]))[0] for ref in sets[1]["answers"])
+    unrelated = max(emb.paired(emb.encode(["zebra quantum violin"]), emb.encode([ref]))[0]
+                    for ref in sets[1]["answers"])
     assert s["accuracy_embedding"] == pytest.approx((1.0 + max(0.0, unrelated)) / 2, abs=1e-6)
     assert "EM and token F1 do not fit long answers" in s["accuracy_note"]
     # without an embedding metric there is no embedding accuracy, and the note says how to get it
@@ -200,7 +202,8 @@ def test_real_eli5_is_scored_as_long_form(tmp_path):
     sets = import_eli5(REALDATA / "eli5_category_test.sample.json")
     rows = []
     for s in sets:
-        s.paraphrases.append(s.paraphrases[0].model_copy(update={"paraphrase_id": 1, "question": "Explain: " + s.question}))
+        second = s.paraphrases[0].model_copy(update={"paraphrase_id": 1, "question": "Explain: " + s.question})
+        s.paraphrases.append(second)
         rows += [{"set_id": s.set_id, "paraphrase_id": p, "answer": s.answers[0]} for p in (0, 1)]
     result = evaluate_model(None, sets, output_dir=tmp_path, predictions=rows, levels=("e2e",),
                             metrics=("bleu2", "rouge_l"), n_boot=0, plots=False)

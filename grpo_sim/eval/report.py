@@ -17,7 +17,8 @@ Output directory (every file written atomically: a temp file in the same directo
 * ``baseline_predictions.jsonl`` / ``baseline_per_set.jsonl`` when the baseline was generated
   or rescored;
 * ``report.md`` -- a collapse warning first when there is one (:func:`result_warnings`), then the
-  tables: accuracy, consistency, the collapse figures next to it; ``plot_summary_bars.png`` (model vs baseline bars with 95%
+  tables: accuracy, consistency, the collapse figures next to it; ``plot_summary_bars.png``
+  (model vs baseline bars with 95%
   intervals), ``plot_consistency_hist.png`` (per-set end-to-end consistency),
   ``plot_accuracy_by_position.png`` (accuracy by paraphrase position).
 """
@@ -596,7 +597,8 @@ def render_report(result: dict[str, Any]) -> str:
     for title, pred in (("Accuracy", lambda k: k.startswith("accuracy_")),
                         ("Consistency", lambda k: k.startswith("consistency_")),
                         ("Collapse figures (read with consistency)", lambda k: k in COLLAPSE_KEYS),
-                        ("Other", lambda k: not k.startswith(("accuracy_", "consistency_")) and k not in COLLAPSE_KEYS)):
+                        ("Other", lambda k: not k.startswith(("accuracy_", "consistency_"))
+                         and k not in COLLAPSE_KEYS)):
         sel = [r for r in rows if pred(r[0])]
         if not sel:
             continue
