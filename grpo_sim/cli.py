@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -55,10 +56,23 @@ def _summary_table(result) -> Table:
         if key in result.last_metrics and result.last_metrics[key] is not None:
             table.add_row(key + " (last log)", f"{result.last_metrics[key]:.4f}")
     if result.evaluation:
-        for key in ("accuracy_em", "accuracy_f1", "consistency_e2e_exact", "consistency_e2e_bleu2",
-                    "consistency_e2e_embedding"):
-            if result.evaluation.get(key) is not None:
-                table.add_row(f"eval {key}", f"{result.evaluation[key]:.4f}")
+        from .eval.report import COLLAPSE_KEYS, collapse_lines, result_warnings
+
+        evaluation = result.evaluation
+        accuracy = [k for k in ("accuracy_em", "accuracy_f1", "accuracy_rouge_l", "accuracy_bleu2",
+                                "accuracy_embedding") if k in evaluation]
+        if evaluation.get("answer_form") != "long":
+            accuracy = [k for k in accuracy if k in ("accuracy_em", "accuracy_f1")]
+        # the collapse figures sit right under consistency: consistency alone is fooled by one degenerate answer
+        for key in (*accuracy, "consistency_e2e_exact", "consistency_e2e_bleu2", "consistency_e2e_embedding",
+                    *COLLAPSE_KEYS):
+            if evaluation.get(key) is not None:
+                table.add_row(f"eval {key}", f"{evaluation[key]:.4f}")
+        for line in collapse_lines(evaluation):
+            what, value = line.split(": ", 1)
+            table.add_row(f"eval {what}", Text(value, justify="left"))
+        for warning in result_warnings(evaluation):
+            table.add_row(Text("WARNING", style="bold red"), Text(warning, style="bold red", justify="left"))
     table.add_row("final model", str(result.final_model))
     if result.final_adapter is not None:
         table.add_row("LoRA adapter (merged into the final model)", str(result.final_adapter))

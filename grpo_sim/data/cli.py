@@ -106,18 +106,21 @@ def import_cmd(
             kwargs["max_answers"] = max_answers
         if hf_config is not None:
             kwargs["hf_config"] = hf_config
+        notes: list[str] = []
         with spinner(f"importing {cname} from {path}", progress):
-            sets = import_dataset(cname, path, split=split, limit=limit, **kwargs)
+            sets = import_dataset(cname, path, split=split, limit=limit, notes=notes, **kwargs)
         if not sets:
             _fail(f"{path}: no questions found (empty file or every row filtered)")
+        n_corpus = export_corpus(sets, corpus_out) if corpus_out is not None else None  # empty: error, nothing written
         write_psets(out, sets)
         n_pass = sum(len(s.metadata.get("passages") or []) for s in sets)
         n_ans = sum(len(s.answers) for s in sets)
         _echo(f"imported {len(sets)} {cname} questions from {path} -> {out} "
               f"({n_ans} gold answers, {n_pass} dataset passages in metadata)")
-        if corpus_out is not None:
-            n = export_corpus(sets, corpus_out)
-            _echo(f"wrote {n} distinct passages -> {corpus_out}")
+        if n_corpus is not None:
+            _echo(f"wrote {n_corpus} distinct passages -> {corpus_out}")
+        for note in notes:
+            typer.echo(f"warning: {note}", err=True)
     except _BAD_INPUT as e:
         _fail(str(e))
 
@@ -164,9 +167,9 @@ def paraphrase_cmd(
     temperature: float = typer.Option(0.8, "--temperature", min=0.0),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="environment variable holding the API key"),
     max_chars: int = typer.Option(400, "--max-chars", min=1, help="drop longer paraphrases"),
-    near_dup: Optional[float] = typer.Option(None, "--near-dup", min=0.0, max=1.0,
-                                             help="similarity at/above which a wording is a near-duplicate "
-                                                  "(default 0.92; template backend 0.98)"),
+    near_dup: Optional[float] = typer.Option(None, "--near-duplicate-threshold", "--near-dup", min=0.0, max=1.0,
+                                             help="character similarity at/above which a wording is a "
+                                                  "near-duplicate and dropped (default 0.92; template backend 0.98)"),
     replace: bool = typer.Option(False, "--replace", help="replace existing paraphrases (except paraphrase 0)"),
     seed: int = typer.Option(0, "--seed", help="template/vLLM seed"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -215,6 +218,8 @@ def paraphrase_cmd(
     dropped = ", ".join(f"{r} {c}" for r, c in s.filtered.items() if c) or "none"
     _echo(f"  candidates {s.candidates}, kept {s.kept}; filtered: {dropped}; "
           f"sets with fewer than {n} new paraphrases: {s.short_sets}")
+    for line in s.near_duplicate_lines():
+        _echo(f"  {line}")
     if pc.corrupt_lines:
         _echo(f"  note: skipped {pc.corrupt_lines} unreadable cache line(s) (an interrupted write)")
     if s.failed:

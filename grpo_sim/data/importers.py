@@ -41,6 +41,13 @@ gzipped (``.gz``). :func:`import_dataset` also takes a Hugging Face hub name, lo
 
 Malformed rows are all collected and reported in one :class:`~grpo_sim.data.schema.DataError`
 that names the file, the 1-based row (list position, or line for JSONL) and the field.
+
+What an import silently could not do is said out loud: every importer takes ``notes=`` (a list the
+messages are appended to; without it they go to the ``grpo_sim.data.importers`` logger as warnings)
+and reports questions left without passages (TriviaQA without ``evidence_dir``, or documents missing
+from it; ELI5 always) naming the option that fills them, and 2WikiMultiHopQA answer aliases that
+were not added (no ``id_aliases.json``, or an ``answer_id`` it does not list), with counts.
+:func:`export_corpus` refuses to write an empty corpus (:func:`missing_passages_message` says why).
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -67,9 +75,39 @@ __all__ = [
     "export_corpus",
     "corpus_from_sets",
     "dedupe_answers",
+    "missing_passages_message",
 ]
 
 Problem = tuple[int | None, str, str]
+logger = logging.getLogger(__name__)
+
+
+def _tell(notes: list[str] | None, message: str) -> None:
+    """Record something the import could not do: into ``notes`` when the caller collects them, else a warning."""
+    if notes is None:
+        logger.warning(message)
+    else:
+        notes.append(message)
+
+
+def missing_passages_message(sets: Sequence[ParaphraseSet]) -> str | None:
+    """Why ``sets`` carry no passages (no ``metadata.passages`` anywhere) and what fills them; ``None``
+    when some set has passages. The dataset is read from ``metadata["source"]``."""
+    if any(s.metadata.get("passages") for s in sets):
+        return None
+    sources = {s.metadata.get("source") for s in sets}
+    n = len(sets)
+    if sources == {"triviaqa"}:
+        docs = sum(len(s.metadata.get("evidence") or []) for s in sets)
+        return (f"none of the {n} TriviaQA questions has passages in metadata.passages: the release keeps the "
+                f"texts of the {docs} referenced documents in its evidence/ folder; import with --evidence-dir "
+                "PATH/evidence (evidence_dir=...) to cut them into passages, or retrieve from a corpus of your own "
+                "(grpo-sim data retrieve --corpus)")
+    if sources == {"eli5"}:
+        return (f"none of the {n} ELI5 questions has passages in metadata.passages: ELI5 comes without passages; "
+                "build a corpus of your own (e.g. Wikipedia) and give it to grpo-sim data retrieve --corpus")
+    return (f"none of the {n} sets has passages in metadata.passages: give a corpus of your own to "
+            "grpo-sim data retrieve --corpus")
 
 
 class _RowError(Exception):
@@ -459,6 +497,7 @@ def import_triviaqa(
     split: str | None = None,
     chunk_words: int = TRIVIAQA_CHUNK_WORDS,
     max_chunks_per_doc: int | None = None,
+    notes: list[str] | None = None,
 ) -> list[ParaphraseSet]:
     """TriviaQA (rc or unfiltered release: ``{"Data": [...], "Domain", "Split", ...}``).
 
@@ -467,7 +506,8 @@ def import_triviaqa(
     ``evidence/`` folder holding ``wikipedia/`` and ``web/``) each referenced document that is
     present is cut into ``chunk_words``-word passages in ``metadata["passages"]``; document
     references (title, filename, url, rank) are always kept in ``metadata["evidence"]``.
-    ``split`` defaults to the file's ``Split`` key.
+    ``split`` defaults to the file's ``Split`` key. Questions left without passages (no
+    ``evidence_dir``, or documents missing from it) are reported through ``notes``.
     """
     path = Path(path)
     rows, extras, unit = _read_rows(path, list_key="Data")
@@ -480,7 +520,27 @@ def import_triviaqa(
     if extras.get("Domain"):
         for s in sets:
             s.metadata["domain"] = extras["Domain"]
+    _triviaqa_notes(sets, ev, notes)
     return sets
+
+
+def _triviaqa_notes(sets: Sequence[ParaphraseSet], evidence_dir: Path | None, notes: list[str] | None) -> None:
+    """Say how many questions got no passages and which referenced documents were not found."""
+    if not sets:
+        return
+    no_passages = [s for s in sets if not s.metadata.get("passages")]
+    if len(no_passages) == len(sets) and evidence_dir is None:
+        _tell(notes, missing_passages_message(sets) or "")
+        return
+    if evidence_dir is None or not no_passages:
+        return
+    found = {p["id"].rsplit("#", 1)[0].removeprefix("triviaqa:") for s in sets for p in s.metadata["passages"]}
+    refs = [(r.get("kind"), r.get("filename")) for s in sets for r in s.metadata.get("evidence") or []
+            if r.get("filename")]
+    missing = [f"{kind}/{name}" for kind, name in refs if name not in found]
+    _tell(notes, f"{len(no_passages)} of {len(sets)} TriviaQA questions have no passages: {len(missing)} of the "
+                 f"{len(refs)} referenced documents are not under {evidence_dir} (e.g. {', '.join(missing[:3])}); "
+                 "give the release's complete evidence/ folder (with wikipedia/ and web/)")
 
 
 # ------------------------------------------------------------------------------------------
@@ -521,7 +581,8 @@ def _hotpot_converter(split: str | None) -> Callable[[dict[str, Any]], Paraphras
     return _multihop_converter("hotpotqa", split, ("type", "level"))
 
 
-def import_hotpotqa(path: str | os.PathLike[str], limit: int | None = None, split: str | None = None) -> list[ParaphraseSet]:
+def import_hotpotqa(path: str | os.PathLike[str], limit: int | None = None, split: str | None = None,
+                   notes: list[str] | None = None) -> list[ParaphraseSet]:
     """HotpotQA (``hotpot_{train_v1.1,dev_distractor_v1,dev_fullwiki_v1,test_fullwiki_v1}.json``).
 
     Question: ``question``; answers: ``[answer]`` (``yes``/``no`` for many comparison questions;
@@ -530,7 +591,10 @@ def import_hotpotqa(path: str | os.PathLike[str], limit: int | None = None, spli
     """
     path = Path(path)
     rows, _, unit = _read_rows(path)
-    return _convert_rows(rows, _hotpot_converter(split), str(path), unit, limit)
+    sets = _convert_rows(rows, _hotpot_converter(split), str(path), unit, limit)
+    if sets and missing_passages_message(sets):  # fullwiki test rows come without context
+        _tell(notes, missing_passages_message(sets) or "")
+    return sets
 
 
 def _load_2wiki_aliases(path: Path) -> dict[str, list[str]]:
@@ -560,20 +624,44 @@ def import_2wikimultihopqa(
     limit: int | None = None,
     split: str | None = None,
     aliases_path: str | os.PathLike[str] | None = None,
+    notes: list[str] | None = None,
 ) -> list[ParaphraseSet]:
     """2WikiMultiHopQA (``train.json``/``dev.json``/``test.json``: a JSON list).
 
     Question: ``question``; answers: ``[answer]`` plus, when an ``id_aliases.json`` is given as
     ``aliases_path`` or lies next to ``path``, the aliases (and demonyms) of ``answer_id``;
     ``metadata["passages"]``: the context paragraphs; ``type``, ``evidences``, ``entity_ids``,
-    ``answer_id`` and ``supporting_facts`` kept.
+    ``answer_id`` and ``supporting_facts`` kept. Questions whose aliases could not be added (no
+    alias file, or an ``answer_id`` missing from it) are counted and reported through ``notes``.
     """
     path = Path(path)
     if aliases_path is None and (path.parent / "id_aliases.json").exists():
         aliases_path = path.parent / "id_aliases.json"
-    aliases = _load_2wiki_aliases(Path(aliases_path)) if aliases_path is not None else {}
+    aliases = _load_2wiki_aliases(Path(aliases_path)) if aliases_path is not None else None
     rows, _, unit = _read_rows(path)
-    return _convert_rows(rows, _2wiki_converter(split, aliases), str(path), unit, limit)
+    sets = _convert_rows(rows, _2wiki_converter(split, aliases or {}), str(path), unit, limit)
+    _2wiki_alias_notes(sets, aliases, aliases_path, path.parent, notes)
+    return sets
+
+
+def _2wiki_alias_notes(sets: Sequence[ParaphraseSet], aliases: Mapping[str, list[str]] | None,
+                       aliases_path: Any, folder: Path | None, notes: list[str] | None) -> None:
+    """Count the questions whose answer aliases were not added, and say how to add them."""
+    with_id = [s for s in sets if isinstance(s.metadata.get("answer_id"), str)]
+    if not with_id:
+        return
+    if aliases is None:
+        where = f" or found next to the data file ({folder / 'id_aliases.json'})" if folder is not None else ""
+        _tell(notes, f"2WikiMultiHopQA: the answer aliases of {len(with_id)} of {len(sets)} questions were skipped: "
+                     f"no id_aliases.json given{where}, so each question keeps only its one written answer and "
+                     "EM/F1 reject the other names of the same entity; pass --aliases PATH/id_aliases.json "
+                     "(aliases_path=..., from the 2WikiMultiHopQA release)")
+        return
+    unknown = [s for s in with_id if s.metadata["answer_id"] not in aliases]
+    if unknown:
+        _tell(notes, f"2WikiMultiHopQA: {len(unknown)} of {len(with_id)} answer ids are not in {aliases_path} "
+                     f"(e.g. {unknown[0].metadata['answer_id']} of question {unknown[0].set_id}); those questions "
+                     "keep only their written answer")
 
 
 # ------------------------------------------------------------------------------------------
@@ -623,7 +711,8 @@ def _musique_converter(split: str | None, answerable_only: bool) -> Callable[[di
 
 
 def import_musique(
-    path: str | os.PathLike[str], limit: int | None = None, split: str | None = None, answerable_only: bool = False
+    path: str | os.PathLike[str], limit: int | None = None, split: str | None = None, answerable_only: bool = False,
+    notes: list[str] | None = None,
 ) -> list[ParaphraseSet]:
     """MuSiQue (``musique_{ans,full}_v1.0_{train,dev,test}.jsonl``).
 
@@ -634,7 +723,10 @@ def import_musique(
     """
     path = Path(path)
     rows, _, unit = _read_rows(path)
-    return _convert_rows(rows, _musique_converter(split, answerable_only), str(path), unit, limit)
+    sets = _convert_rows(rows, _musique_converter(split, answerable_only), str(path), unit, limit)
+    if sets and missing_passages_message(sets):
+        _tell(notes, missing_passages_message(sets) or "")
+    return sets
 
 
 # ------------------------------------------------------------------------------------------
@@ -722,6 +814,7 @@ def import_eli5(
     split: str | None = None,
     max_answers: int = 3,
     min_score: int | None = None,
+    notes: list[str] | None = None,
 ) -> list[ParaphraseSet]:
     """ELI5: the ELI5-Category / HF ``eli5`` layout (``q_id, title, selftext, answers{a_id, text,
     score}``, JSON list or JSONL) or KILT's ``eli5-*-kilt.jsonl`` (``id, input, output[{answer}]``).
@@ -729,13 +822,16 @@ def import_eli5(
     Question: ``title`` (KILT: ``input``); ``selftext`` kept in metadata. Answers (long-form
     gold): the ``max_answers`` highest-scored answer texts, best first (score ties keep file
     order; ``[deleted]``/``[removed]``/empty skipped; ``min_score`` drops low-voted ones).
-    ELI5 comes without passages: retrieve from your own corpus.
+    ELI5 comes without passages: retrieve from your own corpus (``notes`` says so).
     """
     if max_answers < 1:
         raise ValueError(f"max_answers must be >= 1, got {max_answers}")
     path = Path(path)
     rows, _, unit = _read_rows(path)
-    return _convert_rows(rows, _eli5_converter(split, max_answers, min_score), str(path), unit, limit)
+    sets = _convert_rows(rows, _eli5_converter(split, max_answers, min_score), str(path), unit, limit)
+    if sets:
+        _tell(notes, missing_passages_message(sets) or "")
+    return sets
 
 
 # ------------------------------------------------------------------------------------------
@@ -823,9 +919,15 @@ def import_from_hub(
         raise DataError(f"could not load {hf_name!r} (config {hf_config!r}, split {split!r}) from the Hugging Face "
                         f"hub: {type(e).__name__}: {e}. Give a local file instead, or check the name/config/split") from e
     rows = ((i, dict(r)) for i, r in enumerate(ds, start=1))
+    notes = kwargs.pop("notes", None)
     sets = _convert_rows(rows, _hub_converter(name, split, kwargs), f"hf:{hf_name}[{split}]", "row", limit)
     for s in sets:
         s.metadata.setdefault("hf_dataset", hf_name)
+    if name == "2wikimultihopqa":
+        aliases = _load_2wiki_aliases(Path(kwargs["aliases_path"])) if kwargs.get("aliases_path") else None
+        _2wiki_alias_notes(sets, aliases, kwargs.get("aliases_path"), None, notes)
+    elif sets and missing_passages_message(sets):
+        _tell(notes, missing_passages_message(sets) or "")
     return sets
 
 
@@ -876,8 +978,15 @@ def corpus_from_sets(sets: Iterable[ParaphraseSet]) -> list[Passage]:
 
 
 def export_corpus(sets: Iterable[ParaphraseSet], path: str | os.PathLike[str]) -> int:
-    """Write the dataset-provided passages of ``sets`` as a corpus JSONL (atomic); returns the count."""
+    """Write the dataset-provided passages of ``sets`` as a corpus JSONL (atomic); returns the count.
+
+    No passages at all is a :class:`DataError` (nothing is written): an empty corpus would only fail
+    later, in retrieval; the message names the option that fills it (:func:`missing_passages_message`)."""
+    sets = list(sets)
     passages = corpus_from_sets(sets)
+    if not passages:
+        raise DataError(f"{path}: not written, the corpus would be empty: "
+                        f"{missing_passages_message(sets) or 'no set has metadata.passages'}")
     write_corpus(path, passages)
     return len(passages)
 

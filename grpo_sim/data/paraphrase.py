@@ -25,9 +25,11 @@ costs no requests.
 reason): ``empty``, ``overlong`` (> ``max_chars``), ``answer_leak`` (contains a gold answer,
 as whole words after normalisation, that the question does not contain; ``yes``/``no``
 answers are not checked), ``duplicate_of_question`` / ``near_duplicate_of_question`` (same
-normalised text / character similarity >= ``near_dup_threshold``), ``duplicate_of_paraphrase``
+normalised text / character similarity >= ``near_dup_threshold``, rapidfuzz's normalised
+Indel ratio of the normalised texts; CLI ``--near-duplicate-threshold``), ``duplicate_of_paraphrase``
 / ``near_duplicate_of_paraphrase`` (same against the wordings kept so far, including the set's
-existing ones) and ``surplus`` (more than ``n`` good ones).
+existing ones) and ``surplus`` (more than ``n`` good ones). :class:`ParaphraseStats` keeps the
+counts per set (``per_set``) so a report can say which sets the near-duplicate filter left short.
 """
 
 from __future__ import annotations
@@ -649,6 +651,35 @@ class ParaphraseStats:
     short_sets: int = 0
     filtered: dict[str, int] = field(default_factory=lambda: {r: 0 for r in FILTER_REASONS})
     errors: dict[str, str] = field(default_factory=dict)
+    #: the near-duplicate threshold the filters ran with
+    near_duplicate_threshold: float | None = None
+    #: per filtered set: set_id -> {"candidates", "kept", "needed", "near_duplicates"} (near-duplicates of the
+    #: question or of a kept wording); the run's totals hide which sets lost their wordings
+    per_set: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def near_duplicate_lines(self, max_sets: int = 20) -> list[str]:
+        """What the near-duplicate filter dropped, per set (sets with drops, most first), and what to change
+        when it left sets short. Empty when it dropped nothing."""
+        dropped = {k: v for k, v in self.per_set.items() if v["near_duplicates"]}
+        if not dropped:
+            return []
+        total = sum(v["near_duplicates"] for v in dropped.values())
+        short = sum(1 for v in dropped.values() if v["kept"] < v["needed"])
+        lines = [f"near-duplicate filter (character similarity >= {self.near_duplicate_threshold:g}) dropped {total} "
+                 f"of {self.candidates} candidates in {len(dropped)} set(s)"
+                 + (f", leaving {short} of them short:" if short else ":")]
+        order = sorted(dropped, key=lambda k: -dropped[k]["near_duplicates"])
+        for set_id in order[:max_sets]:
+            v = dropped[set_id]
+            lines.append(f"  {set_id}: dropped {v['near_duplicates']} of {v['candidates']}, kept {v['kept']} "
+                         f"of {v['needed']} needed")
+        if len(order) > max_sets:
+            lines.append(f"  ... and {len(order) - max_sets} more sets")
+        if short:
+            lines.append("  rewrites that only add a prefix to a long question look alike character by character; "
+                         f"raise --near-duplicate-threshold above {self.near_duplicate_threshold:g} to keep them, "
+                         "or lower it to demand more change")
+        return lines
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -664,6 +695,8 @@ class ParaphraseStats:
             "short_sets": self.short_sets,
             "filtered": dict(self.filtered),
             "errors": dict(self.errors),
+            "near_duplicate_threshold": self.near_duplicate_threshold,
+            "per_set": {k: dict(v) for k, v in self.per_set.items()},
         }
 
 
@@ -694,7 +727,8 @@ def paraphrase_sets(
     if filters is None and getattr(backend, "name", "") == "template":
         # wrapper rewrites of long questions differ by a short prefix only; keep them
         filters = FilterConfig(near_dup_threshold=0.98)
-    stats = ParaphraseStats(questions=len(sets))
+    stats = ParaphraseStats(questions=len(sets),
+                            near_duplicate_threshold=(filters or FilterConfig()).near_dup_threshold)
     model_id = getattr(backend, "model_id", getattr(backend, "name", "backend"))
     req0 = getattr(backend, "requests", 0)
     ret0 = getattr(backend, "retries", 0)
@@ -779,6 +813,9 @@ def paraphrase_sets(
             stats.filtered[r] += c
         if len(kept) < need:
             stats.short_sets += 1
+        stats.per_set[s.set_id] = {"candidates": len(candidates), "kept": len(kept), "needed": need,
+                                   "near_duplicates": counts["near_duplicate_of_question"]
+                                   + counts["near_duplicate_of_paraphrase"]}
         next_id = max(p.paraphrase_id for p in base) + 1
         new = base + [Paraphrase(paraphrase_id=next_id + k, question=q) for k, q in enumerate(kept)]
         meta = dict(s.metadata)

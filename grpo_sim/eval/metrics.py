@@ -16,8 +16,20 @@ Group Similarity Rewards", evaluation section):
   paraphrase's own passages;
 * **accuracy** of one answer: the best score over the gold answers of SQuAD exact match
   (``accuracy_em``), SQuAD token F1 (``accuracy_f1``) and ROUGE-L F-measure
-  (``accuracy_rouge_l``, the long-form measure); accuracy of a set is the mean over its
-  paraphrases' end-to-end answers.
+  (``accuracy_rouge_l``); accuracy of a set is the mean over its paraphrases' end-to-end
+  answers. **Long-form** data (median gold answer longer than :data:`LONG_FORM_WORDS` words,
+  e.g. ELI5) is scored with the measures that fit long answers instead: ROUGE-L
+  (``accuracy_rouge_l``), BLEU-2 (``accuracy_bleu2``) and embedding cosine
+  (``accuracy_embedding``, when ``embedding`` is among the metrics) to the references; EM and
+  token F1 against a paragraph-long Reddit answer are near zero whatever the model says, so
+  they are not reported;
+* **collapse figures**, next to consistency because a similarity-only objective is maximised
+  by one degenerate answer: ``empty_answer_rate`` (share of answers empty after SQuAD
+  normalisation) and ``cross_set_modal_answer_share`` (share of answers equal to the most
+  common normalised answer among those given in two or more *different* sets, see
+  :func:`cross_set_modal_answer`; agreement inside a set is the goal, the same answer to
+  different questions is collapse). :func:`collapse_warnings` turns them into warnings at
+  :data:`EMPTY_ANSWER_WARN_RATE` and :data:`MODAL_ANSWER_WARN_SHARE`.
 
 Every summary number is the **mean over sets** of the per-set value (each set weighs the same,
 whatever its number of paraphrases) with a percentile bootstrap 95% interval obtained by
@@ -54,6 +66,8 @@ __all__ = [
     "paired_difference",
     "read_predictions",
     "check_predictions",
+    "collapse_warnings",
+    "cross_set_modal_answer",
     "summarize",
     "summarize_with_details",
 ]
@@ -66,8 +80,16 @@ LEVELS: tuple[str, ...] = ("e2e", "generator")
 _KEY_NAMES = {"exact_match": "exact"}
 #: accuracy measures: summary key suffix -> registry name
 _ACCURACY_METRICS = {"em": "exact_match", "f1": "token_f1", "rouge_l": "rouge_l"}
+#: accuracy measures of long-form data (ELI5): summary key suffix -> registry name; "embedding" uses the
+#: evaluation's own embedding metric and is left out when ``metrics`` has none
+_LONG_ACCURACY_METRICS = {"rouge_l": "rouge_l", "bleu2": "bleu2", "embedding": "embedding"}
 #: gold answers with a median of more than this many (SQuAD-normalised) words are "long form"
 LONG_FORM_WORDS = 5
+#: warn (possible collapse) when at least this share of the answers is empty after normalisation
+EMPTY_ANSWER_WARN_RATE = 0.2
+#: warn (possible collapse) when at least this share of the answers is one answer given in different sets;
+#: a healthy model repeats an answer across questions only where their gold answers coincide (yes/no)
+MODAL_ANSWER_WARN_SHARE = 0.3
 
 
 class EvalError(ValueError):
@@ -302,6 +324,69 @@ def pairwise_consistency(answers: Sequence[str], metric: Any = "bleu2") -> float
     if len(answers) < 2:
         raise EvalError(f"pairwise consistency needs at least 2 answers, got {len(answers)}")
     return float(_set_consistency(get_similarity(metric), [list(answers)])[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Collapse figures
+# --------------------------------------------------------------------------------------------
+
+
+def cross_set_modal_answer(answers: Sequence[str], set_ids: Sequence[Any]) -> tuple[str | None, int, int]:
+    """``(answer, num_sets, num_answers)``: the most common SQuAD-normalised answer among those given
+    in at least two different sets, the number of sets giving it and how many answers equal it.
+
+    Identical answers *within* a set are what consistency training aims for, so an answer only
+    counts as a collapse candidate when different questions get it. Ties go to the answer given
+    in more sets, then to the alphabetically first. ``(None, 0, 0)`` when no answer is shared by
+    two sets (always the case with fewer than two sets). The empty answer is a candidate like any
+    other. Unlike ``rewards.set_statistics``' batch modal answer (all completions counted, so one
+    fully consistent set looks like collapse in a small batch) this ignores within-set agreement.
+    """
+    if len(answers) != len(set_ids):
+        raise ValueError(f"cross_set_modal_answer: {len(answers)} answers but {len(set_ids)} set ids")
+    counts: dict[str, int] = {}
+    sets_of: dict[str, set[Any]] = {}
+    for answer, set_id in zip(answers, set_ids):
+        norm = normalize_answer(str(answer))
+        counts[norm] = counts.get(norm, 0) + 1
+        sets_of.setdefault(norm, set()).add(set_id)
+    shared = [a for a in counts if len(sets_of[a]) >= 2]
+    if not shared:
+        return None, 0, 0
+    best = min(shared, key=lambda a: (-counts[a], -len(sets_of[a]), a))
+    return best, len(sets_of[best]), counts[best]
+
+
+def collapse_warnings(summary: Mapping[str, Any], who: str | None = None) -> list[str]:
+    """Warnings for a summary whose collapse figures reach :data:`EMPTY_ANSWER_WARN_RATE` or
+    :data:`MODAL_ANSWER_WARN_SHARE` (empty list when neither does or the figures are absent).
+
+    The modal-answer warning is not raised when the shared answer is the gold answer in every
+    set that gives it (``cross_set_modal_answer_gold_sets``): then the questions really share
+    their answer (``yes``/``no`` comparisons). ``who`` (e.g. ``"baseline"``) prefixes each warning."""
+    out: list[str] = []
+    prefix = f"{who}: " if who else ""
+    empty = summary.get("empty_answer_rate")
+    if empty is not None and empty >= EMPTY_ANSWER_WARN_RATE:
+        out.append(f"{prefix}{100 * empty:.0f}% of the answers are empty (warning at "
+                   f"{100 * EMPTY_ANSWER_WARN_RATE:.0f}%): empty answers agree with each other, so consistency is "
+                   "inflated (collapse); read consistency together with accuracy")
+    share = summary.get("cross_set_modal_answer_share")
+    answer = summary.get("cross_set_modal_answer")
+    n_sets = summary.get("cross_set_modal_answer_sets")
+    gold_sets = summary.get("cross_set_modal_answer_gold_sets")
+    if share is not None and share >= MODAL_ANSWER_WARN_SHARE and not (answer == "" and out):
+        if gold_sets is not None and n_sets and gold_sets >= n_sets:
+            return out
+        what = "the empty answer" if answer == "" else (f"the answer {answer!r}" if answer is not None
+                                                         else "one answer")
+        where = f" in {n_sets} different sets (questions)" if n_sets else " across different sets (questions)"
+        gold = "" if gold_sets is None or not n_sets else (
+            ", the gold answer of none of them" if gold_sets == 0 else f", the gold answer of only {gold_sets} of them")
+        out.append(f"{prefix}{100 * share:.0f}% of the answers are {what}, given{where}{gold} (warning at "
+                   f"{100 * MODAL_ANSWER_WARN_SHARE:.0f}%): one answer to different questions agrees with itself, "
+                   "so consistency is inflated (collapse); read consistency together with accuracy")
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -544,7 +629,19 @@ def summarize_with_details(
     from ..rewards import reference_rewards
 
     has_gold = any(g for g in golds)
-    for suffix, name in _ACCURACY_METRICS.items():
+    answer_form = _answer_form(views)
+    accuracy_metrics: dict[str, Any] = dict(_ACCURACY_METRICS)
+    if answer_form == "long":
+        embedding = dict(resolved).get("embedding")
+        accuracy_metrics = {k: (embedding if k == "embedding" else v) for k, v in _LONG_ACCURACY_METRICS.items()
+                            if k != "embedding" or embedding is not None}
+        summary_notes["accuracy"] = (
+            "long-form answers (median gold answer longer than "
+            f"{LONG_FORM_WORDS} words): accuracy is ROUGE-L, BLEU-2"
+            + (" and embedding similarity" if embedding is not None else "")
+            + " to the best-matching reference; EM and token F1 do not fit long answers and are not reported"
+            + ("" if embedding is not None else " (add 'embedding' to the metrics for semantic accuracy)"))
+    for suffix, name in accuracy_metrics.items():
         key = f"accuracy_{suffix}"
         if has_gold:
             per_answer = reference_rewards(flat_answers, golds, similarity=name)
@@ -553,16 +650,27 @@ def summarize_with_details(
         else:
             columns[key] = np.full(n, np.nan)
             summary_notes[key] = "no gold answers in the data: accuracy not computed"
+    first_accuracy = f"accuracy_{next(iter(accuracy_metrics))}"
     if has_gold and acc_level != "e2e":
-        summary_notes["accuracy_em"] = f"accuracy from the {acc_level}-level answers (no e2e predictions)"
+        summary_notes[first_accuracy] = f"accuracy from the {acc_level}-level answers (no e2e predictions)"
 
-    # collapse guard: answers that are empty after SQuAD normalisation (agree trivially)
-    empty = np.asarray([normalize_answer(a) == "" for a in flat_answers], dtype=np.float64)
+    # collapse figures: answers that agree trivially (empty) or across different questions (one constant)
+    normalised = [normalize_answer(a) for a in flat_answers]
+    empty = np.asarray([a == "" for a in normalised], dtype=np.float64)
     columns["empty_answer_rate"] = _group_mean(empty, owners, n)
-    if empty.mean() >= 0.2:
+    if empty.mean() >= EMPTY_ANSWER_WARN_RATE:
         summary_notes["empty_answer_rate"] = (
             f"{100 * empty.mean():.0f}% of the {acc_level} answers are empty: empty answers agree with each "
             "other, so consistency is inflated (collapse); read it together with accuracy")
+    modal, modal_sets, _ = cross_set_modal_answer(flat_answers, owners.tolist())
+    is_modal = np.asarray([a == modal for a in normalised], dtype=np.float64)
+    columns["cross_set_modal_answer_share"] = _group_mean(is_modal, owners, n)
+    modal_gold_sets = None
+    if modal is not None and has_gold:
+        modal_gold_sets = sum(1 for i, v in enumerate(views) if is_modal[owners == i].any()
+                              and modal in {normalize_answer(g) for g in v.answers})
+    if n < 2:
+        summary_notes["cross_set_modal_answer_share"] = "one set only: no answer can be shared by different sets"
 
     judge_cols: dict[str, np.ndarray] = {}
     if judge is not None and "e2e" in table:
@@ -606,7 +714,7 @@ def summarize_with_details(
         "num_predictions": len(preds),
         "num_paraphrases": int(sum(len(v.paraphrase_ids) for v in views)),
         "num_sets_with_gold": int(sum(1 for v in views if v.answers)),
-        "answer_form": _answer_form(views),
+        "answer_form": answer_form,
     }
     for j, key in enumerate(keys):
         col = columns[key]
@@ -618,6 +726,10 @@ def summarize_with_details(
     for key, note in summary_notes.items():
         if key not in columns:
             summary[f"{key}_note"] = note
+    summary["cross_set_modal_answer"] = modal
+    summary["cross_set_modal_answer_sets"] = modal_sets
+    summary["cross_set_modal_answer_gold_sets"] = modal_gold_sets
+    summary["collapse_warnings"] = collapse_warnings(summary)
     if notes:
         summary["data_note"] = "; ".join(notes)
     if judge is not None and hasattr(judge, "stats"):
@@ -628,7 +740,7 @@ def summarize_with_details(
         row: dict[str, Any] = {"set_id": v.set_id, "num_paraphrases": len(v.paraphrase_ids)}
         for key in keys:
             row[key] = _jsonable(columns[key][i])
-        for suffix in ("em", "f1"):
+        for suffix in ("em", "f1", "rouge_l"):
             if suffix in per_answer_acc:
                 sel = owners == i
                 row[f"{suffix}_by_position"] = [_jsonable(x) for x in per_answer_acc[suffix][sel][np.argsort(positions[sel])]]
@@ -690,8 +802,15 @@ def summarize(
     * ``consistency_generator_<m>`` when generator-level predictions are present;
     * ``consistency_retriever_jaccard``;
     * ``consistency_e2e_judge`` / ``accuracy_judge`` with a judge;
-    * ``empty_answer_rate``: share of answers empty after SQuAD normalisation (collapse guard;
-      a ``empty_answer_rate_note`` warns at 20% or more);
+    * ``accuracy_rouge_l``, ``accuracy_bleu2``, ``accuracy_embedding`` instead for long-form data
+      (``answer_form == "long"``; ``accuracy_note`` says so);
+    * collapse figures: ``empty_answer_rate`` (share of answers empty after SQuAD normalisation)
+      and ``cross_set_modal_answer_share`` (per set: share of its answers equal to
+      ``cross_set_modal_answer``, the most common answer given in two or more different sets;
+      the mean over sets equals the share of all answers when sets have equal size), with
+      ``cross_set_modal_answer_sets`` (sets giving it) and ``cross_set_modal_answer_gold_sets``
+      (of those, sets whose gold answers include it; ``None`` without gold);
+      ``collapse_warnings``: a list of warnings (see :func:`collapse_warnings`), empty when none;
     * counts: ``num_sets``, ``num_predictions``, ``num_paraphrases``, ``num_sets_with_gold``;
       ``answer_form`` (``"short"``/``"long"`` from the median gold length, ``None`` without gold).
     """

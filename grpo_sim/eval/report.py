@@ -6,7 +6,8 @@ Output directory (every file written atomically: a temp file in the same directo
 * ``predictions.jsonl`` -- one row per paraphrase and level: ``set_id, paraphrase_id, level,
   question, prompt, passage_ids, answer, answers`` (gold);
 * ``per_set.jsonl`` -- one row per set: every per-set value of the summary keys, plus
-  ``em_by_position`` / ``f1_by_position`` (accuracy of each paraphrase, in set order);
+  ``em_by_position`` / ``f1_by_position`` / ``rouge_l_by_position`` (accuracy of each
+  paraphrase, in set order);
 * ``summary.json`` -- ``{"schema_version": 1, <the model's flat summary>, "models": {"model":
   {...}, "baseline": {...}}, "comparison": {...} | null, "config": {...}, "files": {...}}``:
   each entry of ``models`` is the flat summary of :func:`grpo_sim.eval.metrics.summarize` plus
@@ -15,7 +16,9 @@ Output directory (every file written atomically: a temp file in the same directo
   differences ``model - baseline`` with intervals;
 * ``baseline_predictions.jsonl`` / ``baseline_per_set.jsonl`` when the baseline was generated
   or rescored;
-* ``report.md`` -- the tables; ``plot_summary_bars.png`` (model vs baseline bars with 95%
+* ``report.md`` -- a collapse warning first when there is one (:func:`result_warnings`), then the
+  tables: accuracy, consistency, the collapse figures next to it; ``plot_summary_bars.png``
+  (model vs baseline bars with 95%
   intervals), ``plot_consistency_hist.png`` (per-set end-to-end consistency),
   ``plot_accuracy_by_position.png`` (accuracy by paraphrase position).
 """
@@ -38,12 +41,15 @@ from ..data.schema import ParaphraseSet, _coerce_sets, read_psets
 from .generate import _vllm_engine, generate_predictions, load_eval_model, resolve_model_dir
 from .metrics import (
     DEFAULT_METRICS,
+    EMPTY_ANSWER_WARN_RATE,
+    MODAL_ANSWER_WARN_SHARE,
     LEVELS,
     EvalError,
     _resolve_metrics,
     bootstrap_cis,
     check_predictions,
     check_sets_for_consistency,
+    collapse_warnings,
     metric_key,
     numeric_keys,
     paired_difference,
@@ -489,9 +495,13 @@ def write_outputs(output_dir: str | os.PathLike[str], result: dict[str, Any], mo
 
 
 _LEVEL_TITLES = {"e2e": "end-to-end", "generator": "generator", "retriever": "retriever"}
-_OTHER_TITLES = {"empty_answer_rate": "empty answers (share, collapse guard)"}
+_OTHER_TITLES = {"empty_answer_rate": "empty answers (share)",
+                 "cross_set_modal_answer_share": "one answer across different sets (share)"}
 _ACC_TITLES = {"accuracy_em": "exact match (EM)", "accuracy_f1": "token F1", "accuracy_rouge_l": "ROUGE-L",
+               "accuracy_bleu2": "BLEU-2 to the references", "accuracy_embedding": "embedding to the references",
                "accuracy_judge": "LLM judge"}
+#: the collapse figures, shown right after consistency wherever consistency is shown
+COLLAPSE_KEYS = ("empty_answer_rate", "cross_set_modal_answer_share")
 
 
 def _label(key: str) -> str:
@@ -531,6 +541,31 @@ def _table_rows(result: dict[str, Any]) -> list[tuple[str, str, str | None, str 
     return rows
 
 
+def result_warnings(result: Mapping[str, Any]) -> list[str]:
+    """Collapse warnings of every model in ``result`` (named), plus one about the comparison when the
+    evaluated model collapses: its consistency gain over the baseline is then no evidence."""
+    models = result.get("models") or {"model": result}
+    out: list[str] = []
+    for label, summ in models.items():
+        out += collapse_warnings(summ, who=label)
+    model_warned = bool(collapse_warnings(models.get("model") or {}))
+    if model_warned and result.get("comparison"):
+        out.append("comparison: the model's consistency differences against the baseline come with collapse "
+                   "figures over the warning level; they do not show more consistent answers")
+    return out
+
+
+def collapse_lines(summary: Mapping[str, Any]) -> list[str]:
+    """One line on the most common answer across different sets (empty when there is none)."""
+    answer = summary.get("cross_set_modal_answer")
+    if answer is None:
+        return []
+    gold = summary.get("cross_set_modal_answer_gold_sets")
+    shown = "(empty)" if answer == "" else repr(answer)
+    return [f"most common answer across different sets: {shown}, given in {summary.get('cross_set_modal_answer_sets')}"
+            f" sets" + (f" (the gold answer of {gold} of them)" if gold is not None else "")]
+
+
 def render_report(result: dict[str, Any]) -> str:
     """``report.md``: accuracy and consistency tables (value [95% CI]), notes and plots."""
     m = result["models"]["model"]
@@ -552,13 +587,18 @@ def render_report(result: dict[str, Any]) -> str:
                  f"percentile bootstrap interval over sets ({cfg.get('n_boot')} replicates); differences are "
                  "paired over sets (model - baseline)")
     lines.append("")
+    warnings = result_warnings(result)
+    if warnings:
+        lines += ["## Warning: possible collapse", ""] + [f"> **warning:** {w}  " for w in warnings] + [""]
     rows = _table_rows(result)
     has_b = b is not None
     header = "| metric | model |" + (" baseline | difference |" if has_b else "")
     sep = "|---|---|" + ("---|---|" if has_b else "")
     for title, pred in (("Accuracy", lambda k: k.startswith("accuracy_")),
                         ("Consistency", lambda k: k.startswith("consistency_")),
-                        ("Other", lambda k: not k.startswith(("accuracy_", "consistency_")))):
+                        ("Collapse figures (read with consistency)", lambda k: k in COLLAPSE_KEYS),
+                        ("Other", lambda k: not k.startswith(("accuracy_", "consistency_"))
+                         and k not in COLLAPSE_KEYS)):
         sel = [r for r in rows if pred(r[0])]
         if not sel:
             continue
@@ -566,10 +606,13 @@ def render_report(result: dict[str, Any]) -> str:
         for k, mv, bv, dv in sel:
             lines.append(f"| {_label(k)} | {mv} |" + (f" {bv} | {dv} |" if has_b else ""))
         lines.append("")
-    if m.get("answer_form") == "long":
-        lines.append("Long-form answers: ROUGE-L (and the LLM judge, when used) is the accuracy measure to read; "
-                     "EM and token F1 are reported for completeness.")
-        lines.append("")
+        if title.startswith("Collapse"):
+            for label, summ in (("model", m), ("baseline", b)):
+                if summ is not None:
+                    lines += [f"- {label}: {line}" for line in collapse_lines(summ)]
+            lines += [f"- high values mean consistency may be bought with a degenerate answer; warnings at "
+                      f"{100 * EMPTY_ANSWER_WARN_RATE:.0f}% empty and {100 * MODAL_ANSWER_WARN_SHARE:.0f}% one "
+                      "answer across different sets", ""]
     notes = [f"- {k[:-5]}: {v}" for k, v in m.items() if k.endswith("_note") and v]
     if (result.get("comparison") or {}).get("note"):
         notes.append(f"- comparison: {result['comparison']['note']}")
@@ -655,12 +698,15 @@ def make_plots(out: Path, result: dict[str, Any], model_res: ModelResult, base_r
         files["plot_hist"] = PLOT_HIST
 
     # 3. accuracy by paraphrase position
-    if model_res.per_set is not None and any(r.get("em_by_position") for r in model_res.per_set):
+    long_form = m.get("answer_form") == "long"
+    position_fields = (("rouge_l_by_position", "-o"),) if long_form else (("em_by_position", "-o"),
+                                                                          ("f1_by_position", "--s"))
+    if model_res.per_set is not None and any(r.get(position_fields[0][0]) for r in model_res.per_set):
         fig, ax = plt.subplots(figsize=(6, 4))
         for label, res in entries:
             if res.per_set is None:
                 continue
-            for field_name, style in (("em_by_position", "-o"), ("f1_by_position", "--s")):
+            for field_name, style in position_fields:
                 series = [r.get(field_name) or [] for r in res.per_set]
                 width = max((len(s) for s in series), default=0)
                 if not width:
@@ -670,7 +716,7 @@ def make_plots(out: Path, result: dict[str, Any], model_res: ModelResult, base_r
                     vals = [s[pos] for s in series if len(s) > pos and s[pos] is not None]
                     means.append(float(np.mean(vals)) if vals else np.nan)
                 ax.plot(np.arange(width), means, style, color=colors[label],
-                        label=f"{label} {field_name.split('_')[0].upper()}")
+                        label=f"{label} {field_name[:-len('_by_position')].replace('_', '-').upper()}")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("paraphrase position in set (0 = canonical)")
         ax.set_ylabel("accuracy (mean over sets)")
@@ -686,6 +732,7 @@ def make_plots(out: Path, result: dict[str, Any], model_res: ModelResult, base_r
 def print_summary_table(result: dict[str, Any], console: Any = None) -> None:
     """A rich table of every summary number (value [95% CI]; baseline and paired difference)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
@@ -698,9 +745,18 @@ def print_summary_table(result: dict[str, Any], console: Any = None) -> None:
     if b is not None:
         table.add_column("baseline [95% CI]", justify="right")
         table.add_column("difference [95% CI]", justify="right")
-    for k, mv, bv, dv in _table_rows(result):
-        table.add_row(_label(k), mv, *( [bv, dv] if b is not None else []))
+    rows = _table_rows(result)
+    order = [r for r in rows if r[0].startswith(("accuracy_", "consistency_"))] + \
+        [r for r in rows if r[0] in COLLAPSE_KEYS] + \
+        [r for r in rows if not r[0].startswith(("accuracy_", "consistency_")) and r[0] not in COLLAPSE_KEYS]
+    for k, mv, bv, dv in order:
+        table.add_row(_label(k), mv, *([bv, dv] if b is not None else []))
     console.print(table)
+    for label, summ in (("model", m), ("baseline", b)):
+        for line in collapse_lines(summ or {}):
+            console.print(f"{label}: {escape(line)}", highlight=False)
     for k, v in m.items():
         if k.endswith("_note") and v:
-            console.print(f"[dim]note ({k[:-5]}): {v}[/dim]")
+            console.print(f"[dim]note ({k[:-5]}): {escape(str(v))}[/dim]")
+    for warning in result_warnings(result):
+        console.print(f"[bold red]warning:[/bold red] {escape(warning)}", highlight=False, soft_wrap=True)
