@@ -151,7 +151,7 @@ def set_sampling_seed(seed: int | Sequence[int], set_id: Hashable) -> int:
     ``blake2b(b"<s0>,<s1>,...|<kind>:<id>", digest_size=8)``, where ``<kind>:<id>`` is e.g.
     ``str:q17`` or ``int:17`` -- the same in every process, on every machine, in every run.
     """
-    parts = [seed] if isinstance(seed, (int, np.integer)) else list(seed)
+    parts = list(seed) if isinstance(seed, (tuple, list)) else [seed]
     for part in parts:
         if isinstance(part, bool) or not isinstance(part, (int, np.integer)):
             raise ValueError(f"seed must be an integer or a sequence of integers, got {seed!r}")
