@@ -102,6 +102,8 @@ def _check_lengths(**columns: Sequence[Any]) -> int:
 
 def _check_ids(name: str, ids: Sequence[Any]) -> None:
     for k, value in enumerate(ids):
+        if type(value) is str or type(value) is int:  # the usual ids, checked fast (whole batches are checked)
+            continue
         if value is None or not isinstance(value, Hashable) or (isinstance(value, float) and np.isnan(value)):
             raise ValueError(f"{name}[{k}] = {value!r} is not a valid id (use a string or an integer)")
 

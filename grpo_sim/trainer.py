@@ -335,17 +335,24 @@ class PSGRPOTrainer(GRPOTrainer):
 
     def _consistency_rewards(self, texts, set_ids, para_ids, mode: str) -> np.ndarray:
         """Score this process's share of the sets, then gather every process's share."""
-        num_processes = self.accelerator.num_processes
-        shards = set_shards(set_ids, num_processes)
+        shards = set_shards(set_ids, self.accelerator.num_processes)
         mine = np.flatnonzero(shards == self.accelerator.process_index)
         own_sets = list(dict.fromkeys(set_ids[k] for k in mine))
-        rewards = group_similarity_rewards(
-            texts, set_ids, para_ids, self.similarity, approx=self.args.relaxed, seed=self._reward_seed(mode),
-            sets=own_sets,
-        )
-        if num_processes == 1:
-            return rewards
-        return merge_shards(gather_object([rewards[mine]]), shards)
+        share, error = None, None
+        try:
+            share = group_similarity_rewards(
+                texts, set_ids, para_ids, self.similarity, approx=self.args.relaxed, seed=self._reward_seed(mode),
+                sets=own_sets,
+            )[mine]
+        except Exception as exc:  # noqa: BLE001 - re-raised below on EVERY process
+            error = exc
+        # One process failing alone would leave the others waiting in the gather: fail everywhere together.
+        shares = gather_object([(share, None if error is None else f"{type(error).__name__}: {error}")])
+        failures = [(rank, message) for rank, (_, message) in enumerate(shares) if message is not None]
+        if failures:
+            rank, message = failures[0]
+            raise ValueError(f"consistency reward ({self.args.similarity}) failed on process {rank}: {message}") from error
+        return merge_shards([values for values, _ in shares], shards)
 
     @torch.no_grad()
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):

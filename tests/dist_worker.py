@@ -8,7 +8,9 @@ for all) and writes what every rank saw to ``OUT/<scenario>/rank<r>.json``:
   much similarity work each rank did;
 * ``vllm_server``: TRL's real ``VLLMGeneration.generate`` in server mode with a fake vLLM client on
   rank 0 only, gradient_accumulation_steps=2, num_iterations=2, 3 sets of 4 paraphrases x g=2 per
-  generation batch (12 completions per rank, the middle set spans both), advantage_mode='set'.
+  generation batch (12 completions per rank, the middle set spans both), advantage_mode='set';
+* ``failing_similarity``: as ``exact`` but the similarity returns NaN on process 1 only (the one
+  scoring the last set): every process must raise the same clear error, none may hang.
 """
 
 from __future__ import annotations
@@ -54,6 +56,18 @@ class CountingSimilarity(Similarity):
         return self.inner.paired(enc_a, enc_b)
 
 
+class NanOnProcess(CountingSimilarity):
+    """A broken user similarity: NaN for every pair, but only on one process."""
+
+    def __init__(self, inner: Similarity, rank: int):
+        super().__init__(inner)
+        self.broken = dist.get_rank() == rank
+
+    def block(self, enc_a, enc_b):
+        matrix = super().block(enc_a, enc_b)
+        return matrix * float("nan") if self.broken else matrix
+
+
 def record_rewards(trainer: PSGRPOTrainer, record: dict) -> None:
     """Wrap ``_calculate_rewards`` to keep the gathered batch, its rewards and this rank's work."""
     original = trainer._calculate_rewards
@@ -82,15 +96,21 @@ def record_rewards(trainer: PSGRPOTrainer, record: dict) -> None:
     trainer._calculate_rewards = capture
 
 
-def rewards_scenario(policy_path: str, out: Path, relaxed: bool) -> dict:
-    args = PSGRPOConfig(**common_args(out / "run", per_device_train_batch_size=9, max_steps=2),
+def rewards_scenario(policy_path: str, out: Path, relaxed: bool, broken_on: int | None = None) -> dict:
+    args = PSGRPOConfig(**common_args(out / "run", per_device_train_batch_size=9, max_steps=2, ddp_timeout=120),
                         similarity="token_f1", collapse_penalty=False, relaxed_kappa=1 if relaxed else None)
     model, tokenizer = policy(policy_path)
     trainer = PSGRPOTrainer(model=model, args=args, train_dataset=dataset(), processing_class=tokenizer)
-    trainer.similarity = CountingSimilarity(get_similarity("token_f1"))
-    record = {"global": [], "local": []}
+    inner = get_similarity("token_f1")
+    trainer.similarity = CountingSimilarity(inner) if broken_on is None else NanOnProcess(inner, broken_on)
+    record = {"global": [], "local": [], "error": None}
     record_rewards(trainer, record)
-    trainer.train()
+    try:
+        trainer.train()
+    except ValueError as exc:
+        if broken_on is None:
+            raise
+        record["error"] = str(exc)
     return record
 
 
@@ -98,7 +118,7 @@ def vllm_server_scenario(policy_path: str, out: Path) -> dict:
     import trl.generation.vllm_generation as vg
 
     args = PSGRPOConfig(**common_args(out / "run", per_device_train_batch_size=6, gradient_accumulation_steps=2,
-                                      num_iterations=2, max_steps=4),
+                                      num_iterations=2, max_steps=4, ddp_timeout=120),
                         similarity="token_f1", advantage_mode="set")
     model, tokenizer = policy(policy_path)
     trainer = PSGRPOTrainer(model=model, args=args, train_dataset=dataset(num_paraphrases=4),
@@ -159,6 +179,7 @@ SCENARIOS = {
     "exact": lambda policy_path, out: rewards_scenario(policy_path, out, relaxed=False),
     "relaxed": lambda policy_path, out: rewards_scenario(policy_path, out, relaxed=True),
     "vllm_server": vllm_server_scenario,
+    "failing_similarity": lambda policy_path, out: rewards_scenario(policy_path, out, relaxed=False, broken_on=1),
 }
 
 

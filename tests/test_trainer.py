@@ -253,17 +253,20 @@ def test_vllm_layout_reaches_every_paraphrase(policy_path, tmp_path, monkeypatch
         assert len({tuple(p) for p in calls[0]["prompts"]}) == 6  # six distinct paraphrase prompts
 
 
+TWO_PROCESS_SCENARIOS = ("exact", "relaxed", "vllm_server", "failing_similarity")
+
+
 @pytest.fixture(scope="module")
 def two_process_runs(policy_path, tmp_path_factory):
     """torchrun starts 2 gloo processes once and runs every scenario of tests/dist_worker.py in them."""
     out = tmp_path_factory.mktemp("dist")
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           str(ROOT / "tests" / "dist_worker.py"), policy_path, str(out), "exact", "relaxed", "vllm_server"]
+           str(ROOT / "tests" / "dist_worker.py"), policy_path, str(out), *TWO_PROCESS_SCENARIOS]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {name: [json.loads((out / name / f"rank{r}.json").read_text()) for r in range(2)]
-            for name in ("exact", "relaxed", "vllm_server")}
+            for name in TWO_PROCESS_SCENARIOS}
 
 
 def gathered(batch):
@@ -300,12 +303,13 @@ def test_two_processes_compute_the_single_process_rewards(two_process_runs):
 
 
 def test_each_process_scores_only_its_share_of_the_sets(two_process_runs):
-    for name, records in two_process_runs.items():
+    for name in ("exact", "relaxed", "vllm_server"):
+        records = two_process_runs[name]
         for step, batches in enumerate(zip(records[0]["global"], records[1]["global"])):
             set_ids = batches[0]["set_ids"]
             shards = set_shards(set_ids, 2)
             sizes = {s: set_ids.count(s) for s in set_ids}
-            assert len(sizes) == 3 and len(set(shards[:len(set_ids) // 2]) | set(shards[len(set_ids) // 2:])) == 2
+            assert len(sizes) == 3  # sets k = 0, 1 -> process 0 and k = 2 -> process 1 (k * 2 // 3)
             for rank, batch in enumerate(batches):
                 own_sets = {s for s, shard in zip(set_ids, shards) if shard == rank}
                 own_rows = sum(sizes[s] for s in own_sets)
@@ -359,6 +363,13 @@ def test_vllm_server_mode_on_two_processes_reaches_every_paraphrase_with_set_adv
             expected[members] = (values - values.mean()) / (values.std(ddof=1) + 1e-4)
         np.testing.assert_allclose([r["advantage"] for r in rows], expected, rtol=1e-5, atol=1e-5)
     assert records[0]["global"][0]["consistency"] != records[0]["global"][1]["consistency"]
+
+
+def test_similarity_failing_on_one_process_fails_every_process_alike(two_process_runs):
+    """Only process 1 scores the last set; its error must reach process 0 too instead of leaving it waiting."""
+    errors = [record["error"] for record in two_process_runs["failing_similarity"]]
+    assert errors[0] == errors[1]
+    assert "consistency reward (token_f1) failed on process 1" in errors[0] and "NaN" in errors[0]
 
 
 def test_generation_index_counts_generation_batches_from_checkpointed_state():
