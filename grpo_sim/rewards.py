@@ -5,10 +5,10 @@ All functions here are pure: lists/arrays in, ``np.ndarray`` out, no trainer sta
 the sets (:func:`set_shards`, ``group_similarity_rewards(..., sets=...)``) and gathers the rewards
 back (:func:`merge_shards`).
 
-A set's rewards depend only on that set's completions and the seed (each set is encoded and,
-for the relaxed reward, sampled on its own: :func:`set_sampling_seed`), so scoring the sets on
-one process or spread over many gives bit-identical rewards for similarities whose encoding is
-per text (all lexical ones; a model encoder batches one set's texts together).
+A set's rewards depend only on that set's completions and the seed: each set is encoded in its
+own call (so a model encoder batches the same texts whatever else is in the batch) and, for the
+relaxed reward, sampled from its own generator (:func:`set_sampling_seed`). Scoring the sets on
+one process or spread over many therefore gives bit-identical rewards.
 
 Notation (Hamman et al., 2025): a paraphrase set has paraphrases ``i = 1..n`` and ``g`` rollouts
 ``o_ij`` per paraphrase. The exact group similarity reward is
