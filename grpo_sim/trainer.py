@@ -351,7 +351,9 @@ class PSGRPOTrainer(GRPOTrainer):
         failures = [(rank, message) for rank, (_, message) in enumerate(shares) if message is not None]
         if failures:
             rank, message = failures[0]
-            raise ValueError(f"consistency reward ({self.args.similarity}) failed on process {rank}: {message}") from error
+            raise ValueError(
+                f"consistency reward ({self.args.similarity}) failed on process {rank}: {message}"
+            ) from error
         return merge_shards([values for values, _ in shares], shards)
 
     @torch.no_grad()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import torch.distributed as dist
@@ -97,7 +98,7 @@ def record_rewards(trainer: PSGRPOTrainer, record: dict) -> None:
 
 
 def rewards_scenario(policy_path: str, out: Path, relaxed: bool, broken_on: int | None = None) -> dict:
-    args = PSGRPOConfig(**common_args(out / "run", per_device_train_batch_size=9, max_steps=2, ddp_timeout=120),
+    args = PSGRPOConfig(**common_args(out / "run", per_device_train_batch_size=9, max_steps=2),
                         similarity="token_f1", collapse_penalty=False, relaxed_kappa=1 if relaxed else None)
     model, tokenizer = policy(policy_path)
     trainer = PSGRPOTrainer(model=model, args=args, train_dataset=dataset(), processing_class=tokenizer)
@@ -118,7 +119,7 @@ def vllm_server_scenario(policy_path: str, out: Path) -> dict:
     import trl.generation.vllm_generation as vg
 
     args = PSGRPOConfig(**common_args(out / "run", per_device_train_batch_size=6, gradient_accumulation_steps=2,
-                                      num_iterations=2, max_steps=4, ddp_timeout=120),
+                                      num_iterations=2, max_steps=4),
                         similarity="token_f1", advantage_mode="set")
     model, tokenizer = policy(policy_path)
     trainer = PSGRPOTrainer(model=model, args=args, train_dataset=dataset(num_paraphrases=4),
@@ -185,6 +186,9 @@ SCENARIOS = {
 
 def main() -> None:
     policy_path, out, names = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+    # accelerate reuses this group; a short timeout turns a rank stuck in a collective (a regression) into
+    # an error within minutes instead of gloo's default 30 (on CPU transformers ignores ddp_timeout)
+    dist.init_process_group("gloo", timeout=timedelta(seconds=120))
     for name in names:
         target = out / name
         target.mkdir(parents=True, exist_ok=True)
