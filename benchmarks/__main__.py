@@ -70,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         results["embedding"] = emb
 
         shard_rows = bench_rewards.run_sharding(quick=args.quick)
-        table = Table(title=f"Set rewards sharded over P processes (simulated in one process, one core): "
+        table = Table(title=f"Set rewards sharded over P processes (simulated in one process, one core, CPU time): "
                             f"P x {bench_rewards.N * bench_rewards.G} completions x {shard_rows[0]['tokens']} "
-                            f"tokens, exact {shard_rows[0]['metric']}; efficiency = (T_1 / P) / T_share")
+                            f"tokens, exact {shard_rows[0]['metric']}; efficiency = (T_1 / P) / T_share(process 0)")
         for col in ("P", "completions", "T_1 whole batch s (every process, before)", "T_share s (process 0)",
                     "slowest share s", "per-process speed-up", "efficiency", "target"):
             table.add_column(col, justify="right")

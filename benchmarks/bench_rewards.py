@@ -144,7 +144,7 @@ def run_sharding(quick: bool = False, processes=(2, 8, 64), tokens: int = 256, m
         share(0)()  # warm-up outside the timings
         whole_s = best_of(lambda: group_similarity_rewards(texts, set_ids, para_ids, metric), 3, cpu)
         share_s = best_of(share(0), repeats, cpu)
-        slowest = None if quick else max(best_of(share(rank), 3, cpu) for rank in range(num_processes))
+        slowest = None if quick else max(best_of(share(rank), repeats, cpu) for rank in range(num_processes))
         rows.append({
             "processes": num_processes, "completions": len(texts), "tokens": tokens, "metric": metric,
             "whole_batch_s": whole_s, "share_s": share_s, "slowest_share_s": slowest,
