@@ -24,6 +24,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 TARGETS = {("rouge_l", 128): 100.0, ("bleu2", 128): 20.0}
+SHARDING_EFFICIENCY_TARGET = 0.8
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +68,25 @@ def main(argv: list[str] | None = None) -> int:
                       "(encoding dominates; each completion is encoded once either way)")
         results["rewards"] = rows
         results["embedding"] = emb
+
+        shard_rows = bench_rewards.run_sharding(quick=args.quick)
+        table = Table(title=f"Set rewards sharded over P processes (simulated in one process, one core, CPU time): "
+                            f"P x {bench_rewards.N * bench_rewards.G} completions x {shard_rows[0]['tokens']} "
+                            f"tokens, exact {shard_rows[0]['metric']}; efficiency = (T_1 / P) / T_share(process 0)")
+        for col in ("P", "completions", "T_1 whole batch s (every process, before)", "T_share s (process 0)",
+                    "slowest share s", "per-process speed-up", "efficiency", "target"):
+            table.add_column(col, justify="right")
+        for r in shard_rows:
+            ok = r["efficiency"] >= SHARDING_EFFICIENCY_TARGET
+            if not ok:
+                failed.append(f"sharding efficiency at P={r['processes']}: {r['efficiency']:.2f}")
+            table.add_row(str(r["processes"]), str(r["completions"]), f"{r['whole_batch_s']:.3f}",
+                          f"{r['share_s']:.4f}",
+                          "-" if r["slowest_share_s"] is None else f"{r['slowest_share_s']:.4f}",
+                          f"{r['speedup_per_process']:.1f}x", f"{r['efficiency']:.2f}",
+                          f">= {SHARDING_EFFICIENCY_TARGET} " + ("ok" if ok else "MISSED"))
+        console.print(table)
+        results["sharding"] = shard_rows
 
     if args.only in (None, "trainer"):
         from . import bench_trainer

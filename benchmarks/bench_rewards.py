@@ -13,7 +13,7 @@ from collections import Counter
 
 import numpy as np
 
-from grpo_sim.rewards import group_similarity_rewards
+from grpo_sim.rewards import group_similarity_rewards, set_shards
 from grpo_sim.similarity.text import normalize_answer
 
 N, G = 6, 4
@@ -85,12 +85,12 @@ def time_naive(fn, texts, pairs):
     return elapsed * len(pairs) / len(budget), len(budget) < len(pairs)
 
 
-def best_of(fn, repeats=3):
+def best_of(fn, repeats=3, clock=time.perf_counter):
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return min(times)
 
 
@@ -116,6 +116,40 @@ def run(quick: bool = False) -> list[dict]:
                     "naive_ms": naive_s * 1e3, "exact_ms": exact_s * 1e3, "relaxed_ms": relaxed_s * 1e3,
                     "speedup_exact": naive_s / exact_s,
                 })
+    return rows
+
+
+def run_sharding(quick: bool = False, processes=(2, 8, 64), tokens: int = 256, metric: str = "bleu2") -> list[dict]:
+    """Per-process scoring time when P processes each score their share of the sets, simulated in one process.
+
+    A generation batch of P x n*g completions (one set per process at the paper's scale: 64
+    processes x 24 completions) is scored once whole (``T_1``: what EVERY process did before
+    sharding) and once as process 0's share (``T_share``, :func:`set_shards` + ``sets=``).
+    Efficiency ``(T_1 / P) / T_share`` is 1 for perfect scaling; the per-call costs that still
+    walk the whole batch's ids keep it below 1. Outside ``quick`` every share is timed too and the
+    slowest is reported (the step waits for the slowest process). Best of several runs each, in
+    CPU time of this (single-threaded) process, so that other load on the machine does not skew the ratio.
+    """
+    rows = []
+    repeats = 3 if quick else 5
+    for num_processes in processes:
+        texts, set_ids, para_ids = make_batch(num_processes, tokens, seed=2)
+        shards = set_shards(set_ids, num_processes)
+
+        def share(rank):
+            own = list(dict.fromkeys(set_ids[k] for k in np.flatnonzero(shards == rank)))
+            return lambda: group_similarity_rewards(texts, set_ids, para_ids, metric, sets=own)
+
+        cpu = time.process_time
+        share(0)()  # warm-up outside the timings
+        whole_s = best_of(lambda: group_similarity_rewards(texts, set_ids, para_ids, metric), 3, cpu)
+        share_s = best_of(share(0), repeats, cpu)
+        slowest = None if quick else max(best_of(share(rank), repeats, cpu) for rank in range(num_processes))
+        rows.append({
+            "processes": num_processes, "completions": len(texts), "tokens": tokens, "metric": metric,
+            "whole_batch_s": whole_s, "share_s": share_s, "slowest_share_s": slowest,
+            "speedup_per_process": whole_s / share_s, "efficiency": (whole_s / num_processes) / share_s,
+        })
     return rows
 
 

@@ -1,7 +1,14 @@
 """PS-GRPO group similarity rewards and the reward mixes recipes use.
 
 All functions here are pure: lists/arrays in, ``np.ndarray`` out, no trainer state. The trainer
-(:mod:`grpo_sim.trainer`) gathers a whole generation batch and calls them once.
+(:mod:`grpo_sim.trainer`) gathers a whole generation batch, lets each process score its share of
+the sets (:func:`set_shards`, ``group_similarity_rewards(..., sets=...)``) and gathers the rewards
+back (:func:`merge_shards`).
+
+A set's rewards depend only on that set's completions and the seed: each set is encoded in its
+own call (so a model encoder batches the same texts whatever else is in the batch) and, for the
+relaxed reward, sampled from its own generator (:func:`set_sampling_seed`). Scoring the sets on
+one process or spread over many therefore gives bit-identical rewards.
 
 Notation (Hamman et al., 2025): a paraphrase set has paraphrases ``i = 1..n`` and ``g`` rollouts
 ``o_ij`` per paraphrase. The exact group similarity reward is
@@ -15,9 +22,10 @@ all cross-paraphrase completions (each completion weighs the same).
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -28,6 +36,9 @@ from .similarity.text import normalize_answer
 __all__ = [
     "RelaxedSampling",
     "group_similarity_rewards",
+    "set_sampling_seed",
+    "set_shards",
+    "merge_shards",
     "reference_rewards",
     "accuracy_rewards",
     "majority_agreement_rewards",
@@ -91,6 +102,8 @@ def _check_lengths(**columns: Sequence[Any]) -> int:
 
 def _check_ids(name: str, ids: Sequence[Any]) -> None:
     for k, value in enumerate(ids):
+        if type(value) is str or type(value) is int:  # the usual ids, checked fast (whole batches are checked)
+            continue
         if value is None or not isinstance(value, Hashable) or (isinstance(value, float) and np.isnan(value)):
             raise ValueError(f"{name}[{k}] = {value!r} is not a valid id (use a string or an integer)")
 
@@ -117,13 +130,73 @@ def _group_indices(set_ids: Sequence[Hashable]) -> dict[Hashable, np.ndarray]:
     return {sid: np.asarray(ix, dtype=np.int64) for sid, ix in groups.items()}
 
 
+def _stable_id_key(value: Hashable) -> str:
+    """Text that names an id the same way in every process and Python run (unlike salted ``hash``)."""
+    if isinstance(value, (bool, np.bool_)):
+        return f"bool:{bool(value)}"
+    if isinstance(value, (int, np.integer)):
+        return f"int:{int(value)}"
+    if isinstance(value, str):
+        return f"str:{value}"
+    if isinstance(value, (float, np.floating)):
+        return f"float:{float(value)!r}"
+    if isinstance(value, tuple):
+        return "tuple:(" + ",".join(_stable_id_key(v) for v in value) + ")"
+    return f"{type(value).__name__}:{value!r}"
+
+
+def set_sampling_seed(seed: int | Sequence[int], set_id: Hashable) -> int:
+    """Seed of one set's relaxed sampling: a stable 64-bit hash of ``seed`` and the set id.
+
+    ``seed`` is an integer or a sequence of integers (the trainer passes ``(args.seed, stream,
+    generation batch)``). The value is the first 8 bytes (little-endian) of
+    ``blake2b(b"<s0>,<s1>,...|<kind>:<id>", digest_size=8)``, where ``<kind>:<id>`` is e.g.
+    ``str:q17`` or ``int:17`` -- the same in every process, on every machine, in every run.
+    """
+    parts = list(seed) if isinstance(seed, (tuple, list)) else [seed]
+    for part in parts:
+        if isinstance(part, bool) or not isinstance(part, (int, np.integer)):
+            raise ValueError(f"seed must be an integer or a sequence of integers, got {seed!r}")
+    key = ",".join(str(int(p)) for p in parts) + "|" + _stable_id_key(set_id)
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def set_shards(set_ids: Sequence[Hashable], num_shards: int) -> np.ndarray:
+    """Which shard (process) scores each row: whole sets, contiguous, balanced within one set.
+
+    Sets are numbered in order of first appearance ``k = 0..S-1``; set ``k`` goes to shard
+    ``k * num_shards // S``. With more shards than sets some shards get none.
+    """
+    if isinstance(num_shards, bool) or not isinstance(num_shards, (int, np.integer)) or num_shards < 1:
+        raise ValueError(f"num_shards must be an integer >= 1, got {num_shards!r}")
+    codes = _codes(set_ids)
+    num_sets = int(codes.max()) + 1 if len(codes) else 0
+    return (codes * int(num_shards)) // max(num_sets, 1)
+
+
+def merge_shards(shares: Sequence[Sequence[float]], shards: np.ndarray) -> np.ndarray:
+    """Reassemble one value per row from each shard's values for its own rows (in row order)."""
+    shards = np.asarray(shards, dtype=np.int64)
+    if len(shards) and len(shares) <= int(shards.max()):
+        raise ValueError(f"rows belong to {int(shards.max()) + 1} shards but only {len(shares)} sent values")
+    out = np.full(len(shards), np.nan, dtype=np.float64)
+    for shard, values in enumerate(shares):
+        rows = np.flatnonzero(shards == shard)
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != rows.shape:
+            raise ValueError(f"shard {shard} sent {values.size} values for its {rows.size} rows")
+        out[rows] = values
+    return out
+
+
 def group_similarity_rewards(
     completions: Sequence[Any],
     set_ids: Sequence[Hashable],
     paraphrase_ids: Sequence[Hashable],
     similarity: Any = "bleu2",
     approx: Any = None,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
+    sets: Iterable[Hashable] | None = None,
 ) -> np.ndarray:
     """PS-GRPO group similarity reward ``r_ij`` for every completion of a batch.
 
@@ -133,7 +206,11 @@ def group_similarity_rewards(
         paraphrase_ids: the paraphrase (within its set) each completion answers.
         similarity: registry name/spec, :class:`Similarity`, or callable ``(a, b) -> matrix``.
         approx: ``None`` for the exact reward, or ``{"kappa": k, "samples": s}`` for the relaxed one.
-        seed: seed of the relaxed sampling (the same inputs and seed give the same rewards).
+        seed: seed of the relaxed sampling, an integer or a sequence of integers. Each set draws
+            from its own generator seeded by :func:`set_sampling_seed` ``(seed, set id)``, so a set's
+            rewards do not depend on the other sets in the batch or their order.
+        sets: score only these set ids (e.g. one process's share, :func:`set_shards`); the other
+            completions are neither encoded nor compared and get NaN. ``None`` scores every set.
 
     Returns:
         float64 array, one reward per completion. A set with a single paraphrase has no
@@ -146,50 +223,37 @@ def group_similarity_rewards(
     metric = get_similarity(similarity)
     relaxed = RelaxedSampling.parse(approx)
     rewards = np.full(n, np.nan, dtype=np.float64)
-    if n == 0:
-        return rewards
-    encoded = metric.encode(texts)  # each text encoded once for the whole batch
     groups = _group_indices(set_ids)
+    if sets is not None:
+        wanted = list(sets)
+        missing = [sid for sid in wanted if sid not in groups]
+        if missing:
+            raise ValueError(f"sets {missing[:5]} have no completions in this batch")
+        groups = {sid: groups[sid] for sid in dict.fromkeys(wanted)}
     pids = list(paraphrase_ids)
 
-    if relaxed is None:
-        for rows in groups.values():
-            codes = _codes([pids[k] for k in rows])
-            if codes.max() == 0:
-                continue  # one paraphrase: no cross-paraphrase reward
-            sub = metric.select(encoded, rows)
-            matrix = metric.block(sub, sub)
-            _check_finite(matrix, metric)
-            cross = codes[:, None] != codes[None, :]
-            rewards[rows] = (matrix * cross).sum(axis=1) / cross.sum(axis=1)
-        return rewards
-
-    # Relaxed: draw the pairs first (vectorised per set), then score only those pairs in one call.
-    rng = np.random.default_rng(seed)
-    left_parts: list[np.ndarray] = []
-    right_parts: list[np.ndarray] = []
-    weight_parts: list[np.ndarray] = []
-    for rows in groups.values():
+    for sid, rows in groups.items():
         codes = _codes([pids[k] for k in rows])
         num_paras = int(codes.max()) + 1
         if num_paras < 2:
+            continue  # one paraphrase: no cross-paraphrase reward
+        encoded = metric.encode([texts[k] for k in rows])  # each set on its own: independent of the batch
+        if relaxed is None:
+            matrix = metric.block(encoded, encoded)
+            _check_finite(matrix, metric)
+            cross = codes[:, None] != codes[None, :]
+            rewards[rows] = (matrix * cross).sum(axis=1) / cross.sum(axis=1)
             continue
-        pair_left, pair_right, pair_weight = _relaxed_pairs(rows, codes, num_paras, relaxed, rng)
-        left_parts.append(pair_left)
-        right_parts.append(pair_right)
-        weight_parts.append(pair_weight)
-    left = np.concatenate(left_parts) if left_parts else np.empty(0, dtype=np.int64)
-    right = np.concatenate(right_parts) if right_parts else np.empty(0, dtype=np.int64)
-    weight = np.concatenate(weight_parts) if weight_parts else np.empty(0)
-    if not len(left):
-        return rewards
-    sims = metric.paired(metric.select(encoded, left), metric.select(encoded, right))
-    _check_finite(sims, metric)
-    scored = np.zeros(n, dtype=np.float64)
-    np.add.at(scored, left, weight * sims)
-    has = np.zeros(n, dtype=bool)
-    has[left] = True
-    rewards[has] = scored[has]
+        # Relaxed: draw the pairs first (vectorised), then score only those pairs in one call.
+        rng = np.random.default_rng(set_sampling_seed(seed, sid))
+        left, right, weight = _relaxed_pairs(np.arange(len(rows)), codes, num_paras, relaxed, rng)
+        sims = metric.paired(metric.select(encoded, left), metric.select(encoded, right))
+        _check_finite(sims, metric)
+        scored = np.zeros(len(rows), dtype=np.float64)
+        np.add.at(scored, left, weight * sims)
+        has = np.zeros(len(rows), dtype=bool)
+        has[left] = True
+        rewards[rows[has]] = scored[has]
     return rewards
 
 

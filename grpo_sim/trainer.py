@@ -5,10 +5,13 @@ sampling, PEFT, logging, checkpoints — is TRL's own code):
 
 1. the train/eval samplers keep each paraphrase set whole and contiguous in a generation batch
    (:class:`~grpo_sim.sampler.ParaphraseSetSampler`);
-2. ``_calculate_rewards`` gathers completions and ids from every process BEFORE scoring and fills
-   the consistency column with :func:`~grpo_sim.rewards.group_similarity_rewards` computed once
-   on the whole generation batch (identically on every process), applies the collapse penalty and
-   logs set statistics;
+2. ``_calculate_rewards`` gathers completions and ids from every process BEFORE scoring; each
+   process scores only its share of the paraphrase sets (:func:`~grpo_sim.rewards.set_shards`)
+   with :func:`~grpo_sim.rewards.group_similarity_rewards` and the consistency rewards are
+   gathered back, so every process ends with the whole batch's column. Relaxed sampling is
+   seeded per set from checkpointed state (:func:`generation_index`), so rewards are
+   bit-identical for any number of processes and across a resume. It then applies the collapse
+   penalty and logs set statistics (from the gathered texts);
 3. ``_generate_and_score_completions`` replaces TRL's advantages only for ``advantage_mode`` ``set``
    or ``batch``; ``paraphrase`` (the paper) is exactly TRL's per-group normalisation.
 """
@@ -31,6 +34,8 @@ from .rewards import (
     accuracy_rewards,
     apply_collapse_penalty,
     group_similarity_rewards,
+    merge_shards,
+    set_shards,
     set_statistics,
     short_completion_mask,
 )
@@ -40,6 +45,23 @@ from .similarity import get_similarity
 logger = logging.getLogger(__name__)
 
 ADVANTAGE_MODES = ("paraphrase", "set", "batch")
+REWARD_STREAMS = {"train": 0, "eval": 1}
+
+
+def generation_index(
+    global_step: int, micro_step: int, gradient_accumulation_steps: int, steps_per_generation: int,
+    num_iterations: int,
+) -> int:
+    """Which training generation batch is being generated, from state a checkpoint restores.
+
+    TRL generates a new batch every ``steps_per_generation * num_iterations`` micro-steps. The
+    absolute micro-step is ``global_step * gradient_accumulation_steps`` plus the position inside
+    the current optimizer step, ``micro_step % gradient_accumulation_steps``: ``micro_step`` (TRL's
+    ``_step``) restarts at 0 on resume, but checkpoints are taken at optimizer-step boundaries, so
+    its position inside the step is the same in a resumed and an uninterrupted run.
+    """
+    absolute = global_step * gradient_accumulation_steps + micro_step % gradient_accumulation_steps
+    return absolute // (steps_per_generation * num_iterations)
 
 
 @dataclass
@@ -303,13 +325,41 @@ class PSGRPOTrainer(GRPOTrainer):
         return super().get_train_dataloader()
 
     # ----------------------------------------------------------------------------- rewards
-    def _reward_seed(self) -> int:
-        # Differs every generation batch but is identical on every process (global_step is synced).
-        return int(self.args.seed) * 1_000_003 + int(self.state.global_step) * 7919 + self._step
+    def _reward_seed(self, mode: str) -> tuple[int, int, int]:
+        """``(seed, stream, generation batch)``: identical on every process and in a resumed run."""
+        generation = generation_index(
+            int(self.state.global_step), self._step, self.args.gradient_accumulation_steps,
+            self.args.steps_per_generation, self.num_iterations,
+        )
+        return int(self.args.seed), REWARD_STREAMS[mode], generation
+
+    def _consistency_rewards(self, texts, set_ids, para_ids, mode: str) -> np.ndarray:
+        """Score this process's share of the sets, then gather every process's share."""
+        shards = set_shards(set_ids, self.accelerator.num_processes)
+        mine = np.flatnonzero(shards == self.accelerator.process_index)
+        own_sets = list(dict.fromkeys(set_ids[k] for k in mine))
+        share, error = None, None
+        try:
+            share = group_similarity_rewards(
+                texts, set_ids, para_ids, self.similarity, approx=self.args.relaxed, seed=self._reward_seed(mode),
+                sets=own_sets,
+            )[mine]
+        except Exception as exc:  # noqa: BLE001 - re-raised below on EVERY process
+            error = exc
+        # One process failing alone would leave the others waiting in the gather: fail everywhere together.
+        shares = gather_object([(share, None if error is None else f"{type(error).__name__}: {error}")])
+        failures = [(rank, message) for rank, (_, message) in enumerate(shares) if message is not None]
+        if failures:
+            rank, message = failures[0]
+            raise ValueError(
+                f"consistency reward ({self.args.similarity}) failed on process {rank}: {message}"
+            ) from error
+        return merge_shards([values for values, _ in shares], shards)
 
     @torch.no_grad()
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        mode = "train" if self.model.training else "eval"
         local = [
             (text, row[self.args.set_id_column], row[self.args.paraphrase_id_column])
             for text, row in zip(_as_texts(completions), inputs)
@@ -319,13 +369,10 @@ class PSGRPOTrainer(GRPOTrainer):
         set_ids = [s for _, s, _ in gathered]
         para_ids = [p for _, _, p in gathered]
         if self._consistency_index is not None:
-            consistency = group_similarity_rewards(
-                texts, set_ids, para_ids, self.similarity, approx=self.args.relaxed, seed=self._reward_seed()
-            )
+            consistency = self._consistency_rewards(texts, set_ids, para_ids, mode)
             rewards_per_func[:, self._consistency_index] = torch.as_tensor(
                 consistency, dtype=rewards_per_func.dtype, device=rewards_per_func.device
             )
-        mode = "train" if self.model.training else "eval"
         short = short_completion_mask(texts, self.args.collapse_min_words)
         if self.args.collapse_penalty and short.any():
             penalised = apply_collapse_penalty(rewards_per_func.cpu().double().numpy(), short)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,10 @@ from grpo_sim.rewards import (
     combine_rewards,
     group_similarity_rewards,
     majority_agreement_rewards,
+    merge_shards,
     reference_rewards,
+    set_sampling_seed,
+    set_shards,
     set_statistics,
     short_completion_mask,
 )
@@ -206,3 +211,110 @@ def test_relaxed_sampling_parse():
     assert RelaxedSampling.parse({"kappa": 2}) == RelaxedSampling(2, 1)
     with pytest.raises(ValueError):
         RelaxedSampling.parse(3)
+
+
+def test_set_sampling_seed_is_a_documented_stable_hash():
+    def spec(key: bytes) -> int:
+        return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+
+    assert set_sampling_seed((0, 0, 3), "q17") == spec(b"0,0,3|str:q17")
+    assert set_sampling_seed(7, 17) == spec(b"7|int:17")
+    assert set_sampling_seed(7, np.int64(17)) == set_sampling_seed(7, 17)  # datasets may hand back numpy ints
+    assert set_sampling_seed(7, "17") != set_sampling_seed(7, 17)
+    assert set_sampling_seed((7, 0), 17) != set_sampling_seed((7, 1), 17)
+    # pinned: the same in every process and Python run (unlike hash(), which is salted per process)
+    assert set_sampling_seed((0, 0, 3), "q17") == 0x6758BD56E9A11932
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        set_sampling_seed(1.5, "s")
+
+
+def test_set_shards_hand_checked():
+    ids = ["a", "a", "b", "b", "b", "c", "c"]
+    np.testing.assert_array_equal(set_shards(ids, 1), [0, 0, 0, 0, 0, 0, 0])
+    # set k of S=3 goes to shard k * P // S: P=2 -> 0, 0, 1
+    np.testing.assert_array_equal(set_shards(ids, 2), [0, 0, 0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(set_shards(ids, 3), [0, 0, 1, 1, 1, 2, 2])
+    np.testing.assert_array_equal(set_shards(ids, 4), [0, 0, 1, 1, 1, 2, 2])  # shard 3 gets no set
+    # rows of one set need not be adjacent: a set is never split
+    np.testing.assert_array_equal(set_shards(["a", "b", "a", "c"], 2), [0, 0, 0, 1])
+    assert set_shards([], 2).shape == (0,)
+    with pytest.raises(ValueError, match="num_shards"):
+        set_shards(ids, 0)
+
+
+def test_merge_shards_reassembles_rows():
+    shards = np.array([0, 0, 1, 0, 2])
+    out = merge_shards([[0.1, 0.2, np.nan], [0.3], [0.5]], shards)
+    np.testing.assert_array_equal(out, [0.1, 0.2, 0.3, np.nan, 0.5])
+    with pytest.raises(ValueError, match="shard 1 sent 2 values for its 1 rows"):
+        merge_shards([[0.1, 0.2, 0.3], [0.3, 0.4], [0.5]], shards)
+    with pytest.raises(ValueError, match="3 shards but only 2"):
+        merge_shards([[0.1, 0.2, 0.3], [0.3]], shards)
+
+
+# two sets: "s" (the hand-computed one above) and "t"
+TWO_SETS = (COMPLETIONS + ["1", "9", "5", "5"], SETS + ["t"] * 4, PARAS + [0, 0, 1, 1])
+
+
+def test_subset_scoring_is_hand_checked_and_never_touches_other_sets():
+    seen = []
+
+    def recording_sim(a, b):
+        seen.extend(a)
+        seen.extend(b)
+        return numeric_sim(a, b)
+
+    comps, sets, paras = TWO_SETS
+    only_t = group_similarity_rewards(comps, sets, paras, recording_sim, sets=["t"])
+    assert np.isnan(only_t[:6]).all()
+    # "1" and "9" vs {5, 5}: 0.6, 0.6 -> 0.6 each; "5" vs {1, 9}: 0.6, 0.6 -> 0.6
+    np.testing.assert_allclose(only_t[6:], [0.6, 0.6, 0.6, 0.6], atol=1e-12)
+    assert set(seen) <= {"1", "9", "5"}  # set "s" was neither encoded nor compared
+    only_s = group_similarity_rewards(comps, sets, paras, numeric_sim, sets=["s"])
+    np.testing.assert_allclose(only_s[:6], [0.4, 0.6, 0.65, 0.65, 0.25, 0.65], atol=1e-12)
+    assert np.isnan(only_s[6:]).all()
+    with pytest.raises(ValueError, match="no completions"):
+        group_similarity_rewards(comps, sets, paras, numeric_sim, sets=["u"])
+
+
+def test_relaxed_draws_come_from_each_sets_own_seed():
+    # n = 3 paraphrases, g = 1, kappa = 1, s = 1: each completion is compared with ONE other
+    # paraphrase, so its reward is one of two hand-computed values, chosen by the set's generator.
+    comps, sets, paras = ["0", "4", "10"], ["s"] * 3, [0, 1, 2]
+    allowed = [{0.6, 0.0}, {0.6, 0.4}, {0.0, 0.4}]  # 0 vs {4, 10}; 4 vs {0, 10}; 10 vs {0, 4}
+    approx = {"kappa": 1, "samples": 1}
+    r = group_similarity_rewards(comps, sets, paras, numeric_sim, approx=approx, seed=(3, 0, 5))
+    assert all(round(float(v), 12) in options for v, options in zip(r, allowed))
+    # the draw: the smallest of uniform keys over the other paraphrases, from set_sampling_seed(seed, set id)
+    keys = np.random.default_rng(set_sampling_seed((3, 0, 5), "s")).random((3, 3))
+    keys[np.arange(3), np.arange(3)] = np.inf
+    chosen = keys.argmin(axis=1)
+    values = np.asarray([0.0, 4.0, 10.0])
+    np.testing.assert_allclose(r, 1 - np.abs(values - values[chosen]) / 10, atol=1e-12)
+
+
+@pytest.mark.parametrize("approx", [None, {"kappa": 1, "samples": 1}, {"kappa": 2, "samples": 2}])
+def test_sharded_scoring_is_bit_identical_to_scoring_everything(approx):
+    rng = np.random.default_rng(4)
+    comps, sets, paras = [], [], []
+    for s in range(5):  # 5 sets of n = 4 paraphrases x g = 3
+        for p in range(4):
+            for _ in range(3):
+                comps.append(" ".join(rng.choice(["paris", "lyon", "is", "the", "capital", "city"], 4)))
+                sets.append(f"set{s}")
+                paras.append(p)
+    full = group_similarity_rewards(comps, sets, paras, "bleu2", approx=approx, seed=(0, 0, 9))
+    for num_shards in (1, 2, 3, 5, 8):
+        shards = set_shards(sets, num_shards)
+        shares = []
+        for shard in range(num_shards):
+            rows = np.flatnonzero(shards == shard)
+            own = list(dict.fromkeys(sets[k] for k in rows))
+            shares.append(group_similarity_rewards(comps, sets, paras, "bleu2", approx=approx, seed=(0, 0, 9),
+                                                   sets=own)[rows])
+        np.testing.assert_array_equal(merge_shards(shares, shards), full)
+    # a set's rewards do not depend on the other sets or their order in the batch (rows of a set keep their order)
+    order = np.argsort([-int(s[3:]) for s in sets], kind="stable")
+    reordered = group_similarity_rewards([comps[k] for k in order], [sets[k] for k in order],
+                                         [paras[k] for k in order], "bleu2", approx=approx, seed=(0, 0, 9))
+    np.testing.assert_array_equal(reordered, full[order])

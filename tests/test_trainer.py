@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,9 @@ import torch
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
-from grpo_sim.rewards import group_similarity_rewards
+from grpo_sim.rewards import apply_collapse_penalty, group_similarity_rewards, set_shards, short_completion_mask
 from grpo_sim.sampler import SetLayoutError
-from grpo_sim.trainer import PSGRPOConfig, PSGRPOTrainer
+from grpo_sim.trainer import PSGRPOConfig, PSGRPOTrainer, generation_index
 
 from trainer_helpers import build_policy, common_args, dataset, free_port, policy
 
@@ -33,11 +34,8 @@ def length_reward(completions, **kwargs):
     return [float(len(c[0]["content"].split())) for c in completions]
 
 
-def run(trainer_cls, args, policy_path, train_dataset=None, reward_funcs=None, **kwargs):
-    model, tokenizer = policy(policy_path)
-    trainer = trainer_cls(model=model, reward_funcs=reward_funcs, args=args,
-                          train_dataset=train_dataset if train_dataset is not None else dataset(),
-                          processing_class=tokenizer, **kwargs)
+def capture_batches(trainer):
+    """Record every generation batch's rows, completions, per-completion rewards and advantages."""
     captured = []
     original = trainer._generate_and_score_completions
 
@@ -52,6 +50,15 @@ def run(trainer_cls, args, policy_path, train_dataset=None, reward_funcs=None, *
         return out
 
     trainer._generate_and_score_completions = capture
+    return captured
+
+
+def run(trainer_cls, args, policy_path, train_dataset=None, reward_funcs=None, **kwargs):
+    model, tokenizer = policy(policy_path)
+    trainer = trainer_cls(model=model, reward_funcs=reward_funcs, args=args,
+                          train_dataset=train_dataset if train_dataset is not None else dataset(),
+                          processing_class=tokenizer, **kwargs)
+    captured = capture_batches(trainer)
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return trainer, captured, losses
@@ -247,21 +254,171 @@ def test_vllm_layout_reaches_every_paraphrase(policy_path, tmp_path, monkeypatch
         assert len({tuple(p) for p in calls[0]["prompts"]}) == 6  # six distinct paraphrase prompts
 
 
-def test_two_processes_compute_the_single_process_rewards(policy_path, tmp_path):
-    """torchrun starts 2 gloo processes; each set spans both ranks."""
-    out = tmp_path / "dist"
+TWO_PROCESS_SCENARIOS = ("exact", "relaxed", "vllm_server", "failing_similarity")
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(policy_path, tmp_path_factory):
+    """torchrun starts 2 gloo processes once and runs every scenario of tests/dist_worker.py in them."""
+    out = tmp_path_factory.mktemp("dist")
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           str(ROOT / "tests" / "dist_worker.py"), policy_path, str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    records = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
-    assert records[0]["global"] == records[1]["global"]  # identical on every process
-    for batch in records[0]["global"]:
-        expected = group_similarity_rewards(batch["texts"], batch["set_ids"], batch["para_ids"], "token_f1")
-        np.testing.assert_allclose(batch["consistency"], expected, atol=1e-6)
-    spans = [set(b["set_ids"]) for b in records[0]["local"]], [set(b["set_ids"]) for b in records[1]["local"]]
-    assert any(a & b for a, b in zip(*spans)), "a set should span both ranks"
+           str(ROOT / "tests" / "dist_worker.py"), policy_path, str(out), *TWO_PROCESS_SCENARIOS]
+    # own session: on a timeout the workers are killed with torchrun instead of lingering
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=400)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    return {name: [json.loads((out / name / f"rank{r}.json").read_text()) for r in range(2)]
+            for name in TWO_PROCESS_SCENARIOS}
+
+
+def gathered(batch):
+    """What a rank saw of the whole generation batch (its own work counters left out)."""
+    return {k: v for k, v in batch.items() if k not in ("encoded", "pairs")}
+
+
+def single_process_rewards(batch, approx, accumulation=1, steps_per_generation=1, num_iterations=1,
+                           collapse_penalty=False):
+    """The whole generation batch scored in ONE process, seeded as the trainer documents it."""
+    generation = generation_index(batch["global_step"], batch["micro_step"], accumulation, steps_per_generation,
+                                  num_iterations)
+    rewards = group_similarity_rewards(batch["texts"], batch["set_ids"], batch["para_ids"], "token_f1",
+                                       approx=approx, seed=(0, 0, generation))
+    if collapse_penalty:
+        rewards = apply_collapse_penalty(rewards, short_completion_mask(batch["texts"]))
+    return rewards.astype(np.float32).tolist()  # TRL keeps rewards in float32
+
+
+def test_two_processes_compute_the_single_process_rewards(two_process_runs):
+    """Each rank scores only its share of the sets; the gathered rewards equal a one-process computation
+    bit for bit, exact and relaxed."""
+    for name, approx in (("exact", None), ("relaxed", {"kappa": 1, "samples": 1})):
+        records = two_process_runs[name]
+        assert [gathered(b) for b in records[0]["global"]] == [gathered(b) for b in records[1]["global"]]
+        assert len(records[0]["global"]) == 2
+        for batch in records[0]["global"]:
+            assert batch["consistency"] == single_process_rewards(batch, approx), name
+        spans = [set(b["set_ids"]) for b in records[0]["local"]], [set(b["set_ids"]) for b in records[1]["local"]]
+        assert all(a & b for a, b in zip(*spans)), "a set should span both ranks"
+    # same policy and seed: the first batch has the same completions, and the relaxed reward really sampled
+    exact, relaxed = two_process_runs["exact"][0]["global"][0], two_process_runs["relaxed"][0]["global"][0]
+    assert exact["texts"] == relaxed["texts"] and exact["consistency"] != relaxed["consistency"]
+
+
+def test_each_process_scores_only_its_share_of_the_sets(two_process_runs):
+    for name in ("exact", "relaxed", "vllm_server"):
+        records = two_process_runs[name]
+        for step, batches in enumerate(zip(records[0]["global"], records[1]["global"])):
+            set_ids = batches[0]["set_ids"]
+            shards = set_shards(set_ids, 2)
+            sizes = {s: set_ids.count(s) for s in set_ids}
+            assert len(sizes) == 3  # sets k = 0, 1 -> process 0 and k = 2 -> process 1 (k * 2 // 3)
+            for rank, batch in enumerate(batches):
+                own_sets = {s for s, shard in zip(set_ids, shards) if shard == rank}
+                own_rows = sum(sizes[s] for s in own_sets)
+                assert batch["encoded"] == own_rows, (name, step, rank)  # each of its texts encoded once
+                if name == "relaxed":  # kappa = 1 paraphrase x samples = 1 rollout per completion
+                    assert batch["pairs"] == own_rows, (name, step, rank)
+                else:  # one n*g x n*g block per own set
+                    assert batch["pairs"] == sum(sizes[s] ** 2 for s in own_sets), (name, step, rank)
+            assert sum(b["encoded"] for b in batches) == len(set_ids)  # no set scored twice
+
+
+def test_vllm_server_mode_on_two_processes_reaches_every_paraphrase_with_set_advantages(two_process_runs):
+    """TRL's own VLLMGeneration.generate (server mode, client on rank 0 only) with gradient accumulation 2,
+    num_iterations 2 and a set spanning both ranks: every paraphrase gets exactly g completions of its own
+    prompt, and the set-level advantages are the hand-computed ones from the gathered rewards."""
+    records = two_process_runs["vllm_server"]
+    settings = records[0]["settings"]
+    g = settings["num_generations"]
+    assert g == 2 and settings["steps_per_generation"] == 2 and settings["generation_batch_size"] == 24
+    assert records[1]["client_calls"] == []  # only the main process talks to the server
+    calls = records[0]["client_calls"]
+    assert len(calls) == 2  # 4 optimizer steps, one generation batch every 2 x 2 micro-steps
+    assert [(b["global_step"], b["micro_step"]) for b in records[0]["global"]] == [(0, 0), (2, 4)]
+    for k, call in enumerate(calls):
+        assert call["n"] == g and len(call["prompts"]) == 12  # 3 sets x 4 paraphrases, each prompt once
+        assert len({tuple(p) for p in call["prompts"]}) == 12
+        generated = sorted((tuple(p), tuple(call["completions"][j * g + m]))
+                           for j, p in enumerate(call["prompts"]) for m in range(g))
+        rows = records[0]["rows"][k] + records[1]["rows"][k]  # rank order == gathered order
+        assert len(rows) == 24
+        # every completion reached exactly one row, and that row asked the prompt it was generated for
+        assert sorted((tuple(r["prompt_ids"]), tuple(r["completion_ids"])) for r in rows) == generated
+        per_paraphrase = {}
+        for r in rows:
+            per_paraphrase.setdefault((r["set_id"], r["paraphrase_id"]), set()).add(tuple(r["prompt_ids"]))
+        counts = {key: sum((r["set_id"], r["paraphrase_id"]) == key for r in rows) for key in per_paraphrase}
+        assert len(counts) == 12 and set(counts.values()) == {g}
+        assert all(len(prompts) == 1 for prompts in per_paraphrase.values())
+        assert {r["set_id"] for r in records[0]["rows"][k]} & {r["set_id"] for r in records[1]["rows"][k]}
+        # the gathered rewards: the consistency column is the one-process exact reward ...
+        batch = records[0]["global"][k]
+        assert gathered(batch) == gathered(records[1]["global"][k])
+        assert batch["consistency"] == single_process_rewards(batch, None, 2, 2, 2, collapse_penalty=True)
+        assert [(r["set_id"], r["paraphrase_id"]) for r in rows] == list(zip(batch["set_ids"], batch["para_ids"]))
+        # ... and advantage_mode='set' normalises over each set's n*g completions (scale_rewards='group')
+        combined = np.asarray(batch["combined"], dtype=np.float64)
+        expected = np.empty_like(combined)
+        for set_id in set(batch["set_ids"]):
+            members = np.asarray([s == set_id for s in batch["set_ids"]])
+            values = combined[members]
+            expected[members] = (values - values.mean()) / (values.std(ddof=1) + 1e-4)
+        np.testing.assert_allclose([r["advantage"] for r in rows], expected, rtol=1e-5, atol=1e-5)
+    assert records[0]["global"][0]["consistency"] != records[0]["global"][1]["consistency"]
+
+
+def test_similarity_failing_on_one_process_fails_every_process_alike(two_process_runs):
+    """Only process 1 scores the last set; its error must reach process 0 too instead of leaving it waiting."""
+    errors = [record["error"] for record in two_process_runs["failing_similarity"]]
+    assert errors[0] == errors[1]
+    assert "consistency reward (token_f1) failed on process 1" in errors[0] and "NaN" in errors[0]
+
+
+def test_generation_index_counts_generation_batches_from_checkpointed_state():
+    # gradient accumulation 2, steps_per_generation 2, num_iterations 2: a batch every 4 micro-steps,
+    # i.e. every 2 optimizer steps. TRL generates at micro-steps 0 and 4 (global_step 0 and 2).
+    assert generation_index(0, 0, 2, 2, 2) == 0
+    assert generation_index(2, 4, 2, 2, 2) == 1
+    assert generation_index(2, 0, 2, 2, 2) == 1  # resumed at checkpoint-2: TRL's _step restarted at 0
+    assert generation_index(4, 8, 2, 2, 2) == generation_index(4, 0, 2, 2, 2) == 2
+    # steps_per_generation 1 < accumulation 2: two batches inside one optimizer step share global_step
+    assert [generation_index(gs, micro, 2, 1, 1) for gs, micro in [(0, 0), (0, 1), (1, 2), (1, 3)]] == [0, 1, 2, 3]
+    # one batch per step, every step (TRL's defaults): the index is global_step
+    assert [generation_index(gs, gs, 1, 1, 1) for gs in range(4)] == [0, 1, 2, 3]
+
+
+def test_resume_with_relaxed_reward_and_gradient_accumulation_is_bit_identical(policy_path, tmp_path):
+    """The relaxed reward's sampling must not depend on TRL's micro-step counter, which restarts at 0."""
+    settings = dict(max_steps=4, save_strategy="steps", save_steps=2, shuffle_dataset=True,
+                    per_device_train_batch_size=6, gradient_accumulation_steps=2)
+    reward = dict(similarity="token_f1", relaxed_kappa=1, relaxed_samples=1)  # kappa 1 < n - 1 = 2
+
+    full_args = PSGRPOConfig(**common_args(tmp_path / "full", **settings), **reward)
+    full, full_batches, _ = run(PSGRPOTrainer, full_args, policy_path)
+    model, tokenizer = policy(policy_path)
+    resumed_args = PSGRPOConfig(**common_args(tmp_path / "resumed", **settings), **reward)
+    resumed = PSGRPOTrainer(model=model, args=resumed_args, train_dataset=dataset(), processing_class=tokenizer)
+    batches = capture_batches(resumed)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-2"))
+
+    assert len(full_batches) == 4 and len(batches) == 2  # one generation batch (2 sets) per optimizer step
+    for ours, theirs in zip(batches, full_batches[2:]):
+        assert ours["rows"] == theirs["rows"] and ours["completions"] == theirs["completions"]
+        assert ours["rewards"] == theirs["rewards"]
+        assert torch.equal(ours["advantages"], theirs["advantages"])
+    for (name, a), (_, b) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
+        assert torch.equal(a, b), name
+    # the relaxed reward really sampled: it is not the exact reward of the same completions
+    batch = full_batches[2]
+    texts = [c[0]["content"] for c in batch["completions"]]
+    exact = group_similarity_rewards(texts, [s for s, _ in batch["rows"]], [p for _, p in batch["rows"]], "token_f1")
+    assert not np.allclose(batch["rewards"]["consistency"], exact)
 
 
 def test_collapse_warning_names_the_numbers(caplog):
