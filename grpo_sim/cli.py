@@ -96,6 +96,10 @@ def load_recipe_reporting_all(path: Path, overrides: list[str] | None, **start):
         if recipe is not None:
             if "output_dir" in start:
                 start = {**start, "output_dir": run_directory(recipe, start["output_dir"])}
+            # a bad batch key was dropped (its default stands in): batch advice would be about numbers nobody set
+            batch_keys = ("num_generations", "per_device_train_batch_size", "gradient_accumulation_steps",
+                          "steps_per_generation", "generation_batch_size")
+            start["check_batches"] = not any(p.startswith(f"training.{k}:") for p in problems for k in batch_keys)
             _, more = start_problems(cpu_defaults(recipe), **start)
             problems += [p for p in more if p not in problems]
         raise RecipeError(format_problems(str(path), problems), problems)

@@ -106,6 +106,10 @@ TRAINING_RANGES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
     "collapse_warn_empty": _range(0, 1),
     "collapse_warn_entropy_ratio": _range(0, 1),
 }
+# Typed `int | None` in GRPOConfig, but None ends in a TypeError inside TRL.
+_NOT_NULL = {"num_generations"}
+# TrainingArguments fields that take a JSON file path (read relative to the current directory) or a mapping.
+_CONFIG_FILE_FIELDS = {"deepspeed", "accelerator_config", "fsdp_config"}
 DEMO_MODEL = "grpo-sim:demo-warmstart"
 DEMO_DATA = "demo"
 
@@ -411,6 +415,12 @@ def _check_training(training: dict[str, Any]) -> tuple[dict[str, Any], list[str]
             problems.append(f"training.{key}: not a GRPOConfig/TrainingArguments field{_did_you_mean(key, fields)}")
             coerced.pop(key)
             continue
+        if key in _CONFIG_FILE_FIELDS and isinstance(value, (str, bool)):
+            if isinstance(value, bool) or not Path(value).is_file():
+                what = f"{value} does not exist" if isinstance(value, str) else f"got {str(value).lower()}"
+                problems.append(f"training.{key}: expects a path to a JSON config file or a mapping; {what}")
+                coerced.pop(key)
+                continue
         try:
             adapter = TypeAdapter(fields[key])
             if isinstance(value, bool) and "bool" not in str(fields[key]):
@@ -425,7 +435,8 @@ def _check_training(training: dict[str, Any]) -> tuple[dict[str, Any], list[str]
             continue
         except Exception:  # an annotation pydantic cannot check: GRPOConfig validates it below
             continue
-        problem = _range_problem(key, coerced[key])
+        problem = (f"training.{key}: must be set (null is not allowed)" if key in _NOT_NULL and coerced[key] is None
+                   else _range_problem(key, coerced[key]))
         if problem:
             problems.append(problem)
             coerced.pop(key)
@@ -509,3 +520,6 @@ def build_config(recipe: Recipe, output_dir: str | os.PathLike[str]):
         return PSGRPOConfig(**kwargs)
     except (ValueError, TypeError) as exc:
         raise RecipeError(f"{recipe._source}: training settings rejected by GRPOConfig: {exc}") from None
+    except ImportError as exc:  # e.g. training.deepspeed without the deepspeed package
+        raise RecipeError(f"{recipe._source}: training settings need a package that is not installed: {exc}") \
+            from None

@@ -490,13 +490,14 @@ def _data_problem(split: str, exc: Exception) -> str:
 
 def start_problems(recipe: Recipe, output_dir: Path | None = None, resume: str | None = None,
                    overwrite: bool = False, num_processes: int | None = None, num_machines: int = 1,
-                   read_data: bool = True) -> tuple[StartDecisions, list[str]]:
+                   read_data: bool = True, check_batches: bool = True) -> tuple[StartDecisions, list[str]]:
     """Every check a run can make before its first write, and what it decided; reads only.
 
     GRPOConfig, the model path when it is a local one, the output directory and the resume target
     (when ``output_dir`` is given), the data (every problem of every file, the set layout the
     trainer needs) and the batch arithmetic for ``num_processes`` (default: this launch's).
     ``grpo-sim check`` and ``run_training`` both call it, so check passes exactly when train can start.
+    ``check_batches=False`` skips the batch arithmetic (when the batch keys themselves are invalid).
     """
     from .plan import plan_batches
     from .sampler import build_set_layout
@@ -546,7 +547,7 @@ def start_problems(recipe: Recipe, output_dir: Path | None = None, resume: str |
                 problems.append(_data_problem("eval", exc))
     decisions.paraphrases_per_set = n
 
-    if n is not None and (data_ok or recipe.data.paraphrases_per_set):
+    if check_batches and n is not None and (data_ok or recipe.data.paraphrases_per_set):
         plan = plan_batches(recipe, num_processes=decisions.num_processes, num_machines=num_machines,
                             paraphrases_per_set=n)
         decisions.plan = plan
