@@ -153,7 +153,10 @@ def check_command(
         parsed = load_recipe_reporting_all(recipe, set_, **start)
         decisions = check_start(cpu_defaults(parsed), **start)
     except USER_ERRORS as exc:
-        fail(str(exc))
+        missing_data = any(p.startswith(("data.train:", "data.eval:")) and "does not exist" in p
+                           for p in getattr(exc, "problems", []))
+        fail(str(exc) + ("\n(data that lives elsewhere, e.g. on the cluster: grpo-sim check --no-data checks the "
+                         "rest)" if missing_data else ""))
     Console().print(parsed.dump_yaml(), highlight=False, markup=False)
     if decisions.plan is None:
         console.print("[yellow]note:[/yellow] batch arithmetic against whole paraphrase sets not checked: the "
@@ -162,7 +165,7 @@ def check_command(
     data = (f"{len(decisions.train_sets)} training sets x {decisions.paraphrases_per_set} paraphrases, "
             if not no_data else "")
     console.print(f"[green]{recipe}: valid[/green] ({data}batches fit {num_processes} process(es))"
-                  if decisions.plan is not None else f"[green]{recipe}: valid[/green]")
+                  if decisions.plan is not None else f"[green]{recipe}: valid[/green]", soft_wrap=True)
 
 
 def plan_command(
