@@ -30,7 +30,7 @@ SHARDING_EFFICIENCY_TARGET = 0.8
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--quick", action="store_true", help="fewer sizes and steps")
-    parser.add_argument("--only", choices=["rewards", "trainer", "data"], default=None)
+    parser.add_argument("--only", choices=["rewards", "trainer", "data", "soak"], default=None)
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -116,6 +116,32 @@ def main(argv: list[str] | None = None) -> int:
         console.print(table)
         results["data"] = res
         torch.set_num_threads(1)
+
+    if args.only in (None, "soak"):
+        from . import bench_soak
+
+        res = bench_soak.run(quick=args.quick)
+        rew, tr = res["rewards"], res["training"]
+        table = Table(title=f"Memory soak ({'--quick: too short to reach the plateau' if args.quick else 'full'})")
+        for col in ("what", "run", "traced MiB start -> end", "RSS MiB start -> end", "traced MiB / 1,000",
+                    "peak MiB / 1,000 (2nd -> 4th quarter)", "target"):
+            table.add_column(col, justify="right")
+        bounded = rew["traced_peak_mb_per_1000"] < 1.0
+        if not args.quick and not bounded:
+            failed.append(f"reward memory grows {rew['traced_peak_mb_per_1000']:.1f} MiB per 1,000 batches")
+        table.add_row(f"lexical rewards ({', '.join(bench_soak.METRICS)})",
+                      f"{rew['batches']} batches x {rew['completions_per_batch']}, {rew['fresh_tokens']:,} new tokens",
+                      f"{rew['traced_mb_start']:.1f} -> {rew['traced_mb_end']:.1f}",
+                      f"{rew['rss_mb_start']:.0f} -> {rew['rss_mb_end']:.0f}", f"{rew['traced_mb_per_1000']:.1f}",
+                      f"{rew['traced_peak_mb_per_1000']:.1f}",
+                      "bounded: < 1 " + ("n/a" if args.quick else "ok" if bounded else "MISSED"))
+        table.add_row("PSGRPOTrainer steps (tiny policy)", f"{tr['steps']} steps",
+                      f"{tr['traced_mb_start']:.1f} -> {tr['traced_mb_end']:.1f}",
+                      f"{tr['rss_mb_start']:.0f} -> {tr['rss_mb_end']:.0f}", f"{tr['traced_mb_per_1000']:.1f}", "", "")
+        console.print(table)
+        console.print("vocabulary entries held at the end: " +
+                      ", ".join(f"{k} {v:,}" for k, v in rew["vocab_entries"].items()))
+        results["soak"] = res
 
     if args.json:
         with open(args.json, "w") as fh:

@@ -2,7 +2,8 @@
 
     grpo-sim train RECIPE [--set key.path=value ...] [--output-dir DIR] [--resume auto|PATH] [--overwrite]
     grpo-sim demo [--output-dir DIR] [--quick]
-    grpo-sim check RECIPE [--set ...]           validate a recipe without loading anything heavy
+    grpo-sim check RECIPE [--set ...] [-p N]    every check train makes before it starts (recipe, data,
+                                                batches for N processes), without loading a model
 
 Bad input prints one clear error (file, key, what to change) and exits with status 2; no traceback.
 """
@@ -83,6 +84,29 @@ def _summary_table(result) -> Table:
     return table
 
 
+def load_recipe_reporting_all(path: Path, overrides: list[str] | None, **start):
+    """Load a recipe; when it has problems, also run the start checks on what could be read of it
+    (data, batch arithmetic; the run directory when ``output_dir`` is among ``start``) and raise one
+    RecipeError listing every problem at once."""
+    from .recipe import RecipeError, apply_overrides, check_recipe, format_problems, load_raw
+    from .runner import cpu_defaults, run_directory, start_problems
+
+    recipe, problems = check_recipe(apply_overrides(load_raw(path), overrides), source=str(path))
+    if problems:
+        if recipe is not None:
+            if "output_dir" in start:
+                start = {**start, "output_dir": run_directory(recipe, start["output_dir"])}
+            # a bad batch key was dropped (its default stands in): batch advice would be about numbers nobody set
+            batch_keys = ("num_generations", "per_device_train_batch_size", "gradient_accumulation_steps",
+                          "steps_per_generation", "generation_batch_size")
+            start["check_batches"] = not any(p.startswith(f"training.{k}:") for p in problems for k in batch_keys)
+            _, more = start_problems(cpu_defaults(recipe), **start)
+            problems += [p for p in more if p not in problems]
+        raise RecipeError(format_problems(str(path), problems), problems)
+    assert recipe is not None
+    return recipe
+
+
 def train_command(
     recipe: Path = typer.Argument(..., help="YAML recipe (see recipes/)"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
@@ -93,11 +117,10 @@ def train_command(
 ) -> None:
     """Train with PS-GRPO from a YAML recipe."""
     _quiet_on_non_main()
-    from .recipe import load_recipe
     from .runner import Interrupted, run_training
 
     try:
-        parsed = load_recipe(recipe, set_)
+        parsed = load_recipe_reporting_all(recipe, set_, output_dir=output_dir, resume=resume, overwrite=overwrite)
         result = run_training(parsed, output_dir=output_dir, resume=resume, overwrite=overwrite,
                               cache_dir=cache_dir)
     except Interrupted as stop:
@@ -115,18 +138,34 @@ def train_command(
 def check_command(
     recipe: Path = typer.Argument(..., help="YAML recipe"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
+    num_processes: int = typer.Option(1, "--num-processes", "-p", min=1,
+                                      help="training processes over all machines (for the batch arithmetic)"),
+    num_machines: int = typer.Option(1, "--num-machines", "-m", min=1, help="machines (nodes)"),
+    no_data: bool = typer.Option(False, "--no-data", help="do not read the data files (e.g. they live on the "
+                                 "cluster); n then comes from data.paraphrases_per_set"),
 ) -> None:
-    """Validate a recipe (keys, types, values, GRPOConfig) and print it resolved."""
-    from .recipe import build_config, load_recipe
-    from .runner import cpu_defaults
+    """Run every check `train` makes before it starts: recipe keys, types and ranges, similarities, prompt
+    template, GRPOConfig, the data files and the batch arithmetic; report all problems at once."""
+    from .runner import check_start, cpu_defaults
 
+    start = dict(num_processes=num_processes, num_machines=num_machines, read_data=not no_data)
     try:
-        parsed = load_recipe(recipe, set_)
-        build_config(cpu_defaults(parsed), "/tmp/grpo-sim-check")
+        parsed = load_recipe_reporting_all(recipe, set_, **start)
+        decisions = check_start(cpu_defaults(parsed), **start)
     except USER_ERRORS as exc:
-        fail(str(exc))
+        missing_data = any(p.startswith(("data.train:", "data.eval:")) and "does not exist" in p
+                           for p in getattr(exc, "problems", []))
+        fail(str(exc) + ("\n(data that lives elsewhere, e.g. on the cluster: grpo-sim check --no-data checks the "
+                         "rest)" if missing_data else ""))
     Console().print(parsed.dump_yaml(), highlight=False, markup=False)
-    console.print(f"[green]{recipe}: valid[/green]")
+    if decisions.plan is None:
+        console.print("[yellow]note:[/yellow] batch arithmetic against whole paraphrase sets not checked: the "
+                      "number of paraphrases per set is unknown without the data (set data.paraphrases_per_set)",
+                      soft_wrap=True)
+    data = (f"{len(decisions.train_sets)} training sets x {decisions.paraphrases_per_set} paraphrases, "
+            if not no_data else "")
+    console.print(f"[green]{recipe}: valid[/green] ({data}batches fit {num_processes} process(es))"
+                  if decisions.plan is not None else f"[green]{recipe}: valid[/green]", soft_wrap=True)
 
 
 def plan_command(

@@ -2,15 +2,41 @@
 
 Everything grpo-sim writes (datasets, caches, reports, run files) goes through here: write to a
 temporary file in the same directory, flush + fsync, then ``os.replace`` over the target.
+The result has the permissions an ordinary ``open(path, "w")`` would give it: a replaced file keeps
+its mode, a new one gets ``0o666`` less the umask (``mkstemp`` alone would leave every file 0600).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterable, Iterator
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux exposes it (os.umask both sets and reads,
+    which would briefly change it for every other thread)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def ordinary_mode(path: str | os.PathLike[str], new_file_mode: int = 0o666) -> int:
+    """Permission bits an ordinary write to ``path`` would leave: its current mode, else the default less umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return new_file_mode & ~current_umask()
 
 
 @contextmanager
@@ -22,6 +48,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     try:
+        os.fchmod(fd, ordinary_mode(path))
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
             yield fh
             fh.flush()

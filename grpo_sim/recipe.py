@@ -20,6 +20,7 @@ import dataclasses
 import difflib
 import enum
 import functools
+import math
 import os
 import typing
 from pathlib import Path
@@ -42,12 +43,92 @@ _OWNED_BY_SECTIONS = {
     "collapse_min_words": "reward.collapse_min_words",
     "output_dir": "--output-dir (or the top-level output_dir key)",
 }
+
+
+def _range(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           high_open: bool = False) -> tuple[typing.Callable[[float], bool], str]:
+    """A (test, description) pair for a numeric range; the test also rejects NaN and infinities."""
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high:g}")
+
+    def test(value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if low is not None and (value <= low if low_open else value < low):
+            return False
+        return high is None or (value < high if high_open else value <= high)
+
+    return test, " and ".join(parts) or "finite"
+
+
+_AT_LEAST_ONE = _range(1)
+# GRPOConfig/TrainingArguments fields that TRL divides by or that make no sense outside a range; GRPOConfig
+# itself accepts nearly all of these (e.g. num_generations: 0 ends in a ZeroDivisionError inside TRL).
+TRAINING_RANGES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
+    **{name: _AT_LEAST_ONE for name in (
+        "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+        "num_generations", "num_generations_eval", "generation_batch_size", "steps_per_generation",
+        "max_completion_length", "num_iterations", "eval_accumulation_steps", "vllm_tensor_parallel_size",
+        "ddp_timeout", "ref_model_sync_steps")},
+    "max_steps": (lambda v: v == -1 or v >= 1, "-1 (train for num_train_epochs) or >= 1"),
+    "num_train_epochs": _range(0, low_open=True),
+    "learning_rate": _range(0),
+    "weight_decay": _range(0),
+    "adam_beta1": _range(0, 1, high_open=True),
+    "adam_beta2": _range(0, 1, high_open=True),
+    "adam_epsilon": _range(0, low_open=True),
+    "max_grad_norm": _range(0),
+    "warmup_steps": _range(0),
+    "logging_steps": _range(0, low_open=True),
+    "save_steps": _range(0, low_open=True),
+    "eval_steps": _range(0, low_open=True),
+    "temperature": _range(0, low_open=True),
+    "top_p": _range(0, 1, low_open=True),
+    "top_k": _range(0),
+    "min_p": _range(0, 1),
+    "repetition_penalty": _range(0, low_open=True),
+    "beta": _range(0),
+    "epsilon": _range(0),
+    "epsilon_high": _range(0),
+    "delta": _range(0, low_open=True),
+    "top_entropy_quantile": _range(0, 1),
+    "vllm_gpu_memory_utilization": _range(0, 1, low_open=True),
+    "vllm_server_timeout": _range(0, low_open=True),
+    "vllm_server_port": _range(1, 65535),
+    "vllm_group_port": _range(1, 65535),
+    "seed": _range(0, 2**32 - 1),  # numpy's seed range
+    "data_seed": _range(0, 2**32 - 1),
+    "dataloader_num_workers": _range(0),
+    "collapse_warn_identical": _range(0, 1),
+    "collapse_warn_empty": _range(0, 1),
+    "collapse_warn_entropy_ratio": _range(0, 1),
+}
+# Typed `int | None` in GRPOConfig, but None ends in a TypeError inside TRL.
+_NOT_NULL = {"num_generations"}
+# TrainingArguments fields that take a JSON file path (read relative to the current directory) or a mapping.
+_CONFIG_FILE_FIELDS = {"deepspeed", "accelerator_config", "fsdp_config"}
 DEMO_MODEL = "grpo-sim:demo-warmstart"
 DEMO_DATA = "demo"
 
 
 class RecipeError(ValueError):
-    """A recipe (or an override) is invalid; the message names the file and every bad key."""
+    """A recipe (or an override) is invalid; the message names the file and every bad key.
+
+    ``problems`` lists them one by one (empty when the error is a single sentence).
+    """
+
+    def __init__(self, message: str, problems: typing.Sequence[str] = ()):
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+def format_problems(source: str, problems: typing.Sequence[str]) -> str:
+    """``SOURCE: N problem(s):`` and one indented line per problem (multi-line problems stay indented)."""
+    items = ["\n    ".join(str(p).splitlines()) for p in problems]
+    return f"{source}: {len(problems)} problem(s):\n  - " + "\n  - ".join(items)
 
 
 class _Section(BaseModel):
@@ -87,33 +168,44 @@ class DataSettings(_Section):
     max_eval_sets: int | None = Field(None, ge=1)
     demo: DemoDataSettings = Field(default_factory=DemoDataSettings, description="settings when train is 'demo'")
 
+    @field_validator("prompt")
+    @classmethod
+    def _known_template(cls, value: str) -> str:
+        from .data.schema import check_prompt_template
+
+        check_prompt_template(value)  # raises ValueError naming the templates / the bad placeholder
+        return value
+
 
 class RelaxedSettings(_Section):
     kappa: int = Field(3, ge=1)
     samples: int = Field(1, ge=1)
 
 
+def _check_similarity(value: str) -> str:
+    from .similarity import get_similarity
+
+    get_similarity(value)  # raises ValueError listing the known names
+    return value
+
+
 class AccuracySettings(_Section):
     metric: str = "token_f1"
-    weight: float = 1.0
+    weight: float = Field(1.0, allow_inf_nan=False)
+
+    _known_metric = field_validator("metric")(_check_similarity)
 
 
 class RewardSettings(_Section):
     similarity: str = "bleu2"
-    consistency_weight: float = 1.0
+    consistency_weight: float = Field(1.0, allow_inf_nan=False)
     relaxed: RelaxedSettings | None = None
     accuracy: AccuracySettings | None = None
     advantage: Literal["paraphrase", "set", "batch"] = "paraphrase"
     collapse_penalty: bool = True
     collapse_min_words: int = Field(1, ge=0)
 
-    @field_validator("similarity")
-    @classmethod
-    def _known_similarity(cls, value: str) -> str:
-        from .similarity import get_similarity
-
-        get_similarity(value)  # raises ValueError listing the known names
-        return value
+    _known_similarity = field_validator("similarity")(_check_similarity)
 
 
 class EvaluationSettings(_Section):
@@ -122,6 +214,26 @@ class EvaluationSettings(_Section):
     batch_size: int = Field(32, ge=1)
     levels: list[Literal["e2e", "generator"]] = Field(default_factory=lambda: ["e2e", "generator"])
     metrics: list[str] = Field(default_factory=lambda: ["bleu2", "rouge_l", "exact_match", "embedding"])
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: list[str]) -> list[str]:
+        """The same resolution the evaluation runs after training, so a typo fails before it."""
+        from .eval.metrics import metric_key
+        from .similarity import get_similarity
+
+        seen: dict[str, str] = {}
+        for entry in value:
+            key, spec = metric_key(entry)
+            if key in seen:
+                raise ValueError(f"{entry!r} and {seen[key]!r} would both be reported as '{key}'; name one of them "
+                                 "with 'alias=spec' (e.g. 'bleu3=bleu:n=3')")
+            seen[key] = entry
+            try:
+                get_similarity(spec)
+            except (ValueError, ImportError) as exc:
+                raise ValueError(f"metric {entry!r}: {exc}") from None
+        return value
 
 
 class Recipe(_Section):
@@ -164,13 +276,22 @@ class Recipe(_Section):
 # ------------------------------------------------------------------------------------------ loading
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecipeError(f"recipe file {path} does not exist") from None
+    except IsADirectoryError:
+        raise RecipeError(f"recipe file {path} is a directory: give the YAML file inside it") from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset "
+                          f"{exc.start}); a recipe is YAML text") from None
+    except OSError as exc:
+        raise RecipeError(f"recipe file {path} cannot be read ({exc.strerror or exc})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path}: not valid YAML ({exc})") from None
+    except RecursionError:
+        raise RecipeError(f"{path}: not valid YAML (nested too deeply)") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -288,10 +409,18 @@ def _check_training(training: dict[str, Any]) -> tuple[dict[str, Any], list[str]
     for key, value in training.items():
         if key in _OWNED_BY_SECTIONS:
             problems.append(f"training.{key}: set it as {_OWNED_BY_SECTIONS[key]} instead")
+            coerced.pop(key)
             continue
         if key not in fields:
             problems.append(f"training.{key}: not a GRPOConfig/TrainingArguments field{_did_you_mean(key, fields)}")
+            coerced.pop(key)
             continue
+        if key in _CONFIG_FILE_FIELDS and isinstance(value, (str, bool)):
+            if isinstance(value, bool) or not Path(value).is_file():
+                what = f"{value} does not exist" if isinstance(value, str) else f"got {str(value).lower()}"
+                problems.append(f"training.{key}: expects a path to a JSON config file or a mapping; {what}")
+                coerced.pop(key)
+                continue
         try:
             adapter = TypeAdapter(fields[key])
             if isinstance(value, bool) and "bool" not in str(fields[key]):
@@ -302,13 +431,46 @@ def _check_training(training: dict[str, Any]) -> tuple[dict[str, Any], list[str]
             expected = getattr(fields[key], "__name__", str(fields[key]))
             problems.append(f"training.{key}: {value!r} is not a valid {expected} "
                             f"({exc.errors()[0]['msg']})")
+            coerced.pop(key)
+            continue
         except Exception:  # an annotation pydantic cannot check: GRPOConfig validates it below
-            pass
+            continue
+        problem = (f"training.{key}: must be set (null is not allowed)" if key in _NOT_NULL and coerced[key] is None
+                   else _range_problem(key, coerced[key]))
+        if problem:
+            problems.append(problem)
+            coerced.pop(key)
     return coerced, problems
 
 
-def parse_recipe(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
-    """Validate a raw (merged, overridden) recipe mapping."""
+def _range_problem(key: str, value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    test, description = TRAINING_RANGES.get(key, (lambda v: not math.isnan(v), "a number"))
+    return None if test(value) else f"training.{key}: must be {description}, got {value!r}"
+
+
+def _without(data: dict[str, Any], locs: typing.Iterable[tuple]) -> dict[str, Any]:
+    """``data`` without the deepest existing key on each error location (so its default applies)."""
+    data = copy.deepcopy(data)
+    for loc in locs:
+        parent, key, node = None, None, data
+        for part in loc:
+            if not (isinstance(node, dict) and part in node):
+                break
+            parent, key, node = node, part, node[part]
+        if parent is not None:
+            parent.pop(key)
+    return data
+
+
+def check_recipe(data: dict[str, Any], source: str = "<recipe>") -> tuple[Recipe | None, list[str]]:
+    """Every problem of a raw (merged, overridden) recipe mapping, and the recipe.
+
+    With problems, the recipe is a best effort (bad keys dropped, so their defaults apply) that
+    later checks (data, batch arithmetic) can still run on, so that all problems are reported at
+    once; it is None when even that cannot be built (e.g. a required key is missing).
+    """
     problems: list[str] = []
     unknown = set(data) - set(Recipe.model_fields)
     for key in sorted(unknown):
@@ -319,16 +481,27 @@ def parse_recipe(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
         recipe = Recipe.model_validate(clean)
     except ValidationError as exc:
         problems.extend(_format_validation(exc))
+        try:
+            recipe = Recipe.model_validate(_without(clean, [tuple(e["loc"]) for e in exc.errors()]))
+        except ValidationError:
+            recipe = None
     training = clean.get("training") or {}
     coerced: dict[str, Any] = {}
     if isinstance(training, dict):
         coerced, training_problems = _check_training(training)
         problems.extend(training_problems)
+    if recipe is not None:
+        recipe.training = coerced
+        recipe._source = source
+    return recipe, problems
+
+
+def parse_recipe(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
+    """Validate a raw (merged, overridden) recipe mapping; RecipeError lists every problem."""
+    recipe, problems = check_recipe(data, source)
     if problems:
-        raise RecipeError(f"{source}: {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
+        raise RecipeError(format_problems(source, problems), problems)
     assert recipe is not None
-    recipe.training = coerced
-    recipe._source = source
     return recipe
 
 
@@ -347,3 +520,6 @@ def build_config(recipe: Recipe, output_dir: str | os.PathLike[str]):
         return PSGRPOConfig(**kwargs)
     except (ValueError, TypeError) as exc:
         raise RecipeError(f"{recipe._source}: training settings rejected by GRPOConfig: {exc}") from None
+    except ImportError as exc:  # e.g. training.deepspeed without the deepspeed package
+        raise RecipeError(f"{recipe._source}: training settings need a package that is not installed: {exc}") \
+            from None

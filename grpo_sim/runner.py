@@ -12,7 +12,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from transformers import TrainerCallback
 
 from .distributed import outside_zero3_init
 from .io import atomic_write_text
-from .recipe import DEMO_DATA, DEMO_MODEL, Recipe, RecipeError, build_config
+from .recipe import DEMO_DATA, DEMO_MODEL, Recipe, RecipeError, build_config, format_problems
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +115,17 @@ def resolve_resume(output_dir: Path, resume: str | None) -> str | None:
     return None
 
 
+def never_trained(output_dir: Path) -> bool:
+    """True if the directory holds only what a start leaves before training (the resolved recipe, empty folders).
+
+    Such a directory is what a failed start (e.g. a model that would not load) leaves behind; its
+    rerun may reuse it without --overwrite.
+    """
+    entries = list(output_dir.iterdir())
+    return any(p.name == RESOLVED_RECIPE for p in entries) and all(
+        p.name == RESOLVED_RECIPE or (p.is_dir() and not any(p.iterdir())) for p in entries)
+
+
 def check_output_dir(output_dir: Path, resume: str | None, overwrite: bool) -> bool:
     """Refuse to mix runs: a non-empty directory needs --resume or --overwrite. Returns "must empty it".
 
@@ -124,6 +135,9 @@ def check_output_dir(output_dir: Path, resume: str | None, overwrite: bool) -> b
         raise RunError(f"output directory {output_dir} exists and is not a directory")
     existing = [p.name for p in output_dir.iterdir()] if output_dir.is_dir() else []
     if existing and resume is None:
+        if never_trained(output_dir):
+            logger.info("%s holds only the files of a start that never trained; replacing them", output_dir)
+            return True
         if not overwrite:
             shown = ", ".join(sorted(existing)[:5]) + (" ..." if len(existing) > 5 else "")
             raise RunError(
@@ -279,7 +293,7 @@ class NothingLeftToTrainCallback(TrainerCallback):
 # ------------------------------------------------------------------------------------ data + model
 def load_sets(spec: str, recipe: Recipe, split: str):
     """Paraphrase sets from a JSONL path, 'hf:NAME[:SPLIT]' or the bundled demo."""
-    from .data.schema import read_psets
+    from .data.schema import load_psets
 
     if spec == DEMO_DATA:
         from .demo import demo_data
@@ -289,15 +303,17 @@ def load_sets(spec: str, recipe: Recipe, split: str):
     if spec.startswith("hf:"):
         from datasets import load_dataset
 
-        from .data.schema import ParaphraseSet
-
         name, _, hf_split = spec[3:].partition(":")
-        rows = load_dataset(name, split=hf_split or split)
-        return [ParaphraseSet.model_validate(dict(r)) for r in rows]
+        try:
+            rows = load_dataset(name, split=hf_split or split)
+        except Exception as exc:  # the hub, a missing split, a bad name: all mean "cannot read data.<split>"
+            raise RecipeError(f"data.{split}: cannot load {spec} ({type(exc).__name__}: {exc})") from None
+        return load_psets(rows)
     path = Path(spec)
     if not path.exists():
-        raise RecipeError(f"{recipe._source}: data.{split}: {spec} does not exist")
-    return read_psets(path)
+        where = "" if path.is_absolute() else f" (relative to the current directory {Path.cwd()})"
+        raise RecipeError(f"data.{split}: {spec} does not exist{where}")
+    return load_psets(path)
 
 
 def trim_sets(sets, paraphrases_per_set: int | None, max_sets: int | None):
@@ -425,6 +441,143 @@ def model_card(recipe: Recipe, result: RunResult, data_summary: dict[str, Any]) 
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------ start checks
+@dataclass
+class StartDecisions:
+    """What a run decided before writing anything (the same on every process)."""
+
+    output_dir: Path | None
+    must_empty: bool  # delete the directory's contents first (--overwrite, or the leftovers of a start)
+    checkpoint: str | None  # resume from here; None = step 0
+    num_processes: int
+    train_sets: list = field(default_factory=list)
+    eval_sets: list | None = None
+    paraphrases_per_set: int | None = None  # n, from the data (or the recipe when the data was not read)
+    plan: Any = None  # grpo_sim.plan.BatchPlan, None when n is unknown
+
+
+def _problems_of(exc: Exception, source: str) -> list[str]:
+    problems = getattr(exc, "problems", None)
+    if problems and all(isinstance(p, str) for p in problems):
+        return list(problems)
+    return [str(exc).removeprefix(f"{source}: ")]
+
+
+def _for_launch(recipe: Recipe, num_processes: int | None) -> Recipe:
+    """The recipe with the generation batch a launch of ``num_processes`` will have, spelt out.
+
+    GRPOConfig derives the batch from THIS process's world size; checking another launch size
+    (``grpo-sim check -p 7`` in one process) needs that launch's batch instead.
+    """
+    training = recipe.training
+    if num_processes is None or "generation_batch_size" in training:
+        return recipe
+    from .trainer import PSGRPOConfig
+
+    defaults = {f.name: f.default for f in fields(PSGRPOConfig)}
+    per_device = training.get("per_device_train_batch_size") or defaults["per_device_train_batch_size"]
+    steps = (training.get("steps_per_generation") or training.get("gradient_accumulation_steps")
+             or defaults["gradient_accumulation_steps"])
+    launch = {k: v for k, v in training.items() if k != "steps_per_generation"}
+    launch["generation_batch_size"] = per_device * num_processes * steps
+    return recipe.model_copy(update={"training": launch})
+
+
+def _data_problem(split: str, exc: Exception) -> str:
+    message = str(exc)
+    return message if message.startswith(f"data.{split}") else f"data.{split}: {message}"
+
+
+def start_problems(recipe: Recipe, output_dir: Path | None = None, resume: str | None = None,
+                   overwrite: bool = False, num_processes: int | None = None, num_machines: int = 1,
+                   read_data: bool = True, check_batches: bool = True) -> tuple[StartDecisions, list[str]]:
+    """Every check a run can make before its first write, and what it decided; reads only.
+
+    GRPOConfig, the model path when it is a local one, the output directory and the resume target
+    (when ``output_dir`` is given), the data (every problem of every file, the set layout the
+    trainer needs) and the batch arithmetic for ``num_processes`` (default: this launch's).
+    ``grpo-sim check`` and ``run_training`` both call it, so check passes exactly when train can start.
+    ``check_batches=False`` skips the batch arithmetic (when the batch keys themselves are invalid).
+    """
+    from .plan import plan_batches
+    from .sampler import build_set_layout
+
+    source = recipe._source
+    problems: list[str] = []
+    try:
+        config = build_config(_for_launch(recipe, num_processes), output_dir or Path("grpo-sim-check"))
+        if num_processes is None:
+            num_processes = config.world_size
+    except RecipeError as exc:
+        problems.extend(_problems_of(exc, source))
+    decisions = StartDecisions(output_dir, False, None, num_processes or 1)
+
+    model = recipe.model.name_or_path
+    if model != DEMO_MODEL and model.startswith(("/", "./", "../", "~")) and not Path(model).expanduser().exists():
+        problems.append(f"model.name_or_path: {model} does not exist (a local path; hub ids look like org/name)")
+
+    if output_dir is not None:
+        try:
+            decisions.must_empty = check_output_dir(output_dir, resume, overwrite)
+            decisions.checkpoint = resolve_resume(output_dir, resume)
+        except RunError as exc:
+            problems.append(str(exc))
+        existing = next((p for p in (output_dir, *output_dir.parents) if p.exists()), None)
+        if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+            problems.append(f"output directory {output_dir}: {existing} is not writable; choose another --output-dir")
+
+    n = recipe.data.paraphrases_per_set or (recipe.data.demo.num_paraphrases if recipe.data.train == DEMO_DATA
+                                            else None)
+    data_ok = True
+    if read_data:
+        try:
+            sets = trim_sets(load_sets(recipe.data.train, recipe, "train"), recipe.data.paraphrases_per_set,
+                             recipe.data.max_train_sets)
+            rows = [(s.set_id, p.paraphrase_id) for s in sets for p in s.paraphrases]
+            layout = build_set_layout([r[0] for r in rows], [r[1] for r in rows], f"data.train ({recipe.data.train})")
+            decisions.train_sets, n = sets, layout.paraphrases_per_set
+        except ValueError as exc:  # RecipeError, DataError, SetLayoutError
+            problems.append(_data_problem("train", exc))
+            data_ok = False
+        if recipe.data.eval:
+            try:
+                decisions.eval_sets = trim_sets(load_sets(recipe.data.eval, recipe, "eval"),
+                                                recipe.data.paraphrases_per_set, recipe.data.max_eval_sets)
+            except ValueError as exc:
+                problems.append(_data_problem("eval", exc))
+    decisions.paraphrases_per_set = n
+
+    if check_batches and n is not None and (data_ok or recipe.data.paraphrases_per_set):
+        plan = plan_batches(recipe, num_processes=decisions.num_processes, num_machines=num_machines,
+                            paraphrases_per_set=n)
+        decisions.plan = plan
+        if plan.problems:
+            problems.append(f"batch settings do not fit {decisions.num_processes} process(es):\n"
+                            + "\n".join(f"- {p}" for p in plan.problems))
+        elif data_ok and read_data and plan.generation_batch:
+            sets_per_batch = plan.generation_batch // (n * plan.num_generations)
+            if len(decisions.train_sets) < sets_per_batch:
+                problems.append(f"data.train holds {len(decisions.train_sets)} set(s), but one generation batch "
+                                f"takes {sets_per_batch} whole sets ({plan.generation_batch} completions): add "
+                                "sets, raise data.max_train_sets, or lower the batch")
+    return decisions, problems
+
+
+def check_start(recipe: Recipe, output_dir: Path | None = None, resume: str | None = None, overwrite: bool = False,
+                num_processes: int | None = None, num_machines: int = 1, read_data: bool = True) -> StartDecisions:
+    """:func:`start_problems`, raising one RecipeError that lists every problem."""
+    decisions, problems = start_problems(recipe, output_dir, resume, overwrite, num_processes, num_machines,
+                                         read_data)
+    if problems:
+        raise RecipeError(format_problems(recipe._source, problems), problems)
+    return decisions
+
+
+def run_directory(recipe: Recipe, output_dir: str | os.PathLike[str] | None = None) -> Path:
+    """--output-dir, else the recipe's output_dir, else runs/<recipe name>."""
+    return Path(output_dir or recipe.output_dir or f"runs/{Path(recipe._source).stem}").resolve()
+
+
 # ------------------------------------------------------------------------------------ run
 def run_training(
     recipe: Recipe,
@@ -438,37 +591,25 @@ def run_training(
     from .trainer import PSGRPOTrainer
 
     start = time.time()
-    out = Path(output_dir or recipe.output_dir or f"runs/{Path(recipe._source).stem}").resolve()
+    out = run_directory(recipe, output_dir)
     cache = Path(cache_dir) if cache_dir else None
     recipe = cpu_defaults(recipe)
     if "run_name" not in recipe.training:  # trackers (wandb, tensorboard) name the run after its directory
         recipe = recipe.model_copy(update={"training": {**recipe.training, "run_name": out.name}})
-    config = build_config(recipe, out)  # validates GRPOConfig arithmetic before any heavy load
+    # Every process checks everything (data, batches, output dir, resume target) before any process writes, so
+    # a run that cannot start leaves no trace and its rerun with the fixed input is not refused.
+    decisions = check_start(recipe, out, resume, overwrite)
+    config = build_config(recipe, out)
     state = config.distributed_state
-    # Every process checks before any process writes (otherwise rank 1 can see rank 0's fresh files).
-    must_empty = check_output_dir(out, resume, overwrite)
     state.wait_for_everyone()
     if state.is_main_process:
-        if must_empty:
+        if decisions.must_empty:
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / RESOLVED_RECIPE, recipe.dump_yaml())
     state.wait_for_everyone()
-    checkpoint = resolve_resume(out, resume)
-
-    train_sets = trim_sets(load_sets(recipe.data.train, recipe, "train"), recipe.data.paraphrases_per_set,
-                           recipe.data.max_train_sets)
-    eval_sets = None
-    if recipe.data.eval:
-        eval_sets = trim_sets(load_sets(recipe.data.eval, recipe, "eval"), recipe.data.paraphrases_per_set,
-                              recipe.data.max_eval_sets)
-    from .plan import plan_batches
-
-    plan = plan_batches(recipe, num_processes=config.world_size,
-                        paraphrases_per_set=len(train_sets[0].paraphrases) if train_sets else None)
-    if plan.problems:
-        raise RecipeError(f"{recipe._source}: batch settings do not fit this launch ({config.world_size} "
-                          "process(es)):\n  - " + "\n  - ".join(plan.problems))
+    checkpoint = decisions.checkpoint
+    train_sets, eval_sets = decisions.train_sets, decisions.eval_sets
     train_dataset = training_rows(train_sets, recipe)
     model, tokenizer, final_dtype = load_model(recipe, cache, config)
     if recipe.model.freeze_embeddings:

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from ..io import ordinary_mode
 from .retrieval import retriever_consistency
 from .schema import ParaphraseSet, Passage, corpus_hash, load_psets, read_corpus, write_psets
 
@@ -85,6 +86,7 @@ def atomic_directory(final: str | os.PathLike[str]) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=str(final.parent)))
+    os.chmod(tmp, ordinary_mode(final, new_file_mode=0o777))  # mkdtemp makes it 0700 whatever the umask
     try:
         yield tmp
     except BaseException:

@@ -14,10 +14,13 @@ because retrieval is run per wording (that is where answers across wordings star
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
+import string
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -159,10 +162,48 @@ def _format_problems(source: str, problems: Sequence[tuple[int | None, str, str]
     lines = [f"{source}: {len(problems)} problem(s) in paraphrase-set data:"]
     for line, field, msg in problems[:limit]:
         where = f"{source}:{line}" if line is not None else source
-        lines.append(f"  {where}: field '{field}': {msg}")
+        lines.append(f"  {msg}" if field == "<file>" else f"  {where}: field '{field}': {msg}")
     if len(problems) > limit:
         lines.append(f"  ... and {len(problems) - limit} more")
     return "\n".join(lines)
+
+
+_COMPRESSED_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ": "xz", b"PK\x03\x04": "zip",
+                     b"(\xb5/\xfd": "zstd"}
+
+
+def _text_lines(path: Path, problems: list[Problem]) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a UTF-8 text file; unreadable files and lines become ``problems``.
+
+    A compressed or binary file is one problem naming the file (not a UnicodeDecodeError traceback).
+    """
+    try:
+        fh = path.open("rb")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it ({e.strerror or e}): check the path and its permissions") from None
+    with fh:
+        head = fh.read(8)
+        kind = next((name for magic, name in _COMPRESSED_MAGIC.items() if head.startswith(magic)), None)
+        if kind is not None:
+            problems.append((None, "<file>", f"{path} is {kind}-compressed, not JSONL text: decompress it first"))
+            return
+        fh.seek(0)
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                problems.append((lineno, "<encoding>", f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+                                                       f"{e.start + 1}): a binary file? save it as UTF-8 JSONL"))
+                if sum(1 for _, f, _ in problems if f == "<encoding>") >= 5:
+                    problems.append((None, "<file>", f"{path}: stopped reading after 5 lines that are not UTF-8 "
+                                                     "(a binary file?)"))
+                    return
+                continue
+            if "\x00" in text:
+                problems.append((lineno, "<encoding>", "contains NUL bytes: is this a binary file? save it as UTF-8 "
+                                                       "JSONL"))
+                continue
+            yield lineno, text
 
 
 def _read_jsonl_models(path: Path, model: type[BaseModel], key: str, what: str) -> tuple[list[Any], list[Problem]]:
@@ -170,29 +211,33 @@ def _read_jsonl_models(path: Path, model: type[BaseModel], key: str, what: str) 
     rows: list[Any] = []
     problems: list[Problem] = []
     first_line_of: dict[str, int] = {}
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as e:
-                problems.append((lineno, "<json>", f"not valid JSON ({e.msg} at column {e.colno}): fix the syntax"))
-                continue
-            if not isinstance(obj, dict):
-                problems.append((lineno, "<row>", f"expected a JSON object, got {type(obj).__name__}: write one object per line"))
-                continue
-            try:
-                row = model.model_validate(obj)
-            except ValidationError as e:
-                problems.extend((lineno, f, m) for f, m in _validation_problems(e))
-                continue
-            value = getattr(row, key)
-            if value in first_line_of:
-                problems.append((lineno, key, f"duplicate {what} {value!r} (first on line {first_line_of[value]}): make it unique"))
-                continue
-            first_line_of[value] = lineno
-            rows.append(row)
+    for lineno, raw in _text_lines(path, problems):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as e:
+            problems.append((lineno, "<json>", f"not valid JSON ({e.msg} at column {e.colno}): fix the syntax"))
+            continue
+        except RecursionError:
+            problems.append((lineno, "<json>", "JSON nested too deeply to read: one paraphrase set per line"))
+            continue
+        if not isinstance(obj, dict):
+            problems.append((lineno, "<row>", f"expected a JSON object, got {type(obj).__name__}: "
+                                              "write one object per line"))
+            continue
+        try:
+            row = model.model_validate(obj)
+        except ValidationError as e:
+            problems.extend((lineno, f, m) for f, m in _validation_problems(e))
+            continue
+        value = getattr(row, key)
+        if value in first_line_of:
+            problems.append((lineno, key, f"duplicate {what} {value!r} (first on line {first_line_of[value]}): "
+                                          "make it unique"))
+            continue
+        first_line_of[value] = lineno
+        rows.append(row)
     return rows, problems
 
 
@@ -257,6 +302,35 @@ def format_passages(passages: Sequence[Passage]) -> str:
     return "\n".join(lines)
 
 
+_TEMPLATE_FIELDS = ("question", "passages")
+
+
+def check_prompt_template(template: str) -> str:
+    """The format string for ``template`` (a name in :data:`PROMPT_TEMPLATES` or a format string).
+
+    Raises ValueError for an unknown name (with the closest one), a string without ``{question}``,
+    a placeholder other than ``{question}``/``{passages}``, or a malformed format string.
+    """
+    if template in PROMPT_TEMPLATES:
+        return PROMPT_TEMPLATES[template]
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"prompt template {template!r} is not a valid format string ({exc}); "
+                         "write literal braces as '{{' and '}}'") from None
+    if "question" not in {re.split(r"[.\[]", f)[0] for f in fields}:
+        close = difflib.get_close_matches(template, list(PROMPT_TEMPLATES), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"unknown prompt template {template!r}: {hint}use one of {sorted(PROMPT_TEMPLATES)} "
+                         "or a format string containing '{question}'")
+    unknown = sorted({f for f in fields if f not in _TEMPLATE_FIELDS})  # also {question.x}, {0}, {}
+    if unknown:
+        raise ValueError(f"prompt template {template!r} uses unknown placeholder(s) "
+                         f"{', '.join('{' + f + '}' for f in unknown)}: only {{question}} and {{passages}} are "
+                         "filled in (write literal braces as '{{' and '}}')")
+    return template
+
+
 def build_rag_prompt(question: str, passages: Sequence[Passage] = (), template: str = "rag_short_answer") -> str:
     """User-message text for one paraphrase.
 
@@ -264,12 +338,7 @@ def build_rag_prompt(question: str, passages: Sequence[Passage] = (), template: 
     ``closed_book``) or is a format string with ``{question}`` and optionally ``{passages}``.
     A RAG template with no passages drops the passage block.
     """
-    fmt = PROMPT_TEMPLATES.get(template, template)
-    if "{question}" not in fmt:
-        raise ValueError(
-            f"unknown prompt template {template!r}: use one of {sorted(PROMPT_TEMPLATES)} "
-            "or a format string containing '{question}'"
-        )
+    fmt = check_prompt_template(template)
     block = format_passages(passages)
     text = fmt.format(passages=block, question=question)
     return text.lstrip("\n") if not block else text
@@ -403,7 +472,17 @@ def load_psets(source: Any) -> list[ParaphraseSet]:
     """Read and validate paraphrase sets from a JSONL file, a directory written by
     ``datasets.Dataset.save_to_disk`` (the form :func:`psets_to_hf` builds) or an in-memory
     ``datasets.Dataset``. Raises :class:`DataError` listing every problem (the trainer and the
-    evaluator call this, and so does ``grpo-sim data validate``)."""
+    evaluator call this, and so does ``grpo-sim data validate``); a source with no sets is one."""
+    sets = _load_psets(source)
+    if not sets:
+        name = str(source) if isinstance(source, (str, os.PathLike)) else "<dataset>"
+        raise DataError(f"{name}: the file holds no paraphrase sets (it is empty or has only blank lines); "
+                        "expected one JSON object per line", [(None, "<file>", f"{name} holds no paraphrase sets "
+                                                              "(it is empty or has only blank lines)")])
+    return sets
+
+
+def _load_psets(source: Any) -> list[ParaphraseSet]:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if _is_hf_dataset_dir(path):
@@ -475,6 +554,7 @@ __all__ = [
     "ParaphraseSet",
     "PROMPT_TEMPLATES",
     "build_rag_prompt",
+    "check_prompt_template",
     "format_passages",
     "read_psets",
     "to_training_rows",

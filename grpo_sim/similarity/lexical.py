@@ -10,8 +10,9 @@ same instance can be compared). Whole blocks are then scored in compiled code:
   :data:`rapidfuzz.distance.LCSseq.similarity` over token-id strings.
 
 The Python-level work is O(total tokens) per ``encode`` call and O(orders) per block; there is
-no Python loop over pairs. Encodings are only valid for the metric instance that produced them
-(the instance's vocabulary grows by one dict entry per distinct token it has ever seen).
+no Python loop over pairs. Encodings are only valid for the metric instance that produced them,
+and only next to encodings made close in time: the instance's vocabulary is bounded (see
+:class:`~grpo_sim.similarity.text.TokenVocab`), and comparing encodings made too far apart raises.
 Blocks between two *separately* encoded batches first align their n-gram tables (a few integer
 sorts per order, cached per pair of encodings); blocks between row selections of one encoding
 skip that step.
@@ -30,7 +31,7 @@ import numpy as np
 
 from .base import Similarity
 from .registry import register, register_alias
-from .text import NgramBank, TokenVocab, normalize_answer, offsets_from_lengths
+from .text import NgramBank, TokenVocab, check_same_id_space, normalize_answer, offsets_from_lengths
 
 __all__ = [
     "BLEUSimilarity",
@@ -59,13 +60,14 @@ class NgramEncoding:
 
     banks: list[NgramBank]
     lengths: np.ndarray  # tokens (BLEU, token F1) or non-space characters (chrF) per text
+    generation: int | None = None  # of the metric's TokenVocab; None when no vocabulary ids are involved
 
     def __len__(self) -> int:
         return len(self.lengths)
 
     def select(self, index: np.ndarray) -> "NgramEncoding":
         index = np.asarray(index, dtype=np.int64)
-        return NgramEncoding([b.select(index) for b in self.banks], self.lengths[index])
+        return NgramEncoding([b.select(index) for b in self.banks], self.lengths[index], self.generation)
 
     @property
     def totals(self) -> list[np.ndarray]:
@@ -73,11 +75,13 @@ class NgramEncoding:
         return [t for b in self.banks for t in b.totals]
 
     def matches(self, other: "NgramEncoding") -> list[np.ndarray]:
+        check_same_id_space(self.generation, other.generation)
         return [m for a, b in zip(self.banks, other.banks) for m in a.matches(b)]
 
     def matches_paired(self, other: "NgramEncoding") -> list[np.ndarray]:
         if len(self) != len(other):
             raise ValueError(f"paired() needs encodings of equal length, got {len(self)} and {len(other)}")
+        check_same_id_space(self.generation, other.generation)
         return [m for a, b in zip(self.banks, other.banks) for m in a.matches_paired(b)]
 
 
@@ -215,7 +219,7 @@ class BLEUSimilarity(Similarity):
 
     def encode(self, texts: Sequence[str]) -> NgramEncoding:
         flat, offsets = self._vocab.encode_batch([self.tokens(t) for t in texts])
-        return NgramEncoding([NgramBank.build(flat, offsets, self.n)], np.diff(offsets))
+        return NgramEncoding([NgramBank.build(flat, offsets, self.n)], np.diff(offsets), self._vocab.generation)
 
     def select(self, encoded: NgramEncoding, index: np.ndarray) -> NgramEncoding:
         return encoded.select(index)
@@ -270,6 +274,7 @@ class SeqEncoding:
 
     seqs: list
     lengths: np.ndarray
+    generation: int | None = None  # of the metric's TokenVocab
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -277,7 +282,7 @@ class SeqEncoding:
     def select(self, index: np.ndarray) -> "SeqEncoding":
         index = np.asarray(index, dtype=np.int64)
         seqs = self.seqs
-        return SeqEncoding([seqs[i] for i in index.tolist()], self.lengths[index])
+        return SeqEncoding([seqs[i] for i in index.tolist()], self.lengths[index], self.generation)
 
 
 _MAX_CODEPOINT = 0x10FFFF - 0x800
@@ -332,6 +337,8 @@ class RougeLSimilarity(Similarity):
             def stem(word: str) -> str:
                 out = cache.get(word)
                 if out is None:
+                    if len(cache) >= TokenVocab.DEFAULT_MAX_SIZE:  # a cache: bounded like the vocabularies
+                        cache.clear()
                     out = cache[word] = stemmer.stem(word)
                 return out
 
@@ -344,7 +351,7 @@ class RougeLSimilarity(Similarity):
 
     def encode(self, texts: Sequence[str]) -> SeqEncoding:
         flat, offsets = self._vocab.encode_batch([self.tokens(t) for t in texts])
-        return SeqEncoding(_ids_to_strings(flat, offsets), np.diff(offsets))
+        return SeqEncoding(_ids_to_strings(flat, offsets), np.diff(offsets), self._vocab.generation)
 
     def select(self, encoded: SeqEncoding, index: np.ndarray) -> SeqEncoding:
         return encoded.select(index)
@@ -366,12 +373,14 @@ class RougeLSimilarity(Similarity):
         return np.asarray(cdist(a, b, scorer=LCSseq.similarity, dtype=np.int64), dtype=np.int64)
 
     def block(self, enc_a: SeqEncoding, enc_b: SeqEncoding) -> np.ndarray:
+        check_same_id_space(enc_a.generation, enc_b.generation)
         lcs = self._lcs(enc_a.seqs, enc_b.seqs, paired=False)
         la, lb = _pair_lengths(enc_a.lengths, enc_b.lengths, paired=False)
         return _f1(lcs, la, lb)
 
     def paired(self, enc_a: SeqEncoding, enc_b: SeqEncoding) -> np.ndarray:
         la, lb = _pair_lengths(enc_a.lengths, enc_b.lengths, paired=True)
+        check_same_id_space(enc_a.generation, enc_b.generation)
         return _f1(self._lcs(enc_a.seqs, enc_b.seqs, paired=True), la, lb)
 
 
@@ -396,11 +405,12 @@ class ExactMatchSimilarity(Similarity):
     symmetric = True
     name = "exact_match"
 
-    def __init__(self) -> None:
-        self._vocab = TokenVocab()
-
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self._vocab.ids(normalize_answer(t) for t in texts), dtype=np.int64)
+        # the normalised strings themselves (an object array): an id per distinct answer would grow a
+        # vocabulary by one entry per distinct completion ever scored
+        out = np.empty(len(texts), dtype=object)
+        out[:] = [normalize_answer(t) for t in texts]
+        return out
 
     def select(self, encoded: np.ndarray, index: np.ndarray) -> np.ndarray:
         return encoded[np.asarray(index, dtype=np.int64)]
@@ -439,7 +449,7 @@ class TokenF1Similarity(Similarity):
 
     def encode(self, texts: Sequence[str]) -> NgramEncoding:
         flat, offsets = self._vocab.encode_batch([normalize_answer(t).split() for t in texts])
-        return NgramEncoding([NgramBank.build(flat, offsets, 1)], np.diff(offsets))
+        return NgramEncoding([NgramBank.build(flat, offsets, 1)], np.diff(offsets), self._vocab.generation)
 
     def select(self, encoded: NgramEncoding, index: np.ndarray) -> NgramEncoding:
         return encoded.select(index)
@@ -555,10 +565,12 @@ class CHRFSimilarity(Similarity):
         banks = []
         if self.char_order:
             banks.append(NgramBank.build(chars, char_offsets, self.char_order))
+        generation = None
         if self.word_order:
             flat, offsets = self._words.encode_batch([_chrf_words(t) for t in texts])
             banks.append(NgramBank.build(flat, offsets, self.word_order))
-        return NgramEncoding(banks, char_lengths)
+            generation = self._words.generation
+        return NgramEncoding(banks, char_lengths, generation)
 
     def select(self, encoded: NgramEncoding, index: np.ndarray) -> NgramEncoding:
         return encoded.select(index)

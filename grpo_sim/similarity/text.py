@@ -4,9 +4,9 @@
   ``token_f1``).
 * :class:`TokenVocab` maps tokens (any hashable, usually ``str``) to dense integer ids. A metric
   instance owns one vocabulary so that encodings produced by *different* ``encode`` calls of the
-  same metric share one id space and can be compared block-wise in compiled code. It grows with
-  the number of distinct tokens ever seen (one dict entry each; bounded by the language's
-  vocabulary in practice).
+  same metric share one id space and can be compared block-wise in compiled code. Its memory is
+  bounded (two generations of at most ``max_size`` tokens), so a long training run on ever-new
+  text does not grow it without end.
 * :class:`NgramBank` turns a batch of integer sequences into sparse "indicator" matrices
   whose products give *clipped* n-gram match counts (see its docstring).
 """
@@ -41,20 +41,65 @@ def normalize_answer(s: str) -> str:
 
 
 class TokenVocab:
-    """A growing token -> id mapping (ids are ``0, 1, 2, ...`` in order of first sight)."""
+    """A token -> id mapping whose memory stays bounded however many distinct tokens it meets.
 
-    def __init__(self) -> None:
+    Ids are ``0, 1, 2, ...`` in order of first sight until ``max_size`` tokens are held. Then, at the
+    start of the next :meth:`ids` call, a new *generation* begins: the current mapping becomes the
+    previous one and the one before it is dropped, its ids (those not carried over) are reused for
+    new tokens. A token seen in the previous generation keeps its id, so encodings made in the
+    same or in adjacent generations share one id space; encodings further apart must not be compared
+    (:func:`check_same_id_space` says so). At most about ``2 * max_size`` entries are held, and ids
+    stay below about ``2 * max_size`` plus one call's tokens.
+    """
+
+    DEFAULT_MAX_SIZE = 1 << 16
+
+    def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
+        if max_size < 1:
+            raise ValueError(f"max_size must be >= 1, got {max_size}")
+        self.max_size = int(max_size)
+        self.generation = 0
         self._ids: dict[Hashable, int] = {}
+        self._previous: dict[Hashable, int] = {}
+        self._free: list[int] = []  # ids of dropped tokens, handed out again before new ones
+        self._next_id = 0
 
     def __len__(self) -> int:
-        return len(self._ids)
+        """Entries held (current and previous generation)."""
+        return len(self._ids) + len(self._previous)
+
+    def _next_generation(self) -> None:
+        kept = self._ids
+        self._free.extend(i for t, i in self._previous.items() if t not in kept)
+        self._previous, self._ids = kept, {}
+        self.generation += 1
 
     def ids(self, tokens: Iterable[Hashable]) -> list[int]:
-        """Ids of ``tokens`` (new tokens get fresh ids)."""
-        d = self._ids
-        setdef = d.setdefault
-        # len(d) is evaluated before setdefault inserts, so a new token gets id == old size
-        return [setdef(t, len(d)) for t in tokens]
+        """Ids of ``tokens`` (new tokens get fresh ids); one call never spans two generations."""
+        if len(self._ids) >= self.max_size:
+            self._next_generation()
+        tokens = tokens if isinstance(tokens, list) else list(tokens)
+        current = self._ids
+        get = current.get
+        out = [get(t, -1) for t in tokens]  # the common case: every token already has an id
+        if -1 in out:
+            previous = self._previous.get
+            for k, i in enumerate(out):
+                if i != -1:
+                    continue
+                token = tokens[k]
+                i = get(token, -1)  # an earlier position of this call may have added it
+                if i == -1:
+                    i = previous(token, -1)
+                    if i == -1:
+                        i = self._free.pop() if self._free else self._new_id()
+                    current[token] = i
+                out[k] = i
+        return out
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
 
     def encode_batch(self, token_lists: Sequence[Sequence[Hashable]]) -> tuple[np.ndarray, np.ndarray]:
         """All token lists of one call in one vocabulary: ``(flat_ids, offsets)``.
@@ -64,8 +109,17 @@ class TokenVocab:
         lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
         offsets = np.zeros(len(token_lists) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        flat = np.asarray(self.ids(chain.from_iterable(token_lists)), dtype=np.int64)
+        flat = np.asarray(self.ids(list(chain.from_iterable(token_lists))), dtype=np.int64)
         return flat, offsets
+
+
+def check_same_id_space(generation_a: int | None, generation_b: int | None) -> None:
+    """Raise if two encodings were made too many vocabulary generations apart to share ids."""
+    if generation_a is not None and generation_b is not None and abs(generation_a - generation_b) > 1:
+        raise ValueError(
+            f"these encodings were made {abs(generation_a - generation_b)} vocabulary generations apart (the "
+            "metric's vocabulary is bounded and has since reused ids); encode the texts again to compare them"
+        )
 
 
 def offsets_from_lengths(lengths: np.ndarray) -> np.ndarray:
