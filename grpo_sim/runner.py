@@ -197,7 +197,8 @@ class MetricsFileCallback(TrainerCallback):
             fh.write(json.dumps(row, default=float) + "\n")
 
     def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
+        # with save_on_each_node every machine writes (and resumes from) its own copy
+        if state.is_local_process_zero if args.save_on_each_node else state.is_world_process_zero:
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if checkpoint.is_dir():
                 atomic_write_text(checkpoint / COMPLETE_MARKER, json.dumps({"step": state.global_step}))
@@ -573,6 +574,129 @@ def check_start(recipe: Recipe, output_dir: Path | None = None, resume: str | No
     return decisions
 
 
+# ------------------------------------------------------------------------------------ one decision for all ranks
+def _world() -> tuple[int, int]:
+    """(rank, world size) of the initialised process group, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_gather(value: Any) -> list[Any]:
+    import torch.distributed as dist
+
+    rank, world = _world()
+    if world == 1:
+        return [value]
+    out: list[Any] = [None] * world
+    dist.all_gather_object(out, value)
+    return out
+
+
+def _broadcast_from_rank0(value: Any) -> Any:
+    import torch.distributed as dist
+
+    if _world()[1] == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _this_machine() -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{os.getcwd()}"
+
+
+def agree_on_start(recipe: Recipe, output_dir: Path, resume: str | None, overwrite: bool) -> StartDecisions:
+    """:func:`check_start` decided once for every machine.
+
+    Every process reads and checks its own data (it trains on it), but the output directory and the checkpoint to
+    resume from are decided by global rank 0 and broadcast: with node-local disks each machine would otherwise
+    pick its own step (a DeepSpeed load then hangs) or its own verdict (one rank fails while the others wait at a
+    barrier for the process-group timeout). Problems found on any rank are raised on every rank, so every process
+    exits with the same message.
+    """
+    # build the config (and with it the process group) first: the decisions below are collective
+    try:
+        build_config(recipe, output_dir).distributed_state  # noqa: B018 - initialises the process group
+    except RecipeError:
+        pass  # the same on every rank; start_problems reports it
+    rank, world = _world()
+    decides = rank == 0
+    decisions, problems = start_problems(recipe, output_dir if decides else None, resume, overwrite)
+    if world > 1:
+        gathered = _all_gather((problems, _this_machine()))
+        seen: set[str] = set()
+        problems = []
+        for other, (rank_problems, machine) in enumerate(gathered):
+            for problem in rank_problems:
+                if problem not in seen:
+                    seen.add(problem)
+                    problems.append(problem if other == 0 else f"{problem} (on rank {other}, {machine})")
+        # a checkpoint inside the output directory travels by name: each machine finds it in its own directory
+        checkpoint = decisions.checkpoint
+        if checkpoint is not None and Path(checkpoint).parent == output_dir:
+            checkpoint = Path(checkpoint).name
+        must_empty, checkpoint = _broadcast_from_rank0((decisions.must_empty, checkpoint))
+        if checkpoint is not None and not os.path.isabs(checkpoint) and os.sep not in checkpoint:
+            checkpoint = str(output_dir / checkpoint)
+        decisions.must_empty, decisions.checkpoint, decisions.output_dir = must_empty, checkpoint, output_dir
+    if problems:
+        raise RecipeError(format_problems(recipe._source, problems), problems)
+    return decisions
+
+
+PROBE_FILE = ".grpo_sim_rank0_probe"
+
+
+def check_output_dir_is_shared(output_dir: Path, checkpoint: str | None, save_on_each_node: bool = False) -> None:
+    """Every rank must see what rank 0 wrote into the output directory (and the checkpoint it resumes from).
+
+    Checkpoints, metrics, resume and the final model are decided and written on rank 0; a machine whose
+    ``--output-dir`` is its own local disk would train on but never find them (a relative path launched from
+    different directories does the same). Fails on every rank at once, before any model loads. With
+    ``save_on_each_node`` (each machine saves its own copy) only the checkpoint to resume from must be visible.
+    """
+    import secrets
+
+    rank, world = _world()
+    if world == 1:
+        return
+    token = _broadcast_from_rank0(secrets.token_hex(8) if rank == 0 else None)
+    probe = output_dir / PROBE_FILE
+    if rank == 0:
+        atomic_write_text(probe, token)
+    import torch.distributed as dist
+
+    dist.barrier()
+    try:
+        sees_probe = probe.read_text() == token
+    except OSError:
+        sees_probe = False
+    sees_checkpoint = checkpoint is None or (Path(checkpoint) / "trainer_state.json").exists()
+    views = _all_gather((sees_probe or save_on_each_node, sees_checkpoint, _this_machine()))
+    dist.barrier()  # every rank has looked before rank 0 removes the probe
+    if rank == 0:
+        probe.unlink(missing_ok=True)
+    blind = [f"rank {r} ({machine})" for r, (sees, _, machine) in enumerate(views) if not sees]
+    if blind:
+        raise RunError(
+            f"output directory {output_dir} is not shared between the machines: {', '.join(blind)} cannot see what "
+            f"rank 0 ({views[0][2]}) wrote there. Checkpoints, resume and the final model are decided on rank 0, so "
+            "every machine must see the same directory: put --output-dir on a shared filesystem and pass it as an "
+            "absolute path (a relative one resolves against each machine's working directory), or set "
+            "training.save_on_each_node: true if each machine is meant to keep its own copy."
+        )
+    missing = [f"rank {r} ({machine})" for r, (_, sees, machine) in enumerate(views) if not sees]
+    if missing:
+        raise RunError(f"--resume: rank 0 resumes from {checkpoint}, which {', '.join(missing)} cannot see; every "
+                       "machine needs that checkpoint (a shared --output-dir)")
+
+
 def run_directory(recipe: Recipe, output_dir: str | os.PathLike[str] | None = None) -> Path:
     """--output-dir, else the recipe's output_dir, else runs/<recipe name>."""
     return Path(output_dir or recipe.output_dir or f"runs/{Path(recipe._source).stem}").resolve()
@@ -596,18 +720,18 @@ def run_training(
     recipe = cpu_defaults(recipe)
     if "run_name" not in recipe.training:  # trackers (wandb, tensorboard) name the run after its directory
         recipe = recipe.model_copy(update={"training": {**recipe.training, "run_name": out.name}})
-    # Every process checks everything (data, batches, output dir, resume target) before any process writes, so
-    # a run that cannot start leaves no trace and its rerun with the fixed input is not refused.
-    decisions = check_start(recipe, out, resume, overwrite)
+    # Everything (data, batches, output dir, resume target) is checked before any process writes, so a run that
+    # cannot start leaves no trace and its rerun with the fixed input is not refused. The output-dir and resume
+    # decisions are global rank 0's, the same on every machine; a problem on any rank fails every rank.
+    decisions = agree_on_start(recipe, out, resume, overwrite)
     config = build_config(recipe, out)
     state = config.distributed_state
-    state.wait_for_everyone()
     if state.is_main_process:
         if decisions.must_empty:
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / RESOLVED_RECIPE, recipe.dump_yaml())
-    state.wait_for_everyone()
+    check_output_dir_is_shared(out, decisions.checkpoint, save_on_each_node=bool(config.save_on_each_node))
     checkpoint = decisions.checkpoint
     train_sets, eval_sets = decisions.train_sets, decisions.eval_sets
     train_dataset = training_rows(train_sets, recipe)
@@ -636,6 +760,9 @@ def run_training(
     finally:
         stopper.uninstall()
     if stopper.stopped_at is not None:
+        # No rank leaves before rank 0 has written the checkpoint and its completion marker: a launcher that kills
+        # the job when one process exits (srun --kill-on-bad-exit, torchrun) would otherwise kill the writer.
+        trainer.accelerator.wait_for_everyone()
         saved = f"checkpoint-{stopper.stopped_at}"
         raise Interrupted(stopper.signum, str(out / saved) if (out / saved).is_dir() else None, out)
     if stopper.signum is not None:
