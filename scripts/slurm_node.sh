@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One training node under scripts/slurm_train.sh (srun runs it once per training node):
+#
+#   accelerate launch --machine_rank $SLURM_NODEID ARGS...
+#
+# Graceful stop: slurm_train.sh sends SIGUSR1 to its srun, which forwards it to every process of the step. Only
+# this script acts on it: the launcher and the trainers inherit "ignore SIGUSR1", and the launcher (torchrun's
+# elastic agent) gets ONE SIGTERM, which it passes on to its trainers (they finish the step, save a checkpoint and
+# exit) while it waits up to TORCH_ELASTIC_SHUTDOWN_TIMEOUT seconds before killing them. A second SIGTERM would
+# cut that wait short, so a SIGTERM from Slurm itself (which reaches the launcher directly) is not passed on.
+set -uo pipefail
+if [[ -z ${SLURM_NODEID:-} ]]; then
+  echo "error: $0 is run by srun inside scripts/slurm_train.sh (SLURM_NODEID is not set)" >&2
+  exit 2
+fi
+trap '' USR1 # inherited as "ignored" by the launcher and the trainers
+accelerate launch --machine_rank "$SLURM_NODEID" "$@" &
+launcher=$!
+stopping=0
+stop_launcher() {
+  ((stopping)) && return
+  stopping=1
+  echo "[slurm_node $SLURM_NODEID] graceful stop: SIGTERM to the launcher (pid $launcher)" >&2
+  kill -TERM "$launcher" 2>/dev/null || true
+}
+trap stop_launcher USR1
+trap ':' TERM # stay alive until the launcher has shut its trainers down; Slurm signalled it already
+while kill -0 "$launcher" 2>/dev/null; do
+  sleep 1 &
+  wait $! || true
+done
+wait "$launcher"
