@@ -223,10 +223,8 @@ if ((SERVER_LOST)); then
   die "the vLLM server was lost during training; resubmit to resume from the last checkpoint (see $SERVER_LOG)"
 fi
 if [[ $STOP_SIGNAL == USR1 ]]; then
-  if ((TRAIN_RC == 0)) && [[ -n $TRAIN_PID ]]; then
-    log "training finished before the time limit; not requeueing"
-    exit 0
-  fi
+  # Requeued even if the trainers had just finished (their nodes exit 0 after any stop request, see
+  # slurm_node.sh): the requeued job then resumes at the last step and only writes the final model again.
   log "requeueing job $SLURM_JOB_ID; it resumes from the newest complete checkpoint"
   scontrol requeue "$SLURM_JOB_ID" || die "scontrol requeue $SLURM_JOB_ID failed; resubmit the same command to resume"
   exit 0

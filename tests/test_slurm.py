@@ -192,10 +192,14 @@ def events(slurm, node: int) -> dict:
     return {e["event"]: e for e in lines(slurm["record"] / f"trainer-{node}.log")}
 
 
-def wait_for(condition, timeout=60.0):
+def wait_for(condition, proc, timeout=60.0):
+    """Wait until ``condition()`` holds while the batch script ``proc`` runs; its output if it does not."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "timed out"
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"gave up waiting (batch script status {proc.poll()}):\n{proc.communicate()[0]}")
         time.sleep(0.1)
 
 
@@ -218,7 +222,7 @@ def test_shellcheck_passes():
 
 def test_time_limit_signal_stops_trainers_gracefully_keeps_the_server_and_requeues(slurm):
     proc = start(slurm, "--set", "training.max_steps=5", "--", "--max-model-len", "512")
-    wait_for(lambda: all("started" in events(slurm, node) for node in (0, 1)))
+    wait_for(lambda: all("started" in events(slurm, node) for node in (0, 1)), proc)
     os.kill(proc.pid, signal.SIGUSR1)  # Slurm's --signal=B:USR1@900
     rc, out = finish(proc)
     assert rc == 0, out
@@ -227,7 +231,7 @@ def test_time_limit_signal_stops_trainers_gracefully_keeps_the_server_and_requeu
         started = seen["started"]
         # the launch line: one launcher per node, c10d rendezvous on the first training node, automatic resume
         argv = started["argv"]
-        assert argv[:3] == ["launch", "--machine_rank", str(node)]
+        assert argv[:5] == ["launch", "--machine_rank", str(node), "--rdzv_conf", f"is_host={int(node == 0)}"]
         joined = " ".join(argv)
         assert ("--num_machines 2 --num_processes 2 --main_process_ip 127.0.0.1 --main_process_port "
                 f"{slurm['env']['MAIN_PROCESS_PORT']} --rdzv_backend c10d") in joined
@@ -283,7 +287,7 @@ def test_a_server_that_exits_fails_the_job_at_once_with_its_log(slurm):
 
 def test_losing_the_server_during_training_stops_the_trainers_and_fails(slurm):
     proc = start(slurm)
-    wait_for(lambda: all("started" in events(slurm, node) for node in (0, 1)))
+    wait_for(lambda: all("started" in events(slurm, node) for node in (0, 1)), proc)
     os.kill(lines(slurm["record"] / "vllm.log")[-1]["pid"], signal.SIGKILL)
     rc, out = finish(proc)
     assert rc == 1, out
@@ -338,3 +342,78 @@ def test_vllm_server_runs_vllm_serve_with_the_flags_trl_imposes(slurm):
 def test_vllm_server_warns_about_data_parallel_for_dense_models(slurm):
     _, warnings = run_vllm_server(slurm, "org/Model", "1", "2")
     assert "mixture-of-experts" in warnings
+
+
+@pytest.mark.slow
+def test_the_readme_two_machine_launch_check_trains_to_the_end(tmp_path):
+    """README, "Many nodes (Slurm)": the documented one-machine check of the launch line, as written."""
+    from grpo_sim.data.schema import write_psets
+    from grpo_sim.data.synthetic import build_demo_dataset
+    from trainer_helpers import build_policy
+
+    readme = (ROOT / "README.md").read_text()
+    block = next(b for b in readme.split("```bash\n")[1:] if "--num_machines 2 --machine_rank $rank" in b)
+    command = block.split("```")[0]
+    train, _, _ = build_demo_dataset(6, 2, num_paraphrases=3, seed=0)
+    write_psets(tmp_path / "train.jsonl", train)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "model": {"name_or_path": build_policy(tmp_path / "policy")},
+        "data": {"train": str(tmp_path / "train.jsonl")},
+        "reward": {"similarity": "token_f1"},
+        "training": {"learning_rate": 1e-3, "num_generations": 2, "per_device_train_batch_size": 3,
+                     "max_completion_length": 4, "logging_steps": 1, "save_strategy": "no", "report_to": [],
+                     "seed": 0, "beta": 0.0, "disable_tqdm": True},
+        "evaluation": {"enabled": False},
+    }))
+    out = tmp_path / "launch-check"
+    command = (command.replace("RECIPE", str(recipe)).replace("runs/launch-check", str(out))
+               .replace("29555", str(free_port())))
+    env = {**os.environ, "PATH": f"{Path(PY).parent}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(["bash", "-c", f"set -e\n{command}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # 3 completions per process: one step holds a whole set (n 3 x g 2 = 6) only with both processes
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2] and rows[0]["epoch"] == pytest.approx(1 / 6)
+    assert (out / "final" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_time_limit_signal_checkpoints_real_trainers_launched_with_c10d(slurm, tmp_path):
+    """The whole chain with real launchers and trainers (two CPU "nodes"): SIGUSR1 -> srun -> slurm_node.sh ->
+    SIGTERM to torchrun's agent -> trainers save a complete checkpoint and stop -> requeue."""
+    from grpo_sim.data.schema import write_psets
+    from grpo_sim.data.synthetic import build_demo_dataset
+    from grpo_sim.runner import COMPLETE_MARKER
+    from trainer_helpers import build_policy
+
+    (tmp_path / "bin" / "accelerate").unlink()  # the real launcher from the environment
+    config = yaml.safe_load((ROOT / "configs" / "accelerate" / "cpu_2proc.yaml").read_text())
+    config.update(same_network=False, rdzv_backend="c10d")  # as multi_node.yaml: c10d needs an endpoint
+    (tmp_path / "cpu_nodes.yaml").write_text(yaml.safe_dump(config))
+    train, _, _ = build_demo_dataset(6, 2, num_paraphrases=3, seed=0)
+    write_psets(tmp_path / "train.jsonl", train)
+    slurm["recipe"].write_text(yaml.safe_dump({
+        "model": {"name_or_path": build_policy(tmp_path / "policy")},
+        "data": {"train": str(tmp_path / "train.jsonl")},
+        "reward": {"similarity": "token_f1"},
+        "training": {"learning_rate": 1e-3, "num_generations": 2, "per_device_train_batch_size": 3,
+                     "max_completion_length": 4, "max_steps": 10_000, "logging_steps": 1, "save_strategy": "no",
+                     "report_to": [], "seed": 0, "beta": 0.0, "disable_tqdm": True},
+        "evaluation": {"enabled": False},
+    }))
+    run = tmp_path / "run"
+    proc = start(slurm, "--output-dir", str(run), ACCELERATE_CONFIG=str(tmp_path / "cpu_nodes.yaml"),
+                 OMP_NUM_THREADS="1")
+    metrics = run / "metrics.jsonl"
+    wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 2, proc, timeout=240)
+    os.kill(proc.pid, signal.SIGUSR1)
+    rc, out = finish(proc, timeout=240)
+    assert rc == 0, out[-4000:]
+    assert "SIGTERM received: saving a checkpoint" in out and "graceful stop: SIGTERM to the launcher" in out
+    checkpoints = sorted(run.glob("checkpoint-*"))
+    assert checkpoints and (checkpoints[-1] / COMPLETE_MARKER).exists(), out[-4000:]
+    assert (slurm["record"] / "scontrol.log").read_text() == "requeue 4242\n"
+    assert not (run / "final").exists()  # stopped, not finished: the requeued job resumes from the checkpoint
