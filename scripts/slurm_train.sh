@@ -55,7 +55,10 @@ done
 OVERRIDES=() # the key=value of every --set, to read the recipe as the trainers will
 for ((i = 0; i < ${#TRAIN_ARGS[@]}; i++)); do
   case ${TRAIN_ARGS[i]} in
-    --set) OVERRIDES+=("${TRAIN_ARGS[i + 1]:-}") ;;
+    --set)
+      OVERRIDES+=("${TRAIN_ARGS[i + 1]:-}")
+      i=$((i + 1))
+      ;;
     --set=*) OVERRIDES+=("${TRAIN_ARGS[i]#--set=}") ;;
     --overwrite) die "--overwrite would delete the run's checkpoints again when the job is requeued; empty the \
 output directory before submitting instead" 2 ;;
@@ -95,9 +98,9 @@ ROLLOUT_NODE=${NODES[NUM_NODES - 1]}
 TRAIN_NODES=("${NODES[@]:0:NUM_NODES-1}")
 NUM_TRAIN=${#TRAIN_NODES[@]}
 node_address() { srun --nodes=1 --ntasks=1 -w "$1" hostname -I | awk '{print $1}'; }
-MAIN_IP=$(node_address "${TRAIN_NODES[0]}")
-ROLLOUT_IP=$(node_address "$ROLLOUT_NODE")
-[[ -n $MAIN_IP && -n $ROLLOUT_IP ]] || die "could not read the nodes' addresses with 'hostname -I'"
+MAIN_IP=$(node_address "${TRAIN_NODES[0]}") || MAIN_IP=
+ROLLOUT_IP=$(node_address "$ROLLOUT_NODE") || ROLLOUT_IP=
+[[ -n $MAIN_IP && -n $ROLLOUT_IP ]] || die "could not read the nodes' addresses with 'srun -w NODE hostname -I'"
 log "job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}): training nodes ${TRAIN_NODES[*]} (main $MAIN_IP)," \
   "rollout node $ROLLOUT_NODE ($ROLLOUT_IP)"
 
