@@ -174,14 +174,16 @@ def plan_command(
     num_machines: int = typer.Option(1, "--num-machines", "-m", help="machines (nodes)"),
     paraphrases_per_set: Optional[int] = typer.Option(None, "--paraphrases-per-set", "-n",
                                                       help="n, when it cannot be read from the data"),
+    vllm_data_parallel: int = typer.Option(1, "--vllm-data-parallel", help="the vLLM server's data parallel size"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
 ) -> None:
-    """Print the batch arithmetic of a recipe for a launch, and every divisibility problem."""
+    """Print the batch arithmetic of a recipe for a launch, its divisibility problems and vLLM settings TRL rejects."""
     from .plan import plan_batches
     from .recipe import load_recipe
 
     try:
-        plan = plan_batches(load_recipe(recipe, set_), num_processes, num_machines, paraphrases_per_set)
+        plan = plan_batches(load_recipe(recipe, set_), num_processes, num_machines, paraphrases_per_set,
+                            vllm_data_parallel)
     except USER_ERRORS as exc:
         fail(str(exc))
     table = Table(title=f"batch plan: {recipe} on {num_processes} process(es)")
@@ -193,6 +195,8 @@ def plan_command(
     out.print(table)
     for note in plan.notes:
         out.print(f"[cyan]note:[/cyan] {escape(note)}", soft_wrap=True)
+    for warning in plan.warnings:
+        console.print(f"[bold yellow]warning:[/bold yellow] {escape(warning)}", soft_wrap=True)
     if plan.problems:
         for problem in plan.problems:
             console.print(f"[bold red]problem:[/bold red] {escape(problem)}", soft_wrap=True)

@@ -27,6 +27,7 @@ class BatchPlan:
     use_vllm: bool
     vllm_mode: str
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -68,8 +69,11 @@ def _nearest_multiples(value: int, unit: int) -> str:
 
 
 def plan_batches(recipe: Recipe, num_processes: int = 1, num_machines: int = 1,
-                 paraphrases_per_set: int | None = None) -> BatchPlan:
-    """The batch arithmetic of ``recipe`` on ``num_processes`` training processes in total."""
+                 paraphrases_per_set: int | None = None, vllm_data_parallel: int = 1) -> BatchPlan:
+    """The batch arithmetic of ``recipe`` on ``num_processes`` training processes in total.
+
+    ``vllm_data_parallel`` is the rollout server's data-parallel size (vllm_mode server), when known.
+    """
     t: dict[str, Any] = recipe.training
     g = int(t.get("num_generations", 8))
     B = int(t.get("per_device_train_batch_size", 8))
@@ -116,6 +120,8 @@ def plan_batches(recipe: Recipe, num_processes: int = 1, num_machines: int = 1,
             f"is not a multiple of one set = n {n} x g {g} = {per_set} completions; nearest valid batches: "
             f"{_nearest_multiples(gen, per_set)}. E.g. per_device_train_batch_size a multiple of {good_b}, or "
             f"steps_per_generation a multiple of {good_s}.")
+    if plan.use_vllm:
+        check_vllm_settings(plan, recipe, vllm_data_parallel)
     if plan.use_vllm and plan.vllm_mode == "server":
         plan.notes.append("vllm_mode=server: start the rollout server on GPUs NOT counted in num_processes "
                           "(scripts/vllm_server.sh); trainers reach it via training.vllm_server_host/port")
@@ -126,6 +132,64 @@ def plan_batches(recipe: Recipe, num_processes: int = 1, num_machines: int = 1,
         plan.notes.append(f"gradient_accumulation_steps {GA} is not a multiple of steps_per_generation {S}: "
                           "TRL then computes old log-probs for importance sampling (extra forward pass)")
     return plan
+
+
+#: config.json keys that only mixture-of-experts models have (Mixtral, Qwen2/3-MoE, DeepSeek, ...)
+MOE_CONFIG_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_intermediate_size")
+
+
+def model_is_moe(name_or_path: str) -> bool | None:
+    """Whether a local model directory holds a mixture-of-experts model; None when it cannot be told here."""
+    import json
+    from pathlib import Path
+
+    config = Path(name_or_path) / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        values = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return None
+    values = {**values, **(values.get("text_config") or {})}
+    return any(values.get(key) for key in MOE_CONFIG_KEYS)
+
+
+def check_vllm_settings(plan: BatchPlan, recipe: Recipe, vllm_data_parallel: int = 1) -> None:
+    """Launch-dependent vLLM settings that TRL 1.16 rejects (problems) or that do not do what they seem to
+    (warnings). GRPOConfig's own value checks run in ``grpo-sim check`` and at start-up (build_config)."""
+    t: dict[str, Any] = recipe.training
+    mode, P, M = plan.vllm_mode, plan.num_processes, plan.num_machines
+    if mode not in ("server", "colocate"):
+        plan.problems.append(f"training.vllm_mode = {mode!r}: TRL accepts 'server' or 'colocate'")
+        return
+    tp = int(t.get("vllm_tensor_parallel_size", 1))
+    if mode == "colocate":
+        if tp < 1 or P % tp:
+            plan.problems.append(
+                f"training.vllm_tensor_parallel_size {tp} must divide the {P} training processes (TRL colocate "
+                f"mode makes groups of {tp} consecutive ranks share one engine)")
+        elif M > 1 and (P // M) % tp:
+            plan.warnings.append(
+                f"training.vllm_tensor_parallel_size {tp} does not divide the {P // M} processes per machine: "
+                "tensor-parallel groups would span machines; pick a divisor of the processes per machine")
+    else:
+        if tp != 1:
+            plan.warnings.append(
+                f"training.vllm_tensor_parallel_size {tp} applies to colocate mode only; in server mode it is "
+                "ignored: give the server its tensor parallel size (scripts/vllm_server.sh MODEL TP)")
+        if vllm_data_parallel > 1:
+            moe = model_is_moe(recipe.model.name_or_path)
+            message = (f"vLLM server data parallel {vllm_data_parallel}: TRL 1.16 supports data parallel > 1 for "
+                       "mixture-of-experts models only (dense models 'will error out'); use tensor parallel")
+            if moe is False:
+                plan.problems.append(f"{message}: {recipe.model.name_or_path} is a dense model")
+            elif moe is None:
+                plan.warnings.append(f"{message} unless {recipe.model.name_or_path} is a mixture of experts")
+        host = str(t.get("vllm_server_host", "0.0.0.0"))
+        if M > 1 and not t.get("vllm_server_base_url") and host in ("0.0.0.0", "127.0.0.1", "localhost", "::"):
+            plan.warnings.append(
+                f"training.vllm_server_host is {host} on {M} machines: rank 0 will look for the server on its "
+                "own machine; set the rollout server's address (scripts/slurm_train.sh does)")
 
 
 def infer_paraphrases_per_set(recipe: Recipe) -> int:
