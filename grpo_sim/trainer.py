@@ -64,6 +64,86 @@ def generation_index(
     return absolute // (steps_per_generation * num_iterations)
 
 
+class RolloutServerLost(RuntimeError):
+    """The vLLM rollout server (``vllm_mode: server``) stopped answering; raised on every process alike."""
+
+
+class _LostRollout:
+    """What rank 0 broadcasts instead of completions once the server is gone.
+
+    TRL broadcasts rank 0's completions to every process and iterates them right after; iterating this raises
+    :class:`RolloutServerLost`, so every process stops at the same point of the same step instead of rank 0 dying
+    alone while the others wait in a collective.
+    """
+
+    def __init__(self, message: str):
+        self.message = message
+
+    def __iter__(self):
+        raise RolloutServerLost(self.message)
+
+
+class _RolloutServerWatch:
+    """Wraps rank 0's ``trl`` VLLMClient: a lost connection becomes a :class:`_LostRollout` for every process.
+
+    Weight updates and cache resets that fail are skipped (the parameter iterator is still drained, since under
+    ZeRO-3 walking it is collective); the next ``generate`` then returns the lost marker without calling out.
+    """
+
+    def __init__(self, client: Any):
+        self._client = client
+        self.lost: str | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def _connection_lost(self, what: str, exc: BaseException) -> None:
+        if self.lost is None:
+            where = f"{getattr(self._client, 'base_url', 'the vLLM server')}"
+            self.lost = f"lost the vLLM rollout server at {where} during {what} ({type(exc).__name__}: {exc})"
+            logger.error("%s", self.lost)
+
+    def update_named_params(self, metadata: Any, params: Any) -> Any:
+        params = iter(params)
+        if self.lost is None:
+            try:
+                return self._client.update_named_params(metadata, params)
+            except _connection_errors() as exc:
+                self._connection_lost("the weight update", exc)
+        for _ in params:  # take part in the collectives the other processes run while walking the parameters
+            pass
+        return None
+
+    def reset_prefix_cache(self) -> Any:
+        if self.lost is None:
+            try:
+                return self._client.reset_prefix_cache()
+            except _connection_errors() as exc:
+                self._connection_lost("a cache reset", exc)
+        return None
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        if self.lost is None:
+            try:
+                return self._client.generate(*args, **kwargs)
+            except _connection_errors() as exc:
+                self._connection_lost("generation", exc)
+        lost = _LostRollout(self.lost or "lost the vLLM rollout server")
+        return {"prompt_ids": lost, "completion_ids": lost, "logprobs": lost, "logprob_token_ids": lost}
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """What a server that went away raises in TRL's client (requests), plus the builtin connection errors."""
+    errors: tuple[type[BaseException], ...] = (ConnectionError,)
+    try:
+        import requests
+
+        errors += (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+    except ImportError:  # pragma: no cover - requests comes with TRL's vllm extra and huggingface_hub
+        pass
+    return errors
+
+
 @dataclass
 class PSGRPOConfig(GRPOConfig):
     """``trl.GRPOConfig`` plus the PS-GRPO reward, advantage and collapse-guard settings.
@@ -435,8 +515,43 @@ class PSGRPOTrainer(GRPOTrainer):
                 advice = "check the completions; lower the learning rate or raise the temperature if this persists"
             logger.warning("possible collapse at step %d: %s (%s)", self.state.global_step, "; ".join(reasons), advice)
 
+    # ----------------------------------------------------------------------------- a lost rollout server
+    def _watch_rollout_server(self) -> None:
+        """Rank 0 talks to the vLLM server alone (server mode); wrap its client once (see _RolloutServerWatch)."""
+        generation = getattr(self, "vllm_generation", None)
+        if (not getattr(self, "use_vllm", False) or generation is None or getattr(generation, "mode", None) != "server"
+                or not self.accelerator.is_main_process):
+            return
+        client = getattr(generation, "vllm_client", None)
+        if client is not None and not isinstance(client, _RolloutServerWatch):
+            generation.vllm_client = _RolloutServerWatch(client)
+
+    def train(self, *args: Any, **kwargs: Any):
+        """TRL's train; a lost rollout server ends it with a checkpoint of the last completed step on every rank."""
+        try:
+            return super().train(*args, **kwargs)
+        except RolloutServerLost as lost:
+            checkpoint = self.save_checkpoint_now()
+            raise RolloutServerLost(
+                f"{lost}. Saved {checkpoint} (step {self.state.global_step}); restart the server and continue with "
+                "--resume auto"
+            ) from None
+
+    def save_checkpoint_now(self) -> str:
+        """Save ``checkpoint-<global_step>`` as the trainer's own periodic save does, on every process.
+
+        Generation starts a step, so the model and optimizer hold the last completed step; the callbacks hear
+        ``on_save`` (grpo-sim's runner marks the checkpoint complete there). The one place that calls
+        transformers' private ``_save_checkpoint``.
+        """
+        self._save_checkpoint(self.model_wrapped, trial=None)
+        self.control = self.callback_handler.on_save(self.args, self.state, self.control)
+        self.accelerator.wait_for_everyone()
+        return f"{self.args.output_dir}/checkpoint-{self.state.global_step}"
+
     # ----------------------------------------------------------------------------- advantages
     def _generate_and_score_completions(self, inputs):
+        self._watch_rollout_server()
         output = super()._generate_and_score_completions(inputs)
         if self.args.advantage_mode == "paraphrase":
             return output

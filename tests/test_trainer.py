@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from safetensors.torch import load_file
 from trl import GRPOConfig, GRPOTrainer
 
 from grpo_sim.rewards import apply_collapse_penalty, group_similarity_rewards, set_shards, short_completion_mask
@@ -190,6 +191,61 @@ def test_config_validation():
         PSGRPOConfig(output_dir="x", use_cpu=True, bf16=False, collapse_warn_empty=2.0)
 
 
+def use_fake_vllm(trainer, mode, client, llm=None):
+    """TRL's real VLLMGeneration (its generate runs unchanged) around a fake server client / engine."""
+    import trl.generation.vllm_generation as vg
+
+    generation = vg.VLLMGeneration.__new__(vg.VLLMGeneration)
+    generation.__dict__.update(dict(
+        mode=mode, accelerator=trainer.accelerator, temperature=1.0, top_p=1.0, top_k=0, min_p=None,
+        repetition_penalty=1.0, max_completion_length=5, enable_sleep_mode=False, _llm_weights_sleeping=False,
+        logprobs=0, structured_outputs_regex=None, generation_kwargs={}, tensor_parallel_size=1,
+        vllm_client=client, llm=llm, model=trainer.model,
+    ))
+    generation.sync_weights = lambda: None
+    trainer.use_vllm = True
+    trainer.vllm_generation = generation
+    trainer.vllm_importance_sampling_correction = False
+    trainer._last_loaded_step = -1
+    return generation
+
+
+def test_lost_vllm_server_ends_with_a_checkpoint_and_a_clear_message(policy_path, tmp_path):
+    """The server dies before step 3's generation: training stops with RolloutServerLost naming the server and
+    checkpoint-2 (the last completed step, saved on the way out), not a requests traceback."""
+    from grpo_sim.trainer import RolloutServerLost
+
+    args = PSGRPOConfig(**common_args(tmp_path, per_device_train_batch_size=12, max_steps=4), similarity="token_f1")
+    model, tokenizer = policy(policy_path)
+    trainer = PSGRPOTrainer(model=model, args=args, train_dataset=dataset(), processing_class=tokenizer)
+
+    class DyingClient:
+        base_url = "http://rollouts:8000"
+        calls = 0
+
+        def generate(self, prompts, n, **kwargs):
+            DyingClient.calls += 1
+            if DyingClient.calls == 3:
+                # TRL's client raises requests' ConnectionError (handled alike; requests is not installed here)
+                raise ConnectionRefusedError(111, "Connection refused")
+            completions = [[5 + (i % 3), tokenizer.eos_token_id] for i in range(len(prompts)) for _ in range(n)]
+            return {"prompt_ids": prompts, "completion_ids": completions,
+                    "logprobs": [[[-1.0]] * len(c) for c in completions]}
+
+    use_fake_vllm(trainer, "server", DyingClient())
+    with pytest.raises(RolloutServerLost) as lost:
+        trainer.train()
+    message = str(lost.value)
+    assert "lost the vLLM rollout server at http://rollouts:8000 during generation" in message
+    assert "Connection refused" in message and "checkpoint-2" in message and "--resume auto" in message
+    state = json.loads((tmp_path / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2 and DyingClient.calls == 3
+    saved = load_file(str(tmp_path / "checkpoint-2" / "model.safetensors"))
+    for name, value in trainer.model.state_dict().items():
+        if name in saved:
+            assert torch.equal(saved[name], value), name
+
+
 @pytest.mark.parametrize("mode", ["server", "colocate"])
 def test_vllm_layout_reaches_every_paraphrase(policy_path, tmp_path, monkeypatch, mode):
     """A recording fake stands in for vLLM; TRL's own VLLMGeneration.generate runs unchanged."""
@@ -221,18 +277,7 @@ def test_vllm_layout_reaches_every_paraphrase(policy_path, tmp_path, monkeypatch
     monkeypatch.setattr(vg, "SamplingParams", lambda **kw: type("SP", (), kw)(), raising=False)
     monkeypatch.setattr(vg, "extract_logprobs", lambda outputs: (
         [[[-1.0]] * len(o.outputs[0].token_ids) for o in outputs], None))
-    generation = vg.VLLMGeneration.__new__(vg.VLLMGeneration)
-    generation.__dict__.update(dict(
-        mode=mode, accelerator=trainer.accelerator, temperature=1.0, top_p=1.0, top_k=0, min_p=None,
-        repetition_penalty=1.0, max_completion_length=5, enable_sleep_mode=False, _llm_weights_sleeping=False,
-        logprobs=0, structured_outputs_regex=None, generation_kwargs={}, tensor_parallel_size=1,
-        vllm_client=FakeClient(), llm=FakeLLM(), model=trainer.model,
-    ))
-    generation.sync_weights = lambda: None
-    trainer.use_vllm = True
-    trainer.vllm_generation = generation
-    trainer.vllm_importance_sampling_correction = False
-    trainer._last_loaded_step = -1
+    use_fake_vllm(trainer, mode, FakeClient(), FakeLLM())
     seen = []
     original = trainer._calculate_rewards
 
