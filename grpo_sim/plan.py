@@ -89,7 +89,7 @@ def plan_batches(recipe: Recipe, num_processes: int = 1, num_machines: int = 1,
         return plan
     if num_processes % num_machines:
         plan.problems.append(f"{num_processes} processes do not split evenly over {num_machines} machines")
-    if g < 2 and recipe.reward.advantage == "paraphrase":
+    if g < 2 and recipe.reward.advantage in (None, "paraphrase"):
         plan.problems.append(f"num_generations = {g}: per-paraphrase advantages need g >= 2 (or reward.advantage: set)")
     if gen is not None and S is not None:
         plan.problems.append("set either training.generation_batch_size or training.steps_per_generation, not both")

@@ -29,19 +29,26 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-# Fields of PSGRPOConfig that the `reward` / `model` sections own: setting them under `training`
-# would silently fight the recipe's own keys.
+#: reward-section keys -> the PSGRPOConfig field each one sets (None in the recipe: PSGRPOConfig's default)
+REWARD_SETTINGS = {
+    "advantage": "advantage_mode",
+    "collapse_penalty": "collapse_penalty",
+    "collapse_min_words": "collapse_min_words",
+    "aggregation": "multi_objective_aggregation",
+}
+#: the shorthand reward keys of the first recipe form (``reward: {similarity, consistency_weight, relaxed, accuracy}``)
+LEGACY_REWARD_KEYS = ("similarity", "consistency_weight", "relaxed", "accuracy")
+# Fields of PSGRPOConfig that other recipe sections own: setting them under `training` would fight those keys.
 _OWNED_BY_SECTIONS = {
-    "similarity": "reward.similarity",
-    "consistency_weight": "reward.consistency_weight",
-    "accuracy_weight": "reward.accuracy.weight",
-    "accuracy_metric": "reward.accuracy.metric",
-    "relaxed_kappa": "reward.relaxed.kappa",
-    "relaxed_samples": "reward.relaxed.samples",
-    "advantage_mode": "reward.advantage",
-    "collapse_penalty": "reward.collapse_penalty",
-    "collapse_min_words": "reward.collapse_min_words",
-    "output_dir": "--output-dir (or the top-level output_dir key)",
+    **{field: f"reward.{key} instead" for key, field in REWARD_SETTINGS.items()},
+    "reward_terms": "the top-level rewards: list instead",
+    "similarity": "reward.similarity instead (or a consistency term in rewards:)",
+    "consistency_weight": "reward.consistency_weight instead (or a consistency term's weight in rewards:)",
+    "accuracy_weight": "reward.accuracy.weight instead (or a reference term in rewards:)",
+    "accuracy_metric": "reward.accuracy.metric instead (or a reference term's similarity in rewards:)",
+    "relaxed_kappa": "reward.relaxed.kappa instead (or a consistency term's relaxed: in rewards:)",
+    "relaxed_samples": "reward.relaxed.samples instead (or a consistency term's relaxed: in rewards:)",
+    "output_dir": "--output-dir (or the top-level output_dir key) instead",
 }
 
 
@@ -197,15 +204,42 @@ class AccuracySettings(_Section):
 
 
 class RewardSettings(_Section):
-    similarity: str = "bleu2"
-    consistency_weight: float = Field(1.0, allow_inf_nan=False)
+    """How the reward terms (the top-level ``rewards:`` list) become advantages; null = PSGRPOConfig's default.
+
+    ``similarity``, ``consistency_weight``, ``relaxed`` and ``accuracy`` are the first recipe form's
+    shorthand for a consistency term and an accuracy term; they are translated into ``rewards:``.
+    """
+
+    advantage: Literal["paraphrase", "set", "batch"] | None = Field(
+        None, description="normalise advantages per paraphrase (the paper; TRL's groups), per set, or per batch")
+    collapse_penalty: bool | None = Field(None, description="completions shorter than collapse_min_words get the "
+                                                            "batch's minimum reward")
+    collapse_min_words: int | None = Field(None, ge=0)
+    aggregation: Literal["sum_then_normalize", "normalize_then_sum"] | None = Field(
+        None, description="TRL's multi_objective_aggregation of the weighted terms")
+    similarity: str | None = None
+    consistency_weight: float | None = Field(None, allow_inf_nan=False)
     relaxed: RelaxedSettings | None = None
     accuracy: AccuracySettings | None = None
-    advantage: Literal["paraphrase", "set", "batch"] = "paraphrase"
-    collapse_penalty: bool = True
-    collapse_min_words: int = Field(1, ge=0)
 
-    _known_similarity = field_validator("similarity")(_check_similarity)
+    @field_validator("similarity")
+    @classmethod
+    def _known_similarity(cls, value: str | None) -> str | None:
+        return None if value is None else _check_similarity(value)
+
+    def legacy_terms(self) -> list[dict[str, Any]] | None:
+        """The terms the shorthand keys describe (None when none is set)."""
+        from .reward_terms import legacy_reward_terms
+
+        if all(getattr(self, key) is None for key in LEGACY_REWARD_KEYS):
+            return None
+        return legacy_reward_terms(
+            similarity=self.similarity or "bleu2",
+            consistency_weight=1.0 if self.consistency_weight is None else self.consistency_weight,
+            accuracy_weight=self.accuracy.weight if self.accuracy else 0.0,
+            accuracy_metric=self.accuracy.metric if self.accuracy else "token_f1",
+            relaxed_kappa=self.relaxed.kappa if self.relaxed else None,
+            relaxed_samples=self.relaxed.samples if self.relaxed else 1)
 
 
 class EvaluationSettings(_Section):
@@ -239,6 +273,8 @@ class EvaluationSettings(_Section):
 class Recipe(_Section):
     model: ModelSettings
     data: DataSettings
+    rewards: list[dict[str, Any]] | None = Field(
+        None, description="reward terms: consistency, reference, agreement, function (grpo_sim.reward_terms)")
     reward: RewardSettings = Field(default_factory=RewardSettings)
     training: dict[str, Any] = Field(default_factory=dict)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
@@ -254,22 +290,24 @@ class Recipe(_Section):
     def dump_yaml(self) -> str:
         return yaml.safe_dump(self.resolved_dict(), sort_keys=False)
 
+    def reward_terms(self) -> list[dict[str, Any]]:
+        """``rewards:``, else the shorthand reward keys, else one bleu2 consistency term (the first recipes' default)."""
+        from .reward_terms import legacy_reward_terms
+
+        if self.rewards is not None:
+            return [dict(term) for term in self.rewards]
+        legacy = self.reward.legacy_terms()
+        return legacy if legacy is not None else legacy_reward_terms()
+
     def trainer_kwargs(self, output_dir: str | os.PathLike[str]) -> dict[str, Any]:
-        """Keyword arguments for PSGRPOConfig: the training section plus the reward section."""
+        """Keyword arguments for PSGRPOConfig: the training section, the reward terms and the reward settings that
+        are set (the rest keep PSGRPOConfig's own defaults)."""
         kwargs = dict(self.training)
-        reward = self.reward
-        kwargs.update(
-            output_dir=str(output_dir),
-            similarity=reward.similarity,
-            consistency_weight=reward.consistency_weight,
-            accuracy_weight=reward.accuracy.weight if reward.accuracy else 0.0,
-            accuracy_metric=reward.accuracy.metric if reward.accuracy else "token_f1",
-            relaxed_kappa=reward.relaxed.kappa if reward.relaxed else None,
-            relaxed_samples=reward.relaxed.samples if reward.relaxed else 1,
-            advantage_mode=reward.advantage,
-            collapse_penalty=reward.collapse_penalty,
-            collapse_min_words=reward.collapse_min_words,
-        )
+        kwargs.update(output_dir=str(output_dir), reward_terms=self.reward_terms())
+        for key, field_name in REWARD_SETTINGS.items():
+            value = getattr(self.reward, key)
+            if value is not None:
+                kwargs[field_name] = value
         return kwargs
 
 
@@ -408,7 +446,7 @@ def _check_training(training: dict[str, Any]) -> tuple[dict[str, Any], list[str]
     coerced = dict(training)
     for key, value in training.items():
         if key in _OWNED_BY_SECTIONS:
-            problems.append(f"training.{key}: set it as {_OWNED_BY_SECTIONS[key]} instead")
+            problems.append(f"training.{key}: set it as {_OWNED_BY_SECTIONS[key]}")
             coerced.pop(key)
             continue
         if key not in fields:
@@ -485,6 +523,7 @@ def check_recipe(data: dict[str, Any], source: str = "<recipe>") -> tuple[Recipe
             recipe = Recipe.model_validate(_without(clean, [tuple(e["loc"]) for e in exc.errors()]))
         except ValidationError:
             recipe = None
+    problems.extend(_reward_problems(clean))
     training = clean.get("training") or {}
     coerced: dict[str, Any] = {}
     if isinstance(training, dict):
@@ -494,6 +533,27 @@ def check_recipe(data: dict[str, Any], source: str = "<recipe>") -> tuple[Recipe
         recipe.training = coerced
         recipe._source = source
     return recipe, problems
+
+
+def _reward_problems(data: dict[str, Any]) -> list[str]:
+    """The ``rewards:`` terms (each checked: similarity specs resolve, functions import) and their mix with the
+    shorthand ``reward:`` keys."""
+    from .reward_terms import parse_reward_terms
+
+    terms = data.get("rewards")
+    if terms is None:
+        return []
+    problems = []
+    reward = data.get("reward") if isinstance(data.get("reward"), dict) else {}
+    legacy = [key for key in LEGACY_REWARD_KEYS if reward.get(key) is not None]
+    if legacy:
+        problems.append(f"reward.{legacy[0]}: the shorthand reward keys ({', '.join(LEGACY_REWARD_KEYS)}) and a "
+                        "rewards: list cannot be mixed; move them into rewards: as consistency / reference terms")
+    try:
+        parse_reward_terms(terms, "rewards")
+    except ValueError as exc:
+        problems.extend(str(exc).splitlines())
+    return problems
 
 
 def parse_recipe(data: dict[str, Any], source: str = "<recipe>") -> Recipe:

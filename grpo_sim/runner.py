@@ -416,20 +416,35 @@ def cpu_defaults(recipe: Recipe) -> Recipe:
 
 
 # ------------------------------------------------------------------------------------ model card
+def describe_term(term: dict[str, Any]) -> str:
+    """One line of the model card for a reward term."""
+    kind = term["type"]
+    if kind == "consistency":
+        relaxed = term.get("relaxed")
+        how = f"relaxed (kappa={relaxed['kappa']}, samples={relaxed['samples']})" if relaxed else "exact"
+        what = f"`{term['similarity']}` across paraphrases, {how}"
+    elif kind == "reference":
+        what = f"`{term['similarity']}` against `{term.get('column') or 'answers'}`"
+    elif kind == "agreement":
+        what = "majority answer of the other paraphrases (Co-Reward)"
+    else:
+        what = f"`{term['function']}`" + (f" with {term['kwargs']}" if term.get("kwargs") else "")
+    return f"{term.get('weight', 1.0)} x {term.get('name', kind)} ({kind}): {what}"
+
+
 def model_card(recipe: Recipe, result: RunResult, data_summary: dict[str, Any]) -> str:
-    reward = recipe.reward
-    relaxed = f"relaxed (kappa={reward.relaxed.kappa}, samples={reward.relaxed.samples})" if reward.relaxed else "exact"
-    accuracy = f"{reward.accuracy.weight} x {reward.accuracy.metric} vs gold" if reward.accuracy else "none"
+    terms = recipe.reward_terms()
+    data = (f"{data_summary.get('train_sets')} sets x {data_summary.get('paraphrases_per_set')} paraphrases, prompt "
+            f"`{recipe.data.prompt}`" if "train_sets" in data_summary else f"{data_summary.get('train_rows')} prompts")
     lines = [
         "---", "library_name: transformers", "tags: [grpo-sim, ps-grpo, trl, grpo]", "---", "",
         f"# {result.output_dir.name}", "",
-        "Fine-tuned with [grpo-sim](https://github.com/) PS-GRPO (paraphrased-set GRPO, Hamman et al. 2025).", "",
+        "Fine-tuned with [grpo-sim](https://github.com/) (GRPO with similarity rewards; PS-GRPO, Hamman et al. 2025).",
+        "",
         f"- base model: `{recipe.model.name_or_path}`" + (" + LoRA" if recipe.model.lora else ""),
-        f"- training data: `{recipe.data.train}` ({data_summary.get('train_sets')} sets x "
-        f"{data_summary.get('paraphrases_per_set')} paraphrases, prompt `{recipe.data.prompt}`)",
-        f"- consistency reward: {reward.consistency_weight} x `{reward.similarity}` ({relaxed}), advantages per "
-        f"`{reward.advantage}`",
-        f"- accuracy reward: {accuracy}",
+        f"- training data: `{recipe.data.train}` ({data})",
+        *[f"- reward: {describe_term(term)}" for term in terms],
+        f"- advantages per `{recipe.reward.advantage or 'paraphrase'}`",
         f"- steps: {result.global_step}, wall time {result.seconds:.0f} s",
         f"- recipe: `{recipe._source}` (resolved copy: `{RESOLVED_RECIPE}`)", "",
     ]

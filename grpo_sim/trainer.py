@@ -14,6 +14,11 @@ sampling, PEFT, logging, checkpoints — is TRL's own code):
    penalty and logs set statistics (from the gathered texts);
 3. ``_generate_and_score_completions`` replaces TRL's advantages only for ``advantage_mode`` ``set``
    or ``batch``; ``paraphrase`` (the paper) is exactly TRL's per-group normalisation.
+
+The rewards are reward terms (:mod:`grpo_sim.reward_terms`): consistency and agreement are scored
+across a set as above; reference and function terms are ordinary TRL reward functions. A dataset
+without set/paraphrase ids is ordinary prompts: TRL's own sampler and grouping (one group per
+prompt), and only the collapse penalty (a recipe setting) is added.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ from accelerate.utils import gather_object
 from trl import GRPOConfig, GRPOTrainer
 
 from .advantages import group_advantages, group_codes
+from .reward_terms import RewardTerm, legacy_reward_terms, load_reward_function, parse_reward_terms
 from .rewards import (
     RelaxedSampling,
     _as_texts,
-    accuracy_rewards,
+    majority_agreement_rewards,
+    reference_rewards,
     apply_collapse_penalty,
     group_similarity_rewards,
     merge_shards,
@@ -149,32 +156,40 @@ class PSGRPOConfig(GRPOConfig):
     """``trl.GRPOConfig`` plus the PS-GRPO reward, advantage and collapse-guard settings.
 
     ``num_generations`` is g (rollouts per paraphrase); the number of paraphrases per set n comes
-    from the data. ``reward_weights`` (TRL's field) weighs only the extra ``reward_funcs`` passed
-    to the trainer; the built-in rewards use ``consistency_weight`` and ``accuracy_weight``.
+    from the data. The rewards are ``reward_terms`` (see :mod:`grpo_sim.reward_terms`), each with its own
+    weight; ``reward_weights`` (TRL's field) weighs only extra ``reward_funcs`` passed to the trainer.
     """
 
-    similarity: str = field(
-        default="bleu2",
-        metadata={"help": "Similarity used by the consistency reward: a registry spec ('bleu2', 'rouge_l', "
-                  "'token_f1', 'embedding:model=PATH', ...) or 'my_pkg.module:function'."},
+    reward_terms: list[dict[str, Any]] | None = field(
+        default=None,
+        metadata={"help": "The reward terms, weighted and summed as TRL sums reward functions: a list of mappings "
+                  "with a 'type' (consistency, reference, agreement, function), a 'weight' and the type's own keys "
+                  "(see grpo_sim.reward_terms). None: the terms the shorthand fields below describe."},
     )
-    consistency_weight: float = field(
-        default=1.0, metadata={"help": "Weight alpha of the cross-paraphrase consistency reward (0 disables it)."}
+    # The shorthand of the first PS-GRPO versions (consistency + accuracy). None = not set; they only apply
+    # when reward_terms is None, and then mean: bleu2 consistency x 1.0, no accuracy, exact reward.
+    similarity: str | None = field(
+        default=None,
+        metadata={"help": "Shorthand (when reward_terms is None): the consistency similarity, a registry spec "
+                  "('bleu2', 'token_f1', 'embedding:model=PATH', ...) or 'my_pkg.module:function'; default bleu2."},
     )
-    accuracy_weight: float = field(
-        default=0.0,
-        metadata={"help": "Weight gamma of the accuracy reward against the gold answers (0 disables it)."},
+    consistency_weight: float | None = field(
+        default=None, metadata={"help": "Shorthand: weight alpha of the consistency reward (default 1.0; 0 disables it)."}
     )
-    accuracy_metric: str = field(
-        default="token_f1", metadata={"help": "Similarity used for accuracy against gold answers (SQuAD token F1)."}
+    accuracy_weight: float | None = field(
+        default=None,
+        metadata={"help": "Shorthand: weight gamma of the accuracy reward against the gold answers (default 0)."},
+    )
+    accuracy_metric: str | None = field(
+        default=None, metadata={"help": "Shorthand: similarity of the accuracy reward (default token_f1)."}
     )
     relaxed_kappa: int | None = field(
         default=None,
-        metadata={"help": "Relaxed reward: number of other paraphrases sampled per completion (paper: 3). "
+        metadata={"help": "Shorthand: relaxed reward, other paraphrases sampled per completion (paper: 3). "
                   "None computes the exact reward over all other paraphrases."},
     )
-    relaxed_samples: int = field(
-        default=1, metadata={"help": "Relaxed reward: rollouts sampled from each chosen paraphrase (paper: 1)."}
+    relaxed_samples: int | None = field(
+        default=None, metadata={"help": "Shorthand: relaxed reward, rollouts sampled per chosen paraphrase (default 1)."}
     )
     advantage_mode: str = field(
         default="paraphrase",
@@ -222,14 +237,7 @@ class PSGRPOConfig(GRPOConfig):
                 f"(got {self.multi_objective_aggregation!r}); use advantage_mode='paraphrase' to keep TRL's "
                 "normalize_then_sum"
             )
-        for name in ("consistency_weight", "accuracy_weight"):
-            value = getattr(self, name)
-            if not np.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if self.relaxed_kappa is not None:
-            RelaxedSampling(self.relaxed_kappa, self.relaxed_samples)  # validates both
-        elif self.relaxed_samples < 1:
-            raise ValueError(f"relaxed_samples must be >= 1, got {self.relaxed_samples}")
+        self.reward_terms = self._resolve_reward_terms()
         if self.collapse_min_words < 0:
             raise ValueError(f"collapse_min_words must be >= 0, got {self.collapse_min_words}")
         for name in ("collapse_warn_identical", "collapse_warn_empty", "collapse_warn_entropy_ratio"):
@@ -241,92 +249,152 @@ class PSGRPOConfig(GRPOConfig):
                 "num_generations must be >= 2 for advantage_mode='paraphrase' (a group of one rollout has no "
                 "spread); use advantage_mode='set' for g = 1"
             )
-        # validate similarity specs early: a typo should fail before any model loads
-        if self.consistency_weight != 0:
-            get_similarity(self.similarity)
-        if self.accuracy_weight != 0:
-            get_similarity(self.accuracy_metric)
+
+    _SHORTHAND = ("similarity", "consistency_weight", "accuracy_weight", "accuracy_metric", "relaxed_kappa",
+                  "relaxed_samples")
+
+    def _resolve_reward_terms(self) -> list[dict[str, Any]]:
+        """reward_terms, or the terms of the shorthand fields; validated (similarity specs resolve, functions
+        import), so a typo fails before any model loads."""
+        given = {name: getattr(self, name) for name in self._SHORTHAND if getattr(self, name) is not None}
+        if self.reward_terms is not None and given:
+            raise ValueError(f"give the rewards either as reward_terms or with the shorthand fields {sorted(given)}, "
+                             "not both")
+        raw = self.reward_terms
+        if raw is None:
+            for name in ("consistency_weight", "accuracy_weight"):
+                if name in given and not np.isfinite(given[name]):
+                    raise ValueError(f"{name} must be a finite number, got {given[name]!r}")
+            if given.get("relaxed_kappa") is not None:
+                RelaxedSampling(given["relaxed_kappa"], given.get("relaxed_samples", 1))  # validates both
+            elif given.get("relaxed_samples", 1) < 1:
+                raise ValueError(f"relaxed_samples must be >= 1, got {given['relaxed_samples']}")
+            raw = legacy_reward_terms(**given)
+        return [term.as_dict() for term in parse_reward_terms(raw, "reward_terms")] if raw else []
 
     @property
-    def relaxed(self) -> RelaxedSampling | None:
-        return None if self.relaxed_kappa is None else RelaxedSampling(self.relaxed_kappa, self.relaxed_samples)
+    def terms(self) -> list[RewardTerm]:
+        """The reward terms as objects (reward_terms is kept as plain mappings: it is saved with the config)."""
+        return parse_reward_terms(self.reward_terms, "reward_terms", check=False) if self.reward_terms else []
 
 
-class _ConsistencyPlaceholder:
-    """Stands in TRL's reward list for the consistency column.
+class _SetTermPlaceholder:
+    """Stands in TRL's reward list for a term scored across the paraphrases of a set (consistency, agreement).
 
     TRL calls reward functions on the local slice only; the real values need the whole generation
     batch, so this returns zeros and :meth:`PSGRPOTrainer._calculate_rewards` overwrites the column
     after gathering.
     """
 
-    __name__ = "consistency"
+    def __init__(self, name: str):
+        self.__name__ = name
 
     def __call__(self, completions: list, **kwargs: Any) -> list[float]:
         return [0.0] * len(completions)
 
 
-class _AccuracyReward:
-    """Accuracy against gold answers as an ordinary (per-completion) TRL reward function."""
+class _ReferenceReward:
+    """Similarity of each completion to a reference column, as an ordinary (per-completion) TRL reward function."""
 
-    __name__ = "accuracy"
-
-    def __init__(self, metric: str, answers_column: str):
-        self.metric = get_similarity(metric)
-        self.answers_column = answers_column
+    def __init__(self, name: str, similarity: str, column: str):
+        self.__name__ = name
+        self.metric = get_similarity(similarity)
+        self.column = column
 
     def __call__(self, completions: list, **kwargs: Any) -> list[float | None]:
-        answers = kwargs.get(self.answers_column)
-        if answers is None:
-            raise ValueError(
-                f"accuracy_weight > 0 needs a {self.answers_column!r} column with gold answers in the dataset"
-            )
-        rewards = accuracy_rewards(completions, answers, metric=self.metric)
+        references = kwargs.get(self.column)
+        if references is None:
+            raise ValueError(f"reward term {self.__name__!r} needs a {self.column!r} column with references in the "
+                             "dataset")
+        rewards = reference_rewards(completions, references, similarity=self.metric)
         return [None if np.isnan(r) else float(r) for r in rewards]
 
 
-class PSGRPOTrainer(GRPOTrainer):
-    """``trl.GRPOTrainer`` with the PS-GRPO set reward (see the module docstring).
+class _FunctionReward:
+    """A user's TRL reward function with the recipe's keyword arguments bound (TRL logs it under ``name``)."""
 
-    Args are those of ``GRPOTrainer``; ``reward_funcs`` are OPTIONAL extra per-completion reward
-    functions (weighted by ``args.reward_weights``) added to the built-in consistency and accuracy
-    rewards. The datasets need ``set_id`` and ``paraphrase_id`` columns (names configurable).
+    def __init__(self, name: str, function: Any, kwargs: dict[str, Any]):
+        self.__name__ = name
+        self.function = function
+        self.kwargs = dict(kwargs)
+
+    def __call__(self, **trl_kwargs: Any) -> Any:
+        clash = sorted(set(self.kwargs) & set(trl_kwargs))
+        if clash:
+            raise ValueError(f"reward term {self.__name__!r}: kwargs {clash} clash with what TRL passes (dataset "
+                             "columns, prompts, completions, ...); rename the function's parameter")
+        return self.function(**trl_kwargs, **self.kwargs)
+
+
+def _term_function(term: RewardTerm, args: "PSGRPOConfig") -> Any:
+    if term.needs_sets:
+        return _SetTermPlaceholder(term.name)
+    if term.type == "reference":
+        return _ReferenceReward(term.name, term.similarity, term.column or args.answers_column)
+    return _FunctionReward(term.name, load_reward_function(term.function), term.kwargs)
+
+
+def has_paraphrase_sets(dataset: Any, args: "PSGRPOConfig") -> bool:
+    """Whether rows carry set or paraphrase ids (else they are ordinary prompts: one TRL group per prompt).
+
+    Either id alone counts: such rows were meant as sets, and the column check then names the missing one.
+    """
+    columns = getattr(dataset, "column_names", None) or []
+    return args.set_id_column in columns or args.paraphrase_id_column in columns
+
+
+class PSGRPOTrainer(GRPOTrainer):
+    """``trl.GRPOTrainer`` with reward terms and the PS-GRPO set reward (see the module docstring).
+
+    Args are those of ``GRPOTrainer``; the rewards are ``args.reward_terms``; ``reward_funcs`` are OPTIONAL
+    extra per-completion reward functions (weighted by ``args.reward_weights``). Datasets with ``set_id`` and
+    ``paraphrase_id`` columns (names configurable) are paraphrase sets; datasets without them are ordinary
+    prompts, trained exactly as ``trl.GRPOTrainer`` trains them (consistency and agreement terms need sets).
     """
 
     def __init__(self, model: Any, reward_funcs: Any = None, args: PSGRPOConfig | None = None, **kwargs: Any):
         if args is None or not isinstance(args, PSGRPOConfig):
             raise TypeError("PSGRPOTrainer needs args=PSGRPOConfig(...)")
         user_funcs = [] if reward_funcs is None else (reward_funcs if isinstance(reward_funcs, list) else [reward_funcs])
-        funcs: list[Any] = []
-        weights: list[float] = []
-        self._consistency_index: int | None = None
-        if args.consistency_weight != 0:
-            self._consistency_index = len(funcs)
-            funcs.append(_ConsistencyPlaceholder())
-            weights.append(args.consistency_weight)
-        if args.accuracy_weight != 0:
-            funcs.append(_AccuracyReward(args.accuracy_metric, args.answers_column))
-            weights.append(args.accuracy_weight)
+        terms = args.terms
+        train_dataset = kwargs.get("train_dataset")
+        self.uses_sets = train_dataset is not None and not isinstance(train_dataset, dict) and \
+            has_paraphrase_sets(train_dataset, args)
+        set_terms = [t.name for t in terms if t.needs_sets]
+        if set_terms and train_dataset is not None and not self.uses_sets:
+            raise SetLayoutError(
+                f"reward term(s) {set_terms} compare the paraphrases of a set, but train_dataset has no "
+                f"'{args.set_id_column}'/'{args.paraphrase_id_column}' columns (ordinary prompts); use paraphrase-set "
+                "data or drop those terms"
+            )
+        if not self.uses_sets and args.advantage_mode == "set":
+            raise ValueError("advantage_mode='set' normalises over paraphrase sets, but train_dataset has none; use "
+                             "'paraphrase' (one group per prompt, as TRL) or 'batch'")
+        funcs = [_term_function(term, args) for term in terms]
+        weights = [term.weight for term in terms]
+        self._set_terms = [(k, term) for k, term in enumerate(terms) if term.needs_sets]
+        self._consistency_index = next((k for k, t in self._set_terms if t.type == "consistency"), None)
         user_weights = args.reward_weights
         if user_weights is not None and len(user_weights) != len(user_funcs):
             raise ValueError(
                 f"reward_weights has {len(user_weights)} entries but {len(user_funcs)} extra reward_funcs were "
-                "given; in PS-GRPO reward_weights weighs only the extra reward_funcs (the built-in rewards use "
-                "consistency_weight / accuracy_weight)"
+                "given; in grpo-sim reward_weights weighs only the extra reward_funcs (the reward terms carry "
+                "their own weights)"
             )
         funcs.extend(user_funcs)
         weights.extend(user_weights if user_weights is not None else [1.0] * len(user_funcs))
         if not funcs:
-            raise ValueError(
-                "no reward: consistency_weight and accuracy_weight are both 0 and no reward_funcs were given"
-            )
+            raise ValueError("no reward: reward_terms is empty and no reward_funcs were given")
 
         for key in ("train_dataset", "eval_dataset"):
             dataset = kwargs.get(key)
             if dataset is not None and not isinstance(dataset, dict):
-                self._check_columns(dataset, args, key)
-        self.similarity = get_similarity(args.similarity) if args.consistency_weight != 0 else None
-        self._train_layout = self._layout(kwargs.get("train_dataset"), args, "train_dataset")
+                self._check_columns(dataset, args, key, terms, self.uses_sets)
+        consistency = [term for _, term in self._set_terms if term.type == "consistency"]
+        # the first consistency term's metric; tests (and users) may swap it on the trainer
+        self.similarity = get_similarity(consistency[0].similarity) if consistency else None
+        self._term_metrics = {k: get_similarity(t.similarity) for k, t in self._set_terms[1:] if t.type == "consistency"}
+        self._train_layout = self._layout(train_dataset, args, "train_dataset") if self.uses_sets else None
         args.reward_weights = weights
         try:
             super().__init__(model=model, reward_funcs=funcs, args=args, **kwargs)
@@ -350,22 +418,24 @@ class PSGRPOTrainer(GRPOTrainer):
 
     # ----------------------------------------------------------------------------- data checks
     @staticmethod
-    def _check_columns(dataset: Any, args: PSGRPOConfig, what: str) -> None:
+    def _check_columns(dataset: Any, args: PSGRPOConfig, what: str, terms: list[RewardTerm] = (),
+                       uses_sets: bool = True) -> None:
         columns = getattr(dataset, "column_names", None)
         if columns is None:
+            if not uses_sets:
+                return  # an ordinary stream: TRL's own checks apply
             raise TypeError(
                 f"{what}: PS-GRPO needs an indexable datasets.Dataset (got {type(dataset).__name__}); sets must be "
                 "grouped before training, which a stream cannot do"
             )
-        missing = [c for c in (args.set_id_column, args.paraphrase_id_column, "prompt") if c not in columns]
-        if args.accuracy_weight != 0 and args.answers_column not in columns:
-            missing.append(args.answers_column)
+        needed = [args.set_id_column, args.paraphrase_id_column, "prompt"] if uses_sets else ["prompt"]
+        needed += [term.column or args.answers_column for term in terms if term.type == "reference"]
+        missing = list(dict.fromkeys(c for c in needed if c not in columns))
         if missing:
-            raise SetLayoutError(
-                f"{what} is missing column(s) {missing} (has {columns}). PS-GRPO rows are one paraphrase each, with "
-                f"'{args.set_id_column}' (which set) and '{args.paraphrase_id_column}' (which paraphrase); "
-                "grpo_sim.data.to_training_rows builds them from paraphrase sets."
-            )
+            layout = (f" PS-GRPO rows are one paraphrase each, with '{args.set_id_column}' (which set) and "
+                      f"'{args.paraphrase_id_column}' (which paraphrase); grpo_sim.data.to_training_rows builds them "
+                      "from paraphrase sets." if uses_sets else " Reference terms read their 'column'.")
+            raise SetLayoutError(f"{what} is missing column(s) {missing} (has {columns}).{layout}")
 
     @staticmethod
     def _layout(dataset: Any, args: PSGRPOConfig, what: str):
@@ -374,7 +444,9 @@ class PSGRPOTrainer(GRPOTrainer):
         return build_set_layout(dataset[args.set_id_column], dataset[args.paraphrase_id_column], what)
 
     # ----------------------------------------------------------------------------- samplers
-    def _get_train_sampler(self, dataset: Any = None) -> ParaphraseSetSampler:
+    def _get_train_sampler(self, dataset: Any = None):
+        if not self.uses_sets:
+            return super()._get_train_sampler(dataset)
         layout = self._train_layout if dataset is None else self._layout(dataset, self.args, "train_dataset")
         return ParaphraseSetSampler(
             layout,
@@ -385,7 +457,11 @@ class PSGRPOTrainer(GRPOTrainer):
             seed=self.args.seed,
         )
 
-    def _get_eval_sampler(self, eval_dataset: Any) -> ParaphraseSetSampler:
+    def _get_eval_sampler(self, eval_dataset: Any):
+        if not has_paraphrase_sets(eval_dataset, self.args):
+            if self.uses_sets and self._set_terms:
+                raise SetLayoutError("eval_dataset has no paraphrase sets, but the set reward terms need them")
+            return super()._get_eval_sampler(eval_dataset)
         layout = self._layout(eval_dataset, self.args, "eval_dataset")
         eval_batch = self.args.per_device_eval_batch_size * self.accelerator.num_processes
         check_batch_fits_sets(
@@ -400,7 +476,7 @@ class PSGRPOTrainer(GRPOTrainer):
         return ParaphraseSetSampler(layout, mini_repeat_count=self.num_generations_eval, seed=self.args.seed)
 
     def get_train_dataloader(self):
-        if self._train_layout is None:
+        if self.uses_sets and self._train_layout is None:
             raise SetLayoutError("PSGRPOTrainer needs a train_dataset with paraphrase sets")
         return super().get_train_dataloader()
 
@@ -413,16 +489,20 @@ class PSGRPOTrainer(GRPOTrainer):
         )
         return int(self.args.seed), REWARD_STREAMS[mode], generation
 
-    def _consistency_rewards(self, texts, set_ids, para_ids, mode: str) -> np.ndarray:
+    def _consistency_rewards(self, texts, set_ids, para_ids, mode: str, index: int | None = None,
+                             term: RewardTerm | None = None) -> np.ndarray:
         """Score this process's share of the sets, then gather every process's share."""
+        if term is None:  # the first consistency term
+            index, term = next((k, t) for k, t in self._set_terms if t.type == "consistency")
+        metric = self._term_metrics.get(index, self.similarity)
+        relaxed = RelaxedSampling.parse(term.relaxed)
         shards = set_shards(set_ids, self.accelerator.num_processes)
         mine = np.flatnonzero(shards == self.accelerator.process_index)
         own_sets = list(dict.fromkeys(set_ids[k] for k in mine))
         share, error = None, None
         try:
             share = group_similarity_rewards(
-                texts, set_ids, para_ids, self.similarity, approx=self.args.relaxed, seed=self._reward_seed(mode),
-                sets=own_sets,
+                texts, set_ids, para_ids, metric, approx=relaxed, seed=self._reward_seed(mode), sets=own_sets,
             )[mine]
         except Exception as exc:  # noqa: BLE001 - re-raised below on EVERY process
             error = exc
@@ -432,7 +512,7 @@ class PSGRPOTrainer(GRPOTrainer):
         if failures:
             rank, message = failures[0]
             raise ValueError(
-                f"consistency reward ({self.args.similarity}) failed on process {rank}: {message}"
+                f"{term.name} reward ({term.similarity}) failed on process {rank}: {message}"
             ) from error
         return merge_shards([values for values, _ in shares], shards)
 
@@ -440,19 +520,23 @@ class PSGRPOTrainer(GRPOTrainer):
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         mode = "train" if self.model.training else "eval"
-        local = [
-            (text, row[self.args.set_id_column], row[self.args.paraphrase_id_column])
-            for text, row in zip(_as_texts(completions), inputs)
-        ]
+        with_sets = bool(inputs) and self.args.set_id_column in inputs[0] and self.args.paraphrase_id_column in inputs[0]
+        if with_sets:
+            local = [(text, row[self.args.set_id_column], row[self.args.paraphrase_id_column])
+                     for text, row in zip(_as_texts(completions), inputs)]
+        else:  # ordinary prompts: every completion is its own "set" for the statistics below
+            local = [(text, None, None) for text in _as_texts(completions)]
         gathered = gather_object(local)  # process order == TRL's gathered reward order
         texts = [t for t, _, _ in gathered]
         set_ids = [s for _, s, _ in gathered]
         para_ids = [p for _, _, p in gathered]
-        if self._consistency_index is not None:
-            consistency = self._consistency_rewards(texts, set_ids, para_ids, mode)
-            rewards_per_func[:, self._consistency_index] = torch.as_tensor(
-                consistency, dtype=rewards_per_func.dtype, device=rewards_per_func.device
-            )
+        for index, term in self._set_terms if with_sets else ():
+            if term.type == "consistency":
+                values = self._consistency_rewards(texts, set_ids, para_ids, mode, index, term)
+            else:  # agreement: cheap, the same on every process
+                values = majority_agreement_rewards(texts, set_ids, para_ids, ignore_empty=term.ignore_empty)
+            rewards_per_func[:, index] = torch.as_tensor(values, dtype=rewards_per_func.dtype,
+                                                         device=rewards_per_func.device)
         short = short_completion_mask(texts, self.args.collapse_min_words)
         if self.args.collapse_penalty and short.any():
             penalised = apply_collapse_penalty(rewards_per_func.cpu().double().numpy(), short)
@@ -460,9 +544,15 @@ class PSGRPOTrainer(GRPOTrainer):
         combined = (rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
         combined[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
         self._global_rewards = combined
-        self._global_set_codes = group_codes(set_ids)
-        self._global_para_codes = group_codes(set_ids, para_ids)
-        self._log_set_statistics(mode, texts, set_ids, para_ids, combined, short)
+        if with_sets:
+            self._global_set_codes = group_codes(set_ids)
+            self._global_para_codes = group_codes(set_ids, para_ids)
+            self._log_set_statistics(mode, texts, set_ids, para_ids, combined, short)
+        else:
+            self._global_set_codes = np.arange(len(texts), dtype=np.int64)
+            self._global_para_codes = self._global_set_codes
+            self._metrics[mode]["ps_grpo/frac_penalised"].append(
+                float(short.mean()) if self.args.collapse_penalty else 0.0)
         return rewards_per_func
 
     def _log_set_statistics(self, mode, texts, set_ids, para_ids, combined, short) -> None:
@@ -495,7 +585,7 @@ class PSGRPOTrainer(GRPOTrainer):
                 suspicious = stats.get("frac_modal_answer", 0.0) >= 0.5
             else:
                 suspicious = (stats["mean_words"] < 2 * max(self.args.collapse_min_words, 1)
-                              or self.args.accuracy_weight == 0)
+                              or not PSGRPOTrainer._has_anchor(self))
             if suspicious:
                 shared = ""
                 if "frac_modal_answer" in stats:
@@ -508,12 +598,17 @@ class PSGRPOTrainer(GRPOTrainer):
             reasons.append(f"policy entropy fell to {entropy:.3f} from {self._initial_entropy:.3f}")
         if reasons and self.state.global_step - self._last_warning_step >= 10:
             self._last_warning_step = self.state.global_step
-            if self.args.consistency_weight != 0 and self.args.accuracy_weight == 0:
+            if any(term.needs_sets for term in self.args.terms) and not PSGRPOTrainer._has_anchor(self):
                 advice = ("a similarity-only reward is maximised by one constant answer: add an accuracy reward "
-                          "(accuracy_weight), keep collapse_penalty on, or lower the learning rate")
+                          "(a reference term against the gold answers), keep collapse_penalty on, or lower the "
+                          "learning rate")
             else:
                 advice = "check the completions; lower the learning rate or raise the temperature if this persists"
             logger.warning("possible collapse at step %d: %s (%s)", self.state.global_step, "; ".join(reasons), advice)
+
+    def _has_anchor(self) -> bool:
+        """Whether a reference term (e.g. accuracy against gold answers) is weighted: it pays for being right."""
+        return any(term.type == "reference" and term.weight != 0 for term in self.args.terms)
 
     # ----------------------------------------------------------------------------- a lost rollout server
     def _watch_rollout_server(self) -> None:

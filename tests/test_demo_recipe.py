@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from grpo_sim.demo import ARM_REWARDS, DEMO_DATA_SETTINGS, DEMO_GRPO_SETTINGS, grpo_config_kwargs
-from grpo_sim.recipe import load_recipe
+from grpo_sim.recipe import build_config, load_recipe
+from grpo_sim.runner import cpu_defaults
+from grpo_sim.trainer import PSGRPOConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,14 +16,14 @@ def test_demo_recipes_match_the_demo_settings():
     for recipe_name, arm in (("ps_grpo", "ps_grpo"), ("grpo_accuracy_only", "accuracy_only")):
         recipe = load_recipe(ROOT / "recipes" / "demo" / f"{recipe_name}.yaml")
         n = recipe.data.demo.num_paraphrases
-        expected = grpo_config_kwargs(DEMO_GRPO_SETTINGS, n, arm, "out")
-        ours = recipe.trainer_kwargs("out")
+        expected = PSGRPOConfig(**grpo_config_kwargs(DEMO_GRPO_SETTINGS, n, arm, "out"))
+        ours = build_config(cpu_defaults(recipe), "out")
         for key in ("learning_rate", "lr_scheduler_type", "num_generations", "per_device_train_batch_size",
                     "max_completion_length", "temperature", "beta", "loss_type", "scale_rewards", "max_steps",
-                    "similarity", "accuracy_metric", "advantage_mode", "relaxed_kappa", "collapse_penalty",
-                    "consistency_weight", "accuracy_weight", "seed", "collapse_warn_entropy_ratio"):
-            assert ours[key] == expected[key], (recipe_name, key, ours[key], expected[key])
-        assert ours["accuracy_weight"] == ARM_REWARDS[arm]["accuracy_weight"]
+                    "reward_terms", "advantage_mode", "collapse_penalty", "seed", "collapse_warn_entropy_ratio"):
+            assert getattr(ours, key) == getattr(expected, key), (recipe_name, key)
+        accuracy = [t["weight"] for t in ours.reward_terms if t["name"] == "accuracy"]
+        assert accuracy == [ARM_REWARDS[arm]["accuracy_weight"]]
         assert recipe.model.freeze_embeddings == DEMO_GRPO_SETTINGS.get("freeze_embeddings", False)
         demo = recipe.data.demo
         for key, value in DEMO_DATA_SETTINGS.items():

@@ -34,11 +34,13 @@ def problems_of(data, tmp_path):
 
 def test_valid_recipe_and_trainer_kwargs(tmp_path):
     recipe = load_recipe(write(tmp_path, BASE))
-    kwargs = recipe.trainer_kwargs("out")
-    assert kwargs["accuracy_weight"] == 1.0 and kwargs["similarity"] == "bleu2"
-    assert kwargs["relaxed_kappa"] is None and kwargs["advantage_mode"] == "paraphrase"
     config = build_config(cpu_defaults(recipe), tmp_path / "out")
-    assert config.learning_rate == 1e-6 and config.num_generations == 4 and config.accuracy_weight == 1.0
+    # the shorthand reward keys become a consistency term and an accuracy (reference) term
+    assert config.reward_terms == [
+        {"type": "consistency", "name": "consistency", "weight": 1.0, "similarity": "bleu2", "relaxed": None},
+        {"type": "reference", "name": "accuracy", "weight": 1.0, "similarity": "token_f1", "column": None}]
+    assert config.advantage_mode == "paraphrase"
+    assert config.learning_rate == 1e-6 and config.num_generations == 4
 
 
 @pytest.mark.parametrize(

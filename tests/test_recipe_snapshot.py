@@ -3,6 +3,10 @@
 tests/data/shipped_recipe_configs.json holds ``PSGRPOConfig.to_dict()`` of every shipped recipe (CPU
 defaults applied, output_dir 'OUT'), captured on main before recipes gained reward terms.
 Regenerate only for a deliberate change of a shipped recipe.
+
+Since then the rewards are ``reward_terms``; the old shorthand fields (similarity, consistency_weight,
+accuracy_weight, accuracy_metric, relaxed_kappa, relaxed_samples) are unset in a built config, and
+their captured values must come back as the equivalent terms. Every other field is compared as is.
 """
 
 from __future__ import annotations
@@ -24,6 +28,29 @@ def built_config(relative: str) -> dict:
     return json.loads(json.dumps(config.to_dict(), default=str))
 
 
+SHORTHAND = ("similarity", "consistency_weight", "accuracy_weight", "accuracy_metric", "relaxed_kappa",
+             "relaxed_samples")
+
+
+def terms_of_captured(old: dict) -> list[dict]:
+    """What the captured shorthand meant: consistency (if weighted) then accuracy vs gold (if weighted)."""
+    terms = []
+    if old["consistency_weight"]:
+        relaxed = None if old["relaxed_kappa"] is None else {"kappa": old["relaxed_kappa"],
+                                                             "samples": old["relaxed_samples"]}
+        terms.append({"type": "consistency", "name": "consistency", "weight": old["consistency_weight"],
+                      "similarity": old["similarity"], "relaxed": relaxed})
+    if old["accuracy_weight"]:
+        terms.append({"type": "reference", "name": "accuracy", "weight": old["accuracy_weight"],
+                      "similarity": old["accuracy_metric"], "column": None})
+    return terms
+
+
 @pytest.mark.parametrize("relative", sorted(SNAPSHOT))
 def test_shipped_recipe_builds_the_captured_config(relative):
-    assert built_config(relative) == SNAPSHOT[relative]
+    old, new = SNAPSHOT[relative], built_config(relative)
+    assert new["reward_terms"] == terms_of_captured(old)
+    assert all(new[name] is None for name in SHORTHAND)
+    rest = set(old) - set(SHORTHAND)
+    assert set(new) - set(SHORTHAND) == rest | {"reward_terms"}
+    assert {k: new[k] for k in rest} == {k: old[k] for k in rest}
