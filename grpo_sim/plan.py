@@ -198,6 +198,8 @@ def infer_paraphrases_per_set(recipe: Recipe) -> int:
         return recipe.data.paraphrases_per_set
     if recipe.data.train == DEMO_DATA:
         return recipe.data.demo.num_paraphrases
+    if recipe.data.format == "prompts":
+        return 1  # ordinary prompts: each is its own group of g completions
     if recipe.data.train.endswith(".jsonl"):
         import json
         from pathlib import Path
@@ -207,6 +209,6 @@ def infer_paraphrases_per_set(recipe: Recipe) -> int:
             with open(path) as fh:
                 for line in fh:
                     if line.strip():
-                        return len(json.loads(line).get("paraphrases", [])) or 1
+                        return len(json.loads(line).get("paraphrases") or []) or 1
     raise ValueError(f"cannot tell how many paraphrases per set {recipe.data.train!r} has (file missing or not "
                      "JSONL); pass --paraphrases-per-set or set data.paraphrases_per_set")

@@ -49,6 +49,9 @@ _OWNED_BY_SECTIONS = {
     "relaxed_kappa": "reward.relaxed.kappa instead (or a consistency term's relaxed: in rewards:)",
     "relaxed_samples": "reward.relaxed.samples instead (or a consistency term's relaxed: in rewards:)",
     "output_dir": "--output-dir (or the top-level output_dir key) instead",
+    "model_init_kwargs": "model.model_init_kwargs instead (applied to the policy and the reference model)",
+    "trust_remote_code": "model.trust_remote_code instead",
+    "chat_template_kwargs": "model.chat_template_kwargs instead",
 }
 
 
@@ -156,6 +159,24 @@ class ModelSettings(_Section):
     lora: LoraSettings | None = None
     merge_adapters: bool = Field(False, description="merge LoRA adapters into the saved final model")
     freeze_embeddings: bool = Field(False, description="keep the input embeddings (and tied output) fixed")
+    revision: str | None = Field(None, description="hub branch, tag or commit of the model")
+    trust_remote_code: bool = Field(False, description="run the model repository's own Python code (only for "
+                                                       "repositories you trust)")
+    model_init_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="more from_pretrained arguments, for the policy AND the reference model")
+    chat_template_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="arguments of the chat template (e.g. enable_thinking: false)")
+
+    def init_kwargs(self) -> dict[str, Any]:
+        """from_pretrained arguments of the policy, which TRL also uses for the reference model (beta > 0)."""
+        kwargs: dict[str, Any] = {}
+        if self.revision:
+            kwargs["revision"] = self.revision
+        if self.dtype != "auto":
+            kwargs["dtype"] = self.dtype
+        if self.attn_implementation:
+            kwargs["attn_implementation"] = self.attn_implementation
+        return {**kwargs, **self.model_init_kwargs, "trust_remote_code": self.trust_remote_code}
 
 
 class DemoDataSettings(_Section):
@@ -171,9 +192,16 @@ class DataSettings(_Section):
     eval: str | None = Field(None, description="held-out paraphrase sets (same forms as train)")
     prompt: str = Field("rag_short_answer", description="prompt template name or a '{question}'/'{passages}' string")
     paraphrases_per_set: int | None = Field(None, ge=2, description="keep the first n paraphrases of every set")
-    max_train_sets: int | None = Field(None, ge=1)
-    max_eval_sets: int | None = Field(None, ge=1)
+    max_train_sets: int | None = Field(None, ge=1, description="keep the first N sets (ordinary data: rows)")
+    max_eval_sets: int | None = Field(None, ge=1, description="keep the first N sets (ordinary data: rows)")
     demo: DemoDataSettings = Field(default_factory=DemoDataSettings, description="settings when train is 'demo'")
+    format: Literal["auto", "paraphrase_sets", "prompts"] = Field(
+        "auto", description="paraphrase sets, or ordinary (prompt, reference) rows; auto: rows with 'paraphrases' "
+                            "are sets")
+    config: str | None = Field(None, description="the Hub dataset's configuration (load_dataset's name)")
+    columns: dict[Literal["prompt", "answers"], str] = Field(
+        default_factory=dict, description="ordinary rows: the dataset's prompt / reference column names")
+    system_prompt: str | None = Field(None, description="a system message put before every prompt")
 
     @field_validator("prompt")
     @classmethod
@@ -304,6 +332,13 @@ class Recipe(_Section):
         are set (the rest keep PSGRPOConfig's own defaults)."""
         kwargs = dict(self.training)
         kwargs.update(output_dir=str(output_dir), reward_terms=self.reward_terms())
+        init = self.model.init_kwargs()
+        if set(init) != {"trust_remote_code"} or init["trust_remote_code"]:
+            kwargs["model_init_kwargs"] = init  # TRL builds the reference model (beta > 0) from these
+        if self.model.trust_remote_code:
+            kwargs["trust_remote_code"] = True
+        if self.model.chat_template_kwargs:
+            kwargs["chat_template_kwargs"] = dict(self.model.chat_template_kwargs)
         for key, field_name in REWARD_SETTINGS.items():
             value = getattr(self.reward, key)
             if value is not None:

@@ -292,32 +292,74 @@ class NothingLeftToTrainCallback(TrainerCallback):
 
 
 # ------------------------------------------------------------------------------------ data + model
-def load_sets(spec: str, recipe: Recipe, split: str):
-    """Paraphrase sets from a JSONL path, 'hf:NAME[:SPLIT]' or the bundled demo."""
+def _hf_rows(spec: str, recipe: Recipe, split: str):
+    """``hf:NAME[:SPLIT]``: a Hub dataset (``data.config`` its configuration) or a ``save_to_disk`` directory."""
+    import datasets
+
+    name, _, hf_split = spec[3:].partition(":")
+    try:
+        if Path(name).is_dir():
+            rows = datasets.load_from_disk(name)
+            if isinstance(rows, datasets.DatasetDict):
+                rows = rows[hf_split or split]
+            return rows
+        return datasets.load_dataset(name, recipe.data.config, split=hf_split or split)
+    except Exception as exc:  # the hub, a missing split, a bad name: all mean "cannot read data.<split>"
+        raise RecipeError(f"data.{split}: cannot load {spec} ({type(exc).__name__}: {exc})") from None
+
+
+def load_data(spec: str, recipe: Recipe, split: str):
+    """Paraphrase sets (a list of ParaphraseSet) or ordinary prompt rows (a list of dicts), as data.format says
+    (auto: rows with 'paraphrases' are sets), from a JSONL path, a save_to_disk directory, 'hf:NAME[:SPLIT]' or
+    the bundled demo."""
+    from .data.prompts import looks_like_paraphrase_sets, prompt_rows, read_jsonl_rows
     from .data.schema import load_psets
 
+    data = recipe.data
     if spec == DEMO_DATA:
         from .demo import demo_data
 
-        train, eval_ = demo_data(recipe.data.demo)
+        train, eval_ = demo_data(data.demo)
         return train if split == "train" else eval_
     if spec.startswith("hf:"):
-        from datasets import load_dataset
+        source: Any = _hf_rows(spec, recipe, split)
+        first = source[0] if len(source) else {}
+    else:
+        path = Path(spec)
+        if not path.exists():
+            where = "" if path.is_absolute() else f" (relative to the current directory {Path.cwd()})"
+            raise RecipeError(f"data.{split}: {spec} does not exist{where}")
+        source = path
+        if data.format == "paraphrase_sets" or path.is_dir() or path.suffix in (".gz", ".bz2", ".xz", ".zst"):
+            first = {"paraphrases": None}
+        else:
+            try:
+                first = next(iter(read_jsonl_rows(path)), {"paraphrases": None})
+            except ValueError:  # a broken file: the paraphrase-set reader names every problem
+                first = {"paraphrases": None}
+    sets = data.format == "paraphrase_sets" or (data.format == "auto" and looks_like_paraphrase_sets(first))
+    if sets:
+        return load_psets(source)
+    rows = source if not isinstance(source, Path) else read_jsonl_rows(source)
+    limit = data.max_train_sets if split == "train" else data.max_eval_sets
+    return prompt_rows(rows, spec, data.columns, data.system_prompt, limit)
 
-        name, _, hf_split = spec[3:].partition(":")
-        try:
-            rows = load_dataset(name, split=hf_split or split)
-        except Exception as exc:  # the hub, a missing split, a bad name: all mean "cannot read data.<split>"
-            raise RecipeError(f"data.{split}: cannot load {spec} ({type(exc).__name__}: {exc})") from None
-        return load_psets(rows)
-    path = Path(spec)
-    if not path.exists():
-        where = "" if path.is_absolute() else f" (relative to the current directory {Path.cwd()})"
-        raise RecipeError(f"data.{split}: {spec} does not exist{where}")
-    return load_psets(path)
+
+def is_prompt_rows(items) -> bool:
+    return bool(items) and isinstance(items[0], dict)
+
+
+def load_sets(spec: str, recipe: Recipe, split: str):
+    """Paraphrase sets (see :func:`load_data`); ordinary rows are an error here."""
+    items = load_data(spec, recipe, split)
+    if is_prompt_rows(items):
+        raise RecipeError(f"data.{split}: {spec} holds ordinary prompts, not paraphrase sets")
+    return items
 
 
 def trim_sets(sets, paraphrases_per_set: int | None, max_sets: int | None):
+    if is_prompt_rows(sets):
+        return sets  # ordinary rows: load_data applied the limit
     if paraphrases_per_set is not None:
         short = [s.set_id for s in sets if len(s.paraphrases) < paraphrases_per_set]
         if short:
@@ -328,11 +370,18 @@ def trim_sets(sets, paraphrases_per_set: int | None, max_sets: int | None):
 
 
 def training_rows(sets, recipe: Recipe):
+    """The trainer's dataset: one row per paraphrase of every set, or the ordinary rows as they are."""
     from datasets import Dataset
 
     from .data.schema import to_training_rows
 
-    return Dataset.from_list(to_training_rows(sets, recipe.data.prompt))
+    if is_prompt_rows(sets):
+        return Dataset.from_list(sets)
+    rows = to_training_rows(sets, recipe.data.prompt)
+    if recipe.data.system_prompt:
+        for row in rows:
+            row["prompt"] = [{"role": "system", "content": recipe.data.system_prompt}, *row["prompt"]]
+    return Dataset.from_list(rows)
 
 
 def resolve_model_path(recipe: Recipe, cache_dir: Path | None = None) -> str:
@@ -348,11 +397,10 @@ def _load_policy(recipe: Recipe, cache_dir: Path | None = None):
     from .models.tiny import load_policy
 
     path = resolve_model_path(recipe, cache_dir)
-    kwargs: dict[str, Any] = {}
-    if recipe.model.attn_implementation:
-        kwargs["attn_implementation"] = recipe.model.attn_implementation
+    kwargs = recipe.model.init_kwargs()  # the same arguments TRL gets for the reference model
+    dtype = kwargs.pop("dtype", None)
     try:
-        return load_policy(path, dtype=None if recipe.model.dtype == "auto" else recipe.model.dtype, **kwargs)
+        return load_policy(path, dtype=dtype, **kwargs)
     except OSError as exc:
         raise RecipeError(f"{recipe._source}: model.name_or_path {path!r} could not be loaded: {exc}") from None
 
@@ -504,6 +552,26 @@ def _data_problem(split: str, exc: Exception) -> str:
     return message if message.startswith(f"data.{split}") else f"data.{split}: {message}"
 
 
+def _prompt_data_problems(recipe: Recipe, rows: list[dict[str, Any]]) -> list[str]:
+    """Terms that need paraphrase sets, and reference columns the ordinary rows lack."""
+    problems = []
+    for k, term in enumerate(recipe.reward_terms()):
+        kind = term.get("type")
+        if kind in ("consistency", "agreement"):
+            problems.append(f"rewards[{k}] ({kind}): compares the paraphrases of a set, but data.train "
+                            f"({recipe.data.train}) holds ordinary prompts without paraphrase sets; drop the term or "
+                            "train on paraphrase-set data")
+        elif kind == "reference":
+            column = term.get("column") or "answers"
+            if all(row.get(column) is None for row in rows):
+                problems.append(f"rewards[{k}] (reference): no row of data.train has references in {column!r}; map "
+                                "the reference column with data.columns.answers (or set the term's column)")
+    if recipe.reward.advantage == "set":
+        problems.append("reward.advantage: 'set' needs paraphrase sets; ordinary prompts use 'paraphrase' (one group "
+                        "per prompt, as TRL) or 'batch'")
+    return problems
+
+
 def start_problems(recipe: Recipe, output_dir: Path | None = None, resume: str | None = None,
                    overwrite: bool = False, num_processes: int | None = None, num_machines: int = 1,
                    read_data: bool = True, check_batches: bool = True) -> tuple[StartDecisions, list[str]]:
@@ -547,17 +615,22 @@ def start_problems(recipe: Recipe, output_dir: Path | None = None, resume: str |
     data_ok = True
     if read_data:
         try:
-            sets = trim_sets(load_sets(recipe.data.train, recipe, "train"), recipe.data.paraphrases_per_set,
+            sets = trim_sets(load_data(recipe.data.train, recipe, "train"), recipe.data.paraphrases_per_set,
                              recipe.data.max_train_sets)
-            rows = [(s.set_id, p.paraphrase_id) for s in sets for p in s.paraphrases]
-            layout = build_set_layout([r[0] for r in rows], [r[1] for r in rows], f"data.train ({recipe.data.train})")
-            decisions.train_sets, n = sets, layout.paraphrases_per_set
+            if is_prompt_rows(sets):  # ordinary prompts: one TRL group per prompt, a "set" of one
+                decisions.train_sets, n = sets, 1
+                problems.extend(_prompt_data_problems(recipe, sets))
+            else:
+                rows = [(s.set_id, p.paraphrase_id) for s in sets for p in s.paraphrases]
+                layout = build_set_layout([r[0] for r in rows], [r[1] for r in rows],
+                                          f"data.train ({recipe.data.train})")
+                decisions.train_sets, n = sets, layout.paraphrases_per_set
         except ValueError as exc:  # RecipeError, DataError, SetLayoutError
             problems.append(_data_problem("train", exc))
             data_ok = False
         if recipe.data.eval:
             try:
-                decisions.eval_sets = trim_sets(load_sets(recipe.data.eval, recipe, "eval"),
+                decisions.eval_sets = trim_sets(load_data(recipe.data.eval, recipe, "eval"),
                                                 recipe.data.paraphrases_per_set, recipe.data.max_eval_sets)
             except ValueError as exc:
                 problems.append(_data_problem("eval", exc))
@@ -800,9 +873,12 @@ def run_training(
 
     if merge:
         merge_saved_adapter(recipe, cache, result.final_adapter, result.final_model)
-    if eval_sets and recipe.evaluation.enabled:
+    if eval_sets and is_prompt_rows(eval_sets):
+        logger.info("data.eval holds ordinary prompts: the consistency evaluation needs paraphrase sets; skipped")
+    elif eval_sets and recipe.evaluation.enabled:
         result.evaluation = evaluate_final(recipe, result.final_model, eval_sets, out / "eval")
-    data_summary = {"train_sets": len(train_sets), "paraphrases_per_set": len(train_sets[0].paraphrases)}
+    data_summary = ({"train_rows": len(train_sets)} if is_prompt_rows(train_sets) else
+                    {"train_sets": len(train_sets), "paraphrases_per_set": len(train_sets[0].paraphrases)})
     atomic_write_text(result.final_model / "README.md", model_card(recipe, result, data_summary))
     if hub_repo is not None:
         result.pushed_to = push_final_to_hub(result.final_model, *hub_repo)

@@ -6,7 +6,10 @@ Regenerate only for a deliberate change of a shipped recipe.
 
 Since then the rewards are ``reward_terms``; the old shorthand fields (similarity, consistency_weight,
 accuracy_weight, accuracy_metric, relaxed_kappa, relaxed_samples) are unset in a built config, and
-their captured values must come back as the equivalent terms. Every other field is compared as is.
+their captured values must come back as the equivalent terms. One deliberate change: model_init_kwargs
+now carries the model section's from_pretrained arguments (TRL builds the reference model from them when
+beta > 0; before, the reference of a bf16/sdpa recipe was loaded in float32 with the default attention).
+Every other field is compared as is.
 """
 
 from __future__ import annotations
@@ -51,6 +54,10 @@ def test_shipped_recipe_builds_the_captured_config(relative):
     old, new = SNAPSHOT[relative], built_config(relative)
     assert new["reward_terms"] == terms_of_captured(old)
     assert all(new[name] is None for name in SHORTHAND)
-    rest = set(old) - set(SHORTHAND)
-    assert set(new) - set(SHORTHAND) == rest | {"reward_terms"}
+    model = load_recipe(ROOT / relative).model
+    expected_init = None if model.dtype == "auto" and not model.attn_implementation else {
+        "dtype": model.dtype, "attn_implementation": model.attn_implementation, "trust_remote_code": False}
+    assert old["model_init_kwargs"] is None and new["model_init_kwargs"] == expected_init
+    rest = set(old) - set(SHORTHAND) - {"model_init_kwargs"}
+    assert set(new) - set(SHORTHAND) == rest | {"reward_terms", "model_init_kwargs"}
     assert {k: new[k] for k in rest} == {k: old[k] for k in rest}
