@@ -547,7 +547,16 @@ def check_recipe(data: dict[str, Any], source: str = "<recipe>") -> tuple[Recipe
     problems: list[str] = []
     unknown = set(data) - set(Recipe.model_fields)
     for key in sorted(unknown):
-        problems.append(f"{key}: unknown top-level key{_did_you_mean(key, Recipe.model_fields)}")
+        if key in _training_fields() and key not in _OWNED_BY_SECTIONS:  # a flat TRL / open-r1 config
+            problems.append(f"{key}: a GRPOConfig/TrainingArguments field at the top level: move it under training:")
+        elif key in ModelSettings.model_fields or key in ("model_name_or_path", "model_revision"):
+            problems.append(f"{key}: a model setting at the top level: move it under model: (model.name_or_path, "
+                            "model.revision, ...)")
+        elif key in ("dataset_name", "dataset_config", "dataset_train_split", "system_prompt"):
+            problems.append(f"{key}: a data setting at the top level: use data.train (hf:NAME[:SPLIT]), "
+                            "data.config, data.system_prompt")
+        else:
+            problems.append(f"{key}: unknown top-level key{_did_you_mean(key, Recipe.model_fields)}")
     clean = {k: v for k, v in data.items() if k not in unknown}
     recipe = None
     try:

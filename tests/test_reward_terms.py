@@ -178,3 +178,19 @@ def test_set_terms_on_ordinary_prompts_are_an_error(policy_path, tmp_path):
     args = PSGRPOConfig(**common_args(tmp_path), reward_terms=[{"type": "reference", "column": "critique"}])
     with pytest.raises(SetLayoutError, match=r"missing column\(s\) \['critique'\]"):
         PSGRPOTrainer(model=model, args=args, train_dataset=prompt_rows(), processing_class=tokenizer)
+
+
+def test_flat_trl_config_keys_name_their_section(tmp_path):
+    import yaml
+
+    from grpo_sim.recipe import RecipeError, load_recipe
+
+    flat = {"model": {"name_or_path": "m"}, "data": {"train": "t.jsonl"}, "learning_rate": 2e-6,
+            "model_revision": "main", "dataset_name": "x/y", "rewards": [{"type": "reference"}]}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(flat))
+    with pytest.raises(RecipeError) as err:
+        load_recipe(tmp_path / "r.yaml")
+    text = str(err.value)
+    assert "learning_rate: a GRPOConfig/TrainingArguments field at the top level: move it under training:" in text
+    assert "model_revision: a model setting at the top level: move it under model:" in text
+    assert "dataset_name: a data setting at the top level: use data.train (hf:NAME[:SPLIT])" in text
