@@ -42,6 +42,7 @@ LEGACY_REWARD_KEYS = ("similarity", "consistency_weight", "relaxed", "accuracy")
 _OWNED_BY_SECTIONS = {
     **{field: f"reward.{key} instead" for key, field in REWARD_SETTINGS.items()},
     "reward_terms": "the top-level rewards: list instead",
+    "reward_weights": "each term's weight in rewards: instead (a function term names a TRL reward function)",
     "similarity": "reward.similarity instead (or a consistency term in rewards:)",
     "consistency_weight": "reward.consistency_weight instead (or a consistency term's weight in rewards:)",
     "accuracy_weight": "reward.accuracy.weight instead (or a reference term in rewards:)",

@@ -194,3 +194,15 @@ def test_flat_trl_config_keys_name_their_section(tmp_path):
     assert "learning_rate: a GRPOConfig/TrainingArguments field at the top level: move it under training:" in text
     assert "model_revision: a model setting at the top level: move it under model:" in text
     assert "dataset_name: a data setting at the top level: use data.train (hf:NAME[:SPLIT])" in text
+
+
+def test_training_reward_weights_is_a_recipe_error(tmp_path):
+    """Before reward terms, `training.reward_weights: [1.0]` passed check and failed in train."""
+    import yaml
+
+    from grpo_sim.recipe import RecipeError, load_recipe
+
+    recipe = {"model": {"name_or_path": "m"}, "data": {"train": "t.jsonl"}, "training": {"reward_weights": [1.0]}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    with pytest.raises(RecipeError, match=r"training.reward_weights: set it as each term's weight in rewards:"):
+        load_recipe(tmp_path / "r.yaml")
