@@ -250,6 +250,9 @@ def _register_optional() -> None:
         app.add_typer(data_app, name="data", help="Import, paraphrase, retrieve and validate paraphrase sets.")
     except ImportError:
         pass
+    from .models.cli import app as model_app
+
+    app.add_typer(model_app, name="model", help="Build a tiny local policy for your own data (no hub needed).")
 
 
 _register_optional()

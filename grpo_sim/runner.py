@@ -20,6 +20,7 @@ from transformers import TrainerCallback
 
 from .distributed import outside_zero3_init
 from .io import atomic_write_text
+from .models.startup import policy_start_checks
 from .recipe import DEMO_DATA, DEMO_MODEL, Recipe, RecipeError, build_config, format_problems
 
 logger = logging.getLogger(__name__)
@@ -736,6 +737,8 @@ def run_training(
     train_sets, eval_sets = decisions.train_sets, decisions.eval_sets
     train_dataset = training_rows(train_sets, recipe)
     model, tokenizer, final_dtype = load_model(recipe, cache, config)
+    policy_start_checks(model, tokenizer, [row[-1]["content"] for row in train_dataset["prompt"]],
+                        f"data.train ({recipe.data.train})", recipe.model.name_or_path)
     if recipe.model.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
 
