@@ -163,7 +163,8 @@ class DataSettings(_Section):
     train: str = Field(..., description="paraphrase-set JSONL, 'hf:NAME[:SPLIT]', or 'demo' (bundled synthetic)")
     eval: str | None = Field(None, description="held-out paraphrase sets (same forms as train)")
     prompt: str = Field("rag_short_answer", description="prompt template name or a '{question}'/'{passages}' string")
-    paraphrases_per_set: int | None = Field(None, ge=2, description="keep the first n paraphrases of every set")
+    paraphrases_per_set: int | None = Field(None, ge=2, description="keep the first n paraphrases of every "
+                                            "training set (evaluation scores all)")
     max_train_sets: int | None = Field(None, ge=1)
     max_eval_sets: int | None = Field(None, ge=1)
     demo: DemoDataSettings = Field(default_factory=DemoDataSettings, description="settings when train is 'demo'")

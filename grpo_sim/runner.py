@@ -319,12 +319,15 @@ def load_sets(spec: str, recipe: Recipe, split: str):
 
 
 def trim_sets(sets, paraphrases_per_set: int | None, max_sets: int | None):
+    from .data.ops import keep_first_paraphrases, sets_shorter_than
+
     if paraphrases_per_set is not None:
-        short = [s.set_id for s in sets if len(s.paraphrases) < paraphrases_per_set]
+        short = [s.set_id for s in sets_shorter_than(sets, paraphrases_per_set)]
         if short:
             raise RecipeError(f"data.paraphrases_per_set={paraphrases_per_set}, but {len(short)} set(s) have fewer "
-                              f"paraphrases (e.g. {short[:3]}); lower it or filter the data")
-        sets = [s.model_copy(update={"paraphrases": s.paraphrases[:paraphrases_per_set]}) for s in sets]
+                              f"paraphrases (e.g. {short[:3]}); lower it or drop them: grpo-sim data filter FILE "
+                              f"--out FILTERED --paraphrases-per-set {paraphrases_per_set}")
+        sets = keep_first_paraphrases(sets, paraphrases_per_set)
     return sets[:max_sets] if max_sets else sets
 
 
@@ -543,8 +546,9 @@ def start_problems(recipe: Recipe, output_dir: Path | None = None, resume: str |
             data_ok = False
         if recipe.data.eval:
             try:
-                decisions.eval_sets = trim_sets(load_sets(recipe.data.eval, recipe, "eval"),
-                                                recipe.data.paraphrases_per_set, recipe.data.max_eval_sets)
+                # evaluation scores every wording: paraphrases_per_set shapes training batches only
+                decisions.eval_sets = trim_sets(load_sets(recipe.data.eval, recipe, "eval"), None,
+                                                recipe.data.max_eval_sets)
             except ValueError as exc:
                 problems.append(_data_problem("eval", exc))
     decisions.paraphrases_per_set = n
