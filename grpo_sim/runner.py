@@ -427,7 +427,8 @@ def model_card(recipe: Recipe, result: RunResult, data_summary: dict[str, Any]) 
     lines = [
         "---", "library_name: transformers", "tags: [grpo-sim, ps-grpo, trl, grpo]", "---", "",
         f"# {result.output_dir.name}", "",
-        "Fine-tuned with [grpo-sim](https://github.com/) PS-GRPO (paraphrased-set GRPO, Hamman et al. 2025).", "",
+        "Fine-tuned with grpo-sim: PS-GRPO (paraphrased-set GRPO; Hamman et al., NeurIPS 2025, arXiv:2510.04392) "
+        "on Hugging Face TRL's GRPOTrainer.", "",
         f"- base model: `{recipe.model.name_or_path}`" + (" + LoRA" if recipe.model.lora else ""),
         f"- training data: `{recipe.data.train}` ({data_summary.get('train_sets')} sets x "
         f"{data_summary.get('paraphrases_per_set')} paraphrases, prompt `{recipe.data.prompt}`)",
@@ -437,13 +438,25 @@ def model_card(recipe: Recipe, result: RunResult, data_summary: dict[str, Any]) 
         f"- steps: {result.global_step}, wall time {result.seconds:.0f} s",
         f"- recipe: `{recipe._source}` (resolved copy: `{RESOLVED_RECIPE}`)", "",
     ]
-    if result.evaluation:
-        lines += ["## Evaluation (held-out sets)", "", "| metric | value |", "|---|---|"]
-        for key, value in result.evaluation.items():
-            if isinstance(value, (int, float)) and not key.endswith("_ci"):
-                lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
-        lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + evaluation_card_lines(result.evaluation))
+
+
+def evaluation_card_lines(evaluation: dict[str, Any] | None) -> list[str]:
+    """The evaluation table of a model card, with the collapse warnings above it (bookkeeping keys left out)."""
+    if not evaluation:
+        return []
+    from .eval.report import result_warnings
+
+    lines = ["## Evaluation (held-out sets)", ""]
+    warnings = result_warnings(evaluation)
+    if warnings:
+        lines += [f"**Warning:** {warning}" for warning in warnings] + [""]
+    lines += ["| metric | value |", "|---|---|"]
+    for key, value in evaluation.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.endswith("_ci") \
+                and key != "schema_version":
+            lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    return lines + [""]
 
 
 # ------------------------------------------------------------------------------------ start checks
@@ -795,7 +808,9 @@ def run_training(
     if eval_sets and recipe.evaluation.enabled:
         result.evaluation = evaluate_final(recipe, result.final_model, eval_sets, out / "eval")
     data_summary = {"train_sets": len(train_sets), "paraphrases_per_set": len(train_sets[0].paraphrases)}
-    atomic_write_text(result.final_model / "README.md", model_card(recipe, result, data_summary))
+    card = model_card(recipe, result, data_summary)
+    atomic_write_text(result.final_model / "README.md", card)
+    atomic_write_text(out / "README.md", card)  # replaces TRL's stock card (written with every checkpoint)
     if hub_repo is not None:
         result.pushed_to = push_final_to_hub(result.final_model, *hub_repo)
     return result
