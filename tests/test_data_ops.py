@@ -19,7 +19,8 @@ runner = CliRunner()
 
 def pset(set_id: str, n: int, answer: str = "x") -> ParaphraseSet:
     return ParaphraseSet(set_id=set_id, question=f"q {set_id}", answers=[answer],
-                         paraphrases=[Paraphrase(paraphrase_id=i, question=f"q {set_id} wording {i}") for i in range(n)])
+                         paraphrases=[Paraphrase(paraphrase_id=i, question=f"q {set_id} wording {i}")
+                                      for i in range(n)])
 
 
 def test_merge_resolves_duplicate_ids_as_asked():

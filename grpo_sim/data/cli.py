@@ -47,7 +47,8 @@ def validate_cmd(
     for_training: bool = typer.Option(False, "--for-training",
                                       help="also run the trainer's set checks and list EVERY set it would reject"),
     paraphrases_per_set: Optional[int] = typer.Option(None, "--paraphrases-per-set", "-n", min=2,
-                                                      help="with --for-training: the recipe's data.paraphrases_per_set"),
+                                                      help="with --for-training: the recipe's "
+                                                           "data.paraphrases_per_set"),
 ) -> None:
     """Check a paraphrase-set file; list every bad row (row, field, what is wrong) and exit 2 if any."""
     problems = validate_file(file)

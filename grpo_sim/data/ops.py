@@ -56,7 +56,8 @@ def merge_sets(sources: Sequence[tuple[str, Sequence[ParaphraseSet]]], on_duplic
                ) -> tuple[list[ParaphraseSet], MergeReport]:
     """Concatenate the sets of several files, in order, resolving set ids that occur in more than one file.
 
-    ``error``: refuse, naming the ids and files. ``prefix``: every copy of a shared id becomes ``<file name without .jsonl>:<id>``
+    ``error``: refuse, naming the ids and files. ``prefix``: every copy of a shared id becomes
+    ``<file name without .jsonl>:<id>``
     (the original id goes to ``metadata.merged_from``). ``keep-first``: the first file's set is kept, later ones
     are dropped.
     """

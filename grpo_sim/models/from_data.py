@@ -82,8 +82,8 @@ def data_texts(sets, prompt: str) -> tuple[list[str], list[str]]:
     return [row["prompt"][-1]["content"] for row in rows], [a for s in sets for a in s.answers]
 
 
-def plan_model(data_files: Sequence[str | Path], corpus_files: Sequence[str | Path] = (), prompt: str = "rag_short_answer",
-               max_completion_length: int = 32, hidden_size: int | None = None, num_layers: int | None = None,
+def plan_model(data_files: Sequence[str | Path], corpus_files: Sequence[str | Path] = (),
+               prompt: str = "rag_short_answer", max_completion_length: int = 32, hidden_size: int | None = None, num_layers: int | None = None,
                num_heads: int | None = None, seed: int = 0):
     """Read the files, build the tokenizer and decide the sizes; returns ``(plan, tokenizer)``."""
     from ..data.schema import check_prompt_template, load_psets, read_corpus
