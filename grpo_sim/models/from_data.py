@@ -83,8 +83,8 @@ def data_texts(sets, prompt: str) -> tuple[list[str], list[str]]:
 
 
 def plan_model(data_files: Sequence[str | Path], corpus_files: Sequence[str | Path] = (),
-               prompt: str = "rag_short_answer", max_completion_length: int = 32, hidden_size: int | None = None, num_layers: int | None = None,
-               num_heads: int | None = None, seed: int = 0):
+               prompt: str = "rag_short_answer", max_completion_length: int = 32, hidden_size: int | None = None,
+               num_layers: int | None = None, num_heads: int | None = None, seed: int = 0):
     """Read the files, build the tokenizer and decide the sizes; returns ``(plan, tokenizer)``."""
     from ..data.schema import check_prompt_template, load_psets, read_corpus
     from .tiny import build_word_tokenizer
