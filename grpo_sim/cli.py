@@ -1,6 +1,9 @@
 """The ``grpo-sim`` command.
 
     grpo-sim train RECIPE [--set key.path=value ...] [--output-dir DIR] [--resume auto|PATH] [--overwrite]
+    grpo-sim sft RECIPE [--set ...] [--output-dir DIR] [--resume auto|PATH] [--overwrite]
+                                                supervised warm start; OUTPUT/final feeds `train`
+    grpo-sim model init --data FILE --out DIR   a tiny policy for your own data
     grpo-sim demo [--output-dir DIR] [--quick]
     grpo-sim check RECIPE [--set ...] [-p N]    every check train makes before it starts (recipe, data,
                                                 batches for N processes), without loading a model
@@ -46,13 +49,13 @@ def _quiet_on_non_main() -> None:
         transformers.logging.set_verbosity_error()
 
 
-def _summary_table(result) -> Table:
-    table = Table(title=f"grpo-sim run: {result.output_dir}")
+def _summary_table(result, title: str = "grpo-sim run") -> Table:
+    table = Table(title=f"{title}: {result.output_dir}")
     table.add_column("what")
     table.add_column("value", justify="right")
     table.add_row("steps", str(result.global_step))
     table.add_row("wall time", f"{result.seconds:.0f} s")
-    for key in ("reward", "rewards/consistency/mean", "rewards/accuracy/mean", "ps_grpo/agreement",
+    for key in ("loss", "reward", "rewards/consistency/mean", "rewards/accuracy/mean", "ps_grpo/agreement",
                 "ps_grpo/frac_empty", "ps_grpo/frac_sets_identical", "completions/mean_length"):
         if key in result.last_metrics and result.last_metrics[key] is not None:
             table.add_row(key + " (last log)", f"{result.last_metrics[key]:.4f}")
@@ -133,6 +136,38 @@ def train_command(
         fail(str(exc))
     if int(os.environ.get("RANK", "0")) == 0:
         Console().print(_summary_table(result))
+
+
+def sft_command(
+    recipe: Path = typer.Argument(..., help="YAML recipe (its data.train, data.prompt and sft: section)"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o",
+                                              help="run directory (default: sft.output_dir, else runs/NAME-sft)"),
+    resume: Optional[str] = typer.Option(None, "--resume", help="'auto' (newest complete checkpoint) or a path"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="delete a non-empty output directory first"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="where the demo warm start is cached"),
+) -> None:
+    """Supervised warm start (TRL SFTTrainer) on the recipe's training sets: each wording with its passages ->
+    the gold answer. Its OUTPUT/final is the model for `grpo-sim train` (model.name_or_path)."""
+    _quiet_on_non_main()
+    from .recipe import load_recipe
+    from .runner import Interrupted
+    from .sft import run_sft
+
+    try:
+        parsed = load_recipe(recipe, set_)
+        result = run_sft(parsed, output_dir=output_dir, resume=resume, overwrite=overwrite, cache_dir=cache_dir)
+    except Interrupted as stop:
+        where = stop.checkpoint or "no checkpoint (stopped before the first step finished)"
+        console.print(f"[yellow]stopped by {stop.signal_name}[/yellow]; saved {where}.\nResume with:\n  grpo-sim sft "
+                      f"{recipe} --output-dir {stop.output_dir} --resume auto" +
+                      "".join(f" --set {s}" for s in set_ or []))
+        raise typer.Exit(stop.exit_code)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    if int(os.environ.get("RANK", "0")) == 0:
+        Console().print(_summary_table(result, title="grpo-sim sft"))
+        console.print(f"train from it with: model.name_or_path: {result.final_model}", soft_wrap=True)
 
 
 def check_command(
@@ -225,6 +260,7 @@ def demo_command(
 
 
 app.command("train")(train_command)
+app.command("sft")(sft_command)
 app.command("check")(check_command)
 app.command("demo")(demo_command)
 app.command("plan")(plan_command)
@@ -250,6 +286,9 @@ def _register_optional() -> None:
         app.add_typer(data_app, name="data", help="Import, paraphrase, retrieve and validate paraphrase sets.")
     except ImportError:
         pass
+    from .models.cli import app as model_app
+
+    app.add_typer(model_app, name="model", help="Build a tiny local policy for your own data (no hub needed).")
 
 
 _register_optional()

@@ -8,6 +8,7 @@ A recipe has four sections (see ``recipes/`` and the README)::
     reward:   {similarity, consistency_weight, relaxed, accuracy, advantage, collapse_penalty, ...}
     training: any PSGRPOConfig / GRPOConfig / TrainingArguments field (learning_rate, beta, ...)
     evaluation: {enabled, max_new_tokens, batch_size, levels, metrics}
+    sft:      {model, output_dir, epochs, max_steps, learning_rate, batch_size, ...}  (grpo-sim sft only)
 
 Every problem is reported with the file and key path (``recipe.yaml: training.learning_rat: unknown
 key; did you mean 'learning_rate'?``), all problems at once.
@@ -192,7 +193,8 @@ class DataSettings(_Section):
     train: str = Field(..., description="paraphrase-set JSONL, 'hf:NAME[:SPLIT]', or 'demo' (bundled synthetic)")
     eval: str | None = Field(None, description="held-out paraphrase sets (same forms as train)")
     prompt: str = Field("rag_short_answer", description="prompt template name or a '{question}'/'{passages}' string")
-    paraphrases_per_set: int | None = Field(None, ge=2, description="keep the first n paraphrases of every set")
+    paraphrases_per_set: int | None = Field(None, ge=2, description="keep the first n paraphrases of every "
+                                            "training set (evaluation scores all)")
     max_train_sets: int | None = Field(None, ge=1, description="keep the first N sets (ordinary data: rows)")
     max_eval_sets: int | None = Field(None, ge=1, description="keep the first N sets (ordinary data: rows)")
     demo: DemoDataSettings = Field(default_factory=DemoDataSettings, description="settings when train is 'demo'")
@@ -299,6 +301,27 @@ class EvaluationSettings(_Section):
         return value
 
 
+class SFTSettings(_Section):
+    """``grpo-sim sft``: a supervised warm start on data.train (every wording -> the first gold answer).
+
+    Defaults suit a tiny policy from ``grpo-sim model init`` on a CPU; a pretrained LLM wants a learning
+    rate near 1e-5 (and usually LoRA or a GPU).
+    """
+
+    model: str | None = Field(None, description="the model to start from (default: model.name_or_path)")
+    output_dir: str | None = Field(None, description="run directory (default: runs/<recipe name>-sft); the "
+                                   "warm-started model is its final/")
+    epochs: float = Field(3.0, gt=0, allow_inf_nan=False, description="passes over the data (num_train_epochs)")
+    max_steps: int = Field(-1, ge=-1, description="stop after this many steps (-1: run the epochs)")
+    learning_rate: float = Field(1e-3, gt=0, allow_inf_nan=False)
+    batch_size: int = Field(16, ge=1, description="per_device_train_batch_size")
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(200, ge=1, description="checkpoint every this many steps (resume with --resume auto)")
+    seed: int = Field(0, ge=0)
+    args: dict[str, Any] = Field(default_factory=dict, description="any other trl.SFTConfig field")
+
+
 class Recipe(_Section):
     model: ModelSettings
     data: DataSettings
@@ -307,6 +330,7 @@ class Recipe(_Section):
     reward: RewardSettings = Field(default_factory=RewardSettings)
     training: dict[str, Any] = Field(default_factory=dict)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    sft: SFTSettings = Field(default_factory=SFTSettings)
     output_dir: str | None = None
 
     # where it came from (not part of the schema)

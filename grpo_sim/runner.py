@@ -20,6 +20,7 @@ from transformers import TrainerCallback
 
 from .distributed import outside_zero3_init
 from .io import atomic_write_text
+from .models.startup import policy_start_checks
 from .recipe import DEMO_DATA, DEMO_MODEL, Recipe, RecipeError, build_config, format_problems
 
 logger = logging.getLogger(__name__)
@@ -358,14 +359,17 @@ def load_sets(spec: str, recipe: Recipe, split: str):
 
 
 def trim_sets(sets, paraphrases_per_set: int | None, max_sets: int | None):
+    from .data.ops import keep_first_paraphrases, sets_shorter_than
+
     if is_prompt_rows(sets):
         return sets  # ordinary rows: load_data applied the limit
     if paraphrases_per_set is not None:
-        short = [s.set_id for s in sets if len(s.paraphrases) < paraphrases_per_set]
+        short = [s.set_id for s in sets_shorter_than(sets, paraphrases_per_set)]
         if short:
             raise RecipeError(f"data.paraphrases_per_set={paraphrases_per_set}, but {len(short)} set(s) have fewer "
-                              f"paraphrases (e.g. {short[:3]}); lower it or filter the data")
-        sets = [s.model_copy(update={"paraphrases": s.paraphrases[:paraphrases_per_set]}) for s in sets]
+                              f"paraphrases (e.g. {short[:3]}); lower it or drop them: grpo-sim data filter FILE "
+                              f"--out FILTERED --paraphrases-per-set {paraphrases_per_set}")
+        sets = keep_first_paraphrases(sets, paraphrases_per_set)
     return sets[:max_sets] if max_sets else sets
 
 
@@ -487,8 +491,8 @@ def model_card(recipe: Recipe, result: RunResult, data_summary: dict[str, Any]) 
     lines = [
         "---", "library_name: transformers", "tags: [grpo-sim, ps-grpo, trl, grpo]", "---", "",
         f"# {result.output_dir.name}", "",
-        "Fine-tuned with [grpo-sim](https://github.com/) (GRPO with similarity rewards; PS-GRPO, Hamman et al. 2025).",
-        "",
+        "Fine-tuned with grpo-sim: GRPO with similarity rewards on Hugging Face TRL's GRPOTrainer (consistency "
+        "terms: PS-GRPO, Hamman et al., NeurIPS 2025, arXiv:2510.04392).", "",
         f"- base model: `{recipe.model.name_or_path}`" + (" + LoRA" if recipe.model.lora else ""),
         f"- training data: `{recipe.data.train}` ({data})",
         *[f"- reward: {describe_term(term)}" for term in terms],
@@ -496,13 +500,25 @@ def model_card(recipe: Recipe, result: RunResult, data_summary: dict[str, Any]) 
         f"- steps: {result.global_step}, wall time {result.seconds:.0f} s",
         f"- recipe: `{recipe._source}` (resolved copy: `{RESOLVED_RECIPE}`)", "",
     ]
-    if result.evaluation:
-        lines += ["## Evaluation (held-out sets)", "", "| metric | value |", "|---|---|"]
-        for key, value in result.evaluation.items():
-            if isinstance(value, (int, float)) and not key.endswith("_ci"):
-                lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
-        lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + evaluation_card_lines(result.evaluation))
+
+
+def evaluation_card_lines(evaluation: dict[str, Any] | None) -> list[str]:
+    """The evaluation table of a model card, with the collapse warnings above it (bookkeeping keys left out)."""
+    if not evaluation:
+        return []
+    from .eval.report import result_warnings
+
+    lines = ["## Evaluation (held-out sets)", ""]
+    warnings = result_warnings(evaluation)
+    if warnings:
+        lines += [f"**Warning:** {warning}" for warning in warnings] + [""]
+    lines += ["| metric | value |", "|---|---|"]
+    for key, value in evaluation.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.endswith("_ci") \
+                and key != "schema_version":
+            lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    return lines + [""]
 
 
 # ------------------------------------------------------------------------------------ start checks
@@ -630,8 +646,9 @@ def start_problems(recipe: Recipe, output_dir: Path | None = None, resume: str |
             data_ok = False
         if recipe.data.eval:
             try:
-                decisions.eval_sets = trim_sets(load_data(recipe.data.eval, recipe, "eval"),
-                                                recipe.data.paraphrases_per_set, recipe.data.max_eval_sets)
+                # evaluation scores every wording: paraphrases_per_set shapes training batches only
+                decisions.eval_sets = trim_sets(load_data(recipe.data.eval, recipe, "eval"), None,
+                                                recipe.data.max_eval_sets)
             except ValueError as exc:
                 problems.append(_data_problem("eval", exc))
     decisions.paraphrases_per_set = n
@@ -824,6 +841,8 @@ def run_training(
     train_sets, eval_sets = decisions.train_sets, decisions.eval_sets
     train_dataset = training_rows(train_sets, recipe)
     model, tokenizer, final_dtype = load_model(recipe, cache, config)
+    policy_start_checks(model, tokenizer, [row[-1]["content"] for row in train_dataset["prompt"]],
+                        f"data.train ({recipe.data.train})", recipe.model.name_or_path)
     if recipe.model.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
 
@@ -879,7 +898,9 @@ def run_training(
         result.evaluation = evaluate_final(recipe, result.final_model, eval_sets, out / "eval")
     data_summary = ({"train_rows": len(train_sets)} if is_prompt_rows(train_sets) else
                     {"train_sets": len(train_sets), "paraphrases_per_set": len(train_sets[0].paraphrases)})
-    atomic_write_text(result.final_model / "README.md", model_card(recipe, result, data_summary))
+    card = model_card(recipe, result, data_summary)
+    atomic_write_text(result.final_model / "README.md", card)
+    atomic_write_text(out / "README.md", card)  # replaces TRL's stock card (written with every checkpoint)
     if hub_repo is not None:
         result.pushed_to = push_final_to_hub(result.final_model, *hub_repo)
     return result

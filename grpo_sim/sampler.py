@@ -18,7 +18,11 @@ from torch.utils.data import Sampler
 
 
 class SetLayoutError(ValueError):
-    """The data or the batch sizes cannot hold whole paraphrase sets."""
+    """The data or the batch sizes cannot hold whole paraphrase sets; ``problems`` lists every one of them."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()):
+        super().__init__(message)
+        self.problems = list(problems)
 
 
 @dataclass(frozen=True)
@@ -34,14 +38,7 @@ class SetLayout:
         return len(self.set_rows)
 
 
-def build_set_layout(
-    set_ids: Sequence[Hashable], paraphrase_ids: Sequence[Hashable], what: str = "dataset"
-) -> SetLayout:
-    """Group dataset rows into paraphrase sets and check them.
-
-    Every set needs at least two paraphrases, unique paraphrase ids, and all sets the same number
-    of paraphrases (generation batches hold a fixed number of completions).
-    """
+def _group_rows(set_ids: Sequence[Hashable], paraphrase_ids: Sequence[Hashable], what: str) -> dict:
     if len(set_ids) != len(paraphrase_ids):
         raise SetLayoutError(f"{what}: {len(set_ids)} set ids but {len(paraphrase_ids)} paraphrase ids")
     groups: dict[Hashable, list[int]] = {}
@@ -51,6 +48,15 @@ def build_set_layout(
         groups.setdefault(sid, []).append(row)
     if not groups:
         raise SetLayoutError(f"{what} is empty: it needs at least one paraphrase set")
+    return groups
+
+
+def set_layout_problems(set_ids: Sequence[Hashable], paraphrase_ids: Sequence[Hashable],
+                        what: str = "dataset") -> list[str]:
+    """Every reason :func:`build_set_layout` rejects these rows: each set without paraphrase ids, with duplicate
+    ids or with a single paraphrase, then (when every set is fine on its own) unequal set sizes, naming the sets
+    outside the most common size. Raises SetLayoutError for rows that cannot be grouped at all."""
+    groups = _group_rows(set_ids, paraphrase_ids, what)
     problems: list[str] = []
     for sid, rows in groups.items():
         pids = [paraphrase_ids[r] for r in rows]
@@ -65,23 +71,46 @@ def build_set_layout(
                 f"set {sid!r} has a single paraphrase (row {rows[0]}): the consistency reward compares "
                 "paraphrases, so every set needs at least 2 (drop it or add paraphrases)"
             )
-        if problems and len(problems) >= 10:
-            break
     if problems:
-        more = " (first 10 shown)" if len(problems) >= 10 else ""
-        raise SetLayoutError(f"{what} has bad paraphrase sets{more}:\n  - " + "\n  - ".join(problems))
-    sizes: dict[int, int] = {}
-    for rows in groups.values():
-        sizes[len(rows)] = sizes.get(len(rows), 0) + 1
-    if len(sizes) > 1:
-        detail = ", ".join(f"{count} sets with {n}" for n, count in sorted(sizes.items()))
-        raise SetLayoutError(
+        return problems
+    by_size: dict[int, list[Hashable]] = {}
+    for sid, rows in groups.items():
+        by_size.setdefault(len(rows), []).append(sid)
+    if len(by_size) > 1:
+        detail = ", ".join(f"{len(ids)} sets with {n}" for n, ids in sorted(by_size.items()))
+        problems.append(
             f"{what}: sets have different numbers of paraphrases ({detail}). Every generation batch holds a "
             f"fixed number of whole sets, so give every set the same number of paraphrases (e.g. keep the "
-            f"first {min(sizes)} of each)."
+            f"first {min(by_size)} of each)."
         )
+        common = max(by_size, key=lambda n: (len(by_size[n]), n))
+        for n, ids in sorted(by_size.items()):
+            if n != common:
+                problems.append(f"{len(ids)} set(s) with {n} paraphrases (most have {common}): "
+                                + ", ".join(repr(i) for i in ids))
+    return problems
+
+
+def build_set_layout(
+    set_ids: Sequence[Hashable], paraphrase_ids: Sequence[Hashable], what: str = "dataset"
+) -> SetLayout:
+    """Group dataset rows into paraphrase sets and check them.
+
+    Every set needs at least two paraphrases, unique paraphrase ids, and all sets the same number
+    of paraphrases (generation batches hold a fixed number of completions). The error shows the
+    first 10 problems and carries all of them (``SetLayoutError.problems``).
+    """
+    problems = set_layout_problems(set_ids, paraphrase_ids, what)
+    if problems and problems[0].startswith(f"{what}: sets have different numbers"):
+        raise SetLayoutError(problems[0], problems)
+    if problems:
+        more = f" (first 10 of {len(problems)} shown; grpo-sim data validate --for-training lists them all)" \
+            if len(problems) > 10 else ""
+        raise SetLayoutError(f"{what} has bad paraphrase sets{more}:\n  - " + "\n  - ".join(problems[:10]),
+                             problems)
+    groups = _group_rows(set_ids, paraphrase_ids, what)
     ordered = {sid: tuple(sorted(rows, key=lambda r: _sort_key(paraphrase_ids[r]))) for sid, rows in groups.items()}
-    return SetLayout(tuple(ordered.values()), tuple(ordered), next(iter(sizes)))
+    return SetLayout(tuple(ordered.values()), tuple(ordered), len(next(iter(ordered.values()))))
 
 
 def _sort_key(value: Hashable) -> tuple:

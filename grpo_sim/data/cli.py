@@ -44,6 +44,11 @@ def _echo(message: str) -> None:
 @app.command("validate")
 def validate_cmd(
     file: Path = typer.Argument(..., help="JSONL paraphrase-set file, or a directory written by datasets' save_to_disk"),
+    for_training: bool = typer.Option(False, "--for-training",
+                                      help="also run the trainer's set checks and list EVERY set it would reject"),
+    paraphrases_per_set: Optional[int] = typer.Option(None, "--paraphrases-per-set", "-n", min=2,
+                                                      help="with --for-training: the recipe's "
+                                                           "data.paraphrases_per_set"),
 ) -> None:
     """Check a paraphrase-set file; list every bad row (row, field, what is wrong) and exit 2 if any."""
     problems = validate_file(file)
@@ -57,12 +62,82 @@ def validate_cmd(
             else:
                 typer.echo(f"  {where}: field '{field}': {msg}", err=True)
         raise typer.Exit(2)
+    if paraphrases_per_set is not None and not for_training:
+        _fail("--paraphrases-per-set applies to --for-training")
     sets = load_psets(file)
+    if for_training:
+        from .ops import training_problems
+
+        rejected = training_problems(sets, paraphrases_per_set, what=str(file))
+        if rejected:
+            typer.echo(f"{file}: the trainer rejects this file as data.train ({len(rejected)} problem(s)):", err=True)
+            for problem in rejected:
+                typer.echo("  - " + "\n    ".join(problem.splitlines()), err=True)
+            counts = sorted({len(s.paraphrases) for s in sets})
+            keep = paraphrases_per_set or max((n for n in counts if n >= 2), default=2)
+            typer.echo(f"fix: grpo-sim data filter {file} --out FILTERED.jsonl --paraphrases-per-set {keep} "
+                       f"(drops sets with fewer than {keep} paraphrases and keeps the first {keep} of the others; "
+                       f"counts here: {', '.join(map(str, counts))})", err=True)
+            raise typer.Exit(2)
     n_par = sum(len(s.paraphrases) for s in sets)
     n_pass = sum(len(p.passages) for s in sets for p in s.paraphrases)
     no_ans = sum(1 for s in sets if not s.answers)
     _echo(f"{file}: OK - {len(sets)} sets, {n_par} paraphrases ({n_par / max(len(sets), 1):.2f} per set), "
-          f"{n_pass} attached passages, {no_ans} sets without gold answers")
+          f"{n_pass} attached passages, {no_ans} sets without gold answers"
+          + ("; the trainer accepts it as data.train" if for_training else ""))
+
+
+# ------------------------------------------------------------------------------------------
+# merge / filter
+# ------------------------------------------------------------------------------------------
+
+
+@app.command("merge")
+def merge_cmd(
+    files: list[Path] = typer.Argument(..., help="paraphrase-set JSONL files, in order"),
+    out: Path = typer.Option(..., "--out", "-o", help="merged JSONL to write"),
+    on_duplicate: str = typer.Option("error", "--on-duplicate",
+                                     help="a set id in several files: error | prefix (rename every copy to "
+                                          "NAME:ID, NAME = the file name without .jsonl) | keep-first"),
+) -> None:
+    """Concatenate set files; set ids that occur in more than one file are resolved as --on-duplicate says."""
+    from .ops import merge_sets
+
+    try:
+        merged, report = merge_sets([(str(f), load_psets(f)) for f in files], on_duplicate)  # type: ignore[arg-type]
+        write_psets(out, merged)
+    except _BAD_INPUT as e:
+        _fail(str(e))
+    _echo(f"merged {len(files)} files -> {out}: {len(merged)} sets")
+    for line in report.lines():
+        _echo(line)
+
+
+@app.command("filter")
+def filter_cmd(
+    in_file: Path = typer.Argument(..., help="paraphrase-set JSONL"),
+    out: Path = typer.Option(..., "--out", "-o", help="filtered JSONL to write"),
+    min_paraphrases: Optional[int] = typer.Option(None, "--min-paraphrases", min=1,
+                                                  help="drop sets with fewer paraphrases than this"),
+    paraphrases_per_set: Optional[int] = typer.Option(None, "--paraphrases-per-set", "-n", min=1,
+                                                      help="equalise: drop sets with fewer, keep the first N of "
+                                                           "the others (the trainer needs equal counts)"),
+) -> None:
+    """Drop short sets and equalise paraphrase counts; print what was dropped."""
+    from .ops import filter_sets
+
+    try:
+        kept, report = filter_sets(load_psets(in_file), min_paraphrases, paraphrases_per_set)
+        if not kept:
+            _fail(f"{in_file}: no set is left after filtering ({report.sets_in} sets, none with enough paraphrases); "
+                  "lower the numbers or add paraphrases")
+        write_psets(out, kept)
+    except _BAD_INPUT as e:
+        _fail(str(e))
+    _echo(f"filtered {in_file} -> {out}")
+    minimum = max(min_paraphrases or 0, paraphrases_per_set or 0)
+    for line in report.lines(minimum, paraphrases_per_set):
+        _echo(line)
 
 
 # ------------------------------------------------------------------------------------------
