@@ -13,7 +13,7 @@ DEEPSPEED_SPEC ?= deepspeed==0.19.8
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test bench demo clean
+.PHONY: install lint test bench demo clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -q wheel
 	DS_BUILD_OPS=0 $(PIP) install -q --no-build-isolation "$(DEEPSPEED_SPEC)"
 	touch $@
+
+lint: install
+	$(VENV)/bin/ruff check grpo_sim tests benchmarks scripts
 
 test: install
 	$(PY) -m pytest -q tests

@@ -26,6 +26,7 @@ from accelerate.utils import gather_object
 from grpo_sim.similarity import get_similarity
 from grpo_sim.similarity.base import Similarity
 from grpo_sim.trainer import PSGRPOConfig, PSGRPOTrainer
+
 from trainer_helpers import common_args, dataset, policy
 
 

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import typer
+from test_eval_metrics import PREDS, SETS
 from typer.testing import CliRunner
 
 from grpo_sim.data import write_psets
 from grpo_sim.eval.cli import eval_command, parse_metrics
 
-from test_eval_metrics import PREDS, SETS
 from trainer_helpers import build_policy, demo_rows
 
 REQUIRED = ("accuracy_em", "accuracy_f1", "consistency_e2e_bleu2", "consistency_e2e_rouge_l", "consistency_e2e_exact",

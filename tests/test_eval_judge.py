@@ -8,11 +8,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from test_eval_metrics import PREDS, SETS
 
 from grpo_sim.eval import JudgeError, JudgeUnreachableError, LLMJudge, summarize
 from grpo_sim.eval.judge import CORRECTNESS_PROMPT, EQUIVALENCE_PROMPT, chat_completions_url, parse_verdict
-
-from test_eval_metrics import PREDS, SETS
 
 
 class FakeServer:

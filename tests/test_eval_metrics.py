@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from grpo_sim.data.retrieval import retriever_consistency
 from grpo_sim.eval import (
     EvalError,
     bootstrap_ci,
@@ -17,7 +18,6 @@ from grpo_sim.eval import (
     summarize,
     summarize_with_details,
 )
-from grpo_sim.data.retrieval import retriever_consistency
 
 
 def _para(pid, question, ids):

@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 from grpo_sim.cli import app
 from grpo_sim.data.schema import read_psets, write_psets
 from grpo_sim.data.synthetic import build_demo_dataset
-from grpo_sim.runner import COMPLETE_MARKER
 
 from trainer_helpers import build_policy, free_port
 

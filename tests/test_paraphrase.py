@@ -29,7 +29,6 @@ from grpo_sim.data.paraphrase import (
     template_paraphrases,
 )
 
-
 PREFIXES = ("Could you say", "Please tell me,", "I keep wondering:")
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grpo_sim.recipe import RecipeError, apply_overrides, build_config, load_recipe, parse_recipe
 from grpo_sim.plan import plan_batches
+from grpo_sim.recipe import RecipeError, apply_overrides, build_config, load_recipe, parse_recipe
 from grpo_sim.runner import cpu_defaults
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from grpo_sim.reward_terms import legacy_reward_terms, parse_reward_terms
 from grpo_sim.sampler import SetLayoutError
-from grpo_sim.trainer import (PSGRPOConfig, PSGRPOTrainer, _FunctionReward, _ReferenceReward,
-                              _SetTermPlaceholder)
+from grpo_sim.trainer import PSGRPOConfig, PSGRPOTrainer, _FunctionReward, _ReferenceReward, _SetTermPlaceholder
 
 from trainer_helpers import build_policy, common_args, dataset, policy
 
@@ -145,8 +144,9 @@ def test_every_term_is_logged_under_its_name(policy_path, tmp_path):
 
 def test_ordinary_prompts_train_exactly_as_trl(policy_path, tmp_path):
     """Rows without set ids, a reference and a function term: TRL's sampler, groups, advantages and loss."""
-    from grpo_sim.rewards import reference_rewards
     import reward_fns
+
+    from grpo_sim.rewards import reference_rewards
 
     def accuracy(completions, answers, **kwargs):
         return [float(v) for v in reference_rewards(completions, answers, "token_f1")]

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -349,6 +348,7 @@ def test_the_readme_two_machine_launch_check_trains_to_the_end(tmp_path):
     """README, "Many nodes (Slurm)": the documented one-machine check of the launch line, as written."""
     from grpo_sim.data.schema import write_psets
     from grpo_sim.data.synthetic import build_demo_dataset
+
     from trainer_helpers import build_policy
 
     readme = (ROOT / "README.md").read_text()
@@ -387,6 +387,7 @@ def test_time_limit_signal_checkpoints_real_trainers_launched_with_c10d(slurm, t
     from grpo_sim.data.schema import write_psets
     from grpo_sim.data.synthetic import build_demo_dataset
     from grpo_sim.runner import COMPLETE_MARKER
+
     from trainer_helpers import build_policy
 
     (tmp_path / "bin" / "accelerate").unlink()  # the real launcher from the environment

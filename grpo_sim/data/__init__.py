@@ -4,6 +4,11 @@ datasets, paraphrase generation, the retrieval pipeline and the synthetic demo d
 The CLI (``grpo-sim data ...``) lives in :mod:`grpo_sim.data.cli`; the format is described in
 ``docs/data-format.md``."""
 
+from .dense import DenseRetriever
+from .importers import export_corpus, import_dataset
+from .paraphrase import ParaphraseCache, filter_paraphrases, paraphrase_sets, template_paraphrases
+from .pipeline import load_or_build_retriever, retrieve_file, retrieve_for_sets
+from .retrieval import BM25Retriever, jaccard, retriever_consistency
 from .schema import (
     PROMPT_TEMPLATES,
     DataError,
@@ -11,24 +16,19 @@ from .schema import (
     ParaphraseSet,
     Passage,
     build_rag_prompt,
-    format_passages,
-    read_psets,
-    to_training_rows,
-    write_psets,
     corpus_hash,
+    format_passages,
     load_psets,
     psets_from_hf,
     psets_to_hf,
     read_corpus,
+    read_psets,
+    to_training_rows,
     validate_file,
     write_corpus,
+    write_psets,
 )
-from .retrieval import BM25Retriever, jaccard, retriever_consistency
 from .synthetic import build_demo_dataset, demo_text_corpus, gold_ranks
-from .importers import export_corpus, import_dataset
-from .paraphrase import ParaphraseCache, filter_paraphrases, paraphrase_sets, template_paraphrases
-from .dense import DenseRetriever
-from .pipeline import load_or_build_retriever, retrieve_file, retrieve_for_sets
 
 __all__ = [
     "PROMPT_TEMPLATES",

@@ -36,14 +36,14 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .. import __version__
-from ..io import atomic_write_bytes, atomic_write_text
 from ..data.schema import ParaphraseSet, _coerce_sets, read_psets
+from ..io import atomic_write_bytes, atomic_write_text
 from .generate import _vllm_engine, generate_predictions, load_eval_model, resolve_model_dir
 from .metrics import (
     DEFAULT_METRICS,
     EMPTY_ANSWER_WARN_RATE,
-    MODAL_ANSWER_WARN_SHARE,
     LEVELS,
+    MODAL_ANSWER_WARN_SHARE,
     EvalError,
     _resolve_metrics,
     bootstrap_cis,
