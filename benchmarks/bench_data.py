@@ -3,8 +3,9 @@ with the packaged all-MiniLM-L6-v2, and exact dense search over 100k vectors.
 
 * Corpus: 100,000 passages of 40-80 words drawn from a 30,000-word Zipf(1.1) vocabulary
   (common English words at the head, made-up 2-4 syllable words in the tail, so MiniLM's
-  word-piece counts resemble real text; seeded, built in memory, not timed). Queries: 8 words, 6 taken from a random passage and 2
-  from the vocabulary, so most queries have a clear best passage, like real questions.
+  word-piece counts resemble real text; seeded, built in memory, not timed). Queries: 8 words,
+  6 taken from a random passage and 2 from the vocabulary, so most queries have a clear best
+  passage, like real questions.
 * BM25: :class:`grpo_sim.data.BM25Retriever` (bm25s, numpy backend): index build seconds, then
   top-10 queries/s for single-threaded ``retrieve_indices`` over all queries.
 * Dense encoding: sentences/s of ``SentenceTransformer.encode`` (batch 64) on the packaged
@@ -132,12 +133,15 @@ def bench_dense_search(passages, n_queries: int, k: int = 10, dim: int = 384, se
     emb = rng.standard_normal((len(passages), dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     r = DenseRetriever(passages, encoder=object(), use_faiss=False, _embeddings=emb)
-    q = emb[rng.integers(0, len(passages), size=n_queries)] + 0.1 * rng.standard_normal((n_queries, dim)).astype(np.float32)
+    q = emb[rng.integers(0, len(passages), size=n_queries)] + 0.1 * rng.standard_normal(
+        (n_queries, dim)
+    ).astype(np.float32)
     r.search(q[:8], k)
     t0 = time.perf_counter()
     r.search(q, k)
     dt = time.perf_counter() - t0
-    return {"dense_search_passages": len(passages), "dense_search_queries": n_queries, "dense_search_qps": n_queries / dt}
+    return {"dense_search_passages": len(passages), "dense_search_queries": n_queries,
+            "dense_search_qps": n_queries / dt}
 
 
 def run(quick: bool = False) -> dict:

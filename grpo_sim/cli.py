@@ -242,7 +242,9 @@ def plan_command(
 def demo_command(
     output_dir: Path = typer.Option(Path("runs/demo"), "--output-dir", "-o", help="where results go"),
     quick: bool = typer.Option(False, "--quick", help="a small smoke version (about a minute)"),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="warm-start cache (default: next to the output dir, .cache/)"),
+    cache_dir: Optional[Path] = typer.Option(
+        None, "--cache-dir", help="warm-start cache (default: next to the output dir, .cache/)"
+    ),
     reward_labels: str = typer.Option(
         "gold", "--reward-labels",
         help="what GRPO's accuracy reward scores against: gold (verified answers) or warmstart "

@@ -32,8 +32,9 @@ Nothing is hard-coded about the outcome: the numbers are whatever this run measu
 Design notes (measured on the 2-core build machine while choosing the settings)
 -------------------------------------------------------------------------------
 * ``advantage_mode="set"``: per-paraphrase groups of g = 4 rollouts of this confident policy had
-  zero reward spread 68-75% of the time in the first steps (up to ~90% later), so the paper's per-paraphrase normalisation learned
-  little; normalising over a set's n*g completions left <10% of groups without signal.
+  zero reward spread 68-75% of the time in the first steps (up to ~90% later), so the paper's
+  per-paraphrase normalisation learned little; normalising over a set's n*g completions left <10%
+  of groups without signal.
 * Learning rate 1e-3 (3e-4 moved consistency a few points in 300 steps; 2e-3 lost accuracy).
 * ``num_iterations=2`` (reusing each generation batch) was worse at equal steps.
 * With ``reward_labels="warmstart"`` the accuracy-only arm learns the label noise (consistency

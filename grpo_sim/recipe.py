@@ -344,7 +344,8 @@ class Recipe(_Section):
         return yaml.safe_dump(self.resolved_dict(), sort_keys=False)
 
     def reward_terms(self) -> list[dict[str, Any]]:
-        """``rewards:``, else the shorthand reward keys, else one bleu2 consistency term (the first recipes' default)."""
+        """``rewards:``, else the shorthand reward keys, else one bleu2 consistency term
+        (the first recipes' default)."""
         from .reward_terms import legacy_reward_terms
 
         if self.rewards is not None:

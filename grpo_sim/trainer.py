@@ -174,7 +174,8 @@ class PSGRPOConfig(GRPOConfig):
                   "('bleu2', 'token_f1', 'embedding:model=PATH', ...) or 'my_pkg.module:function'; default bleu2."},
     )
     consistency_weight: float | None = field(
-        default=None, metadata={"help": "Shorthand: weight alpha of the consistency reward (default 1.0; 0 disables it)."}
+        default=None,
+        metadata={"help": "Shorthand: weight alpha of the consistency reward (default 1.0; 0 disables it)."},
     )
     accuracy_weight: float | None = field(
         default=None,
@@ -189,7 +190,8 @@ class PSGRPOConfig(GRPOConfig):
                   "None computes the exact reward over all other paraphrases."},
     )
     relaxed_samples: int | None = field(
-        default=None, metadata={"help": "Shorthand: relaxed reward, rollouts sampled per chosen paraphrase (default 1)."}
+        default=None,
+        metadata={"help": "Shorthand: relaxed reward, rollouts sampled per chosen paraphrase (default 1)."},
     )
     advantage_mode: str = field(
         default="paraphrase",
@@ -355,7 +357,8 @@ class PSGRPOTrainer(GRPOTrainer):
     def __init__(self, model: Any, reward_funcs: Any = None, args: PSGRPOConfig | None = None, **kwargs: Any):
         if args is None or not isinstance(args, PSGRPOConfig):
             raise TypeError("PSGRPOTrainer needs args=PSGRPOConfig(...)")
-        user_funcs = [] if reward_funcs is None else (reward_funcs if isinstance(reward_funcs, list) else [reward_funcs])
+        user_funcs = ([] if reward_funcs is None
+                      else (reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]))
         terms = args.terms
         train_dataset = kwargs.get("train_dataset")
         self.uses_sets = train_dataset is not None and not isinstance(train_dataset, dict) and \
@@ -393,7 +396,9 @@ class PSGRPOTrainer(GRPOTrainer):
         consistency = [term for _, term in self._set_terms if term.type == "consistency"]
         # the first consistency term's metric; tests (and users) may swap it on the trainer
         self.similarity = get_similarity(consistency[0].similarity) if consistency else None
-        self._term_metrics = {k: get_similarity(t.similarity) for k, t in self._set_terms[1:] if t.type == "consistency"}
+        self._term_metrics = {
+            k: get_similarity(t.similarity) for k, t in self._set_terms[1:] if t.type == "consistency"
+        }
         self._train_layout = self._layout(train_dataset, args, "train_dataset") if self.uses_sets else None
         args.reward_weights = weights
         try:
@@ -520,7 +525,8 @@ class PSGRPOTrainer(GRPOTrainer):
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         mode = "train" if self.model.training else "eval"
-        with_sets = bool(inputs) and self.args.set_id_column in inputs[0] and self.args.paraphrase_id_column in inputs[0]
+        with_sets = (bool(inputs) and self.args.set_id_column in inputs[0]
+                     and self.args.paraphrase_id_column in inputs[0])
         if with_sets:
             local = [(text, row[self.args.set_id_column], row[self.args.paraphrase_id_column])
                      for text, row in zip(_as_texts(completions), inputs)]

@@ -68,7 +68,8 @@ def test_validate_ok_and_every_bad_row(tmp_path):
         "{broken",
         json.dumps({**good, "set_id": "b", "paraphrases": []}),
         json.dumps({**good, "set_id": "c", "answers": [1, 2]}),
-        json.dumps({**good, "set_id": "d", "paraphrases": [{"paraphrase_id": 0, "question": "q", "passages": [{"id": "p"}]}]}),
+        json.dumps({**good, "set_id": "d",
+                    "paraphrases": [{"paraphrase_id": 0, "question": "q", "passages": [{"id": "p"}]}]}),
         json.dumps({**good, "extra": 1, "set_id": "e"}),
     ]
     bad = tmp_path / "bad.jsonl"

@@ -44,11 +44,16 @@ class BowEncoder:
 
 
 CORPUS = [
-    Passage(id="eiffel", title="Eiffel Tower", text="The Eiffel Tower is a wrought-iron lattice tower in Paris, France."),
-    Passage(id="banana", title="Banana", text="A banana is an elongated, edible fruit produced by plants of the genus Musa."),
-    Passage(id="python", title="Python", text="Python is a high-level programming language created by Guido van Rossum."),
-    Passage(id="everest", title="Mount Everest", text="Mount Everest is Earth's highest mountain above sea level, in the Himalayas."),
-    Passage(id="moon", title="Moon", text="The Moon is Earth's only natural satellite; Apollo 11 landed there in 1969."),
+    Passage(id="eiffel", title="Eiffel Tower",
+            text="The Eiffel Tower is a wrought-iron lattice tower in Paris, France."),
+    Passage(id="banana", title="Banana",
+            text="A banana is an elongated, edible fruit produced by plants of the genus Musa."),
+    Passage(id="python", title="Python",
+            text="Python is a high-level programming language created by Guido van Rossum."),
+    Passage(id="everest", title="Mount Everest",
+            text="Mount Everest is Earth's highest mountain above sea level, in the Himalayas."),
+    Passage(id="moon", title="Moon",
+            text="The Moon is Earth's only natural satellite; Apollo 11 landed there in 1969."),
     Passage(id="piano", title="Piano", text="The piano is a keyboard instrument in which hammers strike strings."),
 ]
 

@@ -50,7 +50,8 @@ def test_triviaqa_fixture_with_evidence(tmp_path):
     data = {
         "Data": [
             {
-                "Answer": {"Aliases": ["Oslandia City", "OSLANDIA", "Oslandia (city)"], "MatchedWikiEntityName": "Oslandia",
+                "Answer": {"Aliases": ["Oslandia City", "OSLANDIA", "Oslandia (city)"],
+                           "MatchedWikiEntityName": "Oslandia",
                            "NormalizedAliases": ["oslandia city", "oslandia", "oslandia city"],
                            "NormalizedValue": "oslandia", "Type": "WikipediaEntity", "Value": "Oslandia"},
                 "EntityPages": [{"DocSource": "TagMe", "Filename": "Varenko.txt", "Title": "Varenko"}],
@@ -155,15 +156,16 @@ def test_2wiki_fixture_with_aliases(tmp_path):
          "answer": "Oslandia", "evidences_id": [], "answer_id": "Q99"},
         {"_id": "w2", "type": "comparison", "question": "Which is older, Zeltek or Brolix?",
          "context": [["Brolix", ["Brolix was founded in 1901."]]], "entity_ids": "Q3_Q4",
-         "supporting_facts": [["Brolix", 0]], "evidences": [], "answer": "Brolix", "evidences_id": [], "answer_id": None},
+         "supporting_facts": [["Brolix", 0]], "evidences": [], "answer": "Brolix", "evidences_id": [],
+         "answer_id": None},
     ]
     f = _dump(tmp_path / "dev.json", rows)
     sets = import_2wikimultihopqa(f)
     assert sets[0].answers == ["Oslandia"]
     assert sets[0].metadata["passages"][0]["text"] == "Zeltek is a company. It was founded by Varenko."
     # id_aliases.json next to the data file is picked up
-    _dump(tmp_path / "id_aliases.json", [{"Q_id": "Q99", "aliases": ["Oslandia City", "oslandia"], "demonyms": ["Oslandian"]}],
-          jsonl=True)
+    _dump(tmp_path / "id_aliases.json",
+          [{"Q_id": "Q99", "aliases": ["Oslandia City", "oslandia"], "demonyms": ["Oslandian"]}], jsonl=True)
     sets = import_2wikimultihopqa(f)
     assert sets[0].answers == ["Oslandia", "Oslandia City", "Oslandian"]
     assert sets[1].answers == ["Brolix"] and sets[0].metadata["evidences"][0][1] == "founded by"
@@ -214,13 +216,15 @@ def test_eli5_fixtures(tmp_path):
     assert s.answers == ["Rayleigh scattering of sunlight.", "Tie with the best.", "Blue light scatters more."]
     assert s.metadata["answer_scores"] == [12, 12, 7] and s.metadata["answer_ids"] == ["b", "e", "d"]
     assert s.metadata["passages"] == [] and s.metadata["category"] == "Physics"
-    assert import_eli5(tmp_path / "eli5-category-test.json", max_answers=1)[0].answers == ["Rayleigh scattering of sunlight."]
+    assert import_eli5(tmp_path / "eli5-category-test.json", max_answers=1)[0].answers == [
+        "Rayleigh scattering of sunlight."]
     kilt = [{"id": "k1", "input": "Why do cats purr?", "meta": {},
              "output": [{"answer": "To communicate.", "meta": {"score": 3}},
                         {"answer": "Vibrating larynx muscles.", "meta": {"score": 9}},
                         {"provenance": [{"wikipedia_id": "123", "title": "Purr"}]}]}]
     k = import_eli5(_dump(tmp_path / "eli5-dev-kilt.jsonl", kilt, jsonl=True))[0]
-    assert k.answers == ["Vibrating larynx muscles.", "To communicate."] and k.metadata["provenance"][0]["title"] == "Purr"
+    assert (k.answers == ["Vibrating larynx muscles.", "To communicate."]
+            and k.metadata["provenance"][0]["title"] == "Purr")
 
 
 def test_malformed_rows_are_all_reported(tmp_path):
@@ -250,11 +254,12 @@ def test_malformed_rows_are_all_reported(tmp_path):
     with pytest.raises(DataError, match=r"row 1: field 'answers.score'"):
         import_eli5(eli)
     mus = tmp_path / "m.jsonl"
-    mus.write_text(json.dumps({"id": "x", "question": "Q?", "answer": "A", "paragraphs": [{"title": "t"}]}) + "\n{oops\n")
+    mus.write_text(json.dumps({"id": "x", "question": "Q?", "answer": "A", "paragraphs": [{"title": "t"}]})
+                   + "\n{oops\n")
     with pytest.raises(DataError) as ei:
         import_musique(mus)
-    assert f"{mus}: line 2: field '<json>'" in str(ei.value) and f"{mus}: line 1: field 'paragraphs[0].paragraph_text'" \
-        in str(ei.value)
+    assert (f"{mus}: line 2: field '<json>'" in str(ei.value)
+            and f"{mus}: line 1: field 'paragraphs[0].paragraph_text'" in str(ei.value))
     broken = tmp_path / "broken.json"
     broken.write_text('[{"_id": "a", "question": "q?"}, {"_id": ')
     with pytest.raises(DataError, match="not valid JSON"):
@@ -365,7 +370,8 @@ def test_real_sample_details():
 
     m = {s.set_id: s for s in import_dataset("musique", REALDATA / "musique_ans_train.sample.jsonl")}
     assert m["2hop__150763_14904"].answers == ["G. Stanley Hall", "Stanley Hall"]
-    assert m["3hop2__130734_798404_834843"].answers == ["U.S.", "America", "U.S", "the United States", "United States", "US"]
+    assert m["3hop2__130734_798404_834843"].answers == [
+        "U.S.", "America", "U.S", "the United States", "United States", "US"]
     assert len(m["2hop__150763_14904"].metadata["supporting_passage_ids"]) == 2
     assert m["4hop1__709382_146811_31223_91015"].metadata["hops"] == "4hop1"
 

@@ -314,7 +314,8 @@ def test_answer_leak_rules():
 
 def test_existing_paraphrases_are_kept_and_extended(server, tmp_path):
     s = ParaphraseSet(set_id="a", question=QS[0], paraphrases=[
-        {"paraphrase_id": 0, "question": QS[0]}, {"paraphrase_id": 5, "question": "Could you say where was Varenko born?"}])
+        {"paraphrase_id": 0, "question": QS[0]},
+        {"paraphrase_id": 5, "question": "Could you say where was Varenko born?"}])
     sets, stats = paraphrase_sets([s], _backend(server), n=3, cache=ParaphraseCache(None))
     ids = [p.paraphrase_id for p in sets[0].paraphrases]
     assert ids == [0, 5, 6, 7]  # the existing wording 1 is a duplicate of a candidate
@@ -368,7 +369,8 @@ def test_vllm_backend_batches_prompts():
 
         def chat(self, convs, params, use_tqdm=False):
             self.calls.append(len(convs))
-            return [Out(json.dumps(["Tell me: " + c[0]["content"].split("Question: ")[1].split("\n")[0]])) for c in convs]
+            return [Out(json.dumps(["Tell me: " + c[0]["content"].split("Question: ")[1].split("\n")[0]]))
+                    for c in convs]
 
     llm = FakeLLM()
     sets, stats = paraphrase_sets(_sets(*QS), VLLMBackend("fake", llm=llm), n=1)

@@ -93,7 +93,8 @@ def test_relaxed_is_deterministic_and_only_scores_sampled_pairs():
     n, g = 6, 4
     comps = [str(v) for v in np.random.default_rng(0).integers(0, 10, n * g)]
     paras = np.repeat(np.arange(n), g).tolist()
-    r1 = group_similarity_rewards(comps, ["s"] * (n * g), paras, counting_sim, approx={"kappa": 3, "samples": 1}, seed=5)
+    r1 = group_similarity_rewards(comps, ["s"] * (n * g), paras, counting_sim,
+                                  approx={"kappa": 3, "samples": 1}, seed=5)
     scored_pairs = sum(a * b for a, b in calls)
     r2 = group_similarity_rewards(comps, ["s"] * (n * g), paras, numeric_sim, approx={"kappa": 3, "samples": 1}, seed=5)
     r3 = group_similarity_rewards(comps, ["s"] * (n * g), paras, numeric_sim, approx={"kappa": 3, "samples": 1}, seed=6)

@@ -45,7 +45,8 @@ def test_chat_template(tok, demo):
     row = to_training_rows(demo[0][:1])[0]
     text = tok.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
     assert text.startswith("<user> [1] ") and text.endswith("Answer: <assistant>")
-    ids = tok.apply_chat_template(row["prompt"], tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]
+    ids = tok.apply_chat_template(row["prompt"], tokenize=True, add_generation_prompt=True,
+                                  return_dict=True)["input_ids"]
     assert ids[-1] == tok.convert_tokens_to_ids("<assistant>") and tok.unk_token_id not in ids
     full = row["prompt"] + [{"role": "assistant", "content": row["answers"][0]}]
     out = tok.apply_chat_template(full, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)

@@ -43,7 +43,8 @@ def _echo(message: str) -> None:
 
 @app.command("validate")
 def validate_cmd(
-    file: Path = typer.Argument(..., help="JSONL paraphrase-set file, or a directory written by datasets' save_to_disk"),
+    file: Path = typer.Argument(...,
+                                help="JSONL paraphrase-set file, or a directory written by datasets' save_to_disk"),
     for_training: bool = typer.Option(False, "--for-training",
                                       help="also run the trainer's set checks and list EVERY set it would reject"),
     paraphrases_per_set: Optional[int] = typer.Option(None, "--paraphrases-per-set", "-n", min=2,
@@ -155,8 +156,8 @@ def import_cmd(
     split: Optional[str] = typer.Option(None, "--split", help="split name (recorded; the hub split to load)"),
     corpus_out: Optional[Path] = typer.Option(None, "--corpus-out",
                                               help="also write the dataset-provided passages as a corpus JSONL"),
-    evidence_dir: Optional[Path] = typer.Option(None, "--evidence-dir",
-                                                help="TriviaQA: the release's evidence/ folder (documents -> passages)"),
+    evidence_dir: Optional[Path] = typer.Option(
+        None, "--evidence-dir", help="TriviaQA: the release's evidence/ folder (documents -> passages)"),
     aliases: Optional[Path] = typer.Option(None, "--aliases", help="2WikiMultiHopQA: id_aliases.json"),
     max_answers: int = typer.Option(3, "--max-answers", min=1, help="ELI5: keep this many top-scored answers"),
     hf_config: Optional[str] = typer.Option(None, "--hf-config", help="config name for hub datasets"),
@@ -316,11 +317,11 @@ def retrieve_cmd(
     corpus: Path = typer.Option(..., "--corpus", "-c", help="corpus JSONL: one {id, title, text} per line"),
     out: Path = typer.Option(..., "--out", "-o", help="output JSONL (passages attached to every paraphrase)"),
     retriever: str = typer.Option("bm25", "--retriever", "-r", help="bm25 | dense"),
-    model: Optional[str] = typer.Option(None, "--model", "-m",
-                                        help="dense model (default: packaged all-MiniLM-L6-v2; e.g. intfloat/e5-base-v2)"),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="dense model (default: packaged all-MiniLM-L6-v2; e.g. intfloat/e5-base-v2)"),
     k: int = typer.Option(3, "--k", "-k", min=1, help="passages per paraphrase"),
-    index_dir: Optional[Path] = typer.Option(None, "--index-dir",
-                                             help="cache the index here (built once, reused while the corpus is unchanged)"),
+    index_dir: Optional[Path] = typer.Option(
+        None, "--index-dir", help="cache the index here (built once, reused while the corpus is unchanged)"),
     device: Optional[str] = typer.Option(None, "--device", help="dense encoder device (default cuda if available)"),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="dense encoder batch size"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -339,7 +340,8 @@ def retrieve_cmd(
         _fail(str(e))
     where = f" ({stats['index']} {stats['index_path']})" if stats.get("index_path") else ""
     _echo(f"retrieved top-{k} of {stats['num_passages']} passages for {stats['num_queries']} paraphrases "
-          f"of {stats['num_sets']} sets with {stats['retriever']}{'' if not stats.get('model') else ' ' + stats['model']}"
+          f"of {stats['num_sets']} sets with {stats['retriever']}"
+          f"{'' if not stats.get('model') else ' ' + stats['model']}"
           f"{where} -> {out}")
     if stats["consistency"] is None:
         _echo("retriever consistency: n/a (no set has two or more paraphrases)")

@@ -6,26 +6,26 @@ Every importer returns one set per question with **one paraphrase**: the origina
 ``grpo-sim data retrieve`` adds passages per wording). ``set_id`` is the dataset's own question
 id. What the importers take from each format:
 
-=================  ==========================  ==========================================  ==============================
-dataset            question                    answers (gold, several allowed)             ``metadata["passages"]``
-=================  ==========================  ==========================================  ==============================
-TriviaQA           ``Question``                ``Answer.Value`` then ``Answer.Aliases``    evidence documents cut into
-                                               (original casing, case-insensitive          100-word passages, only when
-                                               de-duplication). ``NormalizedAliases`` are  ``evidence_dir`` is given (HF
-                                               lower-cased copies of the aliases (the      ``rc`` rows carry the text);
-                                               scorer normalises anyway), kept in          the document references are
-                                               metadata; test rows have no answers.        always kept
-HotpotQA           ``question``                ``[answer]`` (yes/no included); test rows   the 10 (distractor) or gold
-                                               have none                                   (fullwiki dev: none) context
-                                                                                           paragraphs
-2WikiMultiHopQA    ``question``                ``[answer]`` + aliases of ``answer_id``     the context paragraphs
-                                               from ``id_aliases.json`` (given, or found
-                                               next to the data file)
-MuSiQue            ``question``                ``[answer] + answer_aliases``               the 20 paragraphs
-ELI5               ``title`` (``selftext`` in  the ``max_answers`` (3) highest-scored      none (ELI5 has no passages;
-                   metadata); KILT: ``input``  answer texts, best first; ``[deleted]``/    KILT provenance is kept as
-                                               ``[removed]`` and empty answers skipped     references)
-=================  ==========================  ==========================================  ==============================
+===============  ==========================  ==========================================  ==============================
+dataset          question                    answers (gold, several allowed)             ``metadata["passages"]``
+===============  ==========================  ==========================================  ==============================
+TriviaQA         ``Question``                ``Answer.Value`` then ``Answer.Aliases``    evidence documents cut into
+                                             (original casing, case-insensitive          100-word passages, only when
+                                             de-duplication). ``NormalizedAliases`` are  ``evidence_dir`` is given (HF
+                                             lower-cased copies of the aliases (the      ``rc`` rows carry the text);
+                                             scorer normalises anyway), kept in          the document references are
+                                             metadata; test rows have no answers.        always kept
+HotpotQA         ``question``                ``[answer]`` (yes/no included); test rows   the 10 (distractor) or gold
+                                             have none                                   (fullwiki dev: none) context
+                                                                                         paragraphs
+2WikiMultiHopQA  ``question``                ``[answer]`` + aliases of ``answer_id``     the context paragraphs
+                                             from ``id_aliases.json`` (given, or found
+                                             next to the data file)
+MuSiQue          ``question``                ``[answer] + answer_aliases``               the 20 paragraphs
+ELI5             ``title`` (``selftext`` in  the ``max_answers`` (3) highest-scored      none (ELI5 has no passages;
+                 metadata); KILT: ``input``  answer texts, best first; ``[deleted]``/    KILT provenance is kept as
+                                             ``[removed]`` and empty answers skipped     references)
+===============  ==========================  ==========================================  ==============================
 
 Passages have content-addressed ids ``<dataset>:<sha1(title, text)[:16]>`` (TriviaQA:
 ``triviaqa:<file>#<chunk>``), so the same paragraph shared by many questions is one corpus
@@ -164,7 +164,8 @@ def _read_rows(path: Path, list_key: str | None = None) -> tuple[list[tuple[int,
                 problems.append((lineno, "<json>", f"not valid JSON ({e.msg} at column {e.colno}): fix the syntax"))
         if problems and (len(problems) == len([ln for ln in text.splitlines() if ln.strip()]) or stripped[0] == "["):
             raise DataError(
-                f"{path}: not valid JSON or JSONL ({whole_err.msg} at line {whole_err.lineno} column {whole_err.colno})",
+                f"{path}: not valid JSON or JSONL "
+                f"({whole_err.msg} at line {whole_err.lineno} column {whole_err.colno})",
                 [(whole_err.lineno, "<json>", whole_err.msg)],
             )
         for lineno, field, msg in problems:  # reported together with the rows' own problems
@@ -255,7 +256,8 @@ def _get(row: dict[str, Any], *names: str, required: bool = True, kind: type | t
                                       f"{_short(value)}")
             return value
     if required:
-        raise _RowError(names[0], "field is missing" + (f" (also looked for {', '.join(names[1:])})" if len(names) > 1 else ""))
+        raise _RowError(names[0],
+                        "field is missing" + (f" (also looked for {', '.join(names[1:])})" if len(names) > 1 else ""))
     return default
 
 
@@ -403,7 +405,9 @@ def _chunk_words(text: str, n_words: int) -> list[str]:
     return [" ".join(words[i : i + n_words]) for i in range(0, len(words), n_words)]
 
 
-def _triviaqa_doc_passages(title: str, filename: str, text: str, n_words: int, max_chunks: int | None) -> list[dict[str, str]]:
+def _triviaqa_doc_passages(
+    title: str, filename: str, text: str, n_words: int, max_chunks: int | None
+) -> list[dict[str, str]]:
     chunks = _chunk_words(text, n_words)
     if max_chunks is not None:
         chunks = chunks[:max_chunks]
@@ -434,7 +438,8 @@ def _triviaqa_converter(
             if value is not None and value.strip() == "":
                 raise _RowError("Answer.Value", "the answer is empty")
             for k_src, k_dst in (("Type", "answer_type"), ("type", "answer_type"),
-                                 ("NormalizedAliases", "normalized_aliases"), ("normalized_aliases", "normalized_aliases"),
+                                 ("NormalizedAliases", "normalized_aliases"),
+                                 ("normalized_aliases", "normalized_aliases"),
                                  ("MatchedWikiEntityName", "matched_wiki_entity"),
                                  ("matched_wiki_entity_name", "matched_wiki_entity")):
                 if answer.get(k_src) not in (None, ""):
@@ -446,7 +451,8 @@ def _triviaqa_converter(
         passages: list[dict[str, str]] = []
         refs: list[dict[str, Any]] = []
         # release layout: lists of objects with Filename; hub layout: dict of lists with the text inline
-        for key, hub_key, sub in (("EntityPages", "entity_pages", "wikipedia"), ("SearchResults", "search_results", "web")):
+        for key, hub_key, sub in (("EntityPages", "entity_pages", "wikipedia"),
+                                  ("SearchResults", "search_results", "web")):
             items = row.get(key)
             if items is None and isinstance(row.get(hub_key), dict):
                 d = row[hub_key]
@@ -736,7 +742,9 @@ def import_musique(
 _ELI5_DROP = {"[deleted]", "[removed]"}
 
 
-def _eli5_converter(split: str | None, max_answers: int, min_score: int | None) -> Callable[[dict[str, Any]], ParaphraseSet]:
+def _eli5_converter(
+    split: str | None, max_answers: int, min_score: int | None
+) -> Callable[[dict[str, Any]], ParaphraseSet]:
     def convert(row: dict[str, Any]) -> ParaphraseSet:
         meta: dict[str, Any] = {"source": "eli5"}
         if split:
@@ -885,7 +893,9 @@ def _looks_like_path(s: str) -> bool:
         bool(re.search(r"\.(json|jsonl|gz)$", s))
 
 
-def _hub_converter(name: str, split: str | None, kwargs: dict[str, Any]) -> Callable[[dict[str, Any]], ParaphraseSet | None]:
+def _hub_converter(
+    name: str, split: str | None, kwargs: dict[str, Any]
+) -> Callable[[dict[str, Any]], ParaphraseSet | None]:
     if name == "triviaqa":
         return _triviaqa_converter(None, split, kwargs.get("chunk_words", TRIVIAQA_CHUNK_WORDS),
                                    kwargs.get("max_chunks_per_doc"))
@@ -917,7 +927,8 @@ def import_from_hub(
         ds = datasets.load_dataset(hf_name, hf_config, split=split, streaming=limit is not None)
     except Exception as e:  # noqa: BLE001 - hub/network errors become a clear message
         raise DataError(f"could not load {hf_name!r} (config {hf_config!r}, split {split!r}) from the Hugging Face "
-                        f"hub: {type(e).__name__}: {e}. Give a local file instead, or check the name/config/split") from e
+                        f"hub: {type(e).__name__}: {e}. "
+                        "Give a local file instead, or check the name/config/split") from e
     rows = ((i, dict(r)) for i, r in enumerate(ds, start=1))
     notes = kwargs.pop("notes", None)
     sets = _convert_rows(rows, _hub_converter(name, split, kwargs), f"hf:{hf_name}[{split}]", "row", limit)

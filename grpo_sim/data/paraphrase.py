@@ -287,7 +287,9 @@ def filter_paraphrases(
 _WH = ("what", "who", "whom", "whose", "where", "when", "which", "why", "how")
 _AUX = ("is", "are", "was", "were", "does", "do", "did", "can", "could", "will", "would", "has", "have", "had",
         "should", "may", "might")
-_LOWER_FIRST = set(_WH) | set(_AUX) | {"in", "on", "at", "for", "from", "to", "of", "by", "with", "name", "the", "a", "an"}
+_LOWER_FIRST = set(_WH) | set(_AUX) | {
+    "in", "on", "at", "for", "from", "to", "of", "by", "with", "name", "the", "a", "an"
+}
 
 
 def _relation_paraphrases(question: str) -> list[str]:

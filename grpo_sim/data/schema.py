@@ -430,7 +430,8 @@ def psets_from_hf(dataset: Any, source: str = "<dataset>") -> list[ParaphraseSet
             continue
         if pset.set_id in first_row_of:
             problems.append(
-                (rowno, "set_id", f"duplicate set_id {pset.set_id!r} (first in row {first_row_of[pset.set_id]}): make it unique")
+                (rowno, "set_id",
+                 f"duplicate set_id {pset.set_id!r} (first in row {first_row_of[pset.set_id]}): make it unique")
             )
             continue
         first_row_of[pset.set_id] = rowno
@@ -522,7 +523,8 @@ def read_corpus(path: str | os.PathLike[str]) -> list[Passage]:
         raise DataError(f"{path}: corpus file not found (expected JSONL passages: id, title, text)")
     out, problems = _read_jsonl_models(path, Passage, "id", "passage id")
     if problems:
-        raise DataError(_format_problems(str(path), problems).replace("paraphrase-set data", "passage corpus"), problems)
+        raise DataError(_format_problems(str(path), problems).replace("paraphrase-set data", "passage corpus"),
+                        problems)
     if not out:
         raise DataError(f"{path}: the corpus holds no passages")
     return out

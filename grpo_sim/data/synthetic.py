@@ -128,7 +128,9 @@ RELATION_NAMES: list[str] = list(RELATIONS)
 MAX_PARAPHRASES: int = min(len(r["questions"]) for r in RELATIONS.values())
 
 
-def _world(rng: random.Random, n_people: int, taken: set[str], pool_size: int) -> tuple[list[str], dict[str, list[str]]]:
+def _world(
+    rng: random.Random, n_people: int, taken: set[str], pool_size: int
+) -> tuple[list[str], dict[str, list[str]]]:
     people = _make_names(rng, "person", n_people, taken)
     pools = {
         "city": _make_names(rng, "city", pool_size, taken),
@@ -137,7 +139,9 @@ def _world(rng: random.Random, n_people: int, taken: set[str], pool_size: int) -
     return people, pools
 
 
-def _facts_for(rng: random.Random, person: str, pools: dict[str, list[str]], must: str | None) -> list[tuple[str, str, str]]:
+def _facts_for(
+    rng: random.Random, person: str, pools: dict[str, list[str]], must: str | None
+) -> list[tuple[str, str, str]]:
     """2-4 (relation, subject, object) facts of one person; ``must`` is always among them.
     The two relations with the same answer type never share an object for one person."""
     n = rng.choice([2, 3, 3, 4])

@@ -62,18 +62,21 @@ def eval_command(
              "With --replay, omit it and give only DATA.", show_default=False)] = None,
     data: Annotated[Optional[Path], typer.Argument(
         help="Paraphrase-set JSONL (the project's format). Optional with --replay.", show_default=False)] = None,
-    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Directory for predictions.jsonl, "
-                                             "per_set.jsonl, summary.json, report.md and plots.")] = Path("eval_results"),
+    output_dir: Annotated[Path, typer.Option(
+        "--output-dir", "-o", help="Directory for predictions.jsonl, per_set.jsonl, summary.json, "
+                                   "report.md and plots.")] = Path("eval_results"),
     baseline: Annotated[Optional[str], typer.Option(
         "--baseline", help="Compare against: a model (path/hub id/training dir) or an earlier output directory, "
                            "summary.json or predictions.jsonl.")] = None,
     replay: Annotated[Optional[Path], typer.Option(
         "--replay", help="Score an existing predictions.jsonl without running any model.")] = None,
-    levels: Annotated[str, typer.Option("--levels", help="Comma-separated: e2e, generator "
-                                        "(retriever consistency is computed whenever passage ids exist).")] = "e2e,generator",
+    levels: Annotated[str, typer.Option(
+        "--levels", help="Comma-separated: e2e, generator "
+                         "(retriever consistency is computed whenever passage ids exist).")] = "e2e,generator",
     metrics: Annotated[str, typer.Option("--metrics", help="Similarity registry specs, comma-separated; "
                                          "'alias=spec' names a key.")] = _DEFAULT_METRICS,
-    template: Annotated[str, typer.Option("--template", help="Prompt template name or format string.")] = "rag_short_answer",
+    template: Annotated[str, typer.Option(
+        "--template", help="Prompt template name or format string.")] = "rag_short_answer",
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 32,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     sample: Annotated[bool, typer.Option("--sample/--greedy", help="Sample instead of greedy decoding.")] = False,
@@ -85,14 +88,17 @@ def eval_command(
                                                   "available).")] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="Model dtype, e.g. bfloat16 (default: the "
                                                  "checkpoint's).")] = None,
-    n_boot: Annotated[int, typer.Option("--n-boot", min=0, help="Bootstrap replicates for the 95% intervals.")] = 1000,
-    max_sets: Annotated[Optional[int], typer.Option("--max-sets", min=1, help="Evaluate only the first N sets.")] = None,
+    n_boot: Annotated[int, typer.Option(
+        "--n-boot", min=0, help="Bootstrap replicates for the 95% intervals.")] = 1000,
+    max_sets: Annotated[Optional[int], typer.Option(
+        "--max-sets", min=1, help="Evaluate only the first N sets.")] = None,
     embedding_model: Annotated[Optional[str], typer.Option(
         "--embedding-model", help="Sentence-transformers model for 'embedding' (default: packaged MiniLM).")] = None,
     judge_url: Annotated[Optional[str], typer.Option(
         "--judge-url", help="OpenAI-compatible endpoint for LLM-judge consistency/accuracy, "
                             "e.g. http://127.0.0.1:8000/v1.")] = None,
-    judge_model: Annotated[Optional[str], typer.Option("--judge-model", help="Model name at the judge endpoint.")] = None,
+    judge_model: Annotated[Optional[str], typer.Option(
+        "--judge-model", help="Model name at the judge endpoint.")] = None,
     judge_cache: Annotated[Optional[Path], typer.Option(
         "--judge-cache", help="Judge reply cache (default: OUTPUT_DIR/judge_cache.json).")] = None,
     judge_timeout: Annotated[float, typer.Option("--judge-timeout", help="Seconds per judge request.")] = 60.0,

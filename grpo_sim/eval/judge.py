@@ -33,8 +33,9 @@ else is NaN (left out of the means and counted in ``stats["unparsed"]``).
 Requests use ``temperature=0`` and go through :func:`grpo_sim.openai_http.post_json` (the same
 client as the paraphrase generator): timeouts, connection errors, malformed replies, HTTP
 408/409/425/429 and 5xx are retried with exponential backoff (``backoff * 2**attempt`` seconds,
-jittered, capped at ``max_backoff``); other HTTP errors fail at once. Replies are cached on disk (JSON, written atomically) keyed by
-``sha256(model, prompt)``, so a rerun with the same judge model sends no request twice.
+jittered, capped at ``max_backoff``); other HTTP errors fail at once. Replies are cached on disk
+(JSON, written atomically) keyed by ``sha256(model, prompt)``, so a rerun with the same judge
+model sends no request twice.
 """
 
 from __future__ import annotations
@@ -189,7 +190,9 @@ class LLMJudge:
                              on_request=self._count("requests"), on_retry=self._count("retries"))
         except HTTPRequestError as exc:
             if exc.status is not None:
-                raise JudgeError(f"LLM judge at {self.url} answered {exc} (check --judge-model and the API key)") from None
+                raise JudgeError(
+                    f"LLM judge at {self.url} answered {exc} (check --judge-model and the API key)"
+                ) from None
             if exc.unreachable:
                 raise JudgeUnreachableError(
                     f"LLM judge endpoint {self.url} is unreachable ({exc}) after {exc.attempts} tries: start an "

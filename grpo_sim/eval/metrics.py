@@ -421,7 +421,9 @@ def check_predictions(predictions: Iterable[Mapping[str, Any]], source: str = "p
             raise EvalError(f"{where}: field 'set_id' must be a non-empty string, got {r['set_id']!r}")
         r["set_id"] = str(r["set_id"])
         pid = r["paraphrase_id"]
-        if isinstance(pid, bool) or not (isinstance(pid, int) or (isinstance(pid, str) and pid.strip().lstrip("-").isdigit())):
+        if isinstance(pid, bool) or not (
+            isinstance(pid, int) or (isinstance(pid, str) and pid.strip().lstrip("-").isdigit())
+        ):
             raise EvalError(f"{where}: field 'paraphrase_id' must be an integer, got {pid!r}")
         r["paraphrase_id"] = int(pid)
         if r["answer"] is None:
@@ -743,7 +745,9 @@ def summarize_with_details(
         for suffix in ("em", "f1", "rouge_l"):
             if suffix in per_answer_acc:
                 sel = owners == i
-                row[f"{suffix}_by_position"] = [_jsonable(x) for x in per_answer_acc[suffix][sel][np.argsort(positions[sel])]]
+                row[f"{suffix}_by_position"] = [
+                    _jsonable(x) for x in per_answer_acc[suffix][sel][np.argsort(positions[sel])]
+                ]
         per_set.append(row)
     return summary, per_set
 

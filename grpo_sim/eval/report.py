@@ -579,8 +579,10 @@ def render_report(result: dict[str, Any]) -> str:
     if cfg.get("data"):
         lines.append(f"- data: `{cfg['data']}`")
     lines.append(f"- {m.get('num_sets')} paraphrase sets, {m.get('num_paraphrases')} paraphrases"
-                 f" ({m.get('num_sets_with_gold', 0)} sets with gold answers; answer form: {m.get('answer_form') or 'n/a'})")
-    decoding = "greedy" if not dec.get("do_sample") else f"sampling (temperature {dec.get('temperature')}, top-p {dec.get('top_p')})"
+                 f" ({m.get('num_sets_with_gold', 0)} sets with gold answers;"
+                 f" answer form: {m.get('answer_form') or 'n/a'})")
+    decoding = ("greedy" if not dec.get("do_sample")
+                else f"sampling (temperature {dec.get('temperature')}, top-p {dec.get('top_p')})")
     lines.append(f"- decoding: {decoding}, max {dec.get('max_new_tokens')} new tokens, seed {dec.get('seed')}; "
                  f"mode: {cfg.get('mode')}")
     lines.append(f"- every number: mean over sets in [0, 1] with a {int(100 * cfg.get('confidence', 0.95))}% "
@@ -663,7 +665,8 @@ def make_plots(out: Path, result: dict[str, Any], model_res: ModelResult, base_r
                 ci = summ.get(f"{k}_ci")
                 if ci and np.isfinite(vals[i]):
                     err[:, i] = [max(0.0, vals[i] - ci[0]), max(0.0, ci[1] - vals[i])]
-            name = "before (baseline)" if label == "baseline" else ("after (model)" if base_res is not None else "model")
+            name = ("before (baseline)" if label == "baseline"
+                    else ("after (model)" if base_res is not None else "model"))
             ax.bar(x + (j - (len(order) - 1) / 2) * width, np.nan_to_num(vals), width, yerr=err, capsize=3,
                    label=name, color=colors[label])
         ax.set_xticks(x)
