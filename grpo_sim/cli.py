@@ -13,6 +13,7 @@ Bad input prints one clear error (file, key, what to change) and exits with stat
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -296,7 +297,21 @@ def _register_optional() -> None:
 _register_optional()
 
 
+def _deepspeed_on_cpu_quietly() -> None:
+    """Without any accelerator, tell DeepSpeed (imported by transformers when installed) it is on the CPU.
+
+    Otherwise it guesses and prints "Setting accelerator to CPU ... we were unable to detect it" in every run.
+    """
+    if "DS_ACCELERATOR" in os.environ or importlib.util.find_spec("deepspeed") is None:
+        return
+    import torch
+
+    if not torch.accelerator.is_available():
+        os.environ["DS_ACCELERATOR"] = "cpu"
+
+
 def main() -> None:
+    _deepspeed_on_cpu_quietly()
     app()
 
 
