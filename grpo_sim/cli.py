@@ -5,6 +5,8 @@
     grpo-sim check RECIPE [--set ...] [-p N]    every check train makes before it starts (recipe, data,
                                                 batches for N processes), without loading a model
 
+After the recipe, TRL-style flags (``--learning_rate 2e-6``) act as ``--set`` overrides (grpo_sim.trl_config).
+
 Bad input prints one clear error (file, key, what to change) and exits with status 2; no traceback.
 """
 
@@ -107,7 +109,16 @@ def load_recipe_reporting_all(path: Path, overrides: list[str] | None, **start):
     return recipe
 
 
+def _with_trl_flags(overrides: list[str] | None, extra: list[str]) -> list[str]:
+    """``--set`` overrides plus TRL-style flags after the recipe (``--learning_rate 2e-6`` ->
+    ``training.learning_rate=2e-6``, ``--model_name_or_path X`` -> ``model.name_or_path=X``); the flags win."""
+    from .trl_config import flags_to_overrides
+
+    return [*(overrides or []), *flags_to_overrides(extra)]
+
+
 def train_command(
+    ctx: typer.Context,
     recipe: Path = typer.Argument(..., help="YAML recipe (see recipes/)"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="run directory"),
@@ -115,11 +126,12 @@ def train_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="delete a non-empty output directory first"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="where the demo warm start is cached"),
 ) -> None:
-    """Train with PS-GRPO from a YAML recipe."""
+    """Train with PS-GRPO from a YAML recipe (TRL-style flags such as --learning_rate 2e-6 act as --set)."""
     _quiet_on_non_main()
     from .runner import Interrupted, run_training
 
     try:
+        set_ = _with_trl_flags(set_, ctx.args)
         parsed = load_recipe_reporting_all(recipe, set_, output_dir=output_dir, resume=resume, overwrite=overwrite)
         result = run_training(parsed, output_dir=output_dir, resume=resume, overwrite=overwrite,
                               cache_dir=cache_dir)
@@ -136,6 +148,7 @@ def train_command(
 
 
 def check_command(
+    ctx: typer.Context,
     recipe: Path = typer.Argument(..., help="YAML recipe"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
     num_processes: int = typer.Option(1, "--num-processes", "-p", min=1,
@@ -150,6 +163,7 @@ def check_command(
 
     start = dict(num_processes=num_processes, num_machines=num_machines, read_data=not no_data)
     try:
+        set_ = _with_trl_flags(set_, ctx.args)
         parsed = load_recipe_reporting_all(recipe, set_, **start)
         decisions = check_start(cpu_defaults(parsed), **start)
     except USER_ERRORS as exc:
@@ -169,6 +183,7 @@ def check_command(
 
 
 def plan_command(
+    ctx: typer.Context,
     recipe: Path = typer.Argument(..., help="YAML recipe"),
     num_processes: int = typer.Option(1, "--num-processes", "-p", help="training processes over all machines"),
     num_machines: int = typer.Option(1, "--num-machines", "-m", help="machines (nodes)"),
@@ -182,7 +197,7 @@ def plan_command(
     from .recipe import load_recipe
 
     try:
-        plan = plan_batches(load_recipe(recipe, set_), num_processes, num_machines, paraphrases_per_set,
+        plan = plan_batches(load_recipe(recipe, _with_trl_flags(set_, ctx.args)), num_processes, num_machines, paraphrases_per_set,
                             vllm_data_parallel)
     except USER_ERRORS as exc:
         fail(str(exc))
@@ -224,10 +239,11 @@ def demo_command(
         fail(str(exc))
 
 
-app.command("train")(train_command)
-app.command("check")(check_command)
+_TRL_FLAGS = {"allow_extra_args": True, "ignore_unknown_options": True}  # --learning_rate 2e-6, as TRL's scripts
+app.command("train", context_settings=_TRL_FLAGS)(train_command)
+app.command("check", context_settings=_TRL_FLAGS)(check_command)
 app.command("demo")(demo_command)
-app.command("plan")(plan_command)
+app.command("plan", context_settings=_TRL_FLAGS)(plan_command)
 
 
 def _register_optional() -> None:

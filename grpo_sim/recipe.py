@@ -3,6 +3,9 @@
 A recipe has four sections (see ``recipes/`` and the README)::
 
     extends: base.yaml            # optional: deep-merged underneath this file
+    trl_config: grpo.yaml         # optional: a flat TRL / open-r1 GRPO config, mapped into the sections below
+                                  # (model_name_or_path -> model.name_or_path, dataset_name -> data.train, the
+                                  # GRPOConfig fields -> training); this file's keys win
     model:    {name_or_path, dtype, attn_implementation, lora, merge_adapters}
     data:     {train, eval, prompt, paraphrases_per_set, max_train_sets, max_eval_sets, demo}
     reward:   {similarity, consistency_weight, relaxed, accuracy, advantage, collapse_penalty, ...}
@@ -393,14 +396,34 @@ def load_raw(path: str | os.PathLike[str], _seen: tuple[Path, ...] = ()) -> dict
         raise RecipeError(f"{path}: 'extends' forms a cycle: {chain}")
     data = _read_yaml(path)
     parent = data.pop("extends", None)
-    if parent is None:
-        return data
-    if not isinstance(parent, str):
-        raise RecipeError(f"{path}: extends must be a path to another recipe, got {parent!r}")
-    parent_path = (path.parent / parent) if not os.path.isabs(parent) else Path(parent)
-    if not parent_path.exists():
-        raise RecipeError(f"{path}: extends {parent!r}, but {parent_path} does not exist")
-    return deep_merge(load_raw(parent_path, (*_seen, path)), data)
+    trl_config = data.pop("trl_config", None)
+    base: dict[str, Any] = {}
+    if parent is not None:
+        base = load_raw(_referenced_file(path, "extends", parent, "another recipe"), (*_seen, path))
+    if trl_config is not None:
+        base = deep_merge(base, _trl_sections(_referenced_file(path, "trl_config", trl_config, "a TRL GRPO config"),
+                                              recipe_has_rewards="rewards" in data or "rewards" in base))
+    return deep_merge(base, data) if base else data
+
+
+def _referenced_file(path: Path, key: str, value: Any, what: str) -> Path:
+    """A file a recipe names (``extends``, ``trl_config``), relative to the recipe's own directory."""
+    if not isinstance(value, str):
+        raise RecipeError(f"{path}: {key} must be a path to {what}, got {value!r}")
+    target = (path.parent / value) if not os.path.isabs(value) else Path(value)
+    if not target.exists():
+        raise RecipeError(f"{path}: {key} {value!r}, but {target} does not exist")
+    return target
+
+
+def _trl_sections(path: Path, recipe_has_rewards: bool) -> dict[str, Any]:
+    """A flat TRL / open-r1 GRPO config (GRPOConfig + ScriptArguments + ModelConfig keys) as recipe sections."""
+    from .trl_config import sections_from_flat
+
+    sections, problems = sections_from_flat(_read_yaml(path), str(path), recipe_has_rewards)
+    if problems:
+        raise RecipeError(format_problems(str(path), [p.removeprefix(f"{path}: ") for p in problems]), problems)
+    return sections
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None, source: str = "--set") -> dict[str, Any]:
@@ -549,7 +572,8 @@ def check_recipe(data: dict[str, Any], source: str = "<recipe>") -> tuple[Recipe
     unknown = set(data) - set(Recipe.model_fields)
     for key in sorted(unknown):
         if key in _training_fields() and key not in _OWNED_BY_SECTIONS:  # a flat TRL / open-r1 config
-            problems.append(f"{key}: a GRPOConfig/TrainingArguments field at the top level: move it under training:")
+            problems.append(f"{key}: a GRPOConfig/TrainingArguments field at the top level: move it under training: "
+                            "(or keep the flat TRL config in its own file and name it with trl_config: FILE)")
         elif key in ModelSettings.model_fields or key in ("model_name_or_path", "model_revision"):
             problems.append(f"{key}: a model setting at the top level: move it under model: (model.name_or_path, "
                             "model.revision, ...)")
