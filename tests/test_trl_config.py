@@ -170,3 +170,25 @@ def test_hf_hub_name_and_split_reads_load_dataset(psets_dir, tmp_path, monkeypat
     assert result.exit_code == 0, result.output
     assert calls and calls[0] == ("someone/psets", None, "validation")
     assert "6 training sets x 3 paraphrases" in result.output
+
+
+def test_open_r1_style_config_trains_on_a_dataset_without_sets(psets_dir, tmp_path):
+    """A TRL user's flat config, reward function and (prompt, reference) dataset: one CPU step from YAML."""
+    from datasets import Dataset
+
+    _, _, policy = psets_dir
+    rows = [{"problem": f"what is {k} plus {k}?", "solution": [str(2 * k)]} for k in range(4)]
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "math"))
+    flat = {"model_name_or_path": str(policy), "torch_dtype": "float32", "dataset_name": str(tmp_path / "math"),
+            "dataset_prompt_column": "problem", "system_prompt": "Answer briefly.", "learning_rate": 1e-5,
+            "num_generations": 2, "per_device_train_batch_size": 4, "max_completion_length": 4, "max_steps": 1,
+            "use_vllm": False, "report_to": [], "save_strategy": "no", "disable_tqdm": True, "logging_steps": 1,
+            "reward_funcs": ["reward_fns:words_from_target"], "reward_weights": [1.0]}
+    write(tmp_path / "grpo.yaml", flat)
+    write(tmp_path / "recipe.yaml", {"trl_config": "grpo.yaml", "data": {"columns": {"answers": "solution"}},
+                                     "evaluation": {"enabled": False}})
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "recipe.yaml"), "-o", str(tmp_path / "run"),
+                                      "--gradient_checkpointing", "false"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("rewards/words_from_target/mean") is not None for r in rows), rows
