@@ -118,20 +118,20 @@ def _with_trl_flags(overrides: list[str] | None, extra: list[str]) -> list[str]:
 
 
 def train_command(
-    ctx: typer.Context,
     recipe: Path = typer.Argument(..., help="YAML recipe (see recipes/)"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="run directory"),
     resume: Optional[str] = typer.Option(None, "--resume", help="'auto' (newest complete checkpoint) or a path"),
     overwrite: bool = typer.Option(False, "--overwrite", help="delete a non-empty output directory first"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="where the demo warm start is cached"),
+    ctx: typer.Context = None,  # type: ignore[assignment]  # last: grpo_sim.train calls this positionally
 ) -> None:
     """Train with PS-GRPO from a YAML recipe (TRL-style flags such as --learning_rate 2e-6 act as --set)."""
     _quiet_on_non_main()
     from .runner import Interrupted, run_training
 
     try:
-        set_ = _with_trl_flags(set_, ctx.args)
+        set_ = _with_trl_flags(set_, ctx.args if ctx else [])
         parsed = load_recipe_reporting_all(recipe, set_, output_dir=output_dir, resume=resume, overwrite=overwrite)
         result = run_training(parsed, output_dir=output_dir, resume=resume, overwrite=overwrite,
                               cache_dir=cache_dir)
@@ -148,7 +148,6 @@ def train_command(
 
 
 def check_command(
-    ctx: typer.Context,
     recipe: Path = typer.Argument(..., help="YAML recipe"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
     num_processes: int = typer.Option(1, "--num-processes", "-p", min=1,
@@ -156,6 +155,7 @@ def check_command(
     num_machines: int = typer.Option(1, "--num-machines", "-m", min=1, help="machines (nodes)"),
     no_data: bool = typer.Option(False, "--no-data", help="do not read the data files (e.g. they live on the "
                                  "cluster); n then comes from data.paraphrases_per_set"),
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Run every check `train` makes before it starts: recipe keys, types and ranges, similarities, prompt
     template, GRPOConfig, the data files and the batch arithmetic; report all problems at once."""
@@ -163,7 +163,7 @@ def check_command(
 
     start = dict(num_processes=num_processes, num_machines=num_machines, read_data=not no_data)
     try:
-        set_ = _with_trl_flags(set_, ctx.args)
+        set_ = _with_trl_flags(set_, ctx.args if ctx else [])
         parsed = load_recipe_reporting_all(recipe, set_, **start)
         decisions = check_start(cpu_defaults(parsed), **start)
     except USER_ERRORS as exc:
@@ -183,7 +183,6 @@ def check_command(
 
 
 def plan_command(
-    ctx: typer.Context,
     recipe: Path = typer.Argument(..., help="YAML recipe"),
     num_processes: int = typer.Option(1, "--num-processes", "-p", help="training processes over all machines"),
     num_machines: int = typer.Option(1, "--num-machines", "-m", help="machines (nodes)"),
@@ -191,13 +190,15 @@ def plan_command(
                                                       help="n, when it cannot be read from the data"),
     vllm_data_parallel: int = typer.Option(1, "--vllm-data-parallel", help="the vLLM server's data parallel size"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Print the batch arithmetic of a recipe for a launch, its divisibility problems and vLLM settings TRL rejects."""
     from .plan import plan_batches
     from .recipe import load_recipe
 
     try:
-        plan = plan_batches(load_recipe(recipe, _with_trl_flags(set_, ctx.args)), num_processes, num_machines, paraphrases_per_set,
+        overrides = _with_trl_flags(set_, ctx.args if ctx else [])
+        plan = plan_batches(load_recipe(recipe, overrides), num_processes, num_machines, paraphrases_per_set,
                             vllm_data_parallel)
     except USER_ERRORS as exc:
         fail(str(exc))
