@@ -640,13 +640,38 @@ def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None
     return parse_recipe(raw, source=str(path))
 
 
-def build_config(recipe: Recipe, output_dir: str | os.PathLike[str]):
-    """PSGRPOConfig from a recipe; GRPOConfig's own checks are reported against the recipe file."""
+@functools.lru_cache(maxsize=None)
+def config_class_for_launch(num_processes: int) -> type:
+    """PSGRPOConfig whose ``world_size`` is a launch's process count, so that ``GRPOConfig.__post_init__`` derives
+    THAT launch's batch (steps_per_generation, generation_batch_size) in this one process. For checks and plans
+    only: a run trains with the plain PSGRPOConfig, whose world size is the real one."""
+    from .trainer import PSGRPOConfig
+
+    def post_init(self) -> None:
+        try:
+            PSGRPOConfig.__post_init__(self)
+        except ValueError as exc:
+            # a later rule (e.g. generation_batch_size % num_generations) rejected the batch TRL derived: keep it
+            # on the error, so that a plan can still show the numbers and the nearest valid settings
+            derived = (self.steps_per_generation, self.generation_batch_size)
+            exc.derived_batch = derived if None not in derived else None  # type: ignore[attr-defined]
+            raise
+
+    return type(f"PSGRPOConfigFor{num_processes}Processes", (PSGRPOConfig,),
+                {"world_size": property(lambda self: num_processes), "__post_init__": post_init,
+                 "__doc__": config_class_for_launch.__doc__})
+
+
+def build_config(recipe: Recipe, output_dir: str | os.PathLike[str], num_processes: int | None = None):
+    """PSGRPOConfig from a recipe; GRPOConfig's own checks are reported against the recipe file.
+
+    ``num_processes``: build it as a launch of that many processes would (see :func:`config_class_for_launch`)."""
     from .trainer import PSGRPOConfig
 
     kwargs = recipe.trainer_kwargs(output_dir)
+    config_class = PSGRPOConfig if num_processes is None else config_class_for_launch(num_processes)
     try:
-        return PSGRPOConfig(**kwargs)
+        return config_class(**kwargs)
     except (ValueError, TypeError) as exc:
         raise RecipeError(f"{recipe._source}: training settings rejected by GRPOConfig: {exc}") from None
     except ImportError as exc:  # e.g. training.deepspeed without the deepspeed package

@@ -12,7 +12,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -527,26 +527,6 @@ def _problems_of(exc: Exception, source: str) -> list[str]:
     return [str(exc).removeprefix(f"{source}: ")]
 
 
-def _for_launch(recipe: Recipe, num_processes: int | None) -> Recipe:
-    """The recipe with the generation batch a launch of ``num_processes`` will have, spelt out.
-
-    GRPOConfig derives the batch from THIS process's world size; checking another launch size
-    (``grpo-sim check -p 7`` in one process) needs that launch's batch instead.
-    """
-    training = recipe.training
-    if num_processes is None or "generation_batch_size" in training:
-        return recipe
-    from .trainer import PSGRPOConfig
-
-    defaults = {f.name: f.default for f in fields(PSGRPOConfig)}
-    per_device = training.get("per_device_train_batch_size") or defaults["per_device_train_batch_size"]
-    steps = (training.get("steps_per_generation") or training.get("gradient_accumulation_steps")
-             or defaults["gradient_accumulation_steps"])
-    launch = {k: v for k, v in training.items() if k != "steps_per_generation"}
-    launch["generation_batch_size"] = per_device * num_processes * steps
-    return recipe.model_copy(update={"training": launch})
-
-
 def _data_problem(split: str, exc: Exception) -> str:
     message = str(exc)
     return message if message.startswith(f"data.{split}") else f"data.{split}: {message}"
@@ -589,7 +569,7 @@ def start_problems(recipe: Recipe, output_dir: Path | None = None, resume: str |
     source = recipe._source
     problems: list[str] = []
     try:
-        config = build_config(_for_launch(recipe, num_processes), output_dir or Path("grpo-sim-check"))
+        config = build_config(recipe, output_dir or Path("grpo-sim-check"), num_processes)
         if num_processes is None:
             num_processes = config.world_size
     except RecipeError as exc:

@@ -121,7 +121,8 @@ def _function_terms(funcs: Any, weights: Any, source: str) -> tuple[list[dict[st
                     "imports reward functions by dotted path: give e.g. 'my_pkg.rewards:accuracy_reward', or write "
                     "a rewards: list in the recipe (it replaces reward_funcs)")
     if weights is not None and (not isinstance(weights, list) or len(weights) != len(funcs)):
-        return [], f"{source}: reward_weights: expected one weight per reward_funcs entry ({len(funcs)}), got {weights!r}"
+        return [], (f"{source}: reward_weights: expected one weight per reward_funcs entry ({len(funcs)}), "
+                    f"got {weights!r}")
     weights = weights or [1.0] * len(funcs)
     return [{"type": "function", "function": f, "weight": w} for f, w in zip(funcs, weights)], None
 

@@ -116,7 +116,8 @@ def test_trl_style_flags_act_as_set(tmp_path):
     result = runner.invoke(app, ["check", str(tmp_path / "recipe.yaml"), "--no-data", "--learnin_rate", "1",
                                  "stray"])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "No such option: --learnin_rate" in result.output and "did you mean --learning_rate?" in result.output and "'stray': unexpected argument" in result.output
+    assert "No such option: --learnin_rate" in result.output and "did you mean --learning_rate?" in result.output
+    assert "'stray': unexpected argument" in result.output
     assert "--set training.learning_rate=2e-6" in result.output
 
 
@@ -192,3 +193,20 @@ def test_open_r1_style_config_trains_on_a_dataset_without_sets(psets_dir, tmp_pa
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any(r.get("rewards/words_from_target/mean") is not None for r in rows), rows
+
+
+def test_plan_reads_the_batch_trl_derives_for_the_launch(tmp_path):
+    """plan's steps_per_generation / generation batch are GRPOConfig.__post_init__'s for a launch of P processes."""
+    from grpo_sim.plan import launch_batch_config, plan_batches
+    from grpo_sim.trainer import PSGRPOConfig
+
+    write(tmp_path / "r.yaml", {"model": {"name_or_path": "m"}, "data": {"train": "t.jsonl", "paraphrases_per_set": 2},
+                                "rewards": [{"type": "consistency"}], "training": {"gradient_accumulation_steps": 3}})
+    recipe = load_recipe(tmp_path / "r.yaml")
+    config = launch_batch_config(recipe, 5)
+    assert isinstance(config, PSGRPOConfig) and config.world_size == 5
+    default_batch = PSGRPOConfig(output_dir=str(tmp_path), bf16=False).per_device_train_batch_size
+    assert (config.steps_per_generation, config.generation_batch_size) == (3, default_batch * 5 * 3)
+    plan = plan_batches(recipe, num_processes=5)
+    assert (plan.per_device_batch, plan.steps_per_generation, plan.generation_batch) == \
+        (default_batch, 3, config.generation_batch_size)
