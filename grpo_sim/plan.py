@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .recipe import DEMO_DATA, Recipe
+from .recipe import Recipe
+from .sources import DATA_SOURCES
 
 
 @dataclass
@@ -218,8 +219,8 @@ def infer_paraphrases_per_set(recipe: Recipe) -> int:
     """n from the recipe: data.paraphrases_per_set, the demo settings, or the first set of the train file."""
     if recipe.data.paraphrases_per_set:
         return recipe.data.paraphrases_per_set
-    if recipe.data.train == DEMO_DATA:
-        return recipe.data.demo.num_paraphrases
+    if recipe.data.train in DATA_SOURCES:
+        return DATA_SOURCES[recipe.data.train].paraphrases_per_set(recipe)
     if recipe.data.format == "prompts":
         return 1  # ordinary prompts: each is its own group of g completions
     if recipe.data.train.endswith(".jsonl"):

@@ -124,8 +124,6 @@ TRAINING_RANGES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
 _NOT_NULL = {"num_generations"}
 # TrainingArguments fields that take a JSON file path (read relative to the current directory) or a mapping.
 _CONFIG_FILE_FIELDS = {"deepspeed", "accelerator_config", "fsdp_config"}
-DEMO_MODEL = "grpo-sim:demo-warmstart"
-DEMO_DATA = "demo"
 
 
 class RecipeError(ValueError):
@@ -157,7 +155,8 @@ class LoraSettings(_Section):
 
 
 class ModelSettings(_Section):
-    name_or_path: str = Field(..., description=f"hub id, local path, or '{DEMO_MODEL}' (the demo's warm start)")
+    name_or_path: str = Field(..., description="hub id, local path, or a registered model source (grpo_sim.sources: "
+                                               "'grpo-sim:demo-warmstart', the demo's warm start)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     attn_implementation: Literal["eager", "sdpa", "flash_attention_2", "flex_attention"] | None = None
     lora: LoraSettings | None = None
@@ -195,7 +194,8 @@ class DemoDataSettings(_Section):
 
 
 class DataSettings(_Section):
-    train: str = Field(..., description="paraphrase-set JSONL, 'hf:NAME[:SPLIT]', or 'demo' (bundled synthetic)")
+    train: str = Field(..., description="paraphrase-set JSONL, 'hf:NAME[:SPLIT]', or a registered data source "
+                                        "(grpo_sim.sources: 'demo', the bundled synthetic sets)")
     eval: str | None = Field(None, description="held-out paraphrase sets (same forms as train)")
     prompt: str = Field("rag_short_answer", description="prompt template name or a '{question}'/'{passages}' string")
     paraphrases_per_set: int | None = Field(None, ge=2, description="keep the first n paraphrases of every set")
