@@ -8,6 +8,8 @@
     grpo-sim check RECIPE [--set ...] [-p N]    every check train makes before it starts (recipe, data,
                                                 batches for N processes), without loading a model
 
+After the recipe, TRL-style flags (``--learning_rate 2e-6``) act as ``--set`` overrides (grpo_sim.trl_config).
+
 Bad input prints one clear error (file, key, what to change) and exits with status 2; no traceback.
 """
 
@@ -111,6 +113,14 @@ def load_recipe_reporting_all(path: Path, overrides: list[str] | None, **start):
     return recipe
 
 
+def _with_trl_flags(overrides: list[str] | None, extra: list[str]) -> list[str]:
+    """``--set`` overrides plus TRL-style flags after the recipe (``--learning_rate 2e-6`` ->
+    ``training.learning_rate=2e-6``, ``--model_name_or_path X`` -> ``model.name_or_path=X``); the flags win."""
+    from .trl_config import flags_to_overrides
+
+    return [*(overrides or []), *flags_to_overrides(extra)]
+
+
 def train_command(
     recipe: Path = typer.Argument(..., help="YAML recipe (see recipes/)"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
@@ -118,12 +128,14 @@ def train_command(
     resume: Optional[str] = typer.Option(None, "--resume", help="'auto' (newest complete checkpoint) or a path"),
     overwrite: bool = typer.Option(False, "--overwrite", help="delete a non-empty output directory first"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="where the demo warm start is cached"),
+    ctx: typer.Context = None,  # type: ignore[assignment]  # last: grpo_sim.train calls this positionally
 ) -> None:
-    """Train with PS-GRPO from a YAML recipe."""
+    """Train with PS-GRPO from a YAML recipe (TRL-style flags such as --learning_rate 2e-6 act as --set)."""
     _quiet_on_non_main()
     from .runner import Interrupted, run_training
 
     try:
+        set_ = _with_trl_flags(set_, ctx.args if ctx else [])
         parsed = load_recipe_reporting_all(recipe, set_, output_dir=output_dir, resume=resume, overwrite=overwrite)
         result = run_training(parsed, output_dir=output_dir, resume=resume, overwrite=overwrite,
                               cache_dir=cache_dir)
@@ -179,6 +191,7 @@ def check_command(
     num_machines: int = typer.Option(1, "--num-machines", "-m", min=1, help="machines (nodes)"),
     no_data: bool = typer.Option(False, "--no-data", help="do not read the data files (e.g. they live on the "
                                  "cluster); n then comes from data.paraphrases_per_set"),
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Run every check `train` makes before it starts: recipe keys, types and ranges, similarities, prompt
     template, GRPOConfig, the data files and the batch arithmetic; report all problems at once."""
@@ -186,6 +199,7 @@ def check_command(
 
     start = dict(num_processes=num_processes, num_machines=num_machines, read_data=not no_data)
     try:
+        set_ = _with_trl_flags(set_, ctx.args if ctx else [])
         parsed = load_recipe_reporting_all(recipe, set_, **start)
         decisions = check_start(cpu_defaults(parsed), **start)
     except USER_ERRORS as exc:
@@ -212,13 +226,15 @@ def plan_command(
                                                       help="n, when it cannot be read from the data"),
     vllm_data_parallel: int = typer.Option(1, "--vllm-data-parallel", help="the vLLM server's data parallel size"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Print the batch arithmetic of a recipe for a launch, its divisibility problems and vLLM settings TRL rejects."""
     from .plan import plan_batches
     from .recipe import load_recipe
 
     try:
-        plan = plan_batches(load_recipe(recipe, set_), num_processes, num_machines, paraphrases_per_set,
+        overrides = _with_trl_flags(set_, ctx.args if ctx else [])
+        plan = plan_batches(load_recipe(recipe, overrides), num_processes, num_machines, paraphrases_per_set,
                             vllm_data_parallel)
     except USER_ERRORS as exc:
         fail(str(exc))
@@ -262,11 +278,12 @@ def demo_command(
         fail(str(exc))
 
 
-app.command("train")(train_command)
+_TRL_FLAGS = {"allow_extra_args": True, "ignore_unknown_options": True}  # --learning_rate 2e-6, as TRL's scripts
+app.command("train", context_settings=_TRL_FLAGS)(train_command)
 app.command("sft")(sft_command)
-app.command("check")(check_command)
+app.command("check", context_settings=_TRL_FLAGS)(check_command)
 app.command("demo")(demo_command)
-app.command("plan")(plan_command)
+app.command("plan", context_settings=_TRL_FLAGS)(plan_command)
 
 
 def _register_optional() -> None:

@@ -51,16 +51,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .io import atomic_open, atomic_write_text
+from .recipe import DemoDataSettings
 from .warmstart import WarmStartConfig, warm_start
 
-#: Data of the full demo (``quick=True`` shrinks it). 200 held-out sets: the standard error of a
-#: consistency mean over sets is then about 0.025.
-DEMO_DATA_SETTINGS: dict[str, Any] = {
-    "num_train_sets": 600,
-    "num_eval_sets": 200,
-    "num_paraphrases": 4,
-    "passages_per_prompt": 3,
-}
+#: Data of the full demo (``quick=True`` shrinks it): the recipe schema's ``data.demo`` defaults, one source for
+#: ``grpo-sim demo`` and recipes with ``data.train: demo`` (the seed is the demo's --seed).
+DEMO_DATA_SETTINGS: dict[str, Any] = DemoDataSettings().model_dump(exclude={"seed"})
 
 #: Warm-start settings of the full demo (see :class:`grpo_sim.warmstart.WarmStartConfig`; the
 #: noisy wordings are :data:`grpo_sim.warmstart.NOISY_TEMPLATES`).

@@ -1,17 +1,20 @@
 """Batch arithmetic of a recipe for a given launch, before anything launches.
 
-Mirrors how ``trl.GRPOConfig`` derives ``steps_per_generation`` / ``generation_batch_size`` and
-adds PS-GRPO's constraint that a generation batch holds whole paraphrase sets (n x g completions).
+Reads ``steps_per_generation`` / ``generation_batch_size`` from the config a launch of that size builds
+(``trl.GRPOConfig.__post_init__`` derives them) and adds PS-GRPO's constraint that a generation batch
+holds whole paraphrase sets (n x g completions).
 ``grpo-sim plan`` prints it; the trainer runs the same set check at start-up.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .recipe import DEMO_DATA, Recipe
+from .recipe import Recipe
+from .sources import DATA_SOURCES
 
 
 @dataclass
@@ -68,6 +71,28 @@ def _nearest_multiples(value: int, unit: int) -> str:
     return f"{lower or unit} or {lower + unit}"
 
 
+#: the training keys that make a launch's batch; the rest of the recipe does not change it
+BATCH_KEYS = ("num_generations", "per_device_train_batch_size", "gradient_accumulation_steps", "steps_per_generation",
+              "generation_batch_size")
+
+
+def launch_batch_config(recipe: Recipe, num_processes: int):
+    """The PSGRPOConfig a launch of ``num_processes`` builds from the recipe's batch keys (the rest at its defaults):
+    its steps_per_generation / generation_batch_size are TRL's own derivation (``GRPOConfig.__post_init__``).
+    ValueError when GRPOConfig rejects them."""
+    from .recipe import config_class_for_launch
+
+    batch = {k: recipe.training[k] for k in BATCH_KEYS if recipe.training.get(k) is not None}
+    # bf16 off: TrainingArguments refuses bf16 on a machine without a GPU, and precision does not change the batch
+    return config_class_for_launch(num_processes)(output_dir="grpo-sim-plan", report_to=[], bf16=False, **batch)
+
+
+def _default(key: str) -> Any:
+    from .trainer import PSGRPOConfig
+
+    return next(f.default for f in dataclasses.fields(PSGRPOConfig) if f.name == key)
+
+
 def plan_batches(recipe: Recipe, num_processes: int = 1, num_machines: int = 1,
                  paraphrases_per_set: int | None = None, vllm_data_parallel: int = 1) -> BatchPlan:
     """The batch arithmetic of ``recipe`` on ``num_processes`` training processes in total.
@@ -75,11 +100,8 @@ def plan_batches(recipe: Recipe, num_processes: int = 1, num_machines: int = 1,
     ``vllm_data_parallel`` is the rollout server's data-parallel size (vllm_mode server), when known.
     """
     t: dict[str, Any] = recipe.training
-    g = int(t.get("num_generations", 8))
-    B = int(t.get("per_device_train_batch_size", 8))
-    GA = int(t.get("gradient_accumulation_steps", 1))
-    S = t.get("steps_per_generation")
-    gen = t.get("generation_batch_size")
+    g, B, GA = (int(t.get(k) or _default(k)) for k in BATCH_KEYS[:3])
+    S, gen = t.get("steps_per_generation"), t.get("generation_batch_size")
     n = paraphrases_per_set or infer_paraphrases_per_set(recipe)
     plan = BatchPlan(n, g, num_processes, num_machines, B, GA, None, None, bool(t.get("use_vllm", False)),
                      str(t.get("vllm_mode", "colocate")))
@@ -89,25 +111,26 @@ def plan_batches(recipe: Recipe, num_processes: int = 1, num_machines: int = 1,
         return plan
     if num_processes % num_machines:
         plan.problems.append(f"{num_processes} processes do not split evenly over {num_machines} machines")
-    if g < 2 and recipe.reward.advantage in (None, "paraphrase"):
-        plan.problems.append(f"num_generations = {g}: per-paraphrase advantages need g >= 2 (or reward.advantage: set)")
+    if g < 2:
+        plan.problems.append(f"num_generations = {g}: GRPO needs g >= 2 completions per prompt (TRL's GRPOConfig "
+                             "rejects fewer; a group of one has no advantage)")
+        return plan
     if gen is not None and S is not None:
         plan.problems.append("set either training.generation_batch_size or training.steps_per_generation, not both")
         return plan
-    if gen is None and S is None:
-        S = GA
-        gen = B * P * S
-    elif gen is not None:
-        gen = int(gen)
-        if gen % (B * P):
-            plan.problems.append(
-                f"generation_batch_size {gen} is not divisible by per_device_train_batch_size x processes = {B * P}; "
-                f"nearest valid: {_nearest_multiples(gen, B * P)}")
+    if gen is not None and int(gen) % (B * P):
+        plan.problems.append(
+            f"generation_batch_size {gen} is not divisible by per_device_train_batch_size x processes = {B * P}; "
+            f"nearest valid: {_nearest_multiples(int(gen), B * P)}")
+        return plan
+    try:
+        config = launch_batch_config(recipe, P)
+        S, gen = config.steps_per_generation, config.generation_batch_size
+    except ValueError as exc:
+        if getattr(exc, "derived_batch", None) is None:  # a rule of GRPOConfig's that the checks here do not spell out
+            plan.problems.append(f"GRPOConfig rejects the batch settings for {P} process(es): {exc}")
             return plan
-        S = gen // (B * P)
-    else:
-        S = int(S)
-        gen = B * P * S
+        S, gen = exc.derived_batch  # type: ignore[attr-defined]  # TRL's gen % g rule: the set check below explains
     plan.steps_per_generation, plan.generation_batch = S, gen
     # (a multiple of n x g is a multiple of g, so TRL's own gen % g rule is covered below)
     per_set = n * g
@@ -196,8 +219,8 @@ def infer_paraphrases_per_set(recipe: Recipe) -> int:
     """n from the recipe: data.paraphrases_per_set, the demo settings, or the first set of the train file."""
     if recipe.data.paraphrases_per_set:
         return recipe.data.paraphrases_per_set
-    if recipe.data.train == DEMO_DATA:
-        return recipe.data.demo.num_paraphrases
+    if recipe.data.train in DATA_SOURCES:
+        return DATA_SOURCES[recipe.data.train].paraphrases_per_set(recipe)
     if recipe.data.format == "prompts":
         return 1  # ordinary prompts: each is its own group of g completions
     if recipe.data.train.endswith(".jsonl"):

@@ -3,6 +3,9 @@
 A recipe has four sections (see ``recipes/`` and the README)::
 
     extends: base.yaml            # optional: deep-merged underneath this file
+    trl_config: grpo.yaml         # optional: a flat TRL / open-r1 GRPO config, mapped into the sections below
+                                  # (model_name_or_path -> model.name_or_path, dataset_name -> data.train, the
+                                  # GRPOConfig fields -> training); this file's keys win
     model:    {name_or_path, dtype, attn_implementation, lora, merge_adapters}
     data:     {train, eval, prompt, paraphrases_per_set, max_train_sets, max_eval_sets, demo}
     reward:   {similarity, consistency_weight, relaxed, accuracy, advantage, collapse_penalty, ...}
@@ -122,8 +125,6 @@ TRAINING_RANGES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
 _NOT_NULL = {"num_generations"}
 # TrainingArguments fields that take a JSON file path (read relative to the current directory) or a mapping.
 _CONFIG_FILE_FIELDS = {"deepspeed", "accelerator_config", "fsdp_config"}
-DEMO_MODEL = "grpo-sim:demo-warmstart"
-DEMO_DATA = "demo"
 
 
 class RecipeError(ValueError):
@@ -155,7 +156,8 @@ class LoraSettings(_Section):
 
 
 class ModelSettings(_Section):
-    name_or_path: str = Field(..., description=f"hub id, local path, or '{DEMO_MODEL}' (the demo's warm start)")
+    name_or_path: str = Field(..., description="hub id, local path, or a registered model source (grpo_sim.sources: "
+                                               "'grpo-sim:demo-warmstart', the demo's warm start)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     attn_implementation: Literal["eager", "sdpa", "flash_attention_2", "flex_attention"] | None = None
     lora: LoraSettings | None = None
@@ -182,15 +184,19 @@ class ModelSettings(_Section):
 
 
 class DemoDataSettings(_Section):
-    num_train_sets: int = Field(400, ge=1)
-    num_eval_sets: int = Field(100, ge=1)
+    """The bundled synthetic data; these defaults are also the full ``grpo-sim demo``'s (grpo_sim.demo reads them).
+    200 held-out sets: the standard error of a consistency mean over sets is then about 0.025."""
+
+    num_train_sets: int = Field(600, ge=1)
+    num_eval_sets: int = Field(200, ge=1)
     num_paraphrases: int = Field(4, ge=2, le=6)
     passages_per_prompt: int = Field(3, ge=1)
     seed: int = 0
 
 
 class DataSettings(_Section):
-    train: str = Field(..., description="paraphrase-set JSONL, 'hf:NAME[:SPLIT]', or 'demo' (bundled synthetic)")
+    train: str = Field(..., description="paraphrase-set JSONL, 'hf:NAME[:SPLIT]', or a registered data source "
+                                        "(grpo_sim.sources: 'demo', the bundled synthetic sets)")
     eval: str | None = Field(None, description="held-out paraphrase sets (same forms as train)")
     prompt: str = Field("rag_short_answer", description="prompt template name or a '{question}'/'{passages}' string")
     paraphrases_per_set: int | None = Field(None, ge=2, description="keep the first n paraphrases of every "
@@ -418,14 +424,34 @@ def load_raw(path: str | os.PathLike[str], _seen: tuple[Path, ...] = ()) -> dict
         raise RecipeError(f"{path}: 'extends' forms a cycle: {chain}")
     data = _read_yaml(path)
     parent = data.pop("extends", None)
-    if parent is None:
-        return data
-    if not isinstance(parent, str):
-        raise RecipeError(f"{path}: extends must be a path to another recipe, got {parent!r}")
-    parent_path = (path.parent / parent) if not os.path.isabs(parent) else Path(parent)
-    if not parent_path.exists():
-        raise RecipeError(f"{path}: extends {parent!r}, but {parent_path} does not exist")
-    return deep_merge(load_raw(parent_path, (*_seen, path)), data)
+    trl_config = data.pop("trl_config", None)
+    base: dict[str, Any] = {}
+    if parent is not None:
+        base = load_raw(_referenced_file(path, "extends", parent, "another recipe"), (*_seen, path))
+    if trl_config is not None:
+        base = deep_merge(base, _trl_sections(_referenced_file(path, "trl_config", trl_config, "a TRL GRPO config"),
+                                              recipe_has_rewards="rewards" in data or "rewards" in base))
+    return deep_merge(base, data) if base else data
+
+
+def _referenced_file(path: Path, key: str, value: Any, what: str) -> Path:
+    """A file a recipe names (``extends``, ``trl_config``), relative to the recipe's own directory."""
+    if not isinstance(value, str):
+        raise RecipeError(f"{path}: {key} must be a path to {what}, got {value!r}")
+    target = (path.parent / value) if not os.path.isabs(value) else Path(value)
+    if not target.exists():
+        raise RecipeError(f"{path}: {key} {value!r}, but {target} does not exist")
+    return target
+
+
+def _trl_sections(path: Path, recipe_has_rewards: bool) -> dict[str, Any]:
+    """A flat TRL / open-r1 GRPO config (GRPOConfig + ScriptArguments + ModelConfig keys) as recipe sections."""
+    from .trl_config import sections_from_flat
+
+    sections, problems = sections_from_flat(_read_yaml(path), str(path), recipe_has_rewards)
+    if problems:
+        raise RecipeError(format_problems(str(path), [p.removeprefix(f"{path}: ") for p in problems]), problems)
+    return sections
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None, source: str = "--set") -> dict[str, Any]:
@@ -574,7 +600,8 @@ def check_recipe(data: dict[str, Any], source: str = "<recipe>") -> tuple[Recipe
     unknown = set(data) - set(Recipe.model_fields)
     for key in sorted(unknown):
         if key in _training_fields() and key not in _OWNED_BY_SECTIONS:  # a flat TRL / open-r1 config
-            problems.append(f"{key}: a GRPOConfig/TrainingArguments field at the top level: move it under training:")
+            problems.append(f"{key}: a GRPOConfig/TrainingArguments field at the top level: move it under training: "
+                            "(or keep the flat TRL config in its own file and name it with trl_config: FILE)")
         elif key in ModelSettings.model_fields or key in ("model_name_or_path", "model_revision"):
             problems.append(f"{key}: a model setting at the top level: move it under model: (model.name_or_path, "
                             "model.revision, ...)")
@@ -641,13 +668,38 @@ def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None
     return parse_recipe(raw, source=str(path))
 
 
-def build_config(recipe: Recipe, output_dir: str | os.PathLike[str]):
-    """PSGRPOConfig from a recipe; GRPOConfig's own checks are reported against the recipe file."""
+@functools.lru_cache(maxsize=None)
+def config_class_for_launch(num_processes: int) -> type:
+    """PSGRPOConfig whose ``world_size`` is a launch's process count, so that ``GRPOConfig.__post_init__`` derives
+    THAT launch's batch (steps_per_generation, generation_batch_size) in this one process. For checks and plans
+    only: a run trains with the plain PSGRPOConfig, whose world size is the real one."""
+    from .trainer import PSGRPOConfig
+
+    def post_init(self) -> None:
+        try:
+            PSGRPOConfig.__post_init__(self)
+        except ValueError as exc:
+            # a later rule (e.g. generation_batch_size % num_generations) rejected the batch TRL derived: keep it
+            # on the error, so that a plan can still show the numbers and the nearest valid settings
+            derived = (self.steps_per_generation, self.generation_batch_size)
+            exc.derived_batch = derived if None not in derived else None  # type: ignore[attr-defined]
+            raise
+
+    return type(f"PSGRPOConfigFor{num_processes}Processes", (PSGRPOConfig,),
+                {"world_size": property(lambda self: num_processes), "__post_init__": post_init,
+                 "__doc__": config_class_for_launch.__doc__})
+
+
+def build_config(recipe: Recipe, output_dir: str | os.PathLike[str], num_processes: int | None = None):
+    """PSGRPOConfig from a recipe; GRPOConfig's own checks are reported against the recipe file.
+
+    ``num_processes``: build it as a launch of that many processes would (see :func:`config_class_for_launch`)."""
     from .trainer import PSGRPOConfig
 
     kwargs = recipe.trainer_kwargs(output_dir)
+    config_class = PSGRPOConfig if num_processes is None else config_class_for_launch(num_processes)
     try:
-        return PSGRPOConfig(**kwargs)
+        return config_class(**kwargs)
     except (ValueError, TypeError) as exc:
         raise RecipeError(f"{recipe._source}: training settings rejected by GRPOConfig: {exc}") from None
     except ImportError as exc:  # e.g. training.deepspeed without the deepspeed package

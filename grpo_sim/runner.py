@@ -12,7 +12,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from transformers import TrainerCallback
 from .distributed import outside_zero3_init
 from .io import atomic_write_text
 from .models.startup import policy_start_checks
-from .recipe import DEMO_DATA, DEMO_MODEL, Recipe, RecipeError, build_config, format_problems
+from .recipe import Recipe, RecipeError, build_config, format_problems
+from .sources import DATA_SOURCES, MODEL_SOURCES
 
 logger = logging.getLogger(__name__)
 
@@ -317,11 +318,8 @@ def load_data(spec: str, recipe: Recipe, split: str):
     from .data.schema import load_psets
 
     data = recipe.data
-    if spec == DEMO_DATA:
-        from .demo import demo_data
-
-        train, eval_ = demo_data(data.demo)
-        return train if split == "train" else eval_
+    if spec in DATA_SOURCES:  # a named source (data.train: demo)
+        return DATA_SOURCES[spec].load(recipe, split)
     if spec.startswith("hf:"):
         source: Any = _hf_rows(spec, recipe, split)
         first = source[0] if len(source) else {}
@@ -389,11 +387,8 @@ def training_rows(sets, recipe: Recipe):
 
 
 def resolve_model_path(recipe: Recipe, cache_dir: Path | None = None) -> str:
-    if recipe.model.name_or_path == DEMO_MODEL:
-        from .demo import demo_warmstart
-
-        return str(demo_warmstart(recipe.data.demo, cache_dir=cache_dir))
-    return recipe.model.name_or_path
+    source = MODEL_SOURCES.get(recipe.model.name_or_path)  # a named source (grpo-sim:demo-warmstart)
+    return source.resolve(recipe, cache_dir) if source else recipe.model.name_or_path
 
 
 def _load_policy(recipe: Recipe, cache_dir: Path | None = None):
@@ -543,26 +538,6 @@ def _problems_of(exc: Exception, source: str) -> list[str]:
     return [str(exc).removeprefix(f"{source}: ")]
 
 
-def _for_launch(recipe: Recipe, num_processes: int | None) -> Recipe:
-    """The recipe with the generation batch a launch of ``num_processes`` will have, spelt out.
-
-    GRPOConfig derives the batch from THIS process's world size; checking another launch size
-    (``grpo-sim check -p 7`` in one process) needs that launch's batch instead.
-    """
-    training = recipe.training
-    if num_processes is None or "generation_batch_size" in training:
-        return recipe
-    from .trainer import PSGRPOConfig
-
-    defaults = {f.name: f.default for f in fields(PSGRPOConfig)}
-    per_device = training.get("per_device_train_batch_size") or defaults["per_device_train_batch_size"]
-    steps = (training.get("steps_per_generation") or training.get("gradient_accumulation_steps")
-             or defaults["gradient_accumulation_steps"])
-    launch = {k: v for k, v in training.items() if k != "steps_per_generation"}
-    launch["generation_batch_size"] = per_device * num_processes * steps
-    return recipe.model_copy(update={"training": launch})
-
-
 def _data_problem(split: str, exc: Exception) -> str:
     message = str(exc)
     return message if message.startswith(f"data.{split}") else f"data.{split}: {message}"
@@ -605,7 +580,7 @@ def start_problems(recipe: Recipe, output_dir: Path | None = None, resume: str |
     source = recipe._source
     problems: list[str] = []
     try:
-        config = build_config(_for_launch(recipe, num_processes), output_dir or Path("grpo-sim-check"))
+        config = build_config(recipe, output_dir or Path("grpo-sim-check"), num_processes)
         if num_processes is None:
             num_processes = config.world_size
     except RecipeError as exc:
@@ -613,7 +588,8 @@ def start_problems(recipe: Recipe, output_dir: Path | None = None, resume: str |
     decisions = StartDecisions(output_dir, False, None, num_processes or 1)
 
     model = recipe.model.name_or_path
-    if model != DEMO_MODEL and model.startswith(("/", "./", "../", "~")) and not Path(model).expanduser().exists():
+    local = model.startswith(("/", "./", "../", "~"))
+    if model not in MODEL_SOURCES and local and not Path(model).expanduser().exists():
         problems.append(f"model.name_or_path: {model} does not exist (a local path; hub ids look like org/name)")
 
     if output_dir is not None:
@@ -626,8 +602,8 @@ def start_problems(recipe: Recipe, output_dir: Path | None = None, resume: str |
         if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
             problems.append(f"output directory {output_dir}: {existing} is not writable; choose another --output-dir")
 
-    n = recipe.data.paraphrases_per_set or (recipe.data.demo.num_paraphrases if recipe.data.train == DEMO_DATA
-                                            else None)
+    source = DATA_SOURCES.get(recipe.data.train)
+    n = recipe.data.paraphrases_per_set or (source.paraphrases_per_set(recipe) if source else None)
     data_ok = True
     if read_data:
         try:

@@ -6,6 +6,7 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import typer
@@ -408,3 +409,21 @@ def test_cli_paraphrase_openai(server, tmp_path):
     assert [len(s.paraphrases) for s in read_psets(out)] == [3, 3, 3]
     r = runner.invoke(_cli(), args)
     assert r.exit_code == 0 and "requests 0" in r.stdout and len(server.log) == before + 1
+
+
+def test_template_wordings_are_injected_not_imported_from_the_demo():
+    """paraphrase.py imported the demo world's relations; the families of wordings are now passed in."""
+    import ast
+
+    import grpo_sim.data.paraphrase as paraphrase
+    from grpo_sim.data.synthetic import QUESTION_WORDINGS
+
+    tree = ast.parse(Path(paraphrase.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not {m for m in imported if m and "synthetic" in m}, imported
+    family = next(f for f in QUESTION_WORDINGS if "Where was {s} born?" in f)
+    wordings = template_paraphrases("Where was Varenko born?", 2, seed=None, wordings=QUESTION_WORDINGS)
+    assert wordings == [t.format(s="Varenko") for t in family if t != "Where was {s} born?"][:2]
+    assert TemplateBackend(seed=None, wordings=QUESTION_WORDINGS).generate("Where was Varenko born?", "", 2) == \
+        json.dumps(wordings)
+    assert template_paraphrases("Where was Varenko born?", 1) == ["I would like to know: where was Varenko born?"]

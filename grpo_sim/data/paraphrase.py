@@ -292,17 +292,15 @@ _LOWER_FIRST = set(_WH) | set(_AUX) | {
 }
 
 
-def _relation_paraphrases(question: str) -> list[str]:
-    """Other wordings of a question asked with one of the synthetic world's templates."""
-    from .synthetic import RELATIONS
-
-    for rel in RELATIONS.values():
-        for tmpl in rel["questions"]:
+def _family_paraphrases(question: str, wordings: Iterable[Sequence[str]]) -> list[str]:
+    """Other wordings of a question asked with one template of a family (templates with ``{s}`` for the subject)."""
+    for family in wordings:
+        for tmpl in family:
             pattern = "^" + re.escape(tmpl).replace(re.escape("{s}"), r"(?P<s>[\w'-]+(?: [\w'-]+)*?)") + "$"
             m = re.match(pattern, question.strip())
             if m:
                 s = m.group("s")
-                return [t.format(s=s) for t in rel["questions"] if t != tmpl]
+                return [t.format(s=s) for t in family if t != tmpl]
     return []
 
 
@@ -360,18 +358,20 @@ def _rule_paraphrases(question: str) -> list[str]:
     return out
 
 
-def template_paraphrases(question: str, n: int, seed: int | None = 0) -> list[str]:
+def template_paraphrases(question: str, n: int, seed: int | None = 0,
+                         wordings: Iterable[Sequence[str]] = ()) -> list[str]:
     """Up to ``n`` distinct rule-based wordings of ``question`` (never the question itself).
 
-    Questions in the synthetic world's wordings get that relation's other templates; anything
-    else gets rule-based rewrites (``What is X?`` -> ``Can you tell me what X is?``,
-    ``Which``<->``What``, ``In which`` -> ``In what``) followed by neutral wrappers
-    (``Can you tell me ...?``, ``I would like to know: ...?``). ``seed`` shuffles the
-    synthetic templates (``None``: keep template order); the rule order is fixed.
+    ``wordings``: families of question templates with ``{s}`` for the subject (e.g. the synthetic
+    world's, ``grpo_sim.data.synthetic.QUESTION_WORDINGS``); a question asked in one template of a
+    family gets the family's other templates first. Then rule-based rewrites (``What is X?`` ->
+    ``Can you tell me what X is?``, ``Which``<->``What``, ``In which`` -> ``In what``) and neutral
+    wrappers (``Can you tell me ...?``, ``I would like to know: ...?``). ``seed`` shuffles the family
+    templates (``None``: keep template order); the rule order is fixed.
     """
     if n < 1:
         return []
-    rel = _relation_paraphrases(question)
+    rel = _family_paraphrases(question, wordings)
     if rel and seed is not None:
         rng = random.Random(f"{seed}:{question}")
         rng.shuffle(rel)
@@ -399,12 +399,15 @@ class TemplateBackend:
     name = "template"
     concurrency = 1
 
-    def __init__(self, seed: int | None = 0):
+    def __init__(self, seed: int | None = 0, wordings: Iterable[Sequence[str]] = ()):
         self.seed = seed
-        self.model_id = f"template-rules-v1:seed={seed}"
+        self.wordings = [list(family) for family in wordings]
+        families = f":families={hashlib.sha256(json.dumps(self.wordings).encode()).hexdigest()[:12]}" \
+            if self.wordings else ""
+        self.model_id = f"template-rules-v1:seed={seed}{families}"
 
     def generate(self, question: str, prompt: str, n: int) -> str:
-        return json.dumps(template_paraphrases(question, n, seed=self.seed))
+        return json.dumps(template_paraphrases(question, n, seed=self.seed, wordings=self.wordings))
 
 
 class OpenAIBackend:
@@ -559,7 +562,7 @@ def make_backend(kind: str, url: str | None = None, model: str | None = None, **
         allowed = {k: v for k, v in kwargs.items() if k in ("temperature", "max_tokens", "seed", "llm_kwargs", "llm")}
         return VLLMBackend(model or "", **allowed)
     if kind == "template":
-        return TemplateBackend(seed=kwargs.get("seed", 0))
+        return TemplateBackend(seed=kwargs.get("seed", 0), wordings=kwargs.get("wordings", ()))
     raise ValueError(f"unknown backend {kind!r}: use openai, vllm or template")
 
 

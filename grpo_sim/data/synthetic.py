@@ -125,6 +125,8 @@ RELATIONS: dict[str, dict] = {
     },
 }
 RELATION_NAMES: list[str] = list(RELATIONS)
+#: the question templates of every relation, for grpo_sim.data.paraphrase.template_paraphrases(wordings=...)
+QUESTION_WORDINGS: list[list[str]] = [list(r["questions"]) for r in RELATIONS.values()]
 MAX_PARAPHRASES: int = min(len(r["questions"]) for r in RELATIONS.values())
 
 

@@ -234,7 +234,8 @@ def load_policy(path_or_hub_id: str | os.PathLike[str], dtype: Any = None, **mod
     src = str(path_or_hub_id)
     if isinstance(dtype, str) and dtype != "auto":
         dtype = getattr(torch, dtype)
-    tokenizer = load_tokenizer(src)
+    # the tokenizer comes from the same repository revision, and may need the same remote code, as the model
+    tokenizer = load_tokenizer(src, **{k: v for k, v in model_kwargs.items() if k in ("revision", "trust_remote_code")})
     kwargs = dict(model_kwargs)
     if dtype is not None:
         kwargs["dtype"] = dtype
