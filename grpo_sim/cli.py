@@ -121,6 +121,14 @@ def _with_trl_flags(overrides: list[str] | None, extra: list[str]) -> list[str]:
     return [*(overrides or []), *flags_to_overrides(extra)]
 
 
+def _report_stop(stop, command: str, recipe: Path, set_: Optional[list[str]]) -> None:
+    """A signal stopped the run after saving: say where, and the command that resumes it; exit 128 + signal."""
+    where = stop.checkpoint or "no checkpoint (stopped before the first step finished)"
+    console.print(f"[yellow]stopped by {stop.signal_name}[/yellow]; saved {where}.\nResume with:\n  grpo-sim {command} "
+                  f"{recipe} --output-dir {stop.output_dir} --resume auto" + "".join(f" --set {s}" for s in set_ or []))
+    raise typer.Exit(stop.exit_code)
+
+
 def train_command(
     recipe: Path = typer.Argument(..., help="YAML recipe (see recipes/)"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
@@ -140,11 +148,7 @@ def train_command(
         result = run_training(parsed, output_dir=output_dir, resume=resume, overwrite=overwrite,
                               cache_dir=cache_dir)
     except Interrupted as stop:
-        where = stop.checkpoint or "no checkpoint (stopped before the first step finished)"
-        console.print(f"[yellow]stopped by {stop.signal_name}[/yellow]; saved {where}.\nResume with:\n  grpo-sim train "
-                      f"{recipe} --output-dir {stop.output_dir} --resume auto" +
-                      "".join(f" --set {s}" for s in set_ or []))
-        raise typer.Exit(stop.exit_code)
+        _report_stop(stop, "train", recipe, set_)
     except USER_ERRORS as exc:
         fail(str(exc))
     if int(os.environ.get("RANK", "0")) == 0:
@@ -171,11 +175,7 @@ def sft_command(
         parsed = load_recipe(recipe, set_)
         result = run_sft(parsed, output_dir=output_dir, resume=resume, overwrite=overwrite, cache_dir=cache_dir)
     except Interrupted as stop:
-        where = stop.checkpoint or "no checkpoint (stopped before the first step finished)"
-        console.print(f"[yellow]stopped by {stop.signal_name}[/yellow]; saved {where}.\nResume with:\n  grpo-sim sft "
-                      f"{recipe} --output-dir {stop.output_dir} --resume auto" +
-                      "".join(f" --set {s}" for s in set_ or []))
-        raise typer.Exit(stop.exit_code)
+        _report_stop(stop, "sft", recipe, set_)
     except USER_ERRORS as exc:
         fail(str(exc))
     if int(os.environ.get("RANK", "0")) == 0:
