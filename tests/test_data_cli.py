@@ -2,7 +2,6 @@
 schema helpers the commands use (Hugging Face form, corpus files, validation reports)."""
 
 import json
-from pathlib import Path
 
 import pytest
 import typer
@@ -22,10 +21,7 @@ from grpo_sim.data import (
 )
 from grpo_sim.data.cli import app as data_app
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
-needs_realdata = pytest.mark.skipif(
-    not REALDATA.is_dir(), reason=f"real dataset samples not found at {REALDATA} (shared/realdata next to the repo)"
-)
+from realdata import REALDATA, needs_realdata
 
 root = typer.Typer()
 root.add_typer(data_app, name="data")

@@ -3,7 +3,6 @@ different sets) next to consistency everywhere, warnings at the named thresholds
 measured with ROUGE-L / BLEU-2 / embedding instead of EM / F1. Answers are small made-up lists checked by hand."""
 
 import json
-from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -22,8 +21,7 @@ from grpo_sim.eval.metrics import (
 from grpo_sim.runner import RunResult
 from grpo_sim.similarity import get_similarity
 
-REALDATA = next((p / "shared" / "realdata" for p in Path(__file__).resolve().parents[1:4]
-                 if (p / "shared" / "realdata").is_dir()), None)
+from realdata import REALDATA, needs_realdata
 
 GOLD = ["Paris", "Rome", "Oslo", "Bern"]
 # four sets of three wordings each
@@ -195,7 +193,7 @@ def test_long_form_reports_rouge_bleu_embedding_not_em_f1():
     assert "accuracy_embedding" not in s and "add 'embedding'" in s["accuracy_note"]
 
 
-@pytest.mark.skipif(REALDATA is None, reason="real dataset samples (shared/realdata) not found next to the repo")
+@needs_realdata
 def test_real_eli5_is_scored_as_long_form(tmp_path):
     from grpo_sim.data.importers import import_eli5
 

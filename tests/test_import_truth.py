@@ -4,7 +4,6 @@ threshold is an option whose drops are reported per set. Uses shared/realdata in
 absent) and small made-up inputs."""
 
 import json
-from pathlib import Path
 
 import pytest
 import typer
@@ -22,10 +21,7 @@ from grpo_sim.data.importers import (
 )
 from grpo_sim.data.paraphrase import FilterConfig, make_backend, paraphrase_sets
 
-REALDATA = next((p / "shared" / "realdata" for p in Path(__file__).resolve().parents[1:4]
-                 if (p / "shared" / "realdata").is_dir()), None)
-needs_realdata = pytest.mark.skipif(REALDATA is None,
-                                    reason="real dataset samples (shared/realdata) not found next to the repo")
+from realdata import REALDATA, needs_realdata
 
 root = typer.Typer()
 root.add_typer(data_app, name="data")

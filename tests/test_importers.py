@@ -3,7 +3,6 @@ path (``datasets.load_dataset`` stubbed), and the real samples in ../shared/real
 
 import gzip
 import json
-from pathlib import Path
 
 import pytest
 
@@ -19,10 +18,7 @@ from grpo_sim.data.importers import (
     import_triviaqa,
 )
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
-needs_realdata = pytest.mark.skipif(
-    not REALDATA.is_dir(), reason=f"real dataset samples not found at {REALDATA} (shared/realdata next to the repo)"
-)
+from realdata import REALDATA, needs_realdata
 
 
 def _dump(path, obj, jsonl=False):

@@ -17,12 +17,11 @@ from typer.testing import CliRunner
 
 from grpo_sim.cli import app
 
+from realdata import REALDATA, needs_realdata
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "own-data.md"
-CANDIDATES = (ROOT.parent / "shared" / "realdata", Path("/work/shared/realdata"))
-REALDATA = next((p for p in CANDIDATES if p.is_dir()), None)
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    REALDATA is None, reason=f"real dataset samples not found at {' or '.join(map(str, CANDIDATES))}")]
+pytestmark = [pytest.mark.slow, needs_realdata]
 
 #: appended to the documented command that starts with the key (sizes and steps only)
 SHRINK = {
