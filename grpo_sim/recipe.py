@@ -28,36 +28,73 @@ import math
 import os
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-#: reward-section keys -> the PSGRPOConfig field each one sets (None in the recipe: PSGRPOConfig's default)
-REWARD_SETTINGS = {
-    "advantage": "advantage_mode",
-    "collapse_penalty": "collapse_penalty",
-    "collapse_min_words": "collapse_min_words",
-    "aggregation": "multi_objective_aggregation",
-}
 #: the shorthand reward keys of the first recipe form (``reward: {similarity, consistency_weight, relaxed, accuracy}``)
 LEGACY_REWARD_KEYS = ("similarity", "consistency_weight", "relaxed", "accuracy")
-# Fields of PSGRPOConfig that other recipe sections own: setting them under `training` would fight those keys.
-_OWNED_BY_SECTIONS = {
-    **{field: f"reward.{key} instead" for key, field in REWARD_SETTINGS.items()},
-    "reward_terms": "the top-level rewards: list instead",
-    "reward_weights": "each term's weight in rewards: instead (a function term names a TRL reward function)",
-    "similarity": "reward.similarity instead (or a consistency term in rewards:)",
-    "consistency_weight": "reward.consistency_weight instead (or a consistency term's weight in rewards:)",
-    "accuracy_weight": "reward.accuracy.weight instead (or a reference term in rewards:)",
-    "accuracy_metric": "reward.accuracy.metric instead (or a reference term's similarity in rewards:)",
-    "relaxed_kappa": "reward.relaxed.kappa instead (or a consistency term's relaxed: in rewards:)",
-    "relaxed_samples": "reward.relaxed.samples instead (or a consistency term's relaxed: in rewards:)",
-    "output_dir": "--output-dir (or the top-level output_dir key) instead",
-    "model_init_kwargs": "model.model_init_kwargs instead (applied to the policy and the reference model)",
-    "trust_remote_code": "model.trust_remote_code instead",
-    "chat_template_kwargs": "model.chat_template_kwargs instead",
-}
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigField:
+    """Schema metadata (``Annotated[type, ConfigField(...)]``): this recipe key is where a recipe sets PSGRPOConfig's
+    field ``name``, so ``training:`` refuses that field and names this key instead.
+
+    How the value reaches the config: ``method`` names a method of the section that holds the key (its result;
+    None keeps PSGRPOConfig's default); ``through`` says that it gets there another way (e.g. translated into the
+    reward terms), and is shown in the refusal; neither: the key's own value, when set (None and an empty mapping
+    keep PSGRPOConfig's default). ``refuse_as`` replaces the refusal's "KEY instead".
+    """
+
+    name: str
+    method: str | None = None
+    through: str | None = None
+    refuse_as: str | None = None
+
+
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The section model a field holds (``LoraSettings | None`` -> LoraSettings), else None."""
+    candidates = [annotation, *typing.get_args(annotation)]
+    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+
+
+def _config_keys(model: type[BaseModel], prefix: str = "") -> typing.Iterator[tuple[str, ConfigField]]:
+    """(recipe key path, its ConfigField) of every marked key of ``model`` and its sections."""
+    for key, info in model.model_fields.items():
+        path = f"{prefix}{key}"
+        for marker in info.metadata:
+            if isinstance(marker, ConfigField):
+                yield path, marker
+        section = _section_model(info.annotation)
+        if section is not None:
+            yield from _config_keys(section, f"{path}.")
+
+
+def owned_config_fields(recipe_class: type[BaseModel] | None = None) -> dict[str, str]:
+    """PSGRPOConfig field -> what ``training.FIELD`` should be set as instead (read off the schema's ConfigFields)."""
+    owned = {}
+    for path, marker in _config_keys(recipe_class or Recipe):
+        instead = marker.refuse_as or f"{path} instead" + (f" ({marker.through})" if marker.through else "")
+        owned[marker.name] = instead
+    return owned
+
+
+def config_kwargs(section: BaseModel) -> dict[str, Any]:
+    """The PSGRPOConfig keyword arguments a (validated) recipe or section sets, following its ConfigFields."""
+    kwargs: dict[str, Any] = {}
+    for key, info in type(section).model_fields.items():
+        value = getattr(section, key)
+        for marker in info.metadata:
+            if not isinstance(marker, ConfigField) or marker.through:
+                continue
+            given = getattr(section, marker.method)() if marker.method else value
+            if given is not None and not (isinstance(given, dict) and not given):
+                kwargs[marker.name] = given
+        if isinstance(value, BaseModel):
+            kwargs.update(config_kwargs(value))
+    return kwargs
 
 
 def _range(low: float | None = None, high: float | None = None, *, low_open: bool = False,
@@ -164,11 +201,12 @@ class ModelSettings(_Section):
     merge_adapters: bool = Field(False, description="merge LoRA adapters into the saved final model")
     freeze_embeddings: bool = Field(False, description="keep the input embeddings (and tied output) fixed")
     revision: str | None = Field(None, description="hub branch, tag or commit of the model")
-    trust_remote_code: bool = Field(False, description="run the model repository's own Python code (only for "
-                                                       "repositories you trust)")
-    model_init_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="more from_pretrained arguments, for the policy AND the reference model")
-    chat_template_kwargs: dict[str, Any] = Field(
+    trust_remote_code: Annotated[bool, ConfigField("trust_remote_code")] = Field(
+        False, description="run the model repository's own Python code (only for repositories you trust)")
+    model_init_kwargs: Annotated[dict[str, Any], ConfigField("model_init_kwargs", method="reference_init_kwargs")] = \
+        Field(default_factory=dict, description="more from_pretrained arguments, for the policy AND the reference "
+                                                "model")
+    chat_template_kwargs: Annotated[dict[str, Any], ConfigField("chat_template_kwargs")] = Field(
         default_factory=dict, description="arguments of the chat template (e.g. enable_thinking: false)")
 
     def init_kwargs(self) -> dict[str, Any]:
@@ -181,6 +219,12 @@ class ModelSettings(_Section):
         if self.attn_implementation:
             kwargs["attn_implementation"] = self.attn_implementation
         return {**kwargs, **self.model_init_kwargs, "trust_remote_code": self.trust_remote_code}
+
+    def reference_init_kwargs(self) -> dict[str, Any] | None:
+        """PSGRPOConfig.model_init_kwargs: TRL builds the reference model (beta > 0) from them; None when they say
+        nothing beyond the defaults."""
+        init = self.init_kwargs()
+        return init if set(init) != {"trust_remote_code"} or init["trust_remote_code"] else None
 
 
 class DemoDataSettings(_Section):
@@ -221,9 +265,14 @@ class DataSettings(_Section):
         return value
 
 
+_AS_TERMS = "it becomes a reward term"
+
+
 class RelaxedSettings(_Section):
-    kappa: int = Field(3, ge=1)
-    samples: int = Field(1, ge=1)
+    kappa: Annotated[int, ConfigField("relaxed_kappa", through=f"or a consistency term's relaxed: in rewards:; "
+                                                               f"{_AS_TERMS}")] = Field(3, ge=1)
+    samples: Annotated[int, ConfigField("relaxed_samples", through=f"or a consistency term's relaxed: in rewards:; "
+                                                                   f"{_AS_TERMS}")] = Field(1, ge=1)
 
 
 def _check_similarity(value: str) -> str:
@@ -234,8 +283,10 @@ def _check_similarity(value: str) -> str:
 
 
 class AccuracySettings(_Section):
-    metric: str = "token_f1"
-    weight: float = Field(1.0, allow_inf_nan=False)
+    metric: Annotated[str, ConfigField("accuracy_metric", through=f"or a reference term's similarity in rewards:; "
+                                                                  f"{_AS_TERMS}")] = "token_f1"
+    weight: Annotated[float, ConfigField("accuracy_weight", through=f"or a reference term in rewards:; {_AS_TERMS}")] \
+        = Field(1.0, allow_inf_nan=False)
 
     _known_metric = field_validator("metric")(_check_similarity)
 
@@ -247,15 +298,19 @@ class RewardSettings(_Section):
     shorthand for a consistency term and an accuracy term; they are translated into ``rewards:``.
     """
 
-    advantage: Literal["paraphrase", "set", "batch"] | None = Field(
+    advantage: Annotated[Literal["paraphrase", "set", "batch"] | None, ConfigField("advantage_mode")] = Field(
         None, description="normalise advantages per paraphrase (the paper; TRL's groups), per set, or per batch")
-    collapse_penalty: bool | None = Field(None, description="completions shorter than collapse_min_words get the "
-                                                            "batch's minimum reward")
-    collapse_min_words: int | None = Field(None, ge=0)
-    aggregation: Literal["sum_then_normalize", "normalize_then_sum"] | None = Field(
+    collapse_penalty: Annotated[bool | None, ConfigField("collapse_penalty")] = Field(
+        None, description="completions shorter than collapse_min_words get the batch's minimum reward")
+    collapse_min_words: Annotated[int | None, ConfigField("collapse_min_words")] = Field(None, ge=0)
+    aggregation: Annotated[Literal["sum_then_normalize", "normalize_then_sum"] | None,
+                           ConfigField("multi_objective_aggregation")] = Field(
         None, description="TRL's multi_objective_aggregation of the weighted terms")
-    similarity: str | None = None
-    consistency_weight: float | None = Field(None, allow_inf_nan=False)
+    similarity: Annotated[str | None, ConfigField("similarity", through=f"or a consistency term in rewards:; "
+                                                                        f"{_AS_TERMS}")] = None
+    consistency_weight: Annotated[float | None, ConfigField(
+        "consistency_weight", through=f"or a consistency term's weight in rewards:; {_AS_TERMS}")] = Field(
+        None, allow_inf_nan=False)
     relaxed: RelaxedSettings | None = None
     accuracy: AccuracySettings | None = None
 
@@ -270,13 +325,12 @@ class RewardSettings(_Section):
 
         if all(getattr(self, key) is None for key in LEGACY_REWARD_KEYS):
             return None
-        return legacy_reward_terms(
-            similarity=self.similarity or "bleu2",
-            consistency_weight=1.0 if self.consistency_weight is None else self.consistency_weight,
-            accuracy_weight=self.accuracy.weight if self.accuracy else 0.0,
-            accuracy_metric=self.accuracy.metric if self.accuracy else "token_f1",
-            relaxed_kappa=self.relaxed.kappa if self.relaxed else None,
-            relaxed_samples=self.relaxed.samples if self.relaxed else 1)
+        given: dict[str, Any] = {"similarity": self.similarity, "consistency_weight": self.consistency_weight}
+        if self.accuracy:
+            given.update(accuracy_weight=self.accuracy.weight, accuracy_metric=self.accuracy.metric)
+        if self.relaxed:
+            given.update(relaxed_kappa=self.relaxed.kappa, relaxed_samples=self.relaxed.samples)
+        return legacy_reward_terms(**{key: value for key, value in given.items() if value is not None})
 
 
 class EvaluationSettings(_Section):
@@ -331,13 +385,16 @@ class SFTSettings(_Section):
 class Recipe(_Section):
     model: ModelSettings
     data: DataSettings
-    rewards: list[dict[str, Any]] | None = Field(
-        None, description="reward terms: consistency, reference, agreement, function (grpo_sim.reward_terms)")
+    rewards: Annotated[list[dict[str, Any]] | None, ConfigField("reward_terms", method="reward_terms"),
+                       ConfigField("reward_weights", through="each term's weight", refuse_as=(
+                           "each term's weight in rewards: instead (a function term names a TRL reward function)"))] \
+        = Field(None, description="reward terms: consistency, reference, agreement, function (grpo_sim.reward_terms)")
     reward: RewardSettings = Field(default_factory=RewardSettings)
     training: dict[str, Any] = Field(default_factory=dict)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     sft: SFTSettings = Field(default_factory=SFTSettings)
-    output_dir: str | None = None
+    output_dir: Annotated[str | None, ConfigField("output_dir", through="the run directory", refuse_as=(
+        "--output-dir (or the top-level output_dir key) instead"))] = None
 
     # where it came from (not part of the schema)
     _source: str = "<recipe>"
@@ -360,22 +417,9 @@ class Recipe(_Section):
         return legacy if legacy is not None else legacy_reward_terms()
 
     def trainer_kwargs(self, output_dir: str | os.PathLike[str]) -> dict[str, Any]:
-        """Keyword arguments for PSGRPOConfig: the training section, the reward terms and the reward settings that
-        are set (the rest keep PSGRPOConfig's own defaults)."""
-        kwargs = dict(self.training)
-        kwargs.update(output_dir=str(output_dir), reward_terms=self.reward_terms())
-        init = self.model.init_kwargs()
-        if set(init) != {"trust_remote_code"} or init["trust_remote_code"]:
-            kwargs["model_init_kwargs"] = init  # TRL builds the reference model (beta > 0) from these
-        if self.model.trust_remote_code:
-            kwargs["trust_remote_code"] = True
-        if self.model.chat_template_kwargs:
-            kwargs["chat_template_kwargs"] = dict(self.model.chat_template_kwargs)
-        for key, field_name in REWARD_SETTINGS.items():
-            value = getattr(self.reward, key)
-            if value is not None:
-                kwargs[field_name] = value
-        return kwargs
+        """Keyword arguments for PSGRPOConfig: the training section plus what the other sections' keys set (their
+        :class:`ConfigField` marks; unset keys keep PSGRPOConfig's own defaults)."""
+        return {**self.training, **config_kwargs(self), "output_dir": str(output_dir)}
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -529,11 +573,12 @@ def _format_validation(exc: ValidationError) -> list[str]:
 def _check_training(training: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Type-check (and coerce, e.g. YAML's string '1e-6' to a float) every training key."""
     fields = _training_fields()
+    owned = owned_config_fields()
     problems = []
     coerced = dict(training)
     for key, value in training.items():
-        if key in _OWNED_BY_SECTIONS:
-            problems.append(f"training.{key}: set it as {_OWNED_BY_SECTIONS[key]}")
+        if key in owned:
+            problems.append(f"training.{key}: set it as {owned[key]}")
             coerced.pop(key)
             continue
         if key not in fields:
@@ -599,7 +644,7 @@ def check_recipe(data: dict[str, Any], source: str = "<recipe>") -> tuple[Recipe
     problems: list[str] = []
     unknown = set(data) - set(Recipe.model_fields)
     for key in sorted(unknown):
-        if key in _training_fields() and key not in _OWNED_BY_SECTIONS:  # a flat TRL / open-r1 config
+        if key in _training_fields() and key not in owned_config_fields():  # a flat TRL / open-r1 config
             problems.append(f"{key}: a GRPOConfig/TrainingArguments field at the top level: move it under training: "
                             "(or keep the flat TRL config in its own file and name it with trl_config: FILE)")
         elif key in ModelSettings.model_fields or key in ("model_name_or_path", "model_revision"):

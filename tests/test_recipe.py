@@ -185,3 +185,39 @@ def test_shipped_accelerate_configs_parse():
     for path in configs:
         config = ClusterConfig.from_yaml_file(str(path))
         assert config.num_processes >= 1
+
+
+# ------------------------------------------------------------------ one source of truth: the schema's ConfigFields
+def test_every_config_field_a_section_owns_is_refused_under_training_naming_its_key(tmp_path):
+    """Which PSGRPOConfig fields the sections own is read off the schema (no table kept beside it)."""
+    from grpo_sim.recipe import Recipe, _config_keys, _training_fields
+
+    marked = list(_config_keys(Recipe))
+    assert {m.name for _, m in marked} >= {"advantage_mode", "reward_terms", "model_init_kwargs"}
+    for path, marker in marked:
+        assert marker.name in _training_fields(), f"{path} marks {marker.name}, which PSGRPOConfig lacks"
+        message = problems_of({**BASE, "training": {marker.name: None}}, tmp_path)
+        expected = marker.refuse_as or f"{path} instead"
+        assert f"training.{marker.name}: set it as {expected}" in message
+
+
+def test_a_key_added_to_a_section_reaches_the_config_with_no_second_edit(tmp_path):
+    """A new section key marked with the PSGRPOConfig field it sets is applied and refused under training:."""
+    from typing import Annotated
+
+    from pydantic import Field
+
+    from grpo_sim.recipe import ConfigField, Recipe, RewardSettings, owned_config_fields
+
+    class RewardWithScaling(RewardSettings):
+        scaling: Annotated[str | None, ConfigField("scale_rewards")] = None
+
+    class RecipeWithScaling(Recipe):
+        reward: RewardWithScaling = Field(default_factory=RewardWithScaling)
+
+    recipe = RecipeWithScaling.model_validate({**BASE, "reward": {"scaling": "batch"}})
+    assert build_config(cpu_defaults(recipe), tmp_path / "out").scale_rewards == "batch"
+    unset = RecipeWithScaling.model_validate(BASE)
+    assert build_config(cpu_defaults(unset), tmp_path / "out").scale_rewards == "group"  # TRL's default stands
+    assert owned_config_fields(RecipeWithScaling)["scale_rewards"] == "reward.scaling instead"
+    assert "scale_rewards" not in owned_config_fields()
