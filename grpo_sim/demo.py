@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .io import atomic_open, atomic_write_text
-from .recipe import DemoDataSettings
+from .sources import DemoDataSettings
 from .warmstart import WarmStartConfig, warm_start
 
 #: Data of the full demo (``quick=True`` shrinks it): the recipe schema's ``data.demo`` defaults, one source for

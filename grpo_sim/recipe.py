@@ -7,7 +7,7 @@ A recipe has four sections (see ``recipes/`` and the README)::
                                   # (model_name_or_path -> model.name_or_path, dataset_name -> data.train, the
                                   # GRPOConfig fields -> training); this file's keys win
     model:    {name_or_path, dtype, attn_implementation, lora, merge_adapters}
-    data:     {train, eval, prompt, paraphrases_per_set, max_train_sets, max_eval_sets, demo}
+    data:     {train, eval, prompt, paraphrases_per_set, max_train_sets, max_eval_sets, source_options, ...}
     reward:   {similarity, consistency_weight, relaxed, accuracy, advantage, collapse_penalty, ...}
     training: any PSGRPOConfig / GRPOConfig / TrainingArguments field (learning_rate, beta, ...)
     evaluation: {enabled, max_new_tokens, batch_size, levels, metrics}
@@ -227,17 +227,6 @@ class ModelSettings(_Section):
         return init if set(init) != {"trust_remote_code"} or init["trust_remote_code"] else None
 
 
-class DemoDataSettings(_Section):
-    """The bundled synthetic data; these defaults are also the full ``grpo-sim demo``'s (grpo_sim.demo reads them).
-    200 held-out sets: the standard error of a consistency mean over sets is then about 0.025."""
-
-    num_train_sets: int = Field(600, ge=1)
-    num_eval_sets: int = Field(200, ge=1)
-    num_paraphrases: int = Field(4, ge=2, le=6)
-    passages_per_prompt: int = Field(3, ge=1)
-    seed: int = 0
-
-
 class DataSettings(_Section):
     train: str = Field(..., description="paraphrase-set JSONL, 'hf:NAME[:SPLIT]', or a registered data source "
                                         "(grpo_sim.sources: 'demo', the bundled synthetic sets)")
@@ -247,7 +236,9 @@ class DataSettings(_Section):
                                             "training set (evaluation scores all)")
     max_train_sets: int | None = Field(None, ge=1, description="keep the first N sets (ordinary data: rows)")
     max_eval_sets: int | None = Field(None, ge=1, description="keep the first N sets (ordinary data: rows)")
-    demo: DemoDataSettings = Field(default_factory=DemoDataSettings, description="settings when train is 'demo'")
+    source_options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the registered data source data.train names (grpo_sim.sources; "
+                                          "the demo: num_train_sets, num_eval_sets, ...), checked by that source")
     format: Literal["auto", "paraphrase_sets", "prompts"] = Field(
         "auto", description="paraphrase sets, or ordinary (prompt, reference) rows; auto: rows with 'paraphrases' "
                             "are sets")
@@ -666,6 +657,11 @@ def check_recipe(data: dict[str, Any], source: str = "<recipe>") -> tuple[Recipe
         except ValidationError:
             recipe = None
     problems.extend(_reward_problems(clean))
+    if recipe is not None:
+        from .sources import source_option_problems
+
+        recipe.data.source_options, option_problems = source_option_problems(recipe.data)
+        problems.extend(option_problems)
     training = clean.get("training") or {}
     coerced: dict[str, Any] = {}
     if isinstance(training, dict):

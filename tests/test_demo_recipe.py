@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_demo_recipes_match_the_demo_settings():
     for recipe_name, arm in (("ps_grpo", "ps_grpo"), ("grpo_accuracy_only", "accuracy_only")):
         recipe = load_recipe(ROOT / "recipes" / "demo" / f"{recipe_name}.yaml")
-        n = recipe.data.demo.num_paraphrases
+        n = recipe.data.source_options["num_paraphrases"]
         expected = PSGRPOConfig(**grpo_config_kwargs(DEMO_GRPO_SETTINGS, n, arm, "out"))
         ours = build_config(cpu_defaults(recipe), "out")
         for key in ("learning_rate", "lr_scheduler_type", "num_generations", "per_device_train_batch_size",
@@ -25,9 +25,9 @@ def test_demo_recipes_match_the_demo_settings():
         accuracy = [t["weight"] for t in ours.reward_terms if t["name"] == "accuracy"]
         assert accuracy == [ARM_REWARDS[arm]["accuracy_weight"]]
         assert recipe.model.freeze_embeddings == DEMO_GRPO_SETTINGS.get("freeze_embeddings", False)
-        demo = recipe.data.demo
+        demo = recipe.data.source_options
         for key, value in DEMO_DATA_SETTINGS.items():
-            assert getattr(demo, key) == value, (key, getattr(demo, key), value)
+            assert demo[key] == value, (key, demo[key], value)
 
 
 def test_demo_recipe_trains_through_grpo_sim_train(tmp_path, monkeypatch):
@@ -46,7 +46,7 @@ def test_demo_recipe_trains_through_grpo_sim_train(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, [
         "train", str(ROOT / "recipes" / "demo" / "ps_grpo.yaml"), "-o", str(tmp_path / "run"),
         "--cache-dir", str(tmp_path / "cache"),
-        "--set", "data.demo.num_train_sets=8", "--set", "data.demo.num_eval_sets=4",
+        "--set", "data.source_options.num_train_sets=8", "--set", "data.source_options.num_eval_sets=4",
         "--set", "training.max_steps=2", "--set", "training.per_device_train_batch_size=32",
     ])
     assert result.exit_code == 0, result.output
