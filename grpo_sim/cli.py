@@ -286,32 +286,21 @@ app.command("demo")(demo_command)
 app.command("plan", context_settings=_TRL_FLAGS)(plan_command)
 
 
-def _register_optional() -> None:
-    """Commands that live in feature modules (eval, data, plan, sweep)."""
-    try:
-        from .eval.cli import eval_command
-
-        app.command("eval")(eval_command)
-    except ImportError:
-        pass
-    try:
-        from .sweep import sweep_command
-
-        app.command("sweep")(sweep_command)
-    except ImportError:
-        pass
-    try:
-        from .data.cli import app as data_app
-
-        app.add_typer(data_app, name="data", help="Import, paraphrase, retrieve and validate paraphrase sets.")
-    except ImportError:
-        pass
+def _register_subcommands() -> None:
+    """Commands that live in their feature packages. Their dependencies are required ones: a failing import is a bug
+    (or a broken install) and must show as a traceback pointing at it, not as a missing command."""
+    from .data.cli import app as data_app
+    from .eval.cli import eval_command
     from .models.cli import app as model_app
+    from .sweep import sweep_command
 
+    app.command("eval")(eval_command)
+    app.command("sweep")(sweep_command)
+    app.add_typer(data_app, name="data", help="Import, paraphrase, retrieve and validate paraphrase sets.")
     app.add_typer(model_app, name="model", help="Build a tiny local policy for your own data (no hub needed).")
 
 
-_register_optional()
+_register_subcommands()
 
 
 def _deepspeed_on_cpu_quietly() -> None:

@@ -31,7 +31,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PydanticSchemaGenerationError,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 #: the shorthand reward keys of the first recipe form (``reward: {similarity, consistency_weight, relaxed, accuracy}``)
 LEGACY_REWARD_KEYS = ("similarity", "consistency_weight", "relaxed", "accuracy")
@@ -584,6 +592,9 @@ def _check_training(training: dict[str, Any]) -> tuple[dict[str, Any], list[str]
                 continue
         try:
             adapter = TypeAdapter(fields[key])
+        except PydanticSchemaGenerationError:  # an annotation pydantic cannot check: GRPOConfig validates it below
+            continue
+        try:
             if isinstance(value, bool) and "bool" not in str(fields[key]):
                 value = "no" if value is False else "yes"  # YAML 1.1 reads a bare `no` as False
             value = adapter.validate_python(value)
@@ -593,8 +604,6 @@ def _check_training(training: dict[str, Any]) -> tuple[dict[str, Any], list[str]
             problems.append(f"training.{key}: {value!r} is not a valid {expected} "
                             f"({exc.errors()[0]['msg']})")
             coerced.pop(key)
-            continue
-        except Exception:  # an annotation pydantic cannot check: GRPOConfig validates it below
             continue
         problem = (f"training.{key}: must be set (null is not allowed)" if key in _NOT_NULL and coerced[key] is None
                    else _range_problem(key, coerced[key]))

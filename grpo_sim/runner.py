@@ -306,7 +306,8 @@ def _hf_rows(spec: str, recipe: Recipe, split: str):
                 rows = rows[hf_split or split]
             return rows
         return datasets.load_dataset(name, recipe.data.config, split=hf_split or split)
-    except Exception as exc:  # the hub, a missing split, a bad name: all mean "cannot read data.<split>"
+    except (OSError, ValueError, KeyError, datasets.exceptions.DatasetsError) as exc:
+        # the hub or the network, a missing split (KeyError of a DatasetDict), a bad name: "cannot read data.<split>"
         raise RecipeError(f"data.{split}: cannot load {spec} ({type(exc).__name__}: {exc})") from None
 
 
@@ -957,11 +958,8 @@ def merge_saved_adapter(recipe: Recipe, cache: Path | None, adapter_dir: Path, f
 
 def evaluate_final(recipe: Recipe, final: Path, eval_sets, output_dir: Path) -> dict[str, Any] | None:
     """Evaluate the saved final model (loaded from disk as a plain model) on held-out sets with grpo_sim.eval."""
-    try:
-        from .eval import evaluate_model
-    except ImportError:  # the evaluator is an optional part of the install
-        logger.warning("grpo_sim.eval is not available; skipping evaluation")
-        return None
+    from .eval import evaluate_model
+
     ev = recipe.evaluation
     # Under ZeRO-3 the run's HfDeepSpeedConfig is still alive: without this, from_pretrained would partition the
     # evaluation model across a process group that no longer exists.
