@@ -62,7 +62,13 @@ def _summary_table(result, title: str = "grpo-sim run") -> Table:
                 "ps_grpo/frac_empty", "ps_grpo/frac_sets_identical", "completions/mean_length"):
         if key in result.last_metrics and result.last_metrics[key] is not None:
             table.add_row(key + " (last log)", f"{result.last_metrics[key]:.4f}")
-    if result.evaluation:
+    if result.evaluation and result.evaluation.get("kind") == "rows":  # ordinary rows: answers vs references
+        for key, value in result.evaluation.items():
+            if key.startswith(("reference_", "accuracy_")) and isinstance(value, float) or key == "empty_answer_rate":
+                table.add_row(f"eval {key}", f"{value:.4f}")
+        for warning in result.evaluation.get("warnings", []):
+            table.add_row(Text("WARNING", style="bold red"), Text(warning, style="bold red", justify="left"))
+    elif result.evaluation:
         from .eval.report import COLLAPSE_KEYS, collapse_lines, result_warnings
 
         evaluation = result.evaluation

@@ -380,10 +380,11 @@ def training_rows(sets, recipe: Recipe):
 
     if is_prompt_rows(sets):
         return Dataset.from_list(sets)
+    from .data.prompts import with_system_prompt
+
     rows = to_training_rows(sets, recipe.data.prompt)
-    if recipe.data.system_prompt:
-        for row in rows:
-            row["prompt"] = [{"role": "system", "content": recipe.data.system_prompt}, *row["prompt"]]
+    for row in rows:
+        row["prompt"] = with_system_prompt(row["prompt"], recipe.data.system_prompt)
     return Dataset.from_list(rows)
 
 
@@ -505,8 +506,9 @@ def evaluation_card_lines(evaluation: dict[str, Any] | None) -> list[str]:
         return []
     from .eval.report import result_warnings
 
-    lines = ["## Evaluation (held-out sets)", ""]
-    warnings = result_warnings(evaluation)
+    rows = evaluation.get("kind") == "rows"  # ordinary rows: answers against references, no consistency
+    lines = [f"## Evaluation (held-out {'rows' if rows else 'sets'})", ""]
+    warnings = evaluation.get("warnings", []) if rows else result_warnings(evaluation)
     if warnings:
         lines += [f"**Warning:** {warning}" for warning in warnings] + [""]
     lines += ["| metric | value |", "|---|---|"]
@@ -869,9 +871,7 @@ def run_training(
 
     if merge:
         merge_saved_adapter(recipe, cache, result.final_adapter, result.final_model)
-    if eval_sets and is_prompt_rows(eval_sets):
-        logger.info("data.eval holds ordinary prompts: the consistency evaluation needs paraphrase sets; skipped")
-    elif eval_sets and recipe.evaluation.enabled:
+    if eval_sets and recipe.evaluation.enabled:
         result.evaluation = evaluate_final(recipe, result.final_model, eval_sets, out / "eval")
     data_summary = ({"train_rows": len(train_sets)} if is_prompt_rows(train_sets) else
                     {"train_sets": len(train_sets), "paraphrases_per_set": len(train_sets[0].paraphrases)})
@@ -956,14 +956,38 @@ def merge_saved_adapter(recipe: Recipe, cache: Path | None, adapter_dir: Path, f
     tokenizer.save_pretrained(str(final))
 
 
-def evaluate_final(recipe: Recipe, final: Path, eval_sets, output_dir: Path) -> dict[str, Any] | None:
-    """Evaluate the saved final model (loaded from disk as a plain model) on held-out sets with grpo_sim.eval."""
+def row_similarities(recipe: Recipe) -> dict[str, tuple[str, str]]:
+    """What the evaluation of ordinary rows scores: ``{key: (similarity, reference column)}`` for every reference
+    term (``reference_<name>``, as the reward saw it) and every evaluation metric against the answers
+    (``accuracy_<metric>``)."""
+    from .eval.metrics import metric_key
+
+    out = {f"reference_{term['name']}": (term["similarity"], term.get("column") or "answers")
+           for term in recipe.reward_terms() if term["type"] == "reference"}
+    for entry in recipe.evaluation.metrics:
+        key, spec = metric_key(entry)
+        out[f"accuracy_{key}"] = (spec, "answers")
+    return out
+
+
+def evaluate_final(recipe: Recipe, final: Path, eval_items, output_dir: Path) -> dict[str, Any]:
+    """Evaluate the saved final model (loaded from disk as a plain model) on the held-out data with grpo_sim.eval:
+    the consistency evaluation of paraphrase sets, or, for ordinary rows, its greedy answers scored against the
+    references (:func:`row_similarities`). Prompts are formatted exactly as training formats them (the template,
+    data.system_prompt, model.chat_template_kwargs)."""
     from .eval import evaluate_model
+    from .eval.rows import evaluate_rows
 
     ev = recipe.evaluation
     # Under ZeRO-3 the run's HfDeepSpeedConfig is still alive: without this, from_pretrained would partition the
     # evaluation model across a process group that no longer exists.
     with outside_zero3_init():
-        return evaluate_model(str(final), eval_sets, output_dir=output_dir, levels=tuple(ev.levels),
+        if is_prompt_rows(eval_items):  # the rows carry the system prompt already (data.prompts.prompt_rows)
+            return evaluate_rows(str(final), eval_items, row_similarities(recipe), output_dir,
+                                 chat_template_kwargs=recipe.model.chat_template_kwargs,
+                                 max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
+        return evaluate_model(str(final), eval_items, output_dir=output_dir, levels=tuple(ev.levels),
                               metrics=tuple(ev.metrics), template=recipe.data.prompt,
-                              max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
+                              max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size,
+                              system_prompt=recipe.data.system_prompt,
+                              chat_template_kwargs=recipe.model.chat_template_kwargs)

@@ -50,8 +50,14 @@ def _messages(prompt: Any, system_prompt: str | None, where: str) -> list[dict[s
     else:
         raise ValueError(f"{where}: prompt must be a string or a list of {{role, content}} messages, got "
                          f"{str(prompt)[:60]!r}")
+    return with_system_prompt(messages, system_prompt)
+
+
+def with_system_prompt(messages: list[dict[str, str]], system_prompt: str | None) -> list[dict[str, str]]:
+    """``messages`` with ``system_prompt`` as a first system message (unless they start with one): the one rule for
+    training prompts and the prompts evaluated after training."""
     if system_prompt and messages[0]["role"] != "system":
-        messages = [{"role": "system", "content": system_prompt}, *messages]
+        return [{"role": "system", "content": system_prompt}, *messages]
     return messages
 
 

@@ -31,6 +31,7 @@ from .metrics import (
     summarize_with_details,
 )
 from .report import evaluate_model, load_results, print_summary_table, render_report
+from .rows import evaluate_rows
 
 __all__ = [
     "CORRECTNESS_PROMPT",
@@ -50,6 +51,7 @@ __all__ = [
     "collapse_warnings",
     "cross_set_modal_answer",
     "evaluate_model",
+    "evaluate_rows",
     "generate_predictions",
     "load_eval_model",
     "load_results",

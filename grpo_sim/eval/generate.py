@@ -6,9 +6,10 @@ Two generation levels (Hamman et al., 2025):
 * ``"generator"``: every paraphrase with the passages of the set's first paraphrase
   (``paraphrase_id`` 0 when present, else the first listed), so only the wording varies.
 
-Prompts are the user messages :func:`grpo_sim.data.schema.to_training_rows` builds (template
-``rag_short_answer`` by default), rendered with the tokenizer's chat template and
-``add_generation_prompt=True`` (a tokenizer without a chat template gets the plain text).
+Prompts are the messages training uses: the user message :func:`grpo_sim.data.schema.to_training_rows` builds
+(template ``rag_short_answer`` by default) after the recipe's system prompt, rendered with the tokenizer's chat
+template, ``add_generation_prompt=True`` and the recipe's chat template arguments, as TRL renders them (a
+tokenizer without a chat template gets the plain text of the last message).
 Generation is greedy by default (deterministic); ``do_sample=True`` samples with
 ``temperature`` / ``top_p`` (top-k disabled, so both backends sample the same distribution),
 seeded by ``seed``. Only the new tokens are decoded (special tokens skipped) and stripped.
@@ -23,6 +24,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ..data.prompts import with_system_prompt
 from ..data.schema import ParaphraseSet, _coerce_sets, build_rag_prompt
 
 __all__ = [
@@ -150,10 +152,13 @@ def _reference_paraphrase(s: ParaphraseSet) -> Any:
     return s.paraphrases[0]
 
 
-def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    """The chat-template text of ``messages`` with the generation prompt (plain text without a template)."""
+def render_prompt(tokenizer: Any, messages: list[dict[str, str]],
+                  chat_template_kwargs: Mapping[str, Any] | None = None) -> str:
+    """The chat-template text of ``messages`` with the generation prompt and ``chat_template_kwargs``, as TRL renders
+    a conversational prompt (plain text of the last message without a template)."""
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                             **(chat_template_kwargs or {}))
     return messages[-1]["content"]
 
 
@@ -162,10 +167,15 @@ def build_eval_prompts(
     level: str = "e2e",
     template: str = "rag_short_answer",
     tokenizer: Any = None,
+    system_prompt: str | None = None,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per paraphrase (sets and paraphrases in data order): ``set_id``,
     ``paraphrase_id``, ``question``, ``passage_ids`` (the passages actually in the prompt),
-    ``answers`` (gold), ``level``, ``messages`` and ``prompt`` (rendered text)."""
+    ``answers`` (gold), ``level``, ``messages`` and ``prompt`` (rendered text).
+
+    ``system_prompt`` and ``chat_template_kwargs``: the recipe's ``data.system_prompt`` and
+    ``model.chat_template_kwargs``, so that the prompts are the training prompts' format."""
     if level not in ("e2e", "generator"):
         raise ValueError(f"level must be 'e2e' or 'generator', got {level!r}")
     rows = []
@@ -173,7 +183,8 @@ def build_eval_prompts(
         ref = _reference_paraphrase(s)
         for p in s.paraphrases:
             passages = p.passages if level == "e2e" else ref.passages
-            messages = [{"role": "user", "content": build_rag_prompt(p.question, passages, template=template)}]
+            messages = with_system_prompt(
+                [{"role": "user", "content": build_rag_prompt(p.question, passages, template=template)}], system_prompt)
             rows.append({
                 "set_id": s.set_id,
                 "paraphrase_id": p.paraphrase_id,
@@ -182,7 +193,7 @@ def build_eval_prompts(
                 "answers": list(s.answers),
                 "level": level,
                 "messages": messages,
-                "prompt": render_prompt(tokenizer, messages),
+                "prompt": render_prompt(tokenizer, messages, chat_template_kwargs),
             })
     return rows
 
@@ -329,8 +340,10 @@ def generate_predictions(
     seed: int = 0,
     backend: str = "hf",
     progress: bool = True,
+    system_prompt: str | None = None,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Generate one answer per paraphrase.
+    """Generate one answer per paraphrase (prompts as :func:`build_eval_prompts` builds them).
 
     Returns rows ``set_id, paraphrase_id, prompt, passage_ids, answer, level`` (plus
     ``question`` and gold ``answers``), in data order. ``backend="hf"``: ``model`` is a
@@ -354,7 +367,8 @@ def generate_predictions(
             tokenizer = load_tokenizer(loc)
         else:
             raise ValueError("generate_predictions needs the model's tokenizer")
-    rows = build_eval_prompts(sets, level=level, template=template, tokenizer=tokenizer)
+    rows = build_eval_prompts(sets, level=level, template=template, tokenizer=tokenizer, system_prompt=system_prompt,
+                              chat_template_kwargs=chat_template_kwargs)
     texts = [r["prompt"] for r in rows]
     if not texts:
         return []

@@ -370,6 +370,8 @@ def evaluate_model(
     progress: bool = True,
     plots: bool = True,
     name: str | None = None,
+    system_prompt: str | None = None,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model (or replay its predictions) and, with ``output_dir``, write every output.
 
@@ -386,6 +388,8 @@ def evaluate_model(
         metrics: similarity registry specs (``alias=spec`` to name a key).
         n_boot: bootstrap replicates for every interval (0: no intervals).
         judge: an :class:`~grpo_sim.eval.judge.LLMJudge` for judge consistency / accuracy.
+        system_prompt, chat_template_kwargs: the training prompts' system message and chat template arguments
+            (a recipe's ``data.system_prompt`` and ``model.chat_template_kwargs``).
 
     Returns the ``summary.json`` content (see the module docstring): the model's flat summary
     keys (``result["accuracy_em"]``, ``result["consistency_e2e_bleu2_ci"]`` ...) plus ``models``,
@@ -397,7 +401,8 @@ def evaluate_model(
         check_sets_for_consistency(views_from_sets(data), source=str(sets) if isinstance(sets, (str, os.PathLike))
                                    else "data")
     gen = dict(template=template, max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=do_sample,
-               temperature=temperature, top_p=top_p, seed=seed, backend=backend, progress=progress)
+               temperature=temperature, top_p=top_p, seed=seed, backend=backend, progress=progress,
+               system_prompt=system_prompt, chat_template_kwargs=chat_template_kwargs)
     score_kw = dict(metrics=tuple(metrics), n_boot=n_boot, seed=seed, embedding_model=embedding_model, judge=judge)
     _resolve_metrics(metrics, embedding_model)  # fail on a bad metric before any generation (models load lazily)
 
