@@ -32,7 +32,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="GRPO fine-tuning with similarity rewards (PS-GRPO) on Hugging Face TRL.")
 console = Console(stderr=True)
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """What a command reports as one clear line (exit 2): bad input (our errors are ValueErrors naming the file and
+    key), a missing file, a run that cannot go on as asked. Anything else is a bug and keeps its traceback (a plain
+    RuntimeError included)."""
+    from .runner import RunError
+    from .trainer import RolloutServerLost
+
+    return (ValueError, FileNotFoundError, RunError, RolloutServerLost)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -155,7 +164,7 @@ def train_command(
                               cache_dir=cache_dir)
     except Interrupted as stop:
         _report_stop(stop, "train", recipe, set_)
-    except USER_ERRORS as exc:
+    except user_errors() as exc:
         fail(str(exc))
     if int(os.environ.get("RANK", "0")) == 0:
         Console().print(_summary_table(result))
@@ -182,7 +191,7 @@ def sft_command(
         result = run_sft(parsed, output_dir=output_dir, resume=resume, overwrite=overwrite, cache_dir=cache_dir)
     except Interrupted as stop:
         _report_stop(stop, "sft", recipe, set_)
-    except USER_ERRORS as exc:
+    except user_errors() as exc:
         fail(str(exc))
     if int(os.environ.get("RANK", "0")) == 0:
         Console().print(_summary_table(result, title="grpo-sim sft"))
@@ -208,7 +217,7 @@ def check_command(
         set_ = _with_trl_flags(set_, ctx.args if ctx else [])
         parsed = load_recipe_reporting_all(recipe, set_, **start)
         decisions = check_start(cpu_defaults(parsed), **start)
-    except USER_ERRORS as exc:
+    except user_errors() as exc:
         missing_data = any(p.startswith(("data.train:", "data.eval:")) and "does not exist" in p
                            for p in getattr(exc, "problems", []))
         fail(str(exc) + ("\n(data that lives elsewhere, e.g. on the cluster: grpo-sim check --no-data checks the "
@@ -242,7 +251,7 @@ def plan_command(
         overrides = _with_trl_flags(set_, ctx.args if ctx else [])
         plan = plan_batches(load_recipe(recipe, overrides), num_processes, num_machines, paraphrases_per_set,
                             vllm_data_parallel)
-    except USER_ERRORS as exc:
+    except user_errors() as exc:
         fail(str(exc))
     table = Table(title=f"batch plan: {recipe} on {num_processes} process(es)")
     table.add_column("what")
@@ -280,7 +289,7 @@ def demo_command(
 
     try:
         run_demo(output_dir, quick=quick, cache_dir=cache_dir, reward_labels=reward_labels, seed=seed)
-    except USER_ERRORS as exc:
+    except user_errors() as exc:
         fail(str(exc))
 
 

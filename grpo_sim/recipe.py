@@ -135,7 +135,7 @@ TRAINING_RANGES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
         "ddp_timeout", "ref_model_sync_steps")},
     "max_steps": (lambda v: v == -1 or v >= 1, "-1 (train for num_train_epochs) or >= 1"),
     "num_train_epochs": _range(0, low_open=True),
-    "learning_rate": _range(0),
+    "learning_rate": _range(0, low_open=True),  # 0 trains nothing while every step still runs
     "weight_decay": _range(0),
     "adam_beta1": _range(0, 1, high_open=True),
     "adam_beta2": _range(0, 1, high_open=True),

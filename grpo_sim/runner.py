@@ -568,14 +568,16 @@ def _prompt_data_problems(recipe: Recipe, rows: list[dict[str, Any]]) -> list[st
 
 def start_problems(recipe: Recipe, output_dir: Path | None = None, resume: str | None = None,
                    overwrite: bool = False, num_processes: int | None = None, num_machines: int = 1,
-                   read_data: bool = True, check_batches: bool = True) -> tuple[StartDecisions, list[str]]:
+                   read_data: bool = True, check_batches: bool = True, config=None
+                   ) -> tuple[StartDecisions, list[str]]:
     """Every check a run can make before its first write, and what it decided; reads only.
 
     GRPOConfig, the model path when it is a local one, the output directory and the resume target
     (when ``output_dir`` is given), the data (every problem of every file, the set layout the
     trainer needs) and the batch arithmetic for ``num_processes`` (default: this launch's).
     ``grpo-sim check`` and ``run_training`` both call it, so check passes exactly when train can start.
-    ``check_batches=False`` skips the batch arithmetic (when the batch keys themselves are invalid).
+    ``check_batches=False`` skips the batch arithmetic (when the batch keys themselves are invalid). ``config``: the
+    PSGRPOConfig a run already built from ``recipe`` (else it is built here).
     """
     from .plan import plan_batches
     from .sampler import build_set_layout
@@ -583,7 +585,8 @@ def start_problems(recipe: Recipe, output_dir: Path | None = None, resume: str |
     source = recipe._source
     problems: list[str] = []
     try:
-        config = build_config(recipe, output_dir or Path("grpo-sim-check"), num_processes)
+        if config is None:
+            config = build_config(recipe, output_dir or Path("grpo-sim-check"), num_processes)
         if num_processes is None:
             num_processes = config.world_size
     except RecipeError as exc:
@@ -695,23 +698,22 @@ def _this_machine() -> str:
     return f"{socket.gethostname()}:{os.getcwd()}"
 
 
-def agree_on_start(recipe: Recipe, output_dir: Path, resume: str | None, overwrite: bool) -> StartDecisions:
+def agree_on_start(recipe: Recipe, output_dir: Path, resume: str | None, overwrite: bool, config=None
+                   ) -> StartDecisions:
     """:func:`check_start` decided once for every machine.
 
     Every process reads and checks its own data (it trains on it), but the output directory and the checkpoint to
     resume from are decided by global rank 0 and broadcast: with node-local disks each machine would otherwise
     pick its own step (a DeepSpeed load then hangs) or its own verdict (one rank fails while the others wait at a
     barrier for the process-group timeout). Problems found on any rank are raised on every rank, so every process
-    exits with the same message.
+    exits with the same message. ``config``: the run's PSGRPOConfig (None: it could not be built, which is the same
+    on every rank and reported with the other problems).
     """
-    # build the config (and with it the process group) first: the decisions below are collective
-    try:
-        build_config(recipe, output_dir).distributed_state  # noqa: B018 - initialises the process group
-    except RecipeError:
-        pass  # the same on every rank; start_problems reports it
+    if config is not None:
+        config.distributed_state  # noqa: B018 - initialises the process group: the decisions below are collective
     rank, world = _world()
     decides = rank == 0
-    decisions, problems = start_problems(recipe, output_dir if decides else None, resume, overwrite)
+    decisions, problems = start_problems(recipe, output_dir if decides else None, resume, overwrite, config=config)
     if world > 1:
         gathered = _all_gather((problems, _this_machine()))
         seen: set[str] = set()
@@ -807,8 +809,12 @@ def run_training(
     # Everything (data, batches, output dir, resume target) is checked before any process writes, so a run that
     # cannot start leaves no trace and its rerun with the fixed input is not refused. The output-dir and resume
     # decisions are global rank 0's, the same on every machine; a problem on any rank fails every rank.
-    decisions = agree_on_start(recipe, out, resume, overwrite)
-    config = build_config(recipe, out)
+    try:
+        config = build_config(recipe, out)  # once: the start checks and the trainer use this one
+    except RecipeError:
+        config = None  # agree_on_start reports why, with every other problem
+    decisions = agree_on_start(recipe, out, resume, overwrite, config)
+    assert config is not None  # otherwise agree_on_start raised
     state = config.distributed_state
     if state.is_main_process:
         if decisions.must_empty:

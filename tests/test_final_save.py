@@ -17,10 +17,10 @@ from transformers import TrainerCallback
 from typer.testing import CliRunner
 
 from grpo_sim.cli import app
-from grpo_sim.data.schema import read_psets, write_psets
-from grpo_sim.data.synthetic import build_demo_dataset
+from grpo_sim.data.schema import read_psets
 
-from trainer_helpers import build_policy, free_port
+from recipe_helpers import write_tiny_workspace
+from trainer_helpers import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,23 +30,7 @@ MAX_STEPS = 4
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    base = tmp_path_factory.mktemp("final")
-    policy = build_policy(base / "policy")
-    train, eval_, _ = build_demo_dataset(6, 2, num_paraphrases=3, seed=0)
-    write_psets(base / "train.jsonl", train)
-    write_psets(base / "eval.jsonl", eval_)
-    recipe = {
-        "model": {"name_or_path": policy},
-        "data": {"train": str(base / "train.jsonl"), "eval": str(base / "eval.jsonl")},
-        "reward": {"similarity": "token_f1", "accuracy": {"metric": "token_f1", "weight": 1.0}},
-        "training": {"learning_rate": 1e-3, "num_generations": 2, "per_device_train_batch_size": 6,
-                     "max_completion_length": 4, "max_steps": MAX_STEPS, "logging_steps": 1,
-                     "save_strategy": "steps", "save_steps": 2, "report_to": [], "seed": 0, "beta": 0.0,
-                     "disable_tqdm": True},
-        "evaluation": {"enabled": False},
-    }
-    (base / "tiny.yaml").write_text(yaml.safe_dump(recipe))
-    return base
+    return write_tiny_workspace(tmp_path_factory.mktemp("final"), max_steps=MAX_STEPS)
 
 
 def train(workspace, out, *extra):

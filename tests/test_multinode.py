@@ -15,13 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from grpo_sim.data.schema import write_psets
-from grpo_sim.data.synthetic import build_demo_dataset
 from grpo_sim.runner import COMPLETE_MARKER
 
-from trainer_helpers import build_policy, free_port
+from recipe_helpers import write_tiny_workspace
+from trainer_helpers import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,22 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    base = tmp_path_factory.mktemp("machines")
-    policy = build_policy(base / "policy")
-    train, _, _ = build_demo_dataset(6, 2, num_paraphrases=3, seed=0)
-    write_psets(base / "train.jsonl", train)
-    recipe = {
-        "model": {"name_or_path": policy},
-        "data": {"train": str(base / "train.jsonl")},
-        "reward": {"similarity": "token_f1"},
-        # 3 completions per process: every paraphrase set (3 x g=2) spans both machines
-        "training": {"learning_rate": 1e-3, "num_generations": 2, "per_device_train_batch_size": 3,
-                     "max_completion_length": 4, "max_steps": 2, "logging_steps": 1, "save_strategy": "steps",
-                     "save_steps": 1, "report_to": [], "seed": 0, "beta": 0.0, "disable_tqdm": True},
-        "evaluation": {"enabled": False},
-    }
-    (base / "tiny.yaml").write_text(yaml.safe_dump(recipe))
-    return base
+    # 3 completions per process: every paraphrase set (3 x g=2) spans both machines
+    return write_tiny_workspace(tmp_path_factory.mktemp("machines"), with_eval=False,
+                                reward={"similarity": "token_f1"}, per_device_train_batch_size=3, max_steps=2,
+                                save_steps=1)
 
 
 def two_machines(workspace: Path, cwds: tuple[Path, Path], output_dir: str, *extra: str, timeout: int = 240):

@@ -221,3 +221,10 @@ def test_a_key_added_to_a_section_reaches_the_config_with_no_second_edit(tmp_pat
     assert build_config(cpu_defaults(unset), tmp_path / "out").scale_rewards == "group"  # TRL's default stands
     assert owned_config_fields(RecipeWithScaling)["scale_rewards"] == "reward.scaling instead"
     assert "scale_rewards" not in owned_config_fields()
+
+
+@pytest.mark.parametrize("rate", [0, 0.0, -1e-6])
+def test_a_learning_rate_that_trains_nothing_is_refused(tmp_path, rate):
+    """learning_rate: 0 was accepted (every step ran, nothing changed); negatives were already refused."""
+    message = problems_of({**BASE, "training": {**BASE["training"], "learning_rate": rate}}, tmp_path)
+    assert f"training.learning_rate: must be > 0, got {rate!r}" in message
