@@ -789,6 +789,23 @@ def run_directory(recipe: Recipe, output_dir: str | os.PathLike[str] | None = No
 
 
 # ------------------------------------------------------------------------------------ run
+def _start_process_group(recipe: Recipe, output_dir: Path) -> None:
+    """Under a multi-process launch, start the process group before the run's config is built.
+
+    ``GRPOConfig.__post_init__`` derives the generation batch from ``world_size``, which reads 1 until the config's
+    distributed state exists; a config built before the group would plan one process's batch. The group is started
+    through a first config (so with the recipe's ddp settings); a one-process run needs none.
+    """
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        build_config(recipe, output_dir).distributed_state  # noqa: B018 - initialises the process group
+    except RecipeError:
+        pass  # the same on every rank; agree_on_start reports it with every other problem
+
+
 def run_training(
     recipe: Recipe,
     output_dir: str | os.PathLike[str] | None = None,
@@ -809,8 +826,9 @@ def run_training(
     # Everything (data, batches, output dir, resume target) is checked before any process writes, so a run that
     # cannot start leaves no trace and its rerun with the fixed input is not refused. The output-dir and resume
     # decisions are global rank 0's, the same on every machine; a problem on any rank fails every rank.
+    _start_process_group(recipe, out)
     try:
-        config = build_config(recipe, out)  # once: the start checks and the trainer use this one
+        config = build_config(recipe, out)  # the start checks and the trainer use this one
     except RecipeError:
         config = None  # agree_on_start reports why, with every other problem
     decisions = agree_on_start(recipe, out, resume, overwrite, config)

@@ -75,7 +75,7 @@ def good_set(ws: Path, index: int = 0) -> dict:
 # (override, fragments the message must hold besides the recipe file). The fix: the same command without it.
 SET_CASES = [
     ("training.learning_rat=1e-5", ["training.learning_rat", "did you mean 'learning_rate'"]),
-    ("training.learning_rate=-1e-6", ["training.learning_rate", ">= 0"]),
+    ("training.learning_rate=-1e-6", ["training.learning_rate", "must be > 0"]),
     ("training.learning_rate=fast", ["training.learning_rate", "'fast' is not a valid float"]),
     ("training.num_generations=0", ["training.num_generations", ">= 1"]),
     ("training.num_generations=1", ["num_generations", "advantage"]),

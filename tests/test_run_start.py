@@ -13,7 +13,8 @@ from recipe_helpers import write_tiny_workspace
 
 
 def test_a_run_builds_its_config_once(tmp_path, monkeypatch):
-    """run_training built PSGRPOConfig three times (agree_on_start, start_problems, the run)."""
+    """run_training built PSGRPOConfig three times (agree_on_start, start_problems, the run); one process builds it
+    once (a multi-process launch builds one more first, to start the process group: runner._start_process_group)."""
     base = write_tiny_workspace(tmp_path / "ws", with_eval=False, max_steps=1, save_strategy="no")
     built = []
     original = runner.build_config
