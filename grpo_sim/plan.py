@@ -94,10 +94,12 @@ def _default(key: str) -> Any:
 
 
 def plan_batches(recipe: Recipe, num_processes: int = 1, num_machines: int = 1,
-                 paraphrases_per_set: int | None = None, vllm_data_parallel: int = 1) -> BatchPlan:
+                 paraphrases_per_set: int | None = None, vllm_data_parallel: int = 1, config=None) -> BatchPlan:
     """The batch arithmetic of ``recipe`` on ``num_processes`` training processes in total.
 
-    ``vllm_data_parallel`` is the rollout server's data-parallel size (vllm_mode server), when known.
+    ``vllm_data_parallel`` is the rollout server's data-parallel size (vllm_mode server), when known. ``config``: the
+    PSGRPOConfig already built from ``recipe`` for ``num_processes`` processes; its derived batch is read instead of
+    building another config (each build resets accelerate's shared state, which a run's config owns).
     """
     t: dict[str, Any] = recipe.training
     g, B, GA = (int(t.get(k) or _default(k)) for k in BATCH_KEYS[:3])
@@ -124,7 +126,7 @@ def plan_batches(recipe: Recipe, num_processes: int = 1, num_machines: int = 1,
             f"nearest valid: {_nearest_multiples(int(gen), B * P)}")
         return plan
     try:
-        config = launch_batch_config(recipe, P)
+        config = config if config is not None else launch_batch_config(recipe, P)
         S, gen = config.steps_per_generation, config.generation_batch_size
     except ValueError as exc:
         if getattr(exc, "derived_batch", None) is None:  # a rule of GRPOConfig's that the checks here do not spell out

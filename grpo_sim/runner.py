@@ -636,8 +636,9 @@ def start_problems(recipe: Recipe, output_dir: Path | None = None, resume: str |
     decisions.paraphrases_per_set = n
 
     if check_batches and n is not None and (data_ok or recipe.data.paraphrases_per_set):
+        launch_config = config if config is not None and config.world_size == decisions.num_processes else None
         plan = plan_batches(recipe, num_processes=decisions.num_processes, num_machines=num_machines,
-                            paraphrases_per_set=n)
+                            paraphrases_per_set=n, config=launch_config)
         decisions.plan = plan
         if plan.problems:
             problems.append(f"batch settings do not fit {decisions.num_processes} process(es):\n"
@@ -789,23 +790,6 @@ def run_directory(recipe: Recipe, output_dir: str | os.PathLike[str] | None = No
 
 
 # ------------------------------------------------------------------------------------ run
-def _start_process_group(recipe: Recipe, output_dir: Path) -> None:
-    """Under a multi-process launch, start the process group before the run's config is built.
-
-    ``GRPOConfig.__post_init__`` derives the generation batch from ``world_size``, which reads 1 until the config's
-    distributed state exists; a config built before the group would plan one process's batch. The group is started
-    through a first config (so with the recipe's ddp settings); a one-process run needs none.
-    """
-    import torch.distributed as dist
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
-        return
-    try:
-        build_config(recipe, output_dir).distributed_state  # noqa: B018 - initialises the process group
-    except RecipeError:
-        pass  # the same on every rank; agree_on_start reports it with every other problem
-
-
 def run_training(
     recipe: Recipe,
     output_dir: str | os.PathLike[str] | None = None,
@@ -826,9 +810,10 @@ def run_training(
     # Everything (data, batches, output dir, resume target) is checked before any process writes, so a run that
     # cannot start leaves no trace and its rerun with the fixed input is not refused. The output-dir and resume
     # decisions are global rank 0's, the same on every machine; a problem on any rank fails every rank.
-    _start_process_group(recipe, out)
     try:
-        config = build_config(recipe, out)  # the start checks and the trainer use this one
+        # built once: the start checks and the trainer use this one. (Every GRPOConfig build resets accelerate's
+        # shared state, so a config built after this one, e.g. for a batch plan, would leave the trainer's stale.)
+        config = build_config(recipe, out)
     except RecipeError:
         config = None  # agree_on_start reports why, with every other problem
     decisions = agree_on_start(recipe, out, resume, overwrite, config)

@@ -14,18 +14,20 @@ from recipe_helpers import write_tiny_workspace
 
 def test_a_run_builds_its_config_once(tmp_path, monkeypatch):
     """run_training built PSGRPOConfig three times (agree_on_start, start_problems, the run); one process builds it
-    once (a multi-process launch builds one more first, to start the process group: runner._start_process_group)."""
+    once, and the start checks (batch plan included) read that one."""
     base = write_tiny_workspace(tmp_path / "ws", with_eval=False, max_steps=1, save_strategy="no")
+    from grpo_sim.trainer import PSGRPOConfig
+
     built = []
-    original = runner.build_config
+    original = PSGRPOConfig.__post_init__
 
-    def counting(*args, **kwargs):
-        built.append(args[1:])
-        return original(*args, **kwargs)
+    def counting(self):  # every PSGRPOConfig build (batch plans' launch-sized ones too) ends here
+        built.append(type(self).__name__)
+        original(self)
 
-    monkeypatch.setattr(runner, "build_config", counting)
+    monkeypatch.setattr(PSGRPOConfig, "__post_init__", counting)
     result = runner.run_training(load_recipe(base / "tiny.yaml"), output_dir=tmp_path / "run", progress=False)
-    assert result.global_step == 1 and len(built) == 1
+    assert result.global_step == 1 and built == ["PSGRPOConfig"]
 
 
 def fail_with(exc: BaseException):
