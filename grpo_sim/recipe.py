@@ -32,7 +32,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from .validation import did_you_mean, format_validation
+from .validation import RecipeError, did_you_mean, format_problems, format_validation
 
 #: reward-section keys -> the PSGRPOConfig field each one sets (None in the recipe: PSGRPOConfig's default)
 REWARD_SETTINGS = {
@@ -126,23 +126,6 @@ TRAINING_RANGES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
 _NOT_NULL = {"num_generations"}
 # TrainingArguments fields that take a JSON file path (read relative to the current directory) or a mapping.
 _CONFIG_FILE_FIELDS = {"deepspeed", "accelerator_config", "fsdp_config"}
-
-
-class RecipeError(ValueError):
-    """A recipe (or an override) is invalid; the message names the file and every bad key.
-
-    ``problems`` lists them one by one (empty when the error is a single sentence).
-    """
-
-    def __init__(self, message: str, problems: typing.Sequence[str] = ()):
-        super().__init__(message)
-        self.problems = list(problems)
-
-
-def format_problems(source: str, problems: typing.Sequence[str]) -> str:
-    """``SOURCE: N problem(s):`` and one indented line per problem (multi-line problems stay indented)."""
-    items = ["\n    ".join(str(p).splitlines()) for p in problems]
-    return f"{source}: {len(problems)} problem(s):\n  - " + "\n  - ".join(items)
 
 
 class _Section(BaseModel):

@@ -1,14 +1,31 @@
-"""Error messages for pydantic-validated files (recipes, sweep files): one line per problem, with a key path
-and a did-you-mean hint for unknown keys."""
+"""Errors in the files a user writes (recipes, sweep files): one line per problem, with a key path and a
+did-you-mean hint for unknown keys."""
 
 from __future__ import annotations
 
 import difflib
 import types
 import typing
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from pydantic import BaseModel, ValidationError
+
+
+class RecipeError(ValueError):
+    """A recipe (or an override) is invalid; the message names the file and every bad key.
+
+    ``problems`` lists them one by one (empty when the error is a single sentence).
+    """
+
+    def __init__(self, message: str, problems: Sequence[str] = ()):
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+def format_problems(source: str, problems: Sequence[str]) -> str:
+    """``SOURCE: N problem(s):`` and one indented line per problem (multi-line problems stay indented)."""
+    items = ["\n    ".join(str(p).splitlines()) for p in problems]
+    return f"{source}: {len(problems)} problem(s):\n  - " + "\n  - ".join(items)
 
 
 def did_you_mean(name: str, options: Iterable[str]) -> str:

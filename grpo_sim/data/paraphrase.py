@@ -758,7 +758,7 @@ def paraphrase_sets(
                         "template_sha256": hashlib.sha256(template.encode()).hexdigest()[:16],
                         "raw": raw, "time": round(time.time(), 3)})
 
-    from .pipeline import progress_bar
+    from ..progress import progress_bar
 
     if work and hasattr(backend, "prepare"):
         backend.prepare()  # e.g. load the vLLM model; a missing dependency fails here, before any work
