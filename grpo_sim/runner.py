@@ -18,7 +18,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from .distributed import outside_zero3_init
+from .distributed import is_main_process, outside_zero3_init
 from .io import atomic_write_text
 from .models.startup import policy_start_checks
 from .recipe import Recipe, RecipeError, build_config, format_problems
@@ -71,10 +71,6 @@ class RunResult:
     evaluation: dict[str, Any] | None = None
     final_adapter: Path | None = None
     pushed_to: str | None = None
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 # ------------------------------------------------------------------------------------ checkpoints
