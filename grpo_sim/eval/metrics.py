@@ -785,6 +785,26 @@ def _judge_columns(judge: Any, views: Sequence[SetView], groups: list[list[str]]
     return cols
 
 
+@dataclass(frozen=True)
+class ScoringOptions:
+    """How predictions are scored: the keyword arguments :func:`summarize`, :func:`summarize_with_details` and
+    ``evaluate_model`` share (see :func:`summarize_with_details`)."""
+
+    metrics: Sequence[Any] = DEFAULT_METRICS
+    n_boot: int = 1000
+    seed: int = 0
+    embedding_model: str | None = None
+    judge: Any = None
+    confidence: float = 0.95
+
+    def score(self, sets: Iterable[ParaphraseSet | Mapping[str, Any]] | None, predictions: Sequence[Mapping[str, Any]],
+              source: str = "predictions") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """``(summary, per_set_rows)`` of ``predictions`` scored with these options."""
+        return summarize_with_details(sets, predictions, metrics=self.metrics, n_boot=self.n_boot, seed=self.seed,
+                                      embedding_model=self.embedding_model, judge=self.judge,
+                                      confidence=self.confidence, source=source)
+
+
 def summarize(
     sets: Iterable[ParaphraseSet | Mapping[str, Any]] | None,
     predictions: Sequence[Mapping[str, Any]],
@@ -818,8 +838,9 @@ def summarize(
     * counts: ``num_sets``, ``num_predictions``, ``num_paraphrases``, ``num_sets_with_gold``;
       ``answer_form`` (``"short"``/``"long"`` from the median gold length, ``None`` without gold).
     """
-    return summarize_with_details(sets, predictions, metrics=metrics, n_boot=n_boot, seed=seed,
-                                  embedding_model=embedding_model, judge=judge, confidence=confidence)[0]
+    options = ScoringOptions(metrics=metrics, n_boot=n_boot, seed=seed, embedding_model=embedding_model, judge=judge,
+                             confidence=confidence)
+    return options.score(sets, predictions)[0]
 
 
 def numeric_keys(summary: Mapping[str, Any]) -> list[str]:
