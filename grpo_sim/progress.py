@@ -21,8 +21,14 @@ def progress_bar(total: int, description: str, show: bool) -> tuple[Callable[...
         TimeRemainingColumn,
     )
 
-    prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=Console(stderr=True))
+    prog = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    )
     task = prog.add_task(description, total=total)
     prog.start()
     lock = threading.Lock()

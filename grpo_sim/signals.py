@@ -15,8 +15,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class StopSignals:
     """Record the first SIGTERM/SIGINT in ``signum`` instead of dying; ``on_signal(signum)`` is told of each."""
 
-    def __init__(self, abort_on_repeat: tuple[int, ...] = STOP_SIGNALS,
-                 on_signal: Callable[[int], None] | None = None):
+    def __init__(self, abort_on_repeat: tuple[int, ...] = STOP_SIGNALS, on_signal: Callable[[int], None] | None = None):
         self.signum: int | None = None
         self.abort_on_repeat = abort_on_repeat
         self.on_signal = on_signal

@@ -17,10 +17,13 @@ from grpo_sim.eval import (
 )
 
 
-@pytest.mark.parametrize("options, functions", [
-    (ScoringOptions, (summarize, summarize_with_details, evaluate_model)),
-    (GenerationOptions, (generate_predictions, evaluate_model)),
-])
+@pytest.mark.parametrize(
+    "options, functions",
+    [
+        (ScoringOptions, (summarize, summarize_with_details, evaluate_model)),
+        (GenerationOptions, (generate_predictions, evaluate_model)),
+    ],
+)
 def test_option_defaults_are_the_functions_defaults(options, functions):
     for field in dataclasses.fields(options):
         for function in functions:

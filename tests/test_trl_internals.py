@@ -36,7 +36,8 @@ def test_trl_is_the_pinned_version():
     (pin,) = [Requirement(d) for d in dependencies if Requirement(d).name == "trl"]
     assert pin.specifier.contains(trl.__version__), (
         f"trl {trl.__version__} is not the pinned {pin}: check every function in grpo_sim/trl_internals.py against "
-        "the new TRL, then move the pin")
+        "the new TRL, then move the pin"
+    )
 
 
 def test_overridden_hooks_keep_their_signatures():
@@ -62,8 +63,13 @@ def trained(tmp_path_factory):
     model, tokenizer = policy(path)
     args = GRPOConfig(**common_args(tmp_path_factory.mktemp("run"), reward_weights=[9.0]))
     with trl_internals.reward_weights_for_init(args, [0.5, 2.0]):
-        trainer = GRPOTrainer(model=model, reward_funcs=[_length_reward, _none_for_odd], args=args,
-                              train_dataset=dataset(), processing_class=tokenizer)
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=[_length_reward, _none_for_odd],
+            args=args,
+            train_dataset=dataset(),
+            processing_class=tokenizer,
+        )
     assert args.reward_weights == [9.0]  # the caller's value is back
     assert trainer.reward_weights.tolist() == [0.5, 2.0]  # read from args in __init__
     assert trl_internals.micro_step(trainer) == 0
@@ -75,8 +81,7 @@ def trained(tmp_path_factory):
 def test_buffers_hold_what_the_trainer_reads_and_replaces(trained):
     assert trl_internals.micro_step(trained) == trained.args.gradient_accumulation_steps  # one optimizer step
     logs = trained._logs
-    rewards = torch.tensor([logs["rewards"]["_length_reward"], logs["rewards"]["_none_for_odd"]],
-                           dtype=torch.float32).T
+    rewards = torch.tensor([logs["rewards"]["_length_reward"], logs["rewards"]["_none_for_odd"]], dtype=torch.float32).T
     combined = trl_internals.weighted_reward_sum(rewards, trained.reward_weights)
     # TRL's _metrics were flushed into log_history at the logging step; its reward is our weighted sum's mean
     logged = next(row for row in trained.state.log_history if "reward" in row)

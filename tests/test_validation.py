@@ -22,13 +22,25 @@ class _Root(BaseModel):
     by_key: dict[str, _Inner] = {}
 
 
-@pytest.mark.parametrize("data, expected", [
-    ({"section": {"learning_rat": 1}}, "section.learning_rat: unknown key in section; did you mean 'learning_rate'?"),
-    ({"items": [{"learning_rat": 1}]}, "items.0.learning_rat: unknown key in items.0; did you mean 'learning_rate'?"),
-    ({"by_key": {"a.b": {"learning_rat": 1}}}, "by_key[a.b].learning_rat: unknown key in by_key[a.b]; did you mean"),
-    ({"sectoin": {}}, "sectoin: unknown key in top level; did you mean 'section'?"),
-    ({"section": {"learning_rate": "x"}}, "section.learning_rate: Input should be a valid number"),
-])
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (
+            {"section": {"learning_rat": 1}},
+            "section.learning_rat: unknown key in section; did you mean 'learning_rate'?",
+        ),
+        (
+            {"items": [{"learning_rat": 1}]},
+            "items.0.learning_rat: unknown key in items.0; did you mean 'learning_rate'?",
+        ),
+        (
+            {"by_key": {"a.b": {"learning_rat": 1}}},
+            "by_key[a.b].learning_rat: unknown key in by_key[a.b]; did you mean",
+        ),
+        ({"sectoin": {}}, "sectoin: unknown key in top level; did you mean 'section'?"),
+        ({"section": {"learning_rate": "x"}}, "section.learning_rate: Input should be a valid number"),
+    ],
+)
 def test_problems_name_the_key_and_the_closest_known_one(data, expected):
     with pytest.raises(ValidationError) as info:
         _Root.model_validate(data)

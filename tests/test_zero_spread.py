@@ -15,11 +15,14 @@ SETS = ["s", "s", "s", "s", "t", "t", "t", "t"]
 PARAS = [0, 0, 1, 1, 0, 0, 1, 1]
 
 
-@pytest.mark.parametrize("rewards", [
-    [0.0, 1.6e-8, 0.5, 0.5, 0.2, 0.9, 1.0, 1.0],  # std 1.1e-8 (Bessel) but 8e-9 (population): disagreed
-    [0.3, 0.3, 0.5, 0.5, 0.2, 0.2, 0.7, 0.7],
-    [0.0, 1.0, 0.0, 1.0, 0.2, 0.9, 0.1, 0.4],
-])
+@pytest.mark.parametrize(
+    "rewards",
+    [
+        [0.0, 1.6e-8, 0.5, 0.5, 0.2, 0.9, 1.0, 1.0],  # std 1.1e-8 (Bessel) but 8e-9 (population): disagreed
+        [0.3, 0.3, 0.5, 0.5, 0.2, 0.2, 0.7, 0.7],
+        [0.0, 1.0, 0.0, 1.0, 0.2, 0.9, 0.1, 0.4],
+    ],
+)
 def test_paraphrase_zero_spread_is_trls(rewards):
     rewards32 = torch.tensor(rewards, dtype=torch.float32)
     _, zero = group_advantages(rewards32, group_codes(SETS, PARAS), "group")
