@@ -124,3 +124,60 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_grpo_sim_has_no_import_cycle():
     cycles = find_cycles(import_graph())
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in cycles)
+
+
+#: helpers any layer may use; they import no other grpo_sim module
+BASE = (
+    "grpo_sim.io",
+    "grpo_sim.distributed",
+    "grpo_sim.signals",
+    "grpo_sim.validation",
+    "grpo_sim.progress",
+    "grpo_sim.openai_http",
+)
+#: the algorithm: imports nothing above it
+CORE = (
+    "grpo_sim.similarity",
+    "grpo_sim.rewards",
+    "grpo_sim.advantages",
+    "grpo_sim.sampler",
+    "grpo_sim.trainer",
+    "grpo_sim.reward_terms",
+    "grpo_sim.reward_functions",
+    "grpo_sim.trl_internals",
+)
+#: recipes, planning, runs, sweeps and the command line: nothing below imports them
+RUN = (
+    "grpo_sim.recipe",
+    "grpo_sim.plan",
+    "grpo_sim.runner",
+    "grpo_sim.cli",
+    "grpo_sim.train",
+    "grpo_sim.sweep",
+    "grpo_sim.sources",
+    "grpo_sim.trl_config",
+    "grpo_sim.sft",
+)
+
+
+def _in(module: str, layer: tuple[str, ...]) -> bool:
+    return any(module == name or module.startswith(name + ".") for name in layer)
+
+
+def test_layers_import_only_downwards():
+    graph = import_graph()
+    wrong = []
+    for module, imported in sorted(graph.items()):
+        if _in(module, BASE):
+            allowed = BASE
+        elif _in(module, CORE):
+            allowed = BASE + CORE
+        else:
+            continue
+        wrong += [f"{module} -> {target}" for target in sorted(imported) if not _in(target, allowed)]
+    for module, imported in sorted(graph.items()):
+        if _in(module, ("grpo_sim.data", "grpo_sim.eval", "grpo_sim.models")):
+            wrong += [f"{module} -> {target}" for target in sorted(imported) if _in(target, RUN)]
+        if _in(module, ("grpo_sim.data",)):
+            wrong += [f"{module} -> {target}" for target in sorted(imported) if _in(target, ("grpo_sim.eval",))]
+    assert not wrong, "imports against the layers (docs/architecture.md):\n" + "\n".join(wrong)
