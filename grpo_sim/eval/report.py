@@ -42,18 +42,20 @@ from .generate import GenerationOptions, _vllm_engine, load_eval_model, resolve_
 from .metrics import (
     DEFAULT_METRICS,
     EMPTY_ANSWER_WARN_RATE,
-    LEVELS,
     MODAL_ANSWER_WARN_SHARE,
-    EvalError,
     ScoringOptions,
     _resolve_metrics,
     bootstrap_cis,
-    check_predictions,
-    check_sets_for_consistency,
     collapse_warnings,
     metric_key,
     numeric_keys,
     paired_difference,
+)
+from .predictions import (
+    LEVELS,
+    EvalError,
+    check_predictions,
+    check_sets_for_consistency,
     read_predictions,
     views_from_sets,
 )
