@@ -34,9 +34,10 @@ def _imports(tree: ast.AST):
         stack.extend(ast.iter_child_nodes(node))
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(unresolved: list[str] | None = None) -> dict[str, set[str]]:
     """module -> the grpo_sim modules it imports (a package stands for its __init__; importing a.b.c does not
-    count as importing a.b, which Python runs first anyway)."""
+    count as importing a.b, which Python runs first anyway). Imports of grpo_sim modules that do not exist are
+    appended to ``unresolved``."""
     files = {_module_name(p): p for p in PACKAGE_DIR.rglob("*.py")}
     graph: dict[str, set[str]] = {name: set() for name in files}
     for name, path in files.items():
@@ -44,6 +45,10 @@ def import_graph() -> dict[str, set[str]]:
         for node in _imports(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
+                if unresolved is not None:
+                    unresolved += [
+                        f"{name}: import {t}" for t in targets if t.startswith("grpo_sim") and t not in files
+                    ]
             else:
                 if node.level:
                     base = name.split(".") if is_package else name.split(".")[:-1]
@@ -51,6 +56,8 @@ def import_graph() -> dict[str, set[str]]:
                     source = ".".join(base + ([node.module] if node.module else []))
                 else:
                     source = node.module or ""
+                if source.startswith("grpo_sim") and source not in files and unresolved is not None:
+                    unresolved.append(f"{name}: from {'.' * node.level}{node.module or ''} -> no module {source}")
                 submodules = [f"{source}.{alias.name}" for alias in node.names]
                 # ``from pkg import submodule`` imports the submodule; ``from module import name`` the module
                 targets = [t for t in submodules if t in files] or [source]
@@ -119,6 +126,12 @@ def _one_cycle(graph: dict[str, set[str]], component: set[str]) -> list[str]:
 def test_the_cycle_finder_finds_a_cycle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert find_cycles(graph) == [["a", "b", "c", "a"]]
+
+
+def test_every_grpo_sim_import_names_an_existing_module():
+    unresolved: list[str] = []
+    import_graph(unresolved)
+    assert not unresolved, "\n".join(unresolved)
 
 
 def test_grpo_sim_has_no_import_cycle():
