@@ -13,7 +13,7 @@ DEEPSPEED_SPEC ?= deepspeed==0.19.8
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install lint test bench demo clean
+.PHONY: install lint format-check test bench demo clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 lint: install
 	$(VENV)/bin/ruff check grpo_sim tests benchmarks scripts
+
+format-check: install
+	$(VENV)/bin/ruff format --check grpo_sim tests benchmarks scripts
 
 test: install
 	$(PY) -m pytest -q tests

@@ -16,9 +16,11 @@ from typing import Hashable, Sequence
 
 import numpy as np
 import torch
-from trl.trainer.utils import nanstd
 
 EPS = 1e-4  # TRL's denominator guard
+#: a group whose reward std is at most this has "zero spread" (no learning signal): TRL's own test,
+#: ``torch.isclose(std, 0)``; every zero-spread metric grpo-sim logs uses it (see :func:`zero_spread`)
+ZERO_STD_ATOL = 1e-8
 
 
 def group_codes(*keys: Sequence[Hashable]) -> np.ndarray:
@@ -58,6 +60,8 @@ def group_advantages(
         ``(advantages, zero_std)``: advantages with NaN replaced by 0, and a bool mask of rows whose
         scaling std is (close to) zero, for TRL's ``frac_reward_zero_std`` metric.
     """
+    from trl.trainer.utils import nanstd  # TRL's own std, so that the numbers match its trainer's bit for bit
+
     if scale not in {"group", "batch", "none"}:
         raise ValueError(f"scale must be 'group', 'batch' or 'none', got {scale!r}")
     rewards = torch.as_tensor(rewards, dtype=torch.float32)
@@ -77,5 +81,20 @@ def group_advantages(
     advantages = rewards - means
     if scale != "none":
         advantages = advantages / (stds + EPS)
-    zero_std = torch.isclose(stds, torch.zeros_like(stds))
-    return torch.nan_to_num(advantages, nan=0.0), zero_std
+    return torch.nan_to_num(advantages, nan=0.0), zero_spread(stds)
+
+
+def zero_spread(stds: torch.Tensor) -> torch.Tensor:
+    """Which stds count as zero: ``|std| <= ZERO_STD_ATOL`` (TRL's ``torch.isclose(std, 0)``); NaN never does."""
+    return torch.isclose(stds, torch.zeros_like(stds), rtol=0.0, atol=ZERO_STD_ATOL)
+
+
+def frac_zero_spread_groups(rewards: np.ndarray | torch.Tensor, groups: np.ndarray | Sequence[int]) -> float:
+    """Fraction of groups whose rewards have zero spread, measured exactly as :func:`group_advantages` measures
+    it for TRL's ``frac_reward_zero_std`` (float32, NaN-aware Bessel-corrected std, one member: zero)."""
+    codes = np.asarray(groups, dtype=np.int64)
+    if codes.size == 0:
+        return float("nan")
+    _, zero = group_advantages(torch.as_tensor(np.asarray(rewards, dtype=np.float32)), codes, scale="group")
+    _, first = np.unique(codes, return_index=True)
+    return float(zero.numpy()[first].mean())

@@ -27,6 +27,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from .distributed import process_rank
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -50,7 +52,7 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def _quiet_on_non_main() -> None:
-    rank = int(os.environ.get("RANK", "0"))
+    rank = process_rank()
     level = logging.INFO if rank == 0 else logging.ERROR
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "bm25s", "filelock", "sentence_transformers"):
@@ -166,7 +168,7 @@ def train_command(
         _report_stop(stop, "train", recipe, set_)
     except user_errors() as exc:
         fail(str(exc))
-    if int(os.environ.get("RANK", "0")) == 0:
+    if process_rank() == 0:
         Console().print(_summary_table(result))
 
 
@@ -193,7 +195,7 @@ def sft_command(
         _report_stop(stop, "sft", recipe, set_)
     except user_errors() as exc:
         fail(str(exc))
-    if int(os.environ.get("RANK", "0")) == 0:
+    if process_rank() == 0:
         Console().print(_summary_table(result, title="grpo-sim sft"))
         console.print(f"train from it with: model.name_or_path: {result.final_model}", soft_wrap=True)
 

@@ -19,7 +19,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-__all__ = ["outside_zero3_init", "local_device", "check_not_partitioned"]
+__all__ = ["outside_zero3_init", "local_device", "check_not_partitioned", "process_rank", "is_main_process"]
 
 _SWITCH_LOCK = threading.RLock()
 
@@ -83,3 +83,19 @@ def check_not_partitioned(model: Any, what: str) -> None:
             "DeepSpeed ZeRO-3 zero.Init context, which partitions it across ranks. Load it outside that context "
             "(grpo_sim.distributed.outside_zero3_init)"
         )
+
+
+def process_rank() -> int:
+    """This process's global rank: torch.distributed's once a process group exists (accelerate, torchrun),
+    else the launcher's ``RANK`` variable (set before any group is made), else 0 (a single process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    rank = os.environ.get("RANK", "0").strip()
+    return int(rank) if rank.isdigit() else 0
+
+
+def is_main_process() -> bool:
+    """Whether this process prints and writes the run's shared files (global rank 0)."""
+    return process_rank() == 0

@@ -1,7 +1,8 @@
 """Atomic file writes: a reader never sees a half-written file, and a crash leaves the old one.
 
 Everything grpo-sim writes (datasets, caches, reports, run files) goes through here: write to a
-temporary file in the same directory, flush + fsync, then ``os.replace`` over the target.
+temporary file in the same directory, flush + fsync, then ``os.replace`` over the target (a whole
+directory, such as an index: :func:`atomic_directory`).
 The result has the permissions an ordinary ``open(path, "w")`` would give it: a replaced file keeps
 its mode, a new one gets ``0o666`` less the umask (``mkstemp`` alone would leave every file 0600).
 """
@@ -9,6 +10,7 @@ its mode, a new one gets ``0o666`` less the umask (``mkstemp`` alone would leave
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tempfile
 from contextlib import contextmanager
@@ -81,3 +83,32 @@ def atomic_write_lines(path: str | os.PathLike[str], lines: Iterable[str]) -> Pa
             fh.write(line)
             fh.write("\n")
     return Path(path)
+
+
+@contextmanager
+def atomic_directory(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a fresh temporary directory next to ``final``; on success it replaces ``final``
+    (the old one is moved aside first and deleted after the swap); on error it is removed."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=str(final.parent)))
+    os.chmod(tmp, ordinary_mode(final, new_file_mode=0o777))  # mkdtemp makes it 0700 whatever the umask
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=str(final.parent)))
+        os.rmdir(old)
+        os.replace(final, old)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        if old is not None:
+            os.replace(old, final)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -9,11 +9,11 @@ holds whole paraphrase sets (n x g completions).
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from .recipe import Recipe
+from .sampler import batch_size_hints
 from .sources import DATA_SOURCES
 
 
@@ -137,9 +137,7 @@ def plan_batches(recipe: Recipe, num_processes: int = 1, num_machines: int = 1,
     # (a multiple of n x g is a multiple of g, so TRL's own gen % g rule is covered below)
     per_set = n * g
     if gen % per_set:
-        per_round = P * S
-        good_b = math.lcm(per_set, per_round) // per_round
-        good_s = math.lcm(per_set, B * P) // (B * P)
+        good_b, good_s = batch_size_hints(per_set, B, P, S)
         plan.problems.append(
             f"generation batch {gen} = per_device_train_batch_size {B} x {P} processes x steps_per_generation {S} "
             f"is not a multiple of one set = n {n} x g {g} = {per_set} completions; nearest valid batches: "

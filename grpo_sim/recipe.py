@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import enum
 import functools
 import math
@@ -40,6 +39,8 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+
+from .validation import RecipeError, did_you_mean, format_problems, format_validation
 
 #: the shorthand reward keys of the first recipe form (``reward: {similarity, consistency_weight, relaxed, accuracy}``)
 LEGACY_REWARD_KEYS = ("similarity", "consistency_weight", "relaxed", "accuracy")
@@ -170,23 +171,6 @@ TRAINING_RANGES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
 _NOT_NULL = {"num_generations"}
 # TrainingArguments fields that take a JSON file path (read relative to the current directory) or a mapping.
 _CONFIG_FILE_FIELDS = {"deepspeed", "accelerator_config", "fsdp_config"}
-
-
-class RecipeError(ValueError):
-    """A recipe (or an override) is invalid; the message names the file and every bad key.
-
-    ``problems`` lists them one by one (empty when the error is a single sentence).
-    """
-
-    def __init__(self, message: str, problems: typing.Sequence[str] = ()):
-        super().__init__(message)
-        self.problems = list(problems)
-
-
-def format_problems(source: str, problems: typing.Sequence[str]) -> str:
-    """``SOURCE: N problem(s):`` and one indented line per problem (multi-line problems stay indented)."""
-    items = ["\n    ".join(str(p).splitlines()) for p in problems]
-    return f"{source}: {len(problems)} problem(s):\n  - " + "\n  - ".join(items)
 
 
 class _Section(BaseModel):
@@ -530,45 +514,6 @@ def _training_fields() -> dict[str, Any]:
     return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(PSGRPOConfig) if f.init}
 
 
-def _did_you_mean(name: str, options: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
-def _section_keys(loc: tuple) -> list[str]:
-    """Known keys of the model section at ``loc`` (for did-you-mean on unknown keys)."""
-    model: Any = Recipe
-    for part in loc:
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        annotation = field.annotation
-        candidates = [annotation, *typing.get_args(annotation)]
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if model is None:
-            return []
-    return list(getattr(model, "model_fields", {}))
-
-
-def _format_validation(exc: ValidationError) -> list[str]:
-    problems = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        path = ".".join(str(p) for p in loc)
-        if err["type"] == "extra_forbidden":
-            hint = _did_you_mean(str(loc[-1]), _section_keys(loc[:-1]))
-            section = ".".join(str(p) for p in loc[:-1]) or "top level"
-            problems.append(f"{path}: unknown key in {section}{hint}")
-        elif err["type"] == "missing":
-            problems.append(f"{path}: required key is missing")
-        else:
-            msg = err["msg"]
-            if err["type"] == "value_error":
-                msg = msg.removeprefix("Value error, ")
-            problems.append(f"{path}: {msg} (got {err.get('input')!r})")
-    return problems
-
-
 def _check_training(training: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Type-check (and coerce, e.g. YAML's string '1e-6' to a float) every training key."""
     fields = _training_fields()
@@ -581,7 +526,7 @@ def _check_training(training: dict[str, Any]) -> tuple[dict[str, Any], list[str]
             coerced.pop(key)
             continue
         if key not in fields:
-            problems.append(f"training.{key}: not a GRPOConfig/TrainingArguments field{_did_you_mean(key, fields)}")
+            problems.append(f"training.{key}: not a GRPOConfig/TrainingArguments field{did_you_mean(key, fields)}")
             coerced.pop(key)
             continue
         if key in _CONFIG_FILE_FIELDS and isinstance(value, (str, bool)):
@@ -654,13 +599,13 @@ def check_recipe(data: dict[str, Any], source: str = "<recipe>") -> tuple[Recipe
             problems.append(f"{key}: a data setting at the top level: use data.train (hf:NAME[:SPLIT]), "
                             "data.config, data.system_prompt")
         else:
-            problems.append(f"{key}: unknown top-level key{_did_you_mean(key, Recipe.model_fields)}")
+            problems.append(f"{key}: unknown top-level key{did_you_mean(key, Recipe.model_fields)}")
     clean = {k: v for k, v in data.items() if k not in unknown}
     recipe = None
     try:
         recipe = Recipe.model_validate(clean)
     except ValidationError as exc:
-        problems.extend(_format_validation(exc))
+        problems.extend(format_validation(exc, Recipe))
         try:
             recipe = Recipe.model_validate(_without(clean, [tuple(e["loc"]) for e in exc.errors()]))
         except ValidationError:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .rewards import _as_texts
+from .rewards import as_texts
 
 
 def length_window(completions: list, min_words: int = 1, max_words: int = 64, **kwargs: Any) -> list[float]:
     """1.0 for a completion of ``min_words``..``max_words`` words, else 0.0 (keeps answers short but not empty)."""
-    return [float(min_words <= len(text.split()) <= max_words) for text in _as_texts(completions)]
+    return [float(min_words <= len(text.split()) <= max_words) for text in as_texts(completions)]

@@ -29,6 +29,7 @@ from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .advantages import frac_zero_spread_groups, group_codes
 from .similarity import get_similarity
 from .similarity.base import Similarity
 from .similarity.text import normalize_answer
@@ -45,6 +46,7 @@ __all__ = [
     "combine_rewards",
     "short_completion_mask",
     "apply_collapse_penalty",
+    "as_texts",
     "set_statistics",
 ]
 
@@ -80,7 +82,8 @@ class RelaxedSampling:
         raise ValueError(f"approx must be None (exact) or a mapping like {{'kappa': 3, 'samples': 1}}, got {approx!r}")
 
 
-def _as_texts(completions: Sequence[Any], what: str = "completions") -> list[str]:
+def as_texts(completions: Sequence[Any], what: str = "completions") -> list[str]:
+    """Completion texts from TRL's completions: strings, or chat messages (the last message's content)."""
     texts = []
     for k, c in enumerate(completions):
         if isinstance(c, str):
@@ -115,12 +118,6 @@ def _check_finite(matrix: np.ndarray, metric: Similarity) -> None:
             f"similarity {metric.name!r} returned {bad} NaN/inf values; a similarity must return finite "
             "numbers for every pair (return 0.0 for pairs it cannot score)"
         )
-
-
-def _codes(values: Sequence[Hashable]) -> np.ndarray:
-    """Dense integer codes for hashable ids (equal ids -> equal codes)."""
-    table: dict[Hashable, int] = {}
-    return np.asarray([table.setdefault(v, len(table)) for v in values], dtype=np.int64)
 
 
 def _group_indices(set_ids: Sequence[Hashable]) -> dict[Hashable, np.ndarray]:
@@ -169,7 +166,7 @@ def set_shards(set_ids: Sequence[Hashable], num_shards: int) -> np.ndarray:
     """
     if isinstance(num_shards, bool) or not isinstance(num_shards, (int, np.integer)) or num_shards < 1:
         raise ValueError(f"num_shards must be an integer >= 1, got {num_shards!r}")
-    codes = _codes(set_ids)
+    codes = group_codes(set_ids)
     num_sets = int(codes.max()) + 1 if len(codes) else 0
     return (codes * int(num_shards)) // max(num_sets, 1)
 
@@ -219,7 +216,7 @@ def group_similarity_rewards(
     n = _check_lengths(completions=completions, set_ids=set_ids, paraphrase_ids=paraphrase_ids)
     _check_ids("set_ids", set_ids)
     _check_ids("paraphrase_ids", paraphrase_ids)
-    texts = _as_texts(completions)
+    texts = as_texts(completions)
     metric = get_similarity(similarity)
     relaxed = RelaxedSampling.parse(approx)
     rewards = np.full(n, np.nan, dtype=np.float64)
@@ -233,7 +230,7 @@ def group_similarity_rewards(
     pids = list(paraphrase_ids)
 
     for sid, rows in groups.items():
-        codes = _codes([pids[k] for k in rows])
+        codes = group_codes([pids[k] for k in rows])
         num_paras = int(codes.max()) + 1
         if num_paras < 2:
             continue  # one paraphrase: no cross-paraphrase reward
@@ -306,7 +303,7 @@ def reference_rewards(
     ``None`` gives NaN (no reference to compare with).
     """
     _check_lengths(completions=completions, references=references)
-    texts = _as_texts(completions)
+    texts = as_texts(completions)
     metric = get_similarity(similarity)
     left: list[int] = []
     refs: list[str] = []
@@ -357,7 +354,7 @@ def majority_agreement_rewards(
     n = _check_lengths(completions=completions, set_ids=set_ids, paraphrase_ids=paraphrase_ids)
     _check_ids("set_ids", set_ids)
     _check_ids("paraphrase_ids", paraphrase_ids)
-    answers = [normalize_answer(t) for t in _as_texts(completions)]
+    answers = [normalize_answer(t) for t in as_texts(completions)]
     out = np.full(n, np.nan, dtype=np.float64)
     for rows in _group_indices(set_ids).values():
         paras = {paraphrase_ids[k] for k in rows}
@@ -394,7 +391,7 @@ def combine_rewards(components: Mapping[str, np.ndarray], weights: Mapping[str, 
 
 def short_completion_mask(completions: Sequence[Any], min_words: int = 1) -> np.ndarray:
     """True where a completion has fewer than ``min_words`` white-space separated words (empty counts)."""
-    return np.asarray([len(t.split()) < min_words for t in _as_texts(completions)], dtype=bool)
+    return np.asarray([len(t.split()) < min_words for t in as_texts(completions)], dtype=bool)
 
 
 def apply_collapse_penalty(rewards_per_func: np.ndarray, penalised: np.ndarray) -> np.ndarray:
@@ -425,7 +422,7 @@ def set_statistics(
     paraphrase_ids: Sequence[Hashable],
     rewards: np.ndarray | None = None,
     min_words: int = 1,
-) -> dict[str, float]:
+) -> dict[str, float | str]:
     """Batch statistics that reveal consistency and collapse.
 
     * ``agreement``: fraction of cross-paraphrase completion pairs whose normalised answers match;
@@ -435,16 +432,15 @@ def set_statistics(
       common normalised answer, and that answer. Identical answers *within* sets are the goal of
       consistency training; the same answer *across different questions* is collapse;
     * ``num_sets``: sets in the batch;
-    * ``frac_zero_std_paraphrase`` / ``frac_zero_std_set``: groups whose rewards have no spread.
+    * ``frac_zero_std_paraphrase`` / ``frac_zero_std_set``: groups whose rewards have no spread
+      (:func:`~grpo_sim.advantages.frac_zero_spread_groups`, the test TRL's ``frac_reward_zero_std`` uses).
     """
-    texts = _as_texts(completions)
+    texts = as_texts(completions)
     answers = np.asarray([normalize_answer(t) for t in texts], dtype=object)
     groups = _group_indices(set_ids)
-    pid = _codes(paraphrase_ids)
+    pid = group_codes(paraphrase_ids)
     agree_num = agree_den = 0
     identical = 0
-    zero_set = 0
-    zero_para = n_para = 0
     for rows in groups.values():
         a = answers[rows]
         same = a[:, None] == a[None, :]
@@ -452,13 +448,6 @@ def set_statistics(
         agree_num += int((same & cross).sum())
         agree_den += int(cross.sum())
         identical += int(len(set(a.tolist())) == 1)
-        if rewards is not None:
-            r = np.asarray(rewards, dtype=np.float64)[rows]
-            zero_set += int(np.nanstd(r) < 1e-8) if np.isfinite(r).any() else 1
-            for p in np.unique(pid[rows]):
-                rp = r[pid[rows] == p]
-                n_para += 1
-                zero_para += int(np.nanstd(rp) < 1e-8) if np.isfinite(rp).any() else 1
     stats = {
         "agreement": agree_num / agree_den if agree_den else float("nan"),
         "frac_empty": float(short_completion_mask(texts, min_words).mean()) if texts else float("nan"),
@@ -471,7 +460,7 @@ def set_statistics(
         top = int(np.argmax(counts))
         stats["frac_modal_answer"] = float(counts[top] / len(texts))
         stats["modal_answer"] = str(values[top])
-    if rewards is not None:
-        stats["frac_zero_std_set"] = zero_set / len(groups) if groups else float("nan")
-        stats["frac_zero_std_paraphrase"] = zero_para / n_para if n_para else float("nan")
+    if rewards is not None:  # the same test as TRL's frac_reward_zero_std (one tolerance, one std)
+        stats["frac_zero_std_set"] = frac_zero_spread_groups(rewards, group_codes(set_ids))
+        stats["frac_zero_std_paraphrase"] = frac_zero_spread_groups(rewards, group_codes(set_ids, paraphrase_ids))
     return stats

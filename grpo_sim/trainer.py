@@ -32,12 +32,13 @@ import torch
 from accelerate.utils import gather_object
 from trl import GRPOConfig, GRPOTrainer
 
+from . import trl_internals
 from .advantages import group_advantages, group_codes
 from .reward_terms import RewardTerm, legacy_reward_terms, load_reward_function, parse_reward_terms
 from .rewards import (
     RelaxedSampling,
-    _as_texts,
     apply_collapse_penalty,
+    as_texts,
     group_similarity_rewards,
     majority_agreement_rewards,
     merge_shards,
@@ -53,6 +54,7 @@ logger = logging.getLogger(__name__)
 
 ADVANTAGE_MODES = ("paraphrase", "set", "batch")
 REWARD_STREAMS = {"train": 0, "eval": 1}
+COLLAPSE_WARNING_EVERY_STEPS = 10  # a persisting collapse is warned about at most once per this many steps
 
 
 def generation_index(
@@ -400,11 +402,8 @@ class PSGRPOTrainer(GRPOTrainer):
             k: get_similarity(t.similarity) for k, t in self._set_terms[1:] if t.type == "consistency"
         }
         self._train_layout = self._layout(train_dataset, args, "train_dataset") if self.uses_sets else None
-        args.reward_weights = weights
-        try:
+        with trl_internals.reward_weights_for_init(args, weights):
             super().__init__(model=model, reward_funcs=funcs, args=args, **kwargs)
-        finally:
-            args.reward_weights = user_weights
         self._sets_per_batch = None
         if self._train_layout is not None:
             self._sets_per_batch = check_batch_fits_sets(
@@ -489,7 +488,7 @@ class PSGRPOTrainer(GRPOTrainer):
     def _reward_seed(self, mode: str) -> tuple[int, int, int]:
         """``(seed, stream, generation batch)``: identical on every process and in a resumed run."""
         generation = generation_index(
-            int(self.state.global_step), self._step, self.args.gradient_accumulation_steps,
+            int(self.state.global_step), trl_internals.micro_step(self), self.args.gradient_accumulation_steps,
             self.args.steps_per_generation, self.num_iterations,
         )
         return int(self.args.seed), REWARD_STREAMS[mode], generation
@@ -529,9 +528,9 @@ class PSGRPOTrainer(GRPOTrainer):
                      and self.args.paraphrase_id_column in inputs[0])
         if with_sets:
             local = [(text, row[self.args.set_id_column], row[self.args.paraphrase_id_column])
-                     for text, row in zip(_as_texts(completions), inputs)]
+                     for text, row in zip(as_texts(completions), inputs)]
         else:  # ordinary prompts: every completion is its own "set" for the statistics below
-            local = [(text, None, None) for text in _as_texts(completions)]
+            local = [(text, None, None) for text in as_texts(completions)]
         gathered = gather_object(local)  # process order == TRL's gathered reward order
         texts = [t for t, _, _ in gathered]
         set_ids = [s for _, s, _ in gathered]
@@ -547,8 +546,7 @@ class PSGRPOTrainer(GRPOTrainer):
         if self.args.collapse_penalty and short.any():
             penalised = apply_collapse_penalty(rewards_per_func.cpu().double().numpy(), short)
             rewards_per_func = torch.as_tensor(penalised, dtype=rewards_per_func.dtype, device=rewards_per_func.device)
-        combined = (rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
-        combined[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+        combined = trl_internals.weighted_reward_sum(rewards_per_func, self.reward_weights)
         self._global_rewards = combined
         if with_sets:
             self._global_set_codes = group_codes(set_ids)
@@ -557,26 +555,28 @@ class PSGRPOTrainer(GRPOTrainer):
         else:
             self._global_set_codes = np.arange(len(texts), dtype=np.int64)
             self._global_para_codes = self._global_set_codes
-            self._metrics[mode]["ps_grpo/frac_penalised"].append(
-                float(short.mean()) if self.args.collapse_penalty else 0.0)
+            trl_internals.log_metric(self, mode, "ps_grpo/frac_penalised",
+                                     float(short.mean()) if self.args.collapse_penalty else 0.0)
         return rewards_per_func
 
     def _log_set_statistics(self, mode, texts, set_ids, para_ids, combined, short) -> None:
         stats = set_statistics(texts, set_ids, para_ids, rewards=combined.cpu().double().numpy(),
                                min_words=self.args.collapse_min_words)
-        metrics = self._metrics[mode]
-        metrics["ps_grpo/agreement"].append(stats["agreement"])
-        metrics["ps_grpo/frac_empty"].append(stats["frac_empty"])
-        metrics["ps_grpo/frac_sets_identical"].append(stats["frac_sets_identical"])
-        metrics["ps_grpo/frac_reward_zero_std_paraphrase"].append(stats["frac_zero_std_paraphrase"])
-        metrics["ps_grpo/frac_reward_zero_std_set"].append(stats["frac_zero_std_set"])
-        metrics["ps_grpo/frac_penalised"].append(float(short.mean()) if self.args.collapse_penalty else 0.0)
+        logged = {
+            "ps_grpo/agreement": stats["agreement"],
+            "ps_grpo/frac_empty": stats["frac_empty"],
+            "ps_grpo/frac_sets_identical": stats["frac_sets_identical"],
+            "ps_grpo/frac_reward_zero_std_paraphrase": stats["frac_zero_std_paraphrase"],
+            "ps_grpo/frac_reward_zero_std_set": stats["frac_zero_std_set"],
+            "ps_grpo/frac_penalised": float(short.mean()) if self.args.collapse_penalty else 0.0,
+        }
+        for key, value in logged.items():
+            trl_internals.log_metric(self, mode, key, value)
         if mode == "train":
             self._warn_on_collapse(stats)
 
     def _warn_on_collapse(self, stats: dict[str, float]) -> None:
-        entropies = self._metrics["train"].get("entropy") or []
-        entropy = float(entropies[-1]) if entropies else None
+        entropy = trl_internals.last_metric(self, "train", "entropy")
         if entropy is not None and self._initial_entropy is None and entropy > 0:
             self._initial_entropy = entropy
         reasons = []
@@ -602,7 +602,7 @@ class PSGRPOTrainer(GRPOTrainer):
         if (entropy is not None and self._initial_entropy
                 and entropy < self.args.collapse_warn_entropy_ratio * self._initial_entropy):
             reasons.append(f"policy entropy fell to {entropy:.3f} from {self._initial_entropy:.3f}")
-        if reasons and self.state.global_step - self._last_warning_step >= 10:
+        if reasons and self.state.global_step - self._last_warning_step >= COLLAPSE_WARNING_EVERY_STEPS:
             self._last_warning_step = self.state.global_step
             if any(term.needs_sets for term in self.args.terms) and not PSGRPOTrainer._has_anchor(self):
                 advice = ("a similarity-only reward is maximised by one constant answer: add an accuracy reward "
@@ -642,10 +642,10 @@ class PSGRPOTrainer(GRPOTrainer):
         """Save ``checkpoint-<global_step>`` as the trainer's own periodic save does, on every process.
 
         Generation starts a step, so the model and optimizer hold the last completed step; the callbacks hear
-        ``on_save`` (grpo-sim's runner marks the checkpoint complete there). The one place that calls
-        transformers' private ``_save_checkpoint``.
+        ``on_save`` (grpo-sim's runner marks the checkpoint complete there); transformers' private
+        ``_save_checkpoint`` is called through grpo_sim.trl_internals.
         """
-        self._save_checkpoint(self.model_wrapped, trial=None)
+        trl_internals.save_checkpoint(self)
         self.control = self.callback_handler.on_save(self.args, self.state, self.control)
         self.accelerator.wait_for_everyone()
         return f"{self.args.output_dir}/checkpoint-{self.state.global_step}"
@@ -664,9 +664,6 @@ class PSGRPOTrainer(GRPOTrainer):
         output["advantages"] = advantages[start : start + local]
         mode = "train" if self.model.training else "eval"
         # TRL logged the per-paraphrase zero-spread fraction and advantages; report the mode actually used
-        self._metrics[mode]["frac_reward_zero_std"][-1] = zero_std.float().mean().item()
-        logged = self._logs["advantages"]
-        for _ in range(min(len(advantages), len(logged))):
-            logged.pop()
-        logged.extend(advantages.tolist())
+        trl_internals.replace_last_metric(self, mode, "frac_reward_zero_std", zero_std.float().mean().item())
+        trl_internals.replace_logged_advantages(self, advantages.tolist())
         return output

@@ -10,8 +10,11 @@ through the same mapping (:func:`flags_to_overrides`) and become ``--set`` overr
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from typing import Any
+
+from .validation import RecipeError
 
 #: flat key -> (section, key) in a recipe
 MODEL_KEYS = {
@@ -39,9 +42,9 @@ IGNORED_KEYS = {"dataset_streaming", "ignore_bias_buffers", "use_peft"}
 
 
 def _training_fields() -> set[str]:
-    from .recipe import _training_fields
+    from .trainer import PSGRPOConfig
 
-    return set(_training_fields())
+    return {f.name for f in dataclasses.fields(PSGRPOConfig) if f.init}
 
 
 def _known_flat_keys() -> set[str]:
@@ -130,8 +133,6 @@ def _function_terms(funcs: Any, weights: Any, source: str) -> tuple[list[dict[st
 def flags_to_overrides(args: list[str]) -> list[str]:
     """TRL-style flags after the recipe (``--learning_rate 2e-6``, ``--bf16``, ``--model_name_or_path=X``) ->
     ``--set`` overrides (``training.learning_rate=2e-6``). ValueError names each flag that is not one."""
-    from .recipe import RecipeError
-
     flat: dict[str, str] = {}
     problems: list[str] = []
     i = 0

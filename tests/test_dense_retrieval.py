@@ -19,7 +19,8 @@ from grpo_sim.data import (
     write_psets,
 )
 from grpo_sim.data.dense import BGE_QUERY_INSTRUCTION, DEFAULT_MODEL_NAME, DenseRetriever, infer_prefixes
-from grpo_sim.data.pipeline import atomic_directory, load_or_build_retriever, retrieve_file, retrieve_for_sets
+from grpo_sim.data.pipeline import load_or_build_retriever, retrieve_file, retrieve_for_sets
+from grpo_sim.io import atomic_directory
 
 
 class BowEncoder:

@@ -8,9 +8,15 @@ from contextlib import contextmanager
 
 import pytest
 
-from grpo_sim.data.pipeline import atomic_directory
 from grpo_sim.data.schema import read_corpus, write_corpus, write_psets
-from grpo_sim.io import atomic_open, atomic_write_bytes, atomic_write_lines, atomic_write_text, current_umask
+from grpo_sim.io import (
+    atomic_directory,
+    atomic_open,
+    atomic_write_bytes,
+    atomic_write_lines,
+    atomic_write_text,
+    current_umask,
+)
 
 SET = {"set_id": "s0", "question": "Who?", "paraphrases": [{"paraphrase_id": 0, "question": "Who?"}]}
 

@@ -310,7 +310,7 @@ def test_changed_sweep_definition_is_refused(workspace, tmp_path):
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_trial_of_a_silent_worker_on_another_host_is_rerun(workspace, tmp_path, monkeypatch):
-    import grpo_sim.sweep as sweep_module
+    import grpo_sim.sweep.studies as sweep_module
 
     monkeypatch.setattr(sweep_module, "HEARTBEAT_S", 1)
     monkeypatch.setattr(sweep_module, "STALE_AFTER_S", 1)

@@ -164,8 +164,8 @@ def import_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Import a QA dataset into paraphrase sets (one paraphrase per set: the original question)."""
+    from ..progress import spinner
     from .importers import canonical_name, export_corpus, import_dataset
-    from .pipeline import spinner
 
     kwargs: dict[str, Any] = {}
     try:

@@ -25,6 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..io import atomic_directory
+from ..progress import progress_bar
 from .schema import Passage, corpus_hash
 
 __all__ = ["DenseRetriever", "DEFAULT_MODEL_NAME", "infer_prefixes"]
@@ -115,7 +117,6 @@ class DenseRetriever:
         return self._encoder
 
     def _encode(self, texts: Sequence[str], progress: bool = False, description: str = "encoding") -> np.ndarray:
-        from .pipeline import progress_bar
 
         texts = list(texts)
         block = max(self.batch_size * 8, 256)
@@ -222,7 +223,6 @@ class DenseRetriever:
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``embeddings.npy``, ``passages.jsonl`` and ``meta.json`` (directory swapped in atomically)."""
-        from .pipeline import atomic_directory
 
         d = Path(directory)
         with atomic_directory(d) as tmp:

@@ -17,102 +17,24 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from ..io import ordinary_mode
+from ..io import atomic_directory
+from ..progress import progress_bar, spinner
 from .retrieval import retriever_consistency
 from .schema import ParaphraseSet, Passage, corpus_hash, load_psets, read_corpus, write_psets
 
 __all__ = [
-    "atomic_directory",
     "load_or_build_retriever",
-    "progress_bar",
     "retrieve_file",
     "retrieve_for_sets",
 ]
 
 _BM25_META = "index_meta.json"
-
-
-# ------------------------------------------------------------------------------------------
-# Small utilities: progress bars and atomic directory writes
-# ------------------------------------------------------------------------------------------
-
-
-def progress_bar(total: int, description: str, show: bool) -> tuple[Callable[..., None], Callable[[], None]]:
-    """``(advance(n=1), close())`` of a rich progress bar on stderr; no-ops when ``show`` is false."""
-    if not show or total <= 0:
-        return (lambda n=1: None), (lambda: None)
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=Console(stderr=True))
-    task = prog.add_task(description, total=total)
-    prog.start()
-    lock = threading.Lock()
-
-    def advance(n: int = 1) -> None:
-        with lock:
-            prog.advance(task, n)
-
-    return advance, prog.stop
-
-
-@contextmanager
-def spinner(description: str, show: bool) -> Iterator[None]:
-    """A rich status spinner on stderr while the block runs (nothing when ``show`` is false)."""
-    if not show:
-        yield
-        return
-    from rich.console import Console
-
-    with Console(stderr=True).status(description):
-        yield
-
-
-@contextmanager
-def atomic_directory(final: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a fresh temporary directory next to ``final``; on success it replaces ``final``
-    (the old one is moved aside first and deleted after the swap); on error it is removed."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=str(final.parent)))
-    os.chmod(tmp, ordinary_mode(final, new_file_mode=0o777))  # mkdtemp makes it 0700 whatever the umask
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=str(final.parent)))
-        os.rmdir(old)
-        os.replace(final, old)
-    try:
-        os.replace(tmp, final)
-    except BaseException:
-        if old is not None:
-            os.replace(old, final)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _slug(s: str) -> str:

@@ -10,7 +10,13 @@ consistency with accuracy, as JSON, tables and plots.
 (:func:`grpo_sim.eval.cli.eval_command`).
 """
 
-from .generate import build_eval_prompts, generate_predictions, load_eval_model, resolve_model_dir
+from .generate import (
+    GenerationOptions,
+    build_eval_prompts,
+    generate_predictions,
+    load_eval_model,
+    resolve_model_dir,
+)
 from .judge import CORRECTNESS_PROMPT, EQUIVALENCE_PROMPT, JudgeError, JudgeUnreachableError, LLMJudge
 from .metrics import (
     DEFAULT_METRICS,
@@ -18,6 +24,7 @@ from .metrics import (
     LEVELS,
     MODAL_ANSWER_WARN_SHARE,
     EvalError,
+    ScoringOptions,
     bootstrap_ci,
     bootstrap_cis,
     check_predictions,
@@ -40,10 +47,12 @@ __all__ = [
     "EQUIVALENCE_PROMPT",
     "LEVELS",
     "EvalError",
+    "GenerationOptions",
     "JudgeError",
     "JudgeUnreachableError",
     "LLMJudge",
     "MODAL_ANSWER_WARN_SHARE",
+    "ScoringOptions",
     "bootstrap_ci",
     "bootstrap_cis",
     "build_eval_prompts",

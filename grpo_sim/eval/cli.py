@@ -131,7 +131,7 @@ def _run(model: Optional[str], data: Optional[Path], output_dir: Path, baseline:
          judge_url: Optional[str], judge_model: Optional[str], judge_cache: Optional[Path], judge_timeout: float,
          judge_retries: int, judge_max_tokens: int, plots: bool, quiet: bool, **_: Any) -> None:
     from .judge import LLMJudge
-    from .metrics import EvalError
+    from .predictions import EvalError
     from .report import evaluate_model, print_summary_table
 
     if replay is not None:

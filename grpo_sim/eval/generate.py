@@ -18,6 +18,7 @@ seeded by ``seed``. Only the new tokens are decoded (special tokens skipped) and
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -324,6 +325,29 @@ def _vllm_engine(model: Any, seed: int, **llm_kwargs: Any) -> Any:
                   **llm_kwargs)
         return llm, LoRARequest("eval-adapter", 1, loc)
     return LLM(model=loc, seed=int(seed), **llm_kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationOptions:
+    """How answers are generated: the keyword arguments :func:`generate_predictions` and ``evaluate_model``
+    share (see :func:`generate_predictions`)."""
+
+    template: str = "rag_short_answer"
+    max_new_tokens: int = 32
+    batch_size: int = 32
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    backend: str = "hf"
+    progress: bool = True
+    system_prompt: str | None = None
+    chat_template_kwargs: Mapping[str, Any] | None = None
+
+    def generate(self, model: Any, tokenizer: Any, sets: Iterable[ParaphraseSet | Mapping[str, Any]],
+                 level: str = "e2e") -> list[dict[str, Any]]:
+        """:func:`generate_predictions` with these options."""
+        return generate_predictions(model, tokenizer, sets, level=level, **dataclasses.asdict(self))
 
 
 def generate_predictions(

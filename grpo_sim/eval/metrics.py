@@ -39,21 +39,29 @@ over the sets both runs evaluated (:func:`paired_difference`).
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ..data.retrieval import retriever_consistency
-from ..data.schema import DataError, ParaphraseSet, _coerce_sets
+from ..data.schema import DataError, ParaphraseSet
 from ..similarity import get_similarity
 from ..similarity.base import Similarity
 from ..similarity.text import normalize_answer
+from .predictions import (
+    LEVELS,
+    EvalError,
+    SetView,
+    check_predictions,
+    check_sets_for_consistency,
+    organise_predictions,
+    read_predictions,
+    views_from_predictions,
+    views_from_sets,
+)
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -74,8 +82,6 @@ __all__ = [
 
 #: metrics reported by default: lexical (BLEU-2, ROUGE-L, exact match) and semantic (embedding cosine)
 DEFAULT_METRICS: tuple[str, ...] = ("bleu2", "rouge_l", "exact_match", "embedding")
-#: generation levels a prediction row can belong to
-LEVELS: tuple[str, ...] = ("e2e", "generator")
 #: summary keys that get a different name than their metric
 _KEY_NAMES = {"exact_match": "exact"}
 #: accuracy measures: summary key suffix -> registry name
@@ -90,10 +96,6 @@ EMPTY_ANSWER_WARN_RATE = 0.2
 #: warn (possible collapse) when at least this share of the answers is one answer given in different sets;
 #: a healthy model repeats an answer across questions only where their gold answers coincide (yes/no)
 MODAL_ANSWER_WARN_SHARE = 0.3
-
-
-class EvalError(ValueError):
-    """Bad evaluation input; the message names the file, row and field and says what to change."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,186 +392,6 @@ def collapse_warnings(summary: Mapping[str, Any], who: str | None = None) -> lis
 
 
 # --------------------------------------------------------------------------------------------
-# Predictions: reading and checking
-# --------------------------------------------------------------------------------------------
-
-REQUIRED_PREDICTION_FIELDS = ("set_id", "paraphrase_id", "answer")
-
-
-def check_predictions(predictions: Iterable[Mapping[str, Any]], source: str = "predictions",
-                      line_numbers: Sequence[int] | None = None) -> list[dict[str, Any]]:
-    """Validate and normalise prediction rows (copies).
-
-    Required fields: ``set_id`` (string or integer), ``paraphrase_id`` (integer), ``answer``
-    (string). Optional: ``level`` (``"e2e"`` (default) or ``"generator"``), ``passage_ids``
-    (list of strings), ``answers`` (gold answers), ``question``, ``prompt``. A repeated
-    ``(level, set_id, paraphrase_id)`` is an error.
-    """
-    out: list[dict[str, Any]] = []
-    seen: dict[tuple[str, str, int], int] = {}
-    for k, row in enumerate(predictions):
-        where = f"{source}: line {line_numbers[k]}" if line_numbers is not None else f"{source}: row {k + 1}"
-        if not isinstance(row, Mapping):
-            raise EvalError(f"{where}: expected a JSON object with {', '.join(REQUIRED_PREDICTION_FIELDS)}, "
-                            f"got {type(row).__name__}")
-        missing = [f for f in REQUIRED_PREDICTION_FIELDS if f not in row]
-        if missing:
-            raise EvalError(f"{where}: missing field '{missing[0]}' (every prediction row needs "
-                            f"{', '.join(REQUIRED_PREDICTION_FIELDS)})")
-        r = dict(row)
-        if not isinstance(r["set_id"], (str, int)) or isinstance(r["set_id"], bool) or str(r["set_id"]) == "":
-            raise EvalError(f"{where}: field 'set_id' must be a non-empty string, got {r['set_id']!r}")
-        r["set_id"] = str(r["set_id"])
-        pid = r["paraphrase_id"]
-        if isinstance(pid, bool) or not (
-            isinstance(pid, int) or (isinstance(pid, str) and pid.strip().lstrip("-").isdigit())
-        ):
-            raise EvalError(f"{where}: field 'paraphrase_id' must be an integer, got {pid!r}")
-        r["paraphrase_id"] = int(pid)
-        if r["answer"] is None:
-            r["answer"] = ""
-        if not isinstance(r["answer"], str):
-            raise EvalError(f"{where}: field 'answer' must be a string, got {type(r['answer']).__name__}")
-        level = r.get("level") or "e2e"
-        if level not in LEVELS:
-            raise EvalError(f"{where}: field 'level' is {level!r}; use one of {list(LEVELS)}")
-        r["level"] = level
-        pids = r.get("passage_ids")
-        if pids is not None:
-            if not isinstance(pids, list) or not all(isinstance(x, (str, int)) for x in pids):
-                raise EvalError(f"{where}: field 'passage_ids' must be a list of passage id strings")
-            r["passage_ids"] = [str(x) for x in pids]
-        gold = r.get("answers")
-        if gold is not None:
-            if isinstance(gold, str):
-                gold = [gold]
-            if not isinstance(gold, list) or not all(isinstance(x, str) for x in gold):
-                raise EvalError(f"{where}: field 'answers' must be a list of gold answer strings")
-            r["answers"] = gold
-        key = (level, r["set_id"], r["paraphrase_id"])
-        if key in seen:
-            raise EvalError(f"{where}: duplicate prediction for set {key[1]!r} paraphrase {key[2]} "
-                            f"(level {level}; first at row {seen[key] + 1}): keep one row per paraphrase")
-        seen[key] = k
-        out.append(r)
-    return out
-
-
-def read_predictions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read and check a ``predictions.jsonl`` file (see :func:`check_predictions`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: predictions file not found")
-    rows: list[Any] = []
-    lines: list[int] = []
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                rows.append(json.loads(raw))
-            except json.JSONDecodeError as e:
-                raise EvalError(f"{path}: line {lineno}: not valid JSON ({e.msg} at column {e.colno})") from e
-            lines.append(lineno)
-    if not rows:
-        raise EvalError(f"{path}: no prediction rows (expected JSONL with set_id, paraphrase_id, answer)")
-    return check_predictions(rows, source=str(path), line_numbers=lines)
-
-
-# --------------------------------------------------------------------------------------------
-# Sets as seen by the evaluation
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SetView:
-    """What the evaluation needs of one paraphrase set."""
-
-    set_id: str
-    question: str
-    paraphrase_ids: list[int]
-    passage_ids: list[list[str]] | None  # retrieved ids per paraphrase; None: no passage ids
-    answers: list[str] = field(default_factory=list)
-
-
-def views_from_sets(sets: Iterable[ParaphraseSet | Mapping[str, Any]]) -> list[SetView]:
-    views = []
-    for s in _coerce_sets(sets):
-        ids = [[p.id for p in para.passages] for para in s.paraphrases]
-        views.append(SetView(s.set_id, s.question, [p.paraphrase_id for p in s.paraphrases],
-                             ids if any(ids) else None, list(s.answers)))
-    return views
-
-
-def views_from_predictions(preds: Sequence[Mapping[str, Any]]) -> list[SetView]:
-    """Sets rebuilt from prediction rows alone (replay without the data file): paraphrases in
-    row order, passage ids and gold answers from the e2e rows (or the first level present)."""
-    levels_present = [lv for lv in LEVELS if any(r["level"] == lv for r in preds)]
-    main = levels_present[0] if levels_present else "e2e"
-    views: dict[str, SetView] = {}
-    for r in preds:
-        if r["level"] != main:
-            continue
-        v = views.get(r["set_id"])
-        if v is None:
-            v = views[r["set_id"]] = SetView(r["set_id"], str(r.get("question") or ""), [], [],
-                                             list(r.get("answers") or []))
-        v.paraphrase_ids.append(r["paraphrase_id"])
-        v.passage_ids.append(list(r.get("passage_ids") or []))
-        if not v.question and r.get("question"):
-            v.question = str(r["question"])
-    for v in views.values():
-        if not any(v.passage_ids):
-            v.passage_ids = None
-    return list(views.values())
-
-
-def _organise(views: list[SetView], preds: list[dict[str, Any]], source: str
-              ) -> tuple[list[SetView], dict[str, dict[str, dict[int, dict[str, Any]]]], list[str]]:
-    """Match predictions to sets: ``(evaluated views, level -> set -> pid -> row, notes)``."""
-    by_id = {v.set_id: v for v in views}
-    table: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
-    for k, r in enumerate(preds):
-        v = by_id.get(r["set_id"])
-        if v is None:
-            raise EvalError(f"{source}: row {k + 1}: set_id {r['set_id']!r} is not in the data "
-                            "(predictions and data must come from the same paraphrase-set file)")
-        if r["paraphrase_id"] not in v.paraphrase_ids:
-            raise EvalError(f"{source}: row {k + 1}: set {r['set_id']!r} has no paraphrase_id "
-                            f"{r['paraphrase_id']} (it has {v.paraphrase_ids})")
-        table.setdefault(r["level"], {}).setdefault(r["set_id"], {})[r["paraphrase_id"]] = r
-    if not table:
-        raise EvalError(f"{source}: no predictions to score")
-    covered = set().union(*(set(t) for t in table.values()))
-    evaluated = [v for v in views if v.set_id in covered]
-    notes = []
-    if len(evaluated) < len(views):
-        notes.append(f"{len(views) - len(evaluated)} of {len(views)} sets of the data have no predictions "
-                     "and were left out")
-    for level, sets in table.items():
-        for v in evaluated:
-            got = sets.get(v.set_id, {})
-            missing = [p for p in v.paraphrase_ids if p not in got]
-            if missing:
-                raise EvalError(f"{source}: level '{level}': no prediction for set {v.set_id!r} "
-                                f"paraphrase_id {missing[0]} (each set needs one answer per paraphrase)")
-    for v in evaluated:
-        if len(v.paraphrase_ids) < 2:
-            raise EvalError(f"set {v.set_id!r} has {len(v.paraphrase_ids)} paraphrase: consistency needs at "
-                            "least 2 paraphrases per set (add paraphrases or drop the set)")
-    return evaluated, table, notes
-
-
-def check_sets_for_consistency(views: Sequence[SetView], source: str = "data") -> None:
-    if not views:
-        raise EvalError(f"{source}: no paraphrase sets to evaluate")
-    for v in views:
-        if len(v.paraphrase_ids) < 2:
-            raise EvalError(f"{source}: set {v.set_id!r} has {len(v.paraphrase_ids)} paraphrase: consistency "
-                            "needs at least 2 paraphrases per set (add paraphrases or drop the set)")
-
-
-# --------------------------------------------------------------------------------------------
 # Summaries
 # --------------------------------------------------------------------------------------------
 
@@ -611,7 +433,7 @@ def summarize_with_details(
     views = views_from_predictions(preds) if sets is None else views_from_sets(sets)
     if not views:
         raise EvalError("no paraphrase sets to evaluate")
-    views, table, notes = _organise(views, preds, source)
+    views, table, notes = organise_predictions(views, preds, source)
     resolved = _resolve_metrics(metrics, embedding_model)
     n = len(views)
     columns: dict[str, np.ndarray] = {}
@@ -785,6 +607,26 @@ def _judge_columns(judge: Any, views: Sequence[SetView], groups: list[list[str]]
     return cols
 
 
+@dataclass(frozen=True)
+class ScoringOptions:
+    """How predictions are scored: the keyword arguments :func:`summarize`, :func:`summarize_with_details` and
+    ``evaluate_model`` share (see :func:`summarize_with_details`)."""
+
+    metrics: Sequence[Any] = DEFAULT_METRICS
+    n_boot: int = 1000
+    seed: int = 0
+    embedding_model: str | None = None
+    judge: Any = None
+    confidence: float = 0.95
+
+    def score(self, sets: Iterable[ParaphraseSet | Mapping[str, Any]] | None, predictions: Sequence[Mapping[str, Any]],
+              source: str = "predictions") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """``(summary, per_set_rows)`` of ``predictions`` scored with these options."""
+        return summarize_with_details(sets, predictions, metrics=self.metrics, n_boot=self.n_boot, seed=self.seed,
+                                      embedding_model=self.embedding_model, judge=self.judge,
+                                      confidence=self.confidence, source=source)
+
+
 def summarize(
     sets: Iterable[ParaphraseSet | Mapping[str, Any]] | None,
     predictions: Sequence[Mapping[str, Any]],
@@ -818,8 +660,9 @@ def summarize(
     * counts: ``num_sets``, ``num_predictions``, ``num_paraphrases``, ``num_sets_with_gold``;
       ``answer_form`` (``"short"``/``"long"`` from the median gold length, ``None`` without gold).
     """
-    return summarize_with_details(sets, predictions, metrics=metrics, n_boot=n_boot, seed=seed,
-                                  embedding_model=embedding_model, judge=judge, confidence=confidence)[0]
+    options = ScoringOptions(metrics=metrics, n_boot=n_boot, seed=seed, embedding_model=embedding_model, judge=judge,
+                             confidence=confidence)
+    return options.score(sets, predictions)[0]
 
 
 def numeric_keys(summary: Mapping[str, Any]) -> list[str]:

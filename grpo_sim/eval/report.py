@@ -38,23 +38,25 @@ import numpy as np
 from .. import __version__
 from ..data.schema import ParaphraseSet, _coerce_sets, read_psets
 from ..io import atomic_write_bytes, atomic_write_text
-from .generate import _vllm_engine, generate_predictions, load_eval_model, resolve_model_dir
+from .generate import GenerationOptions, _vllm_engine, load_eval_model, resolve_model_dir
 from .metrics import (
     DEFAULT_METRICS,
     EMPTY_ANSWER_WARN_RATE,
-    LEVELS,
     MODAL_ANSWER_WARN_SHARE,
-    EvalError,
+    ScoringOptions,
     _resolve_metrics,
     bootstrap_cis,
-    check_predictions,
-    check_sets_for_consistency,
     collapse_warnings,
     metric_key,
     numeric_keys,
     paired_difference,
+)
+from .predictions import (
+    LEVELS,
+    EvalError,
+    check_predictions,
+    check_sets_for_consistency,
     read_predictions,
-    summarize_with_details,
     views_from_sets,
 )
 
@@ -262,11 +264,11 @@ def _is_results_path(spec: Any) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def _generate_all(model: Any, tokenizer: Any, sets: list[ParaphraseSet], levels: list[str], gen: dict[str, Any]
+def _generate_all(model: Any, tokenizer: Any, sets: list[ParaphraseSet], levels: list[str], gen: GenerationOptions
                   ) -> list[dict[str, Any]]:
     preds: list[dict[str, Any]] = []
     for level in levels:
-        preds.extend(generate_predictions(model, tokenizer, sets, level=level, **gen))
+        preds.extend(gen.generate(model, tokenizer, sets, level=level))
     return preds
 
 
@@ -291,13 +293,13 @@ def _obtain_model(model_or_path: Any, tokenizer: Any, backend: str, device: Any,
 
 
 def _score(label: str, name: str, sets: list[ParaphraseSet] | None, preds: list[dict[str, Any]], source: str,
-           score_kw: dict[str, Any]) -> ModelResult:
-    summary, per_set = summarize_with_details(sets, preds, source=f"{label} predictions", **score_kw)
+           scoring: ScoringOptions) -> ModelResult:
+    summary, per_set = scoring.score(sets, preds, source=f"{label} predictions")
     return ModelResult(label, name, {"name": name, **summary}, per_set, preds, source)
 
 
-def _baseline_result(baseline: Any, sets: list[ParaphraseSet] | None, levels: list[str], gen: dict[str, Any],
-                     score_kw: dict[str, Any], backend: str, device: Any, dtype: Any) -> ModelResult:
+def _baseline_result(baseline: Any, sets: list[ParaphraseSet] | None, levels: list[str], gen: GenerationOptions,
+                     scoring: ScoringOptions, backend: str, device: Any, dtype: Any) -> ModelResult:
     if _is_results_path(baseline):
         found = load_results(baseline)
         name = str(baseline)
@@ -307,19 +309,19 @@ def _baseline_result(baseline: Any, sets: list[ParaphraseSet] | None, levels: li
             preds = [r for r in found["predictions"] if r["level"] in levels]
             if not preds:
                 raise EvalError(f"baseline {baseline}: its predictions have none of the levels {levels}")
-            res = _score("baseline", name, sets, preds, "replayed", score_kw)
+            res = _score("baseline", name, sets, preds, "replayed", scoring)
             return res
         if found["per_set"] is not None:
-            summary = summary_from_per_set(found["per_set"], score_kw["n_boot"], score_kw["seed"])
+            summary = summary_from_per_set(found["per_set"], scoring.n_boot, scoring.seed)
             return ModelResult("baseline", name, {"name": name, **summary}, found["per_set"], None, "per_set")
         return ModelResult("baseline", name, {"name": name, **found["summary"]}, None, None, "summary")
     if isinstance(baseline, (str, os.PathLike)) and str(baseline).endswith((".json", ".jsonl")):
         raise FileNotFoundError(f"baseline {baseline}: results file not found")
     if sets is None:
         raise EvalError("a baseline model needs the data (paraphrase sets) to generate answers")
-    model, tok, desc = _obtain_model(baseline, None, backend, device, dtype, gen["seed"])
+    model, tok, desc = _obtain_model(baseline, None, backend, device, dtype, gen.seed)
     preds = _generate_all(model, tok, sets, levels, gen)
-    return _score("baseline", desc, sets, preds, "generated", score_kw)
+    return _score("baseline", desc, sets, preds, "generated", scoring)
 
 
 def _comparison(model: ModelResult, base: ModelResult, n_boot: int, seed: int) -> dict[str, Any]:
@@ -400,10 +402,11 @@ def evaluate_model(
     if data is not None:
         check_sets_for_consistency(views_from_sets(data), source=str(sets) if isinstance(sets, (str, os.PathLike))
                                    else "data")
-    gen = dict(template=template, max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=do_sample,
-               temperature=temperature, top_p=top_p, seed=seed, backend=backend, progress=progress,
-               system_prompt=system_prompt, chat_template_kwargs=chat_template_kwargs)
-    score_kw = dict(metrics=tuple(metrics), n_boot=n_boot, seed=seed, embedding_model=embedding_model, judge=judge)
+    gen = GenerationOptions(template=template, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                            do_sample=do_sample, temperature=temperature, top_p=top_p, seed=seed, backend=backend,
+                            progress=progress, system_prompt=system_prompt, chat_template_kwargs=chat_template_kwargs)
+    scoring = ScoringOptions(metrics=tuple(metrics), n_boot=n_boot, seed=seed, embedding_model=embedding_model,
+                             judge=judge)
     _resolve_metrics(metrics, embedding_model)  # fail on a bad metric before any generation (models load lazily)
 
     if predictions is not None:
@@ -417,7 +420,7 @@ def evaluate_model(
             keep = {s.set_id for s in data}
             rows = [r for r in rows if r["set_id"] in keep]
         label_name = name or (str(model_or_path) if model_or_path is not None else f"replay of {src}")
-        model_res = _score("model", label_name, data, rows, "replayed", score_kw)
+        model_res = _score("model", label_name, data, rows, "replayed", scoring)
     else:
         if model_or_path is None:
             raise EvalError("evaluate_model needs a model (or predictions=... to replay a predictions file)")
@@ -425,11 +428,11 @@ def evaluate_model(
             raise EvalError("evaluate_model needs the data (paraphrase sets) to generate answers")
         model, tok, desc = _obtain_model(model_or_path, tokenizer, backend, device, dtype, seed)
         preds = _generate_all(model, tok, data, gen_levels, gen)
-        model_res = _score("model", name or desc, data, preds, "generated", score_kw)
+        model_res = _score("model", name or desc, data, preds, "generated", scoring)
 
     base_res = None
     if baseline is not None:
-        base_res = _baseline_result(baseline, data, gen_levels, gen, score_kw, backend, device, dtype)
+        base_res = _baseline_result(baseline, data, gen_levels, gen, scoring, backend, device, dtype)
 
     config = {
         "grpo_sim_version": __version__,

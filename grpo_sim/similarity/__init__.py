@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import embedding, lexical  # noqa: F401  (the built-in metrics register themselves)
 from .base import CallableSimilarity, Similarity
 from .registry import available, get_similarity, register
 

@@ -9,6 +9,9 @@ Accepted specs:
 * a user function by dotted import path: ``"my_pkg.my_module:my_sim"`` where
   ``my_sim(texts_a, texts_b) -> matrix`` (len(a) x len(b), values in [0, 1]);
 * a :class:`~grpo_sim.similarity.base.Similarity` instance or a plain callable.
+
+The built-in metrics register themselves when ``grpo_sim.similarity`` imports ``lexical`` and ``embedding``;
+this module imports none of them (no import cycle), and Python imports the package before any of its modules.
 """
 
 from __future__ import annotations
@@ -23,10 +26,27 @@ _FACTORIES: dict[str, Callable[..., Similarity]] = {}
 _DEFAULTS: dict[str, dict[str, Any]] = {}
 
 
-def register(name: str, **defaults: Any) -> Callable:
-    """Decorator registering a metric factory under ``name`` (with optional preset parameters)."""
+def _claim(name: str, factory: Callable[..., Similarity], replace: bool) -> None:
+    """Refuse a second metric under a taken name (a plugin must not silently swap out another's metric)."""
+    current = _FACTORIES.get(name)
+    if current is None or replace or current is factory:
+        return
+    same_definition = (getattr(current, "__module__", None), getattr(current, "__qualname__", None)) == (
+        getattr(factory, "__module__", None), getattr(factory, "__qualname__", None))
+    if not same_definition:  # the same class re-registered by a reloaded module is not a clash
+        raise ValueError(f"similarity {name!r} is already registered "
+                         f"({current.__module__}.{current.__qualname__}); choose another name, or pass "
+                         "replace=True to register() to override it on purpose")
+
+
+def register(name: str, replace: bool = False, **defaults: Any) -> Callable:
+    """Decorator registering a metric factory under ``name`` (with optional preset parameters).
+
+    A name can be registered once; ``replace=True`` overrides an existing metric on purpose.
+    """
 
     def deco(factory: Callable[..., Similarity]) -> Callable[..., Similarity]:
+        _claim(name, factory, replace)
         _FACTORIES[name] = factory
         _DEFAULTS[name] = defaults
         return factory
@@ -34,14 +54,15 @@ def register(name: str, **defaults: Any) -> Callable:
     return deco
 
 
-def register_alias(name: str, target: str, **defaults: Any) -> None:
+def register_alias(name: str, target: str, replace: bool = False, **defaults: Any) -> None:
+    """``name`` builds ``target``'s metric with ``defaults`` preset (``bleu2`` = ``bleu`` with n=2)."""
+    _claim(name, _FACTORIES[target], replace)
     _FACTORIES[name] = _FACTORIES[target]
     _DEFAULTS[name] = defaults
 
 
 def available() -> list[str]:
     """Names of every registered similarity metric."""
-    _ensure_builtin()
     return sorted(_FACTORIES)
 
 
@@ -94,7 +115,6 @@ def _import_callable(path: str) -> Callable:
 
 def get_similarity(spec: Any) -> Similarity:
     """Turn any accepted spec into a :class:`Similarity` (see the module docstring)."""
-    _ensure_builtin()
     if isinstance(spec, Similarity):
         return spec
     if isinstance(spec, Mapping):
@@ -131,13 +151,3 @@ def _build(name: str, kwargs: dict[str, Any], spec: str) -> Similarity:
     except TypeError as exc:
         raise ValueError(f"similarity {spec!r}: bad parameters {kwargs} ({exc})") from exc
     return metric
-
-
-_BUILTIN_LOADED = False
-
-
-def _ensure_builtin() -> None:
-    global _BUILTIN_LOADED
-    if not _BUILTIN_LOADED:
-        _BUILTIN_LOADED = True
-        from . import embedding, lexical  # noqa: F401  (register themselves)

@@ -1,0 +1,196 @@
+"""The layout holds: no import cycle in grpo_sim (top-level and function-level imports alike), and the core
+algorithm imports nothing from the layers above it (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1] / "grpo_sim"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(tree: ast.AST):
+    """Every import statement, however deeply nested, except those under ``if TYPE_CHECKING:``."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            stack.extend(node.orelse)
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def import_graph(unresolved: list[str] | None = None) -> dict[str, set[str]]:
+    """module -> the grpo_sim modules it imports (a package stands for its __init__; importing a.b.c does not
+    count as importing a.b, which Python runs first anyway). Imports of grpo_sim modules that do not exist are
+    appended to ``unresolved``."""
+    files = {_module_name(p): p for p in PACKAGE_DIR.rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in files}
+    for name, path in files.items():
+        is_package = path.name == "__init__.py"
+        for node in _imports(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+                if unresolved is not None:
+                    unresolved += [
+                        f"{name}: import {t}" for t in targets if t.startswith("grpo_sim") and t not in files
+                    ]
+            else:
+                if node.level:
+                    base = name.split(".") if is_package else name.split(".")[:-1]
+                    base = base[: len(base) - (node.level - 1)]
+                    source = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    source = node.module or ""
+                if source.startswith("grpo_sim") and source not in files and unresolved is not None:
+                    unresolved.append(f"{name}: from {'.' * node.level}{node.module or ''} -> no module {source}")
+                submodules = [f"{source}.{alias.name}" for alias in node.names]
+                # ``from pkg import submodule`` imports the submodule; ``from module import name`` the module
+                targets = [t for t in submodules if t in files] or [source]
+                targets += [source] if any(t not in files for t in submodules) else []
+            for target in targets:
+                while target and target not in files and "." in target:
+                    target = target.rsplit(".", 1)[0]  # an attribute of a module, not a module
+                if target in files and target != name:
+                    graph[name].add(target)
+    return graph
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle per strongly connected component with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                components.append(component)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return [_one_cycle(graph, set(component)) for component in components]
+
+
+def _one_cycle(graph: dict[str, set[str]], component: set[str]) -> list[str]:
+    """A shortest path from the component's first module back to itself, for the failure message."""
+    start = min(component)
+    paths = {start: [start]}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for nxt in sorted(graph[node] & component):
+                if nxt == start:
+                    return paths[node] + [start]
+                if nxt not in paths:
+                    paths[nxt] = paths[node] + [nxt]
+                    following.append(nxt)
+        frontier = following
+    return sorted(component)
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert find_cycles(graph) == [["a", "b", "c", "a"]]
+
+
+def test_every_grpo_sim_import_names_an_existing_module():
+    unresolved: list[str] = []
+    import_graph(unresolved)
+    assert not unresolved, "\n".join(unresolved)
+
+
+def test_grpo_sim_has_no_import_cycle():
+    cycles = find_cycles(import_graph())
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in cycles)
+
+
+#: helpers any layer may use; they import no other grpo_sim module
+BASE = (
+    "grpo_sim.io",
+    "grpo_sim.distributed",
+    "grpo_sim.signals",
+    "grpo_sim.validation",
+    "grpo_sim.progress",
+    "grpo_sim.openai_http",
+)
+#: the algorithm: imports nothing above it
+CORE = (
+    "grpo_sim.similarity",
+    "grpo_sim.rewards",
+    "grpo_sim.advantages",
+    "grpo_sim.sampler",
+    "grpo_sim.trainer",
+    "grpo_sim.reward_terms",
+    "grpo_sim.reward_functions",
+    "grpo_sim.trl_internals",
+)
+#: recipes, planning, runs, sweeps and the command line: nothing below imports them
+RUN = (
+    "grpo_sim.recipe",
+    "grpo_sim.plan",
+    "grpo_sim.runner",
+    "grpo_sim.cli",
+    "grpo_sim.train",
+    "grpo_sim.sweep",
+    "grpo_sim.sources",
+    "grpo_sim.trl_config",
+    "grpo_sim.sft",
+)
+
+
+def _in(module: str, layer: tuple[str, ...]) -> bool:
+    return any(module == name or module.startswith(name + ".") for name in layer)
+
+
+def test_layers_import_only_downwards():
+    graph = import_graph()
+    wrong = []
+    for module, imported in sorted(graph.items()):
+        if _in(module, BASE):
+            allowed = BASE
+        elif _in(module, CORE):
+            allowed = BASE + CORE
+        else:
+            continue
+        wrong += [f"{module} -> {target}" for target in sorted(imported) if not _in(target, allowed)]
+    for module, imported in sorted(graph.items()):
+        if _in(module, ("grpo_sim.data", "grpo_sim.eval", "grpo_sim.models")):
+            wrong += [f"{module} -> {target}" for target in sorted(imported) if _in(target, RUN)]
+        if _in(module, ("grpo_sim.data",)):
+            wrong += [f"{module} -> {target}" for target in sorted(imported) if _in(target, ("grpo_sim.eval",))]
+    assert not wrong, "imports against the layers (docs/architecture.md):\n" + "\n".join(wrong)
