@@ -11,7 +11,7 @@ the label noise *as a function of the wording*.
 
 The demo reproduces exactly that, deterministically:
 
-* every relation of the synthetic world (:data:`grpo_sim.data.synthetic.RELATIONS`) has six
+* every relation of the synthetic world (:data:`grpo_sim.demo.world.RELATIONS`) has six
   question wordings (templates); :data:`NOISY_TEMPLATES` marks three of them per relation as
   *noisy* (never template 0, the canonical wording that every paraphrase set contains);
 * a training example (one paraphrase of a training set) asked with a noisy wording gets, with
@@ -74,7 +74,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .data.schema import ParaphraseSet, Passage, build_rag_prompt
+from ..data.schema import ParaphraseSet, Passage, build_rag_prompt
+
+__all__ = [
+    "NOISY_TEMPLATES",
+    "WarmStartConfig",
+    "cache_key",
+    "corpus_name_kinds",
+    "data_fingerprint",
+    "distractor_answer",
+    "encode_examples",
+    "name_pools",
+    "passage_answer",
+    "sft_examples",
+    "train_sft",
+    "warm_start",
+]
+
 
 #: Per relation, the question templates (indices into ``RELATIONS[r]["questions"]``) whose
 #: training labels are noisy. Template 0 (the canonical wording, in every set) is always clean.
@@ -469,7 +485,7 @@ def warm_start(
     """
     import torch
 
-    from .models.tiny import build_tiny_qwen2, build_word_tokenizer, save_tiny_policy
+    from ..models.tiny import build_tiny_qwen2, build_word_tokenizer, save_tiny_policy
 
     config = config or WarmStartConfig()
     log = log or (print if progress else (lambda _msg: None))
@@ -540,19 +556,3 @@ def warm_start(
         os.replace(tmp, out)
     log(f"warm start: trained in {train_s:.0f}s -> {out}")
     return out
-
-
-__all__ = [
-    "NOISY_TEMPLATES",
-    "WarmStartConfig",
-    "cache_key",
-    "corpus_name_kinds",
-    "data_fingerprint",
-    "distractor_answer",
-    "encode_examples",
-    "name_pools",
-    "passage_answer",
-    "sft_examples",
-    "train_sft",
-    "warm_start",
-]
