@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..io import atomic_write_text
 
-__all__ = ["ArmFailed", "Job", "reward_seconds", "run_jobs", "train_arm", "train_stats"]
+__all__ = ["ArmFailed", "Job", "JobPool", "job_result", "reward_seconds", "run_jobs", "train_arm", "train_stats"]
 
 #: Logged metric of :class:`~grpo_sim.trainer.PSGRPOTrainer`: seconds spent scoring one generation batch.
 REWARD_SECONDS_KEY = "ps_grpo/reward_seconds"
@@ -184,7 +184,7 @@ def quiet_torch_process(num_threads: int | None) -> None:
 def _call(job: Job) -> Any:
     try:
         return job.function(**job.kwargs)
-    except BaseException as exc:  # noqa: BLE001 - sent back to the parent as text, with its traceback
+    except Exception as exc:  # noqa: BLE001 - sent back to the parent as text, with its traceback
         raise ArmFailed(f"{job.label} failed: {type(exc).__name__}: {exc}\n"
                         f"{''.join(traceback.format_exception(exc)).rstrip()}") from None
 
@@ -198,25 +198,62 @@ def _call_in_worker(job: Job) -> Any:
     return _call(job)
 
 
-def run_jobs(jobs: Sequence[Job], workers: int = 2, num_threads: int | None = 1) -> list[Any]:
-    """Results of ``jobs`` (in order), ``workers`` at a time in ``spawn`` worker processes with ``num_threads``
-    torch threads each; ``workers <= 1`` runs them one after the other in this process. The first failure
-    cancels the jobs not yet started, waits for the running ones and raises :class:`ArmFailed`."""
-    if workers <= 1 or len(jobs) <= 1:
-        return [_call(job) for job in jobs]
-    import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+class JobPool:
+    """Runs :class:`Job` objects as they are submitted: in ``workers`` ``spawn`` processes with ``num_threads`` torch
+    threads each, or (``workers <= 1``) in this process at once. :meth:`submit` returns a future whose
+    :func:`job_result` raises :class:`ArmFailed` for a failed job. Leaving the ``with`` block on an error cancels
+    the jobs not yet started and waits for the running ones."""
 
-    context = multiprocessing.get_context("spawn")  # fork after torch/OpenMP initialised can hang
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
-                             initializer=quiet_torch_process, initargs=(num_threads,)) as pool:
-        futures = [pool.submit(_call_in_worker, job) for job in jobs]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in futures if f in done and f.exception() is not None]
-        if failed:
-            for f in futures:
-                f.cancel()
+    def __init__(self, workers: int = 2, num_threads: int | None = 1):
+        self.workers = int(workers)
+        self.num_threads = num_threads
+        self._executor = None
+
+    def __enter__(self) -> "JobPool":
+        if self.workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            context = multiprocessing.get_context("spawn")  # fork after torch/OpenMP initialised can hang
+            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
+                                                 initializer=quiet_torch_process, initargs=(self.num_threads,))
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._executor is not None:
             sys.stdout.flush()
-            error = failed[0].exception()
-            raise error if isinstance(error, ArmFailed) else ArmFailed(f"{type(error).__name__}: {error}")
-        return [f.result() for f in futures]
+            self._executor.shutdown(wait=True, cancel_futures=exc_type is not None)
+
+    def submit(self, job: Job):
+        from concurrent.futures import Future
+
+        if self._executor is not None:
+            return self._executor.submit(_call_in_worker, job)
+        future: Future = Future()
+        try:
+            future.set_result(_call(job))
+        except ArmFailed as error:
+            future.set_exception(error)
+        return future
+
+
+def job_result(future) -> Any:
+    """The result of a finished job's future; :class:`ArmFailed` (with the job's error) when it failed."""
+    error = future.exception()
+    if error is None:
+        return future.result()
+    raise error if isinstance(error, ArmFailed) else ArmFailed(f"{type(error).__name__}: {error}")
+
+
+def run_jobs(jobs: Sequence[Job], workers: int = 2, num_threads: int | None = 1) -> list[Any]:
+    """Results of ``jobs`` (in order) run in a :class:`JobPool`; the first failure raises :class:`ArmFailed`
+    after cancelling the jobs not yet started."""
+    from concurrent.futures import FIRST_EXCEPTION, wait
+
+    with JobPool(min(workers, len(jobs)), num_threads) as pool:
+        futures = [pool.submit(job) for job in jobs]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        for f in futures:
+            if f.done() and f.exception() is not None:
+                job_result(f)
+        return [job_result(f) for f in futures]

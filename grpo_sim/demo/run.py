@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..io import atomic_write_text
-from .arms import Job, quiet_torch_process, run_jobs, train_arm, train_stats
+from .arms import Job, JobPool, job_result, quiet_torch_process, train_arm, train_stats
 from .evaluation import evaluate_policy, paired_comparisons
 from .report import plot_summary, policies, print_table, write_seeds_report
 from .settings import ARMS, REWARD_LABELS, demo_settings
@@ -210,7 +210,8 @@ def _run_many(dirs: Mapping[int, Path], quick: bool, progress: bool, cache_dir, 
 
 def _run(dirs: Mapping[int, Path], quick: bool, progress: bool, cache_dir, reward_labels: str,
          num_threads: int | None, workers: int, arms: list[str]) -> dict[int, dict[str, Any]]:
-    from ..models import load_policy
+    from concurrent.futures import FIRST_COMPLETED, wait
+
     from .warmstart import WarmStartConfig
 
     log: Callable[[str], None] = (lambda m: print(m, flush=True)) if progress else (lambda _m: None)
@@ -234,64 +235,75 @@ def _run(dirs: Mapping[int, Path], quick: bool, progress: bool, cache_dir, rewar
         log(f"seed {s} data: {len(data[s][0])} train / {len(data[s][1])} held-out sets x {d['num_paraphrases']} "
             f"paraphrases, {len(data[s][2])} passages ({timings[s]['data_s']:.1f}s)")
 
-    # 2. warm starts (cached), two at a time when there are several seeds
-    t0 = time.perf_counter()
-    before = {p.name for p in cache.glob("warmstart-*")} if cache.is_dir() else set()
-    policy_dirs = dict(zip(seeds, run_jobs(
-        [Job(f"warm start (seed {s})", demo_warmstart,
-             {"settings": settings[s]["data"], "cache_dir": cache, "warmstart": settings[s]["warmstart"],
-              "progress": progress}) for s in seeds],
-        workers, num_threads)))
-    for s in seeds:
-        timings[s]["warm_start_s"] = time.perf_counter() - t0
-        timings[s]["warm_start_cached"] = policy_dirs[s].name in before
-
-    # 3. arms, `workers` at a time: identical settings and budget, different reward
+    # 2. warm starts (cached) and 3. arms share `workers` processes: a seed's arms start as soon as its warm start
+    # is there (identical settings and budget, different reward), and its summary is written when they are done
     ws_configs = {s: WarmStartConfig(**settings[s]["warmstart"]) for s in seeds}
-    jobs, keys = [], []
-    for s in seeds:
-        labels = training_labels(data[s][0], ws_configs[s]) if reward_labels == "warmstart" else None
-        for arm in arms:
-            label = arm if len(seeds) == 1 else f"{arm} seed {s}"
-            jobs.append(Job(f"arm {label}", train_arm,
-                            {"arm": arm, "policy_dir": str(policy_dirs[s]), "output_dir": str(dirs[s] / arm),
-                             "settings": settings[s], "progress": progress, "labels": labels, "label": label}))
-            keys.append((s, arm))
-    steps = "quick" if quick else "recipe"
-    log(f"GRPO arms {', '.join(arms)} ({steps} budget, accuracy against {reward_labels} labels), "
-        f"{min(workers, len(jobs))} at a time, seeds {', '.join(map(str, seeds))}")
-    t0 = time.perf_counter()
-    run_jobs(jobs, workers, num_threads)
-    arms_s = time.perf_counter() - t0
-    log(f"arms trained in {arms_s:.0f}s")
+    before = {p.name for p in cache.glob("warmstart-*")} if cache.is_dir() else set()
+    log(f"GRPO arms {', '.join(arms)} ({'quick' if quick else 'recipe'} budget, accuracy against {reward_labels} "
+        f"labels), {workers} job(s) at a time, seed(s) {', '.join(map(str, seeds))}")
+    summaries: dict[int, dict[str, Any]] = {}
+    with JobPool(workers, num_threads) as pool:
+        started = {s: time.perf_counter() for s in seeds}
+        owner: dict[Any, tuple[int, str | None]] = {}
+        for s in seeds:
+            owner[pool.submit(Job(f"warm start (seed {s})", demo_warmstart, {
+                "settings": settings[s]["data"], "cache_dir": cache, "warmstart": settings[s]["warmstart"],
+                "progress": progress}))] = (s, None)
+        arms_left = {s: len(arms) for s in seeds}
+        policy_dirs: dict[int, Path] = {}
+        while owner:
+            done, _ = wait(list(owner), return_when=FIRST_COMPLETED)
+            for future in done:
+                s, arm = owner.pop(future)
+                result = job_result(future)
+                if arm is None:  # a warm start: queue its arms
+                    policy_dirs[s] = Path(result)
+                    timings[s]["warm_start_s"] = time.perf_counter() - started[s]
+                    timings[s]["warm_start_cached"] = policy_dirs[s].name in before
+                    started[s] = time.perf_counter()
+                    labels = training_labels(data[s][0], ws_configs[s]) if reward_labels == "warmstart" else None
+                    for a in arms:
+                        label = a if len(seeds) == 1 else f"{a} seed {s}"
+                        owner[pool.submit(Job(f"arm {label}", train_arm, {
+                            "arm": a, "policy_dir": str(policy_dirs[s]), "output_dir": str(dirs[s] / a),
+                            "settings": settings[s], "progress": progress, "labels": labels, "label": label}))] = (s, a)
+                    continue
+                arms_left[s] -= 1
+                if arms_left[s]:
+                    continue
+                timings[s]["arms_s"] = time.perf_counter() - started[s]
+                log(f"seed {s}: arms trained in {timings[s]['arms_s']:.0f}s")
+                summaries[s] = _evaluate_seed(dirs[s], s, data[s], settings[s], timings[s], policy_dirs[s],
+                                              ws_configs[s].noisy_map(), arms, reward_labels, quick, num_threads,
+                                              workers, log, t_all)
+                if progress:
+                    _print_summary(summaries[s], log)
+    return {s: summaries[s] for s in seeds}
 
-    # 4. evaluation and summaries
-    summaries = {}
-    for s in seeds:
-        out = dirs[s]
-        train_sets, eval_sets, _ = data[s]
-        noisy = ws_configs[s].noisy_map()
-        results: dict[str, Any] = {}
-        answers: dict[str, Any] = {}
-        per_set: dict[str, Any] = {}
-        for name, path in [("base", policy_dirs[s])] + [(a, out / a) for a in arms]:
-            t = time.perf_counter()
-            model, tok = load_policy(str(path))
-            row = evaluate_policy(model, tok, eval_sets, noisy)
-            answers[name] = row.pop("_answers")
-            per_set[name] = row.pop("_per_set")
-            results[name] = row
-            timings[s][f"eval_{name}_s"] = time.perf_counter() - t
-            log(f"seed {s} eval {name}: EM {row['accuracy_em']:.3f}  consistency e2e {row['consistency_e2e_exact']:.3f}"
-                f" generator {row['consistency_generator_exact']:.3f}  EM clean/noisy wordings "
-                f"{row['accuracy_em_clean_wordings']:.3f}/{row['accuracy_em_noisy_wordings']:.3f}")
-        timings[s]["arms_s"] = arms_s
-        timings[s]["total_s"] = time.perf_counter() - t_all
-        summaries[s] = _write_summary(out, s, results, answers, per_set, eval_sets, settings[s], timings[s],
-                                      policy_dirs[s], noisy, arms, reward_labels, quick, num_threads, workers)
-        if progress:
-            _print_summary(summaries[s], log)
-    return summaries
+
+def _evaluate_seed(out: Path, s: int, data, settings, timings, policy_dir: Path, noisy, arms, reward_labels,
+                   quick, num_threads, workers, log, t_all) -> dict[str, Any]:
+    """Evaluate the warm start and the arms of one seed and write its summary."""
+    from ..models import load_policy
+
+    _, eval_sets, _ = data
+    results: dict[str, Any] = {}
+    answers: dict[str, Any] = {}
+    per_set: dict[str, Any] = {}
+    for name, path in [("base", policy_dir)] + [(a, out / a) for a in arms]:
+        t = time.perf_counter()
+        model, tok = load_policy(str(path))
+        row = evaluate_policy(model, tok, eval_sets, noisy)
+        answers[name] = row.pop("_answers")
+        per_set[name] = row.pop("_per_set")
+        results[name] = row
+        timings[f"eval_{name}_s"] = time.perf_counter() - t
+        log(f"seed {s} eval {name}: EM {row['accuracy_em']:.3f}  consistency e2e {row['consistency_e2e_exact']:.3f}"
+            f" generator {row['consistency_generator_exact']:.3f}  EM clean/noisy wordings "
+            f"{row['accuracy_em_clean_wordings']:.3f}/{row['accuracy_em_noisy_wordings']:.3f}")
+    timings["total_s"] = time.perf_counter() - t_all
+    return _write_summary(out, s, results, answers, per_set, eval_sets, settings, timings, policy_dir, noisy, arms,
+                          reward_labels, quick, num_threads, workers)
 
 
 def _write_summary(out: Path, seed: int, results, answers, per_set, eval_sets, settings, timings, policy_dir,
