@@ -235,28 +235,34 @@ def _run(dirs: Mapping[int, Path], quick: bool, progress: bool, cache_dir, rewar
         log(f"seed {s} data: {len(data[s][0])} train / {len(data[s][1])} held-out sets x {d['num_paraphrases']} "
             f"paraphrases, {len(data[s][2])} passages ({timings[s]['data_s']:.1f}s)")
 
-    # 2. warm starts (cached) and 3. arms share `workers` processes: a seed's arms start as soon as its warm start
-    # is there (identical settings and budget, different reward), and its summary is written when they are done
+    # 2. warm starts (cached) and 3. arms share `workers` processes: a seed's arms start once its warm start is there
+    # (identical settings and budget, different reward), and its summary is written as soon as they are done
     ws_configs = {s: WarmStartConfig(**settings[s]["warmstart"]) for s in seeds}
     before = {p.name for p in cache.glob("warmstart-*")} if cache.is_dir() else set()
     log(f"GRPO arms {', '.join(arms)} ({'quick' if quick else 'recipe'} budget, accuracy against {reward_labels} "
         f"labels), {workers} job(s) at a time, seed(s) {', '.join(map(str, seeds))}")
     summaries: dict[int, dict[str, Any]] = {}
+    # Jobs wait in `ready` and start `workers` at a time in seed order (a seed's warm start, then its arms, then the
+    # next seed's), so that the first seeds' summaries come first; all seeds use both workers throughout.
+    ready: list[tuple[tuple[int, int], Job, tuple[int, str | None]]] = [
+        ((s, 0), Job(f"warm start (seed {s})", demo_warmstart, {
+            "settings": settings[s]["data"], "cache_dir": cache, "warmstart": settings[s]["warmstart"],
+            "progress": progress}), (s, None)) for s in seeds]
     with JobPool(workers, num_threads) as pool:
         started = {s: time.perf_counter() for s in seeds}
         owner: dict[Any, tuple[int, str | None]] = {}
-        for s in seeds:
-            owner[pool.submit(Job(f"warm start (seed {s})", demo_warmstart, {
-                "settings": settings[s]["data"], "cache_dir": cache, "warmstart": settings[s]["warmstart"],
-                "progress": progress}))] = (s, None)
         arms_left = {s: len(arms) for s in seeds}
         policy_dirs: dict[int, Path] = {}
-        while owner:
+        while ready or owner:
+            ready.sort(key=lambda item: item[0])
+            while ready and len(owner) < max(1, workers):
+                _, job, key = ready.pop(0)
+                owner[pool.submit(job)] = key
             done, _ = wait(list(owner), return_when=FIRST_COMPLETED)
             for future in done:
                 s, arm = owner.pop(future)
                 result = job_result(future)
-                if arm is None:  # a warm start: queue its arms
+                if arm is None:  # a warm start: its arms become ready
                     policy_dirs[s] = Path(result)
                     timings[s]["warm_start_s"] = time.perf_counter() - started[s]
                     timings[s]["warm_start_cached"] = policy_dirs[s].name in before
@@ -264,9 +270,10 @@ def _run(dirs: Mapping[int, Path], quick: bool, progress: bool, cache_dir, rewar
                     labels = training_labels(data[s][0], ws_configs[s]) if reward_labels == "warmstart" else None
                     for a in arms:
                         label = a if len(seeds) == 1 else f"{a} seed {s}"
-                        owner[pool.submit(Job(f"arm {label}", train_arm, {
+                        ready.append(((s, 1), Job(f"arm {label}", train_arm, {
                             "arm": a, "policy_dir": str(policy_dirs[s]), "output_dir": str(dirs[s] / a),
-                            "settings": settings[s], "progress": progress, "labels": labels, "label": label}))] = (s, a)
+                            "settings": settings[s], "progress": progress, "labels": labels, "label": label}),
+                                      (s, a)))
                     continue
                 arms_left[s] -= 1
                 if arms_left[s]:
