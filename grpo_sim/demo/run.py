@@ -256,7 +256,13 @@ def _run(dirs: Mapping[int, Path], quick: bool, progress: bool, cache_dir, rewar
         while ready or owner:
             ready.sort(key=lambda item: item[0])
             while ready and len(owner) < max(1, workers):
-                _, job, key = ready.pop(0)
+                # an arm waits while a lower seed's warm start runs (that seed's arms go first once it is there)
+                warming = [seed for seed, arm in owner.values() if arm is None]
+                eligible = [k for k, (_, _, (seed, arm)) in enumerate(ready)
+                            if arm is None or not any(w < seed for w in warming)]
+                if not eligible:
+                    break
+                _, job, key = ready.pop(eligible[0])
                 owner[pool.submit(job)] = key
             done, _ = wait(list(owner), return_when=FIRST_COMPLETED)
             for future in done:
