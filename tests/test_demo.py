@@ -231,3 +231,41 @@ def test_demo_command_rejects_bad_options(tmp_path, args, message):
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "d").exists()
+
+
+def test_jobs_start_in_seed_order_even_when_a_later_warm_start_finishes_first(tmp_path, monkeypatch):
+    """Seed 1's warm start (cached) finishes before seed 0's: seed 0's arms still start before seed 1's."""
+    import threading
+    from concurrent.futures import Future
+    from pathlib import Path
+
+    import grpo_sim.demo.run as run
+
+    started: list[str] = []
+
+    class ScriptedPool:  # two workers; seed 0's warm start takes longer than seed 1's
+        def __init__(self, workers, num_threads):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def submit(self, job):
+            started.append(job.label)
+            future: Future = Future()
+            result = Path(f"ws-{job.label}") if job.label.startswith("warm") else job.label
+            delay = 0.3 if job.label == "warm start (seed 0)" else 0.01
+            threading.Timer(delay, future.set_result, (result,)).start()
+            return future
+
+    monkeypatch.setattr(run, "JobPool", ScriptedPool)
+    monkeypatch.setattr(run, "_evaluate_seed", lambda out, s, *args: {"seed": s})
+    summaries = run.run_seeds(tmp_path, [0, 1], quick=True, progress=False, workers=2,
+                              arms=["ps_grpo", "ps_grpo_relaxed"])
+    arms = [label for label in started if label.startswith("arm")]
+    assert arms == ["arm ps_grpo seed 0", "arm ps_grpo_relaxed seed 0", "arm ps_grpo seed 1",
+                    "arm ps_grpo_relaxed seed 1"]
+    assert summaries["seeds"] == [0, 1]
