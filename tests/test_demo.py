@@ -269,3 +269,22 @@ def test_jobs_start_in_seed_order_even_when_a_later_warm_start_finishes_first(tm
     assert arms == ["arm ps_grpo seed 0", "arm ps_grpo_relaxed seed 0", "arm ps_grpo seed 1",
                     "arm ps_grpo_relaxed seed 1"]
     assert summaries["seeds"] == [0, 1]
+
+
+def test_demo_command_reports_a_failed_arm_and_exits_1(seeds_run, monkeypatch):
+    from typer.testing import CliRunner
+
+    import grpo_sim.demo.run as run
+    from grpo_sim.cli import app
+
+    root, _ = seeds_run
+
+    def broken(**kwargs):
+        raise RuntimeError("out of disk")
+
+    monkeypatch.setattr(run, "train_arm", broken)
+    result = CliRunner().invoke(app, ["demo", "--quick", "-o", str(root / "cli-failing"), "--cache-dir",
+                                      str(root / "cache"), "--jobs", "1"])
+    assert result.exit_code == 1
+    assert "arm grpo_accuracy_only failed: RuntimeError: out of disk" in result.output
+    assert not (root / "cli-failing" / "summary.json").exists()
