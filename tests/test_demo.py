@@ -233,39 +233,54 @@ def test_demo_command_rejects_bad_options(tmp_path, args, message):
     assert not (tmp_path / "d").exists()
 
 
-def test_jobs_start_in_seed_order_even_when_a_later_warm_start_finishes_first(tmp_path, monkeypatch):
-    """Seed 1's warm start (cached) finishes before seed 0's: seed 0's arms still start before seed 1's."""
-    import threading
-    from concurrent.futures import Future
-    from pathlib import Path
-
-    import grpo_sim.demo.run as run
+class ScriptedPool:
+    """A JobPool stand-in that records what starts: two workers; seed 0's warm start takes longer than the rest."""
 
     started: list[str] = []
 
-    class ScriptedPool:  # two workers; seed 0's warm start takes longer than seed 1's
-        def __init__(self, workers, num_threads):
-            pass
+    def __init__(self, workers, num_threads):
+        ScriptedPool.started = []
 
-        def __enter__(self):
-            return self
+    def __enter__(self):
+        return self
 
-        def __exit__(self, *exc):
-            return None
+    def __exit__(self, *exc):
+        return None
 
-        def submit(self, job):
-            started.append(job.label)
-            future: Future = Future()
-            result = Path(f"ws-{job.label}") if job.label.startswith("warm") else job.label
-            delay = 0.3 if job.label == "warm start (seed 0)" else 0.01
-            threading.Timer(delay, future.set_result, (result,)).start()
-            return future
+    def submit(self, job):
+        import threading
+        from concurrent.futures import Future
+        from pathlib import Path
+
+        self.started.append(job.label)
+        future: Future = Future()
+        result = Path(f"ws-{job.label}") if job.label.startswith("warm") else job.label
+        delay = 0.3 if job.label == "warm start (seed 0)" else 0.01
+        threading.Timer(delay, future.set_result, (result,)).start()
+        return future
+
+
+def test_cached_warm_starts_take_no_worker_and_arms_start_in_seed_order(seeds_run, tmp_path, monkeypatch):
+    import grpo_sim.demo.run as run
+
+    root, _ = seeds_run  # its cache holds the quick warm starts of seeds 0 and 1, not 2
+    monkeypatch.setattr(run, "JobPool", ScriptedPool)
+    monkeypatch.setattr(run, "_evaluate_seed", lambda out, s, *args: {"seed": s})
+    run.run_seeds(tmp_path, [0, 1, 2], quick=True, progress=False, cache_dir=root / "cache", workers=2,
+                  arms=["ps_grpo"])
+    assert ScriptedPool.started[:2] == ["arm ps_grpo seed 0", "arm ps_grpo seed 1"]
+    assert ScriptedPool.started[2:] == ["warm start (seed 2)", "arm ps_grpo seed 2"]
+
+
+def test_jobs_start_in_seed_order_even_when_a_later_warm_start_finishes_first(tmp_path, monkeypatch):
+    """Seed 1's warm start finishes before seed 0's: seed 0's arms still start before seed 1's."""
+    import grpo_sim.demo.run as run
 
     monkeypatch.setattr(run, "JobPool", ScriptedPool)
     monkeypatch.setattr(run, "_evaluate_seed", lambda out, s, *args: {"seed": s})
     summaries = run.run_seeds(tmp_path, [0, 1], quick=True, progress=False, workers=2,
                               arms=["ps_grpo", "ps_grpo_relaxed"])
-    arms = [label for label in started if label.startswith("arm")]
+    arms = [label for label in ScriptedPool.started if label.startswith("arm")]
     assert arms == ["arm ps_grpo seed 0", "arm ps_grpo_relaxed seed 0", "arm ps_grpo seed 1",
                     "arm ps_grpo_relaxed seed 1"]
     assert summaries["seeds"] == [0, 1]

@@ -112,6 +112,17 @@ def demo_warmstart(settings: Any, cache_dir: str | os.PathLike[str] | None = Non
                       log=log)
 
 
+def cached_demo_warmstart(settings: Any, cache_dir: str | os.PathLike[str],
+                          warmstart: Mapping[str, Any]) -> Path | None:
+    """The finished warm start :func:`demo_warmstart` would return without training, or None."""
+    from .warmstart import WarmStartConfig, policy_dir
+    from .world import demo_text_corpus
+
+    train, eval_, corpus = _built_demo(settings)
+    path = policy_dir(train, corpus, demo_text_corpus(train + eval_, corpus), cache_dir, WarmStartConfig(**warmstart))
+    return path if (path / "warmstart.json").is_file() else None
+
+
 def training_labels(train_sets: Sequence[Any], config: Any) -> dict[tuple[str, int], str]:
     """The warm start's (noisy) training label of every training paraphrase, ``(set_id, paraphrase_id) -> answer``."""
     from .warmstart import sft_examples
@@ -244,15 +255,34 @@ def _run(dirs: Mapping[int, Path], quick: bool, progress: bool, cache_dir, rewar
     summaries: dict[int, dict[str, Any]] = {}
     # Jobs wait in `ready` and start `workers` at a time in seed order (a seed's warm start, then its arms, then the
     # next seed's), so that the first seeds' summaries come first; all seeds use both workers throughout.
-    ready: list[tuple[tuple[int, int], Job, tuple[int, str | None]]] = [
-        ((s, 0), Job(f"warm start (seed {s})", demo_warmstart, {
-            "settings": settings[s]["data"], "cache_dir": cache, "warmstart": settings[s]["warmstart"],
-            "progress": progress}), (s, None)) for s in seeds]
+    ready: list[tuple[tuple[int, int], Job, tuple[int, str | None]]] = []
+    started = {s: time.perf_counter() for s in seeds}
+    policy_dirs: dict[int, Path] = {}
+
+    def warm_started(s: int, path: Path) -> None:  # the seed's arms become ready
+        policy_dirs[s] = path
+        timings[s]["warm_start_s"] = time.perf_counter() - started[s]
+        timings[s]["warm_start_cached"] = path.name in before
+        started[s] = time.perf_counter()
+        labels = training_labels(data[s][0], ws_configs[s]) if reward_labels == "warmstart" else None
+        for a in arms:
+            label = a if len(seeds) == 1 else f"{a} seed {s}"
+            ready.append(((s, 1), Job(f"arm {label}", train_arm, {
+                "arm": a, "policy_dir": str(path), "output_dir": str(dirs[s] / a), "settings": settings[s],
+                "progress": progress, "labels": labels, "label": label}), (s, a)))
+
+    for s in seeds:  # a cached warm start needs no job (it would hold a worker that an arm could use)
+        cached = cached_demo_warmstart(settings[s]["data"], cache, settings[s]["warmstart"])
+        if cached is not None:
+            log(f"warm start seed {s}: cached policy {cached}")
+            warm_started(s, cached)
+        else:
+            ready.append(((s, 0), Job(f"warm start (seed {s})", demo_warmstart, {
+                "settings": settings[s]["data"], "cache_dir": cache, "warmstart": settings[s]["warmstart"],
+                "progress": progress}), (s, None)))
     with JobPool(workers, num_threads) as pool:
-        started = {s: time.perf_counter() for s in seeds}
         owner: dict[Any, tuple[int, str | None]] = {}
         arms_left = {s: len(arms) for s in seeds}
-        policy_dirs: dict[int, Path] = {}
         while ready or owner:
             ready.sort(key=lambda item: item[0])
             while ready and len(owner) < max(1, workers):
@@ -268,18 +298,8 @@ def _run(dirs: Mapping[int, Path], quick: bool, progress: bool, cache_dir, rewar
             for future in done:
                 s, arm = owner.pop(future)
                 result = job_result(future)
-                if arm is None:  # a warm start: its arms become ready
-                    policy_dirs[s] = Path(result)
-                    timings[s]["warm_start_s"] = time.perf_counter() - started[s]
-                    timings[s]["warm_start_cached"] = policy_dirs[s].name in before
-                    started[s] = time.perf_counter()
-                    labels = training_labels(data[s][0], ws_configs[s]) if reward_labels == "warmstart" else None
-                    for a in arms:
-                        label = a if len(seeds) == 1 else f"{a} seed {s}"
-                        ready.append(((s, 1), Job(f"arm {label}", train_arm, {
-                            "arm": a, "policy_dir": str(policy_dirs[s]), "output_dir": str(dirs[s] / a),
-                            "settings": settings[s], "progress": progress, "labels": labels, "label": label}),
-                                      (s, a)))
+                if arm is None:
+                    warm_started(s, Path(result))
                     continue
                 arms_left[s] -= 1
                 if arms_left[s]:

@@ -86,6 +86,7 @@ __all__ = [
     "encode_examples",
     "name_pools",
     "passage_answer",
+    "policy_dir",
     "sft_examples",
     "train_sft",
     "warm_start",
@@ -465,6 +466,14 @@ def cache_key(config: WarmStartConfig, train_sets, corpus, tokenizer_texts_finge
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
+def policy_dir(train_sets: Sequence[ParaphraseSet], corpus: Sequence[Passage], tokenizer_texts: Sequence[str],
+               cache_dir: str | os.PathLike[str], config: WarmStartConfig) -> Path:
+    """Where :func:`warm_start` keeps this policy: ``cache_dir/warmstart-<key>`` (finished when it holds
+    ``warmstart.json``)."""
+    texts_fp = hashlib.sha256("\n".join(tokenizer_texts).encode("utf-8")).hexdigest()
+    return Path(cache_dir) / f"warmstart-{cache_key(config, train_sets, corpus, texts_fp)}"
+
+
 def warm_start(
     train_sets: Sequence[ParaphraseSet],
     corpus: Sequence[Passage],
@@ -489,9 +498,8 @@ def warm_start(
 
     config = config or WarmStartConfig()
     log = log or (print if progress else (lambda _msg: None))
-    texts_fp = hashlib.sha256("\n".join(tokenizer_texts).encode("utf-8")).hexdigest()
-    key = cache_key(config, train_sets, corpus, texts_fp)
-    out = Path(cache_dir) / f"warmstart-{key}"
+    out = policy_dir(train_sets, corpus, tokenizer_texts, cache_dir, config)
+    key = out.name.removeprefix("warmstart-")
     done = out / "warmstart.json"
     if done.is_file():
         log(f"warm start: cached policy {out}")
