@@ -128,8 +128,8 @@ def training_soak(steps: int = 300, seed: int = 0) -> dict:
     from transformers.trainer_callback import PrinterCallback
 
     from grpo_sim.data.schema import to_training_rows
-    from grpo_sim.data.synthetic import build_demo_dataset, demo_text_corpus
-    from grpo_sim.models.tiny import load_policy, make_tiny_policy
+    from grpo_sim.demo.world import build_demo_dataset, demo_text_corpus
+    from grpo_sim.models import load_policy, make_tiny_policy
     from grpo_sim.trainer import PSGRPOConfig, PSGRPOTrainer
 
     train, eval_, corpus = build_demo_dataset(64, 2, num_paraphrases=3, seed=seed)

@@ -16,8 +16,8 @@ from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from grpo_sim.data.schema import to_training_rows
-from grpo_sim.data.synthetic import build_demo_dataset, demo_text_corpus
-from grpo_sim.models.tiny import load_policy, make_tiny_policy
+from grpo_sim.demo.world import build_demo_dataset, demo_text_corpus
+from grpo_sim.models import load_policy, make_tiny_policy
 from grpo_sim.rewards import group_similarity_rewards
 from grpo_sim.trainer import PSGRPOConfig, PSGRPOTrainer
 

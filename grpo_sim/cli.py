@@ -283,16 +283,33 @@ def demo_command(
         "gold", "--reward-labels",
         help="what GRPO's accuracy reward scores against: gold (verified answers) or warmstart "
              "(the warm start's own noisy labels)"),
-    seed: int = typer.Option(0, "--seed", help="seeds the data, the warm start and both arms"),
+    seed: int = typer.Option(0, "--seed", help="seeds the data, the warm start and every arm"),
+    seeds: Optional[str] = typer.Option(
+        None, "--seeds", help="several seeds, e.g. 0,1,2: one run per seed in OUTPUT_DIR/seed-<k> and a combined "
+                              "table (seeds.md, seeds.json) with the spread across seeds"),
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="arms (and warm starts) trained at a time, one process "
+                                                            "and one torch thread each"),
 ) -> None:
-    """The embedded default: PS-GRPO vs accuracy-only GRPO on a tiny local policy, on CPU."""
+    """The embedded default: PS-GRPO, its label-free and relaxed variants and accuracy-only GRPO on a tiny local
+    policy, on CPU."""
     _quiet_on_non_main()
-    from .demo import run_demo
+    from .demo import ArmFailed, run_demo, run_seeds
 
     try:
-        run_demo(output_dir, quick=quick, cache_dir=cache_dir, reward_labels=reward_labels, seed=seed)
+        if seeds is not None:
+            try:
+                seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+            except ValueError:
+                raise ValueError(f"--seeds takes integers separated by commas (e.g. 0,1,2), got {seeds!r}") from None
+            run_seeds(output_dir, seed_list, quick=quick, cache_dir=cache_dir, reward_labels=reward_labels,
+                      workers=jobs)
+        else:
+            run_demo(output_dir, quick=quick, cache_dir=cache_dir, reward_labels=reward_labels, seed=seed,
+                     workers=jobs)
     except user_errors() as exc:
         fail(str(exc))
+    except ArmFailed as exc:  # a warm start or arm failed in its worker: its message carries the worker's traceback
+        fail(str(exc), code=1)
 
 
 _TRL_FLAGS = {"allow_extra_args": True, "ignore_unknown_options": True}  # --learning_rate 2e-6, as TRL's scripts

@@ -377,7 +377,7 @@ def resolve_model_path(recipe: Recipe, cache_dir: Path | None = None) -> str:
 
 def _load_policy(recipe: Recipe, cache_dir: Path | None = None):
     """(model, tokenizer) as the recipe asks: model.dtype (``auto``: the checkpoint's dtype), attention."""
-    from .models.tiny import load_policy
+    from .models.loading import load_policy
 
     path = resolve_model_path(recipe, cache_dir)
     kwargs = recipe.model.init_kwargs()  # the same arguments TRL gets for the reference model

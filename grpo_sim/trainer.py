@@ -24,6 +24,7 @@ prompt), and only the collapse penalty (a recipe setting) is added.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -522,6 +523,14 @@ class PSGRPOTrainer(GRPOTrainer):
 
     @torch.no_grad()
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        started = time.perf_counter()
+        rewards_per_func = self._score_rewards(inputs, prompts, completions, completion_ids_list)
+        mode = "train" if self.model.training else "eval"
+        # what the relaxed reward saves: seconds spent scoring one generation batch (every term, gathers included)
+        self._metrics[mode]["ps_grpo/reward_seconds"].append(time.perf_counter() - started)
+        return rewards_per_func
+
+    def _score_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         mode = "train" if self.model.training else "eval"
         with_sets = (bool(inputs) and self.args.set_id_column in inputs[0]

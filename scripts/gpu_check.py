@@ -104,8 +104,8 @@ def prompt_overlap_reward(prompts: list, completions: list, **kwargs: Any) -> li
 
 # ------------------------------------------------------------------------------------------------ training
 def build_policy(args: argparse.Namespace, path: Path) -> int:
-    from grpo_sim.data.synthetic import build_demo_dataset, demo_text_corpus
-    from grpo_sim.models.tiny import count_parameters, make_tiny_policy
+    from grpo_sim.demo.world import build_demo_dataset, demo_text_corpus
+    from grpo_sim.models import count_parameters, make_tiny_policy
 
     train, eval_, corpus = build_demo_dataset(args.sets_per_step * args.steps + 4, 2, num_paraphrases=NUM_PARAPHRASES,
                                               seed=0)
@@ -119,7 +119,7 @@ def train_dataset(args: argparse.Namespace):
     from datasets import Dataset
 
     from grpo_sim.data.schema import to_training_rows
-    from grpo_sim.data.synthetic import build_demo_dataset
+    from grpo_sim.demo.world import build_demo_dataset
 
     train, _, _ = build_demo_dataset(args.sets_per_step * args.steps + 4, 2, num_paraphrases=NUM_PARAPHRASES, seed=0)
     return Dataset.from_list(to_training_rows(train))
@@ -131,7 +131,7 @@ def run_trainer(trainer_name: str, generation: str, args: argparse.Namespace, po
     from transformers import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from grpo_sim.models.tiny import load_policy
+    from grpo_sim.models import load_policy
     from grpo_sim.trainer import PSGRPOConfig, PSGRPOTrainer
 
     cuda = args.device == "cuda"
@@ -218,7 +218,7 @@ def zero3_similarity_check(device: str, work: Path) -> dict:
     from transformers import AutoModel
     from transformers.integrations import HfDeepSpeedConfig, unset_hf_deepspeed_config
 
-    from grpo_sim.models.tiny import make_tiny_policy
+    from grpo_sim.models import make_tiny_policy
     from grpo_sim.rewards import group_similarity_rewards, reference_rewards
     from grpo_sim.similarity.embedding import BMASSimilarity, EmbeddingSimilarity, clear_model_cache, load_model
 

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from grpo_sim.data.schema import write_psets
-from grpo_sim.data.synthetic import build_demo_dataset
+from grpo_sim.demo.world import build_demo_dataset
 
 from trainer_helpers import build_policy
 

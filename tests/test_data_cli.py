@@ -9,7 +9,6 @@ from typer.testing import CliRunner
 
 from grpo_sim.data import (
     DataError,
-    build_demo_dataset,
     load_psets,
     psets_from_hf,
     psets_to_hf,
@@ -20,6 +19,7 @@ from grpo_sim.data import (
     write_psets,
 )
 from grpo_sim.data.cli import app as data_app
+from grpo_sim.demo.world import build_demo_dataset
 
 from realdata import REALDATA, needs_realdata
 

@@ -12,7 +12,6 @@ from grpo_sim.data import (
     Paraphrase,
     ParaphraseSet,
     Passage,
-    build_demo_dataset,
     read_psets,
     retriever_consistency,
     write_corpus,
@@ -20,6 +19,7 @@ from grpo_sim.data import (
 )
 from grpo_sim.data.dense import BGE_QUERY_INSTRUCTION, DEFAULT_MODEL_NAME, DenseRetriever, infer_prefixes
 from grpo_sim.data.pipeline import load_or_build_retriever, retrieve_file, retrieve_for_sets
+from grpo_sim.demo.world import build_demo_dataset
 from grpo_sim.io import atomic_directory
 
 

@@ -152,7 +152,7 @@ def test_after_a_zero3_run_final_evaluation_and_adapter_merge_load_whole_models(
 
     from grpo_sim.data.schema import write_psets
     from grpo_sim.eval import evaluate_model
-    from grpo_sim.models.tiny import load_policy
+    from grpo_sim.models import load_policy
 
     from trainer_helpers import demo_rows
 

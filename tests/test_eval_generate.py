@@ -45,7 +45,7 @@ class FakeModel:
 
 def test_prompts_match_training_rows_and_generator_level(tiny):
     path, sets = tiny
-    from grpo_sim.models.tiny import load_tokenizer
+    from grpo_sim.models import load_tokenizer
 
     tok = load_tokenizer(path)
     e2e = build_eval_prompts(sets, "e2e", tokenizer=tok)
@@ -66,7 +66,7 @@ def test_prompts_match_training_rows_and_generator_level(tiny):
 
 def test_decodes_only_new_tokens_with_left_padding(tiny):
     path, sets = tiny
-    from grpo_sim.models.tiny import load_tokenizer
+    from grpo_sim.models import load_tokenizer
 
     tok = load_tokenizer(path)
     answer = sets[0].answers[0]
@@ -152,7 +152,7 @@ def test_lora_training_output_dir(tiny, tmp_path):
 
 def test_vllm_backend_wiring(tiny, monkeypatch):
     path, sets = tiny
-    from grpo_sim.models.tiny import load_tokenizer
+    from grpo_sim.models import load_tokenizer
 
     tok = load_tokenizer(path)
     seen = {}

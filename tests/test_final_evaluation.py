@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grpo_sim.data.synthetic import build_demo_dataset
-from grpo_sim.models.tiny import CHAT_TEMPLATE, load_tokenizer
+from grpo_sim.demo.world import build_demo_dataset
+from grpo_sim.models import CHAT_TEMPLATE, load_tokenizer
 from grpo_sim.recipe import load_recipe, parse_recipe
 from grpo_sim.runner import evaluate_final, load_data, run_training, training_rows
 

@@ -149,7 +149,7 @@ def test_lora_merged_final_equals_base_plus_saved_adapter(workspace, tmp_path):
     """merge_adapters: the adapter is saved by the trainer, then merged from disk in one process."""
     from peft import PeftModel
 
-    from grpo_sim.models.tiny import load_policy
+    from grpo_sim.models import load_policy
 
     out = tmp_path / "lora"
     result = train(workspace, out, "--set", "model.dtype=bfloat16", "--set", "model.lora.r=4",

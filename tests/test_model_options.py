@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedTokenizerFast
 
-from grpo_sim.models.tiny import load_policy
+from grpo_sim.models import load_policy
 
 from trainer_helpers import build_policy
 

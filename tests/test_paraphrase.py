@@ -416,13 +416,13 @@ def test_template_wordings_are_injected_not_imported_from_the_demo():
     import ast
 
     import grpo_sim.data.paraphrase as paraphrase
-    from grpo_sim.data.synthetic import QUESTION_WORDINGS
+    from grpo_sim.demo.world import QUESTION_WORDINGS
 
     imported = set()
     for source in Path(paraphrase.__file__).parent.glob("*.py"):  # the package's every module
         tree = ast.parse(source.read_text())
         imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert not {m for m in imported if m and "synthetic" in m}, imported
+    assert not {m for m in imported if m and ("synthetic" in m or "demo" in m)}, imported
     family = next(f for f in QUESTION_WORDINGS if "Where was {s} born?" in f)
     wordings = template_paraphrases("Where was Varenko born?", 2, seed=None, wordings=QUESTION_WORDINGS)
     assert wordings == [t.format(s="Varenko") for t in family if t != "Where was {s} born?"][:2]

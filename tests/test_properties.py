@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from grpo_sim.data.schema import DataError, load_psets, write_psets
-from grpo_sim.data.synthetic import build_demo_dataset
+from grpo_sim.demo.world import build_demo_dataset
 from grpo_sim.recipe import RecipeError, load_recipe
 from grpo_sim.runner import cpu_defaults, start_problems
 

@@ -347,7 +347,7 @@ def test_vllm_server_warns_about_data_parallel_for_dense_models(slurm):
 def test_the_readme_two_machine_launch_check_trains_to_the_end(tmp_path):
     """README, "Many nodes (Slurm)": the documented one-machine check of the launch line, as written."""
     from grpo_sim.data.schema import write_psets
-    from grpo_sim.data.synthetic import build_demo_dataset
+    from grpo_sim.demo.world import build_demo_dataset
 
     from trainer_helpers import build_policy
 
@@ -385,7 +385,7 @@ def test_time_limit_signal_checkpoints_real_trainers_launched_with_c10d(slurm, t
     """The whole chain with real launchers and trainers (two CPU "nodes"): SIGUSR1 -> srun -> slurm_node.sh ->
     SIGTERM to torchrun's agent -> trainers save a complete checkpoint and stop -> requeue."""
     from grpo_sim.data.schema import write_psets
-    from grpo_sim.data.synthetic import build_demo_dataset
+    from grpo_sim.demo.world import build_demo_dataset
     from grpo_sim.runner import COMPLETE_MARKER
 
     from trainer_helpers import build_policy

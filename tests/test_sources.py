@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from grpo_sim.data.synthetic import build_demo_dataset
+from grpo_sim.demo.world import build_demo_dataset
 from grpo_sim.recipe import load_recipe
 from grpo_sim.runner import check_start, cpu_defaults, load_data, resolve_model_path
 from grpo_sim.sources import (

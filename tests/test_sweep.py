@@ -22,7 +22,7 @@ import yaml
 from typer.testing import CliRunner
 
 from grpo_sim.data.schema import write_psets
-from grpo_sim.data.synthetic import build_demo_dataset
+from grpo_sim.demo.world import build_demo_dataset
 from grpo_sim.recipe import load_recipe
 from grpo_sim.sweep import SweepError, budget_status, load_sweep, open_study, run_sweep, sweep_command
 

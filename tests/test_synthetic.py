@@ -1,7 +1,7 @@
 import pytest
 
-from grpo_sim.data import build_demo_dataset, demo_text_corpus, gold_ranks, retriever_consistency, to_training_rows
-from grpo_sim.data.synthetic import MAX_PARAPHRASES
+from grpo_sim.data import retriever_consistency, to_training_rows
+from grpo_sim.demo.world import MAX_PARAPHRASES, build_demo_dataset, demo_text_corpus, gold_ranks
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from grpo_sim.cli import app
 from grpo_sim.data.schema import write_psets
-from grpo_sim.data.synthetic import build_demo_dataset
+from grpo_sim.demo.world import build_demo_dataset
 
 from trainer_helpers import build_policy
 

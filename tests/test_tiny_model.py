@@ -3,7 +3,8 @@ import time
 import pytest
 import torch
 
-from grpo_sim.data import build_demo_dataset, demo_text_corpus, to_training_rows
+from grpo_sim.data import to_training_rows
+from grpo_sim.demo.world import build_demo_dataset, demo_text_corpus
 from grpo_sim.models import (
     build_tiny_qwen2,
     build_word_tokenizer,

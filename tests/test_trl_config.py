@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from grpo_sim.cli import app
 from grpo_sim.data.schema import psets_to_hf
-from grpo_sim.data.synthetic import build_demo_dataset
+from grpo_sim.demo.world import build_demo_dataset
 from grpo_sim.recipe import RecipeError, build_config, load_recipe
 
 from trainer_helpers import build_policy
@@ -177,7 +177,7 @@ def test_open_r1_style_config_trains_on_a_dataset_without_sets(psets_dir, tmp_pa
     """A TRL user's flat config, reward function and (prompt, reference) dataset: one CPU step from YAML."""
     from datasets import Dataset
 
-    from grpo_sim.models.tiny import make_tiny_policy
+    from grpo_sim.models import make_tiny_policy
 
     rows = [{"problem": f"what is {k} plus {k}?", "solution": [str(2 * k)]} for k in range(4)]
     Dataset.from_list(rows).save_to_disk(str(tmp_path / "math"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datasets import Dataset
 
 from grpo_sim.data.schema import to_training_rows
-from grpo_sim.data.synthetic import build_demo_dataset, demo_text_corpus
-from grpo_sim.models.tiny import load_policy, make_tiny_policy
+from grpo_sim.demo.world import build_demo_dataset, demo_text_corpus
+from grpo_sim.models import load_policy, make_tiny_policy
 
 
 def demo_rows(num_sets: int = 6, num_paraphrases: int = 3):

@@ -26,7 +26,7 @@ def main() -> None:
     import torch.distributed as dist
     from transformers.integrations import HfDeepSpeedConfig
 
-    from grpo_sim.models.tiny import load_policy
+    from grpo_sim.models import load_policy
     from grpo_sim.similarity.embedding import clear_model_cache
 
     # On the CPU accelerator deepspeed JIT-compiles a shared-memory allreduce kernel on first use (over 2 minutes

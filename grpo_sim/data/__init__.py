@@ -1,5 +1,6 @@
 """Paraphrase-set data: schema and JSONL/HF I/O, BM25 and dense retrieval, importers of QA
-datasets, paraphrase generation, the retrieval pipeline and the synthetic demo dataset.
+datasets, paraphrase generation and the retrieval pipeline (the demo's synthetic world is
+:mod:`grpo_sim.demo.world`).
 
 The CLI (``grpo-sim data ...``) lives in :mod:`grpo_sim.data.cli`; the format is described in
 ``docs/data-format.md``."""
@@ -28,7 +29,6 @@ from .schema import (
     write_corpus,
     write_psets,
 )
-from .synthetic import build_demo_dataset, demo_text_corpus, gold_ranks
 
 __all__ = [
     "PROMPT_TEMPLATES",
@@ -44,9 +44,6 @@ __all__ = [
     "BM25Retriever",
     "jaccard",
     "retriever_consistency",
-    "build_demo_dataset",
-    "demo_text_corpus",
-    "gold_ranks",
     "corpus_hash",
     "load_psets",
     "psets_from_hf",

@@ -85,13 +85,13 @@ def resolve_model_dir(path_or_id: str | os.PathLike[str]) -> tuple[str, str]:
 def load_eval_model(model_or_path: Any, device: str | None = None, dtype: Any = None) -> tuple[Any, Any, str]:
     """``(model, tokenizer, description)`` for evaluation.
 
-    Accepts a local directory or hub id (loaded with :func:`grpo_sim.models.tiny.load_policy`),
+    Accepts a local directory or hub id (loaded with :func:`grpo_sim.models.loading.load_policy`),
     a training output directory with ``adapter_config.json`` (the base model from
     ``base_model_name_or_path`` plus the adapter, merged via ``peft``; the adapter directory's
     tokenizer is preferred when it saved one) or one with ``checkpoint-N`` subdirectories (the
     last). ``device``: ``None``/``"auto"`` -> CUDA when available else CPU.
     """
-    from ..models.tiny import load_policy, load_tokenizer, prepare_tokenizer
+    from ..models.loading import load_policy, load_tokenizer, prepare_tokenizer
 
     kind, loc = resolve_model_dir(model_or_path)
     desc = loc
@@ -385,7 +385,7 @@ def generate_predictions(
         raise ValueError(f"sampling needs temperature > 0 and 0 < top_p <= 1 (got {temperature}, {top_p})")
     if tokenizer is None:
         if backend == "vllm" and isinstance(model, (str, os.PathLike)):
-            from ..models.tiny import load_tokenizer
+            from ..models.loading import load_tokenizer
 
             kind, loc = resolve_model_dir(model)
             tokenizer = load_tokenizer(loc)

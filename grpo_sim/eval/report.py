@@ -278,7 +278,7 @@ def _obtain_model(model_or_path: Any, tokenizer: Any, backend: str, device: Any,
         model_or_path, tokenizer = model_or_path
     if isinstance(model_or_path, (str, os.PathLike)):
         if backend == "vllm":
-            from ..models.tiny import load_tokenizer
+            from ..models.loading import load_tokenizer
 
             kind, loc = resolve_model_dir(model_or_path)
             if tokenizer is None:

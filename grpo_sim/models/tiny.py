@@ -4,22 +4,16 @@ A word-level vocabulary (one token per made-up name) is what lets a sub-million-
 model learn to copy answers from retrieved passages on a CPU in minutes; byte-level BPE splits
 names into pieces and does not learn in the same budget.
 
-``load_policy`` is the one loader used everywhere: it takes a local directory written by
-:func:`save_tiny_policy` or any hub id / directory of a real causal LM
-(e.g. ``Qwen/Qwen2.5-0.5B-Instruct``) and makes the tokenizer ready for GRPO
-(left padding, a pad token).
+A saved tiny policy (:func:`save_tiny_policy`) loads with :func:`grpo_sim.models.loading.load_policy`, the
+loader of every model.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
+from typing import Any, Iterable, Sequence
 
 PAD_TOKEN = "<pad>"
 EOS_TOKEN = "<eos>"
@@ -165,83 +159,13 @@ def count_parameters(model) -> int:
 
 
 def save_tiny_policy(model, tokenizer, path: str | os.PathLike[str]) -> Path:
-    """``save_pretrained`` model and tokenizer into one directory (loadable by :func:`load_policy`)."""
+    """``save_pretrained`` model and tokenizer into one directory (loadable by
+    :func:`grpo_sim.models.loading.load_policy`)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))
     return path
-
-
-def prepare_tokenizer(tokenizer, model=None):
-    """Left padding and a pad token (falls back to eos), mirrored into the model configs."""
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is None:
-            raise ValueError("tokenizer has neither a pad token nor an eos token; set one before training")
-        tokenizer.pad_token = tokenizer.eos_token
-    if model is not None:
-        if getattr(model.config, "pad_token_id", None) is None:
-            model.config.pad_token_id = tokenizer.pad_token_id
-        gc = getattr(model, "generation_config", None)
-        if gc is not None and gc.pad_token_id is None:
-            gc.pad_token_id = tokenizer.pad_token_id
-    return tokenizer
-
-
-def _is_word_level_dir(path: str) -> bool:
-    tj = Path(path) / "tokenizer.json"
-    if not tj.is_file():
-        return False
-    try:
-        with tj.open("r", encoding="utf-8") as fh:
-            return json.load(fh).get("model", {}).get("type") == "WordLevel"
-    except (OSError, ValueError):
-        return False
-
-
-def load_tokenizer(path_or_hub_id: str | os.PathLike[str], **kwargs: Any):
-    """Load a tokenizer ready for GRPO (left padding, a pad token).
-
-    A local directory whose ``tokenizer.json`` is word-level (a tiny policy) is loaded with
-    ``PreTrainedTokenizerFast`` exactly as saved: ``AutoTokenizer`` would not do that, since
-    transformers 5 rebuilds every ``model_type: qwen2`` tokenizer as a byte-level BPE
-    ``Qwen2Tokenizer`` from the vocabulary alone (different ids, names glued together on
-    decode). Anything else goes through ``AutoTokenizer``.
-    """
-    src = str(path_or_hub_id)
-    if _is_word_level_dir(src):
-        from transformers import PreTrainedTokenizerFast
-
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(src, **kwargs)
-    else:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(src, **kwargs)
-    return prepare_tokenizer(tokenizer)
-
-
-def load_policy(path_or_hub_id: str | os.PathLike[str], dtype: Any = None, **model_kwargs: Any):
-    """Load ``(model, tokenizer)`` from a local directory or a hub id (tokenizer via :func:`load_tokenizer`).
-
-    ``dtype``: ``None`` (the checkpoint's dtype for hub models, float32 for the tiny
-    policy), a ``torch.dtype`` or a name such as ``"bfloat16"`` / ``"auto"``. The tokenizer
-    always comes back with ``padding_side="left"`` and a pad token.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    src = str(path_or_hub_id)
-    if isinstance(dtype, str) and dtype != "auto":
-        dtype = getattr(torch, dtype)
-    # the tokenizer comes from the same repository revision, and may need the same remote code, as the model
-    tokenizer = load_tokenizer(src, **{k: v for k, v in model_kwargs.items() if k in ("revision", "trust_remote_code")})
-    kwargs = dict(model_kwargs)
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    model = AutoModelForCausalLM.from_pretrained(src, **kwargs)
-    prepare_tokenizer(tokenizer, model)
-    return model, tokenizer
 
 
 def make_tiny_policy(
@@ -255,11 +179,11 @@ def make_tiny_policy(
     return ``(model, tokenizer)``.
 
     ``texts=None`` uses the text of a small synthetic demo dataset
-    (:func:`grpo_sim.data.synthetic.build_demo_dataset` with 16 train / 8 eval sets, seed 0).
+    (:func:`grpo_sim.demo.world.build_demo_dataset` with 16 train / 8 eval sets, seed 0).
     ``model_kwargs`` go to :func:`build_tiny_qwen2`.
     """
     if texts is None:
-        from ..data.synthetic import build_demo_dataset, demo_text_corpus
+        from ..demo.world import build_demo_dataset, demo_text_corpus
 
         train, eval_, corpus = build_demo_dataset(16, 8, seed=0)
         texts = demo_text_corpus(train + eval_, corpus)
@@ -275,10 +199,7 @@ __all__ = [
     "build_tiny_qwen2",
     "build_word_tokenizer",
     "count_parameters",
-    "load_policy",
-    "load_tokenizer",
     "make_tiny_policy",
-    "prepare_tokenizer",
     "save_tiny_policy",
     "word_vocab",
 ]

@@ -89,7 +89,7 @@ def template_paraphrases(question: str, n: int, seed: int | None = 0,
     """Up to ``n`` distinct rule-based wordings of ``question`` (never the question itself).
 
     ``wordings``: families of question templates with ``{s}`` for the subject (e.g. the synthetic
-    world's, ``grpo_sim.data.synthetic.QUESTION_WORDINGS``); a question asked in one template of a
+    world's, ``grpo_sim.demo.world.QUESTION_WORDINGS``); a question asked in one template of a
     family gets the family's other templates first. Then rule-based rewrites (``What is X?`` ->
     ``Can you tell me what X is?``, ``Which``<->``What``, ``In which`` -> ``In what``) and neutral
     wrappers (``Can you tell me ...?``, ``I would like to know: ...?``). ``seed`` shuffles the family

@@ -26,7 +26,18 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
-from .schema import PROMPT_TEMPLATES, Paraphrase, ParaphraseSet, Passage, build_rag_prompt
+from ..data.schema import PROMPT_TEMPLATES, Paraphrase, ParaphraseSet, Passage, build_rag_prompt
+
+__all__ = [
+    "MAX_PARAPHRASES",
+    "QUESTION_WORDINGS",
+    "RELATIONS",
+    "RELATION_NAMES",
+    "build_demo_dataset",
+    "demo_text_corpus",
+    "gold_ranks",
+]
+
 
 # --------------------------------------------------------------------------------------------
 # Names
@@ -179,7 +190,7 @@ def build_demo_dataset(
     single gold name; ``metadata`` has ``relation``, ``subject``, ``gold_passage_id``,
     ``split`` and the template index of every paraphrase.
     """
-    from .retrieval import BM25Retriever
+    from ..data.retrieval import BM25Retriever
 
     if not 1 <= num_paraphrases <= MAX_PARAPHRASES:
         raise ValueError(f"num_paraphrases must be in 1..{MAX_PARAPHRASES}, got {num_paraphrases}")
@@ -285,6 +296,3 @@ def demo_text_corpus(sets: Sequence[ParaphraseSet], corpus: Sequence[Passage]) -
     for p in corpus:
         texts.append(f"{p.title}: {p.text}" if p.title else p.text)
     return texts
-
-
-__all__ = ["RELATIONS", "MAX_PARAPHRASES", "build_demo_dataset", "demo_text_corpus", "gold_ranks"]

@@ -11,7 +11,7 @@ the label noise *as a function of the wording*.
 
 The demo reproduces exactly that, deterministically:
 
-* every relation of the synthetic world (:data:`grpo_sim.data.synthetic.RELATIONS`) has six
+* every relation of the synthetic world (:data:`grpo_sim.demo.world.RELATIONS`) has six
   question wordings (templates); :data:`NOISY_TEMPLATES` marks three of them per relation as
   *noisy* (never template 0, the canonical wording that every paraphrase set contains);
 * a training example (one paraphrase of a training set) asked with a noisy wording gets, with
@@ -74,7 +74,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .data.schema import ParaphraseSet, Passage, build_rag_prompt
+from ..data.schema import ParaphraseSet, Passage, build_rag_prompt
+
+__all__ = [
+    "NOISY_TEMPLATES",
+    "WarmStartConfig",
+    "cache_key",
+    "corpus_name_kinds",
+    "data_fingerprint",
+    "distractor_answer",
+    "encode_examples",
+    "name_pools",
+    "passage_answer",
+    "policy_dir",
+    "sft_examples",
+    "train_sft",
+    "warm_start",
+]
+
 
 #: Per relation, the question templates (indices into ``RELATIONS[r]["questions"]``) whose
 #: training labels are noisy. Template 0 (the canonical wording, in every set) is always clean.
@@ -449,6 +466,14 @@ def cache_key(config: WarmStartConfig, train_sets, corpus, tokenizer_texts_finge
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
+def policy_dir(train_sets: Sequence[ParaphraseSet], corpus: Sequence[Passage], tokenizer_texts: Sequence[str],
+               cache_dir: str | os.PathLike[str], config: WarmStartConfig) -> Path:
+    """Where :func:`warm_start` keeps this policy: ``cache_dir/warmstart-<key>`` (finished when it holds
+    ``warmstart.json``)."""
+    texts_fp = hashlib.sha256("\n".join(tokenizer_texts).encode("utf-8")).hexdigest()
+    return Path(cache_dir) / f"warmstart-{cache_key(config, train_sets, corpus, texts_fp)}"
+
+
 def warm_start(
     train_sets: Sequence[ParaphraseSet],
     corpus: Sequence[Passage],
@@ -469,13 +494,12 @@ def warm_start(
     """
     import torch
 
-    from .models.tiny import build_tiny_qwen2, build_word_tokenizer, save_tiny_policy
+    from ..models.tiny import build_tiny_qwen2, build_word_tokenizer, save_tiny_policy
 
     config = config or WarmStartConfig()
     log = log or (print if progress else (lambda _msg: None))
-    texts_fp = hashlib.sha256("\n".join(tokenizer_texts).encode("utf-8")).hexdigest()
-    key = cache_key(config, train_sets, corpus, texts_fp)
-    out = Path(cache_dir) / f"warmstart-{key}"
+    out = policy_dir(train_sets, corpus, tokenizer_texts, cache_dir, config)
+    key = out.name.removeprefix("warmstart-")
     done = out / "warmstart.json"
     if done.is_file():
         log(f"warm start: cached policy {out}")
@@ -540,19 +564,3 @@ def warm_start(
         os.replace(tmp, out)
     log(f"warm start: trained in {train_s:.0f}s -> {out}")
     return out
-
-
-__all__ = [
-    "NOISY_TEMPLATES",
-    "WarmStartConfig",
-    "cache_key",
-    "corpus_name_kinds",
-    "data_fingerprint",
-    "distractor_answer",
-    "encode_examples",
-    "name_pools",
-    "passage_answer",
-    "sft_examples",
-    "train_sft",
-    "warm_start",
-]
