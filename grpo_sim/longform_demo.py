@@ -112,8 +112,14 @@ QUICK_OVERRIDES: dict[str, dict[str, Any]] = {
 
 #: Paired comparisons ``a_minus_b`` in ``summary.json["comparisons"]`` and the keys compared.
 COMPARISONS = (("ps_grpo", "base"), ("grpo_accuracy_only", "base"), ("ps_grpo", "grpo_accuracy_only"))
-COMPARED_KEYS = ("consistency_e2e_bleu2", "consistency_e2e_embedding", "phrasing_agreement", "accuracy_f1",
-                 "accuracy_rouge_l", "accuracy_entity")
+COMPARED_KEYS = (
+    "consistency_e2e_bleu2",
+    "consistency_e2e_embedding",
+    "phrasing_agreement",
+    "accuracy_f1",
+    "accuracy_rouge_l",
+    "accuracy_entity",
+)
 #: The issue's criterion on PS-GRPO minus accuracy-only: consistency interval above 0, accuracy not lower.
 ACCURACY_NOT_LOWER_MARGIN = -0.02
 EVAL_METRICS = ("bleu2", "rouge_l", "exact_match", "embedding")
@@ -122,8 +128,11 @@ MAX_NEW_TOKENS = 12
 
 def longform_settings(quick: bool = False, seed: int = 0) -> dict[str, dict[str, Any]]:
     """``{"data", "warmstart", "grpo"}`` settings of a run."""
-    s = {"data": dict(LONGFORM_DATA_SETTINGS), "warmstart": dict(LONGFORM_WARMSTART_SETTINGS),
-         "grpo": copy.deepcopy(LONGFORM_GRPO_SETTINGS)}
+    s = {
+        "data": dict(LONGFORM_DATA_SETTINGS),
+        "warmstart": dict(LONGFORM_WARMSTART_SETTINGS),
+        "grpo": copy.deepcopy(LONGFORM_GRPO_SETTINGS),
+    }
     if quick:
         for part, over in QUICK_OVERRIDES.items():
             s[part].update(over)
@@ -144,10 +153,19 @@ def arm_config_kwargs(settings: Mapping[str, Any], arm: str, num_paraphrases: in
     s = dict(settings)
     batch = int(s.pop("sets_per_step")) * num_paraphrases * int(s["num_generations"])
     return {
-        "output_dir": output_dir, "use_cpu": True, "bf16": False, "report_to": [], "save_strategy": "no",
-        "per_device_train_batch_size": batch, "gradient_accumulation_steps": 1, "logging_steps": 10,
-        "disable_tqdm": True, "dataloader_num_workers": 0, "gradient_checkpointing": False,
-        **s, "reward_terms": copy.deepcopy(ARM_REWARD_TERMS[arm]),
+        "output_dir": output_dir,
+        "use_cpu": True,
+        "bf16": False,
+        "report_to": [],
+        "save_strategy": "no",
+        "per_device_train_batch_size": batch,
+        "gradient_accumulation_steps": 1,
+        "logging_steps": 10,
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "gradient_checkpointing": False,
+        **s,
+        "reward_terms": copy.deepcopy(ARM_REWARD_TERMS[arm]),
     }
 
 
@@ -162,8 +180,12 @@ def _progress_callback(arm: str, max_steps: int):
             if "reward" not in logs or (state.global_step % 50 and state.global_step != max_steps):
                 return
             parts = [f"  [{arm}] step {state.global_step}/{max_steps} ({time.perf_counter() - self.start:.0f}s)"]
-            for key, label in (("rewards/accuracy/mean", "acc"), ("rewards/consistency/mean", "cons"),
-                               ("frac_reward_zero_std", "zero-std"), ("entropy", "entropy")):
+            for key, label in (
+                ("rewards/accuracy/mean", "acc"),
+                ("rewards/consistency/mean", "cons"),
+                ("frac_reward_zero_std", "zero-std"),
+                ("entropy", "entropy"),
+            ):
                 if key in logs:
                     parts.append(f"{label} {float(logs[key]):.3f}")
             print("  ".join(parts), flush=True)
@@ -171,9 +193,15 @@ def _progress_callback(arm: str, max_steps: int):
     return Progress()
 
 
-def train_longform_arm(policy_dir: str | os.PathLike[str], train_sets: Sequence[Any], output_dir: str | os.PathLike[str],
-                       arm: str, settings: Mapping[str, Any], progress: bool = False,
-                       num_threads: int | None = 1) -> dict[str, Any]:
+def train_longform_arm(
+    policy_dir: str | os.PathLike[str],
+    train_sets: Sequence[Any],
+    output_dir: str | os.PathLike[str],
+    arm: str,
+    settings: Mapping[str, Any],
+    progress: bool = False,
+    num_threads: int | None = 1,
+) -> dict[str, Any]:
     """Train one arm from ``policy_dir``; save model + tokenizer + ``train_log.json`` to ``output_dir``.
 
     Returns ``{"train_seconds", "stats"}`` (``stats``: training metrics early and late, see
@@ -202,8 +230,12 @@ def train_longform_arm(policy_dir: str | os.PathLike[str], train_sets: Sequence[
         # transformers' deprecation notice about TRL's gradient_checkpointing field
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
         args = PSGRPOConfig(**arm_config_kwargs(settings, arm, len(train_sets[0].paraphrases), str(out / "trainer")))
-        trainer = PSGRPOTrainer(model=model, args=args, processing_class=tokenizer,
-                                train_dataset=Dataset.from_list(to_training_rows(train_sets, LONGFORM_TEMPLATE)))
+        trainer = PSGRPOTrainer(
+            model=model,
+            args=args,
+            processing_class=tokenizer,
+            train_dataset=Dataset.from_list(to_training_rows(train_sets, LONGFORM_TEMPLATE)),
+        )
         trainer.remove_callback(PrinterCallback)
         if progress:
             trainer.add_callback(_progress_callback(arm, args.max_steps))
@@ -215,9 +247,20 @@ def train_longform_arm(policy_dir: str | os.PathLike[str], train_sets: Sequence[
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     history = trainer.state.log_history
-    atomic_write_text(out / "train_log.json", json.dumps(
-        {"arm": arm, "reward_terms": ARM_REWARD_TERMS[arm], "settings": dict(settings), "train_seconds": seconds,
-         "log_history": history}, indent=1, default=float))
+    atomic_write_text(
+        out / "train_log.json",
+        json.dumps(
+            {
+                "arm": arm,
+                "reward_terms": ARM_REWARD_TERMS[arm],
+                "settings": dict(settings),
+                "train_seconds": seconds,
+                "log_history": history,
+            },
+            indent=1,
+            default=float,
+        ),
+    )
     return {"train_seconds": round(seconds, 2), "stats": train_stats(history)}
 
 
@@ -234,18 +277,44 @@ def train_stats(history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     logged = [h for h in history if "reward" in h]
     if not logged:
         return {}
-    keys = ("reward", "rewards/accuracy/mean", "rewards/consistency/mean", "frac_reward_zero_std",
-            "ps_grpo/agreement", "entropy")
+    keys = (
+        "reward",
+        "rewards/accuracy/mean",
+        "rewards/consistency/mean",
+        "frac_reward_zero_std",
+        "ps_grpo/agreement",
+        "entropy",
+    )
     k = max(1, len(logged) // 10)
-    return {name: {key: round(sum(float(h[key]) for h in part) / len(part), 4) for key in keys
-                   if all(key in h for h in part)} for name, part in (("first", logged[:k]), ("last", logged[-k:]))}
+    return {
+        name: {
+            key: round(sum(float(h[key]) for h in part) / len(part), 4) for key in keys if all(key in h for h in part)
+        }
+        for name, part in (("first", logged[:k]), ("last", logged[-k:]))
+    }
 
 
-def train_arms(policy_dir: Path, train_sets: Sequence[Any], out: Path, settings: Mapping[str, Any], progress: bool,
-               num_threads: int | None, parallel: bool) -> dict[str, dict[str, Any]]:
+def train_arms(
+    policy_dir: Path,
+    train_sets: Sequence[Any],
+    out: Path,
+    settings: Mapping[str, Any],
+    progress: bool,
+    num_threads: int | None,
+    parallel: bool,
+) -> dict[str, dict[str, Any]]:
     """Both arms; in two worker processes when ``parallel`` (one per core), else one after the other."""
-    jobs = {arm: {"policy_dir": str(policy_dir), "output_dir": str(out / arm), "arm": arm, "settings": dict(settings),
-                  "progress": progress, "num_threads": num_threads} for arm in ARMS}
+    jobs = {
+        arm: {
+            "policy_dir": str(policy_dir),
+            "output_dir": str(out / arm),
+            "arm": arm,
+            "settings": dict(settings),
+            "progress": progress,
+            "num_threads": num_threads,
+        }
+        for arm in ARMS
+    }
     if not parallel:
         return {arm: train_longform_arm(train_sets=train_sets, **job) for arm, job in jobs.items()}
     import multiprocessing
@@ -275,12 +344,17 @@ def answer_figures(sets: Sequence[Any], answers: Sequence[Sequence[str]]) -> lis
         forms = [phrasing_of(a, rel) for a in group]
         pairs = [(i, j) for i in range(len(group)) for j in range(len(group)) if i != j]
         norm = {normalize_answer(a) for a in group}
-        rows.append({
-            "accuracy_entity": sum(mentions(a, entity) for a in group) / len(group),
-            "phrasing_agreement": (sum(forms[i] is not None and forms[i] == forms[j] for i, j in pairs) / len(pairs)
-                                   if pairs else float("nan")),
-            "identical_wrong": float(len(norm) == 1 and not norm & {normalize_answer(g) for g in s.answers}),
-        })
+        rows.append(
+            {
+                "accuracy_entity": sum(mentions(a, entity) for a in group) / len(group),
+                "phrasing_agreement": (
+                    sum(forms[i] is not None and forms[i] == forms[j] for i, j in pairs) / len(pairs)
+                    if pairs
+                    else float("nan")
+                ),
+                "identical_wrong": float(len(norm) == 1 and not norm & {normalize_answer(g) for g in s.answers}),
+            }
+        )
     return rows
 
 
@@ -291,8 +365,17 @@ def evaluate_policy(path: str | os.PathLike[str], sets: Sequence[Any]) -> tuple[
     from .models.tiny import load_policy
 
     model, tok = load_policy(str(path))
-    preds = generate_predictions(model, tok, sets, level="e2e", template=LONGFORM_TEMPLATE,
-                                 max_new_tokens=MAX_NEW_TOKENS, batch_size=128, do_sample=False, progress=False)
+    preds = generate_predictions(
+        model,
+        tok,
+        sets,
+        level="e2e",
+        template=LONGFORM_TEMPLATE,
+        max_new_tokens=MAX_NEW_TOKENS,
+        batch_size=128,
+        do_sample=False,
+        progress=False,
+    )
     table = {(p["set_id"], p["paraphrase_id"]): p["answer"] for p in preds}
     answers = [[table[(s.set_id, p.paraphrase_id)] for p in s.paraphrases] for s in sets]
     summary, per_set = summarize_with_details(sets, preds, metrics=EVAL_METRICS)
@@ -308,14 +391,19 @@ def evaluate_policy(path: str | os.PathLike[str], sets: Sequence[Any]) -> tuple[
     return summary, per_set, answers
 
 
-def paired_comparisons(per_set: Mapping[str, Sequence[Mapping[str, Any]]], seed: int = 0,
-                       n_boot: int = 2000) -> dict[str, dict[str, Any]]:
+def paired_comparisons(
+    per_set: Mapping[str, Sequence[Mapping[str, Any]]], seed: int = 0, n_boot: int = 2000
+) -> dict[str, dict[str, Any]]:
     """``{"a_minus_b": {key: {"diff", "ci", "num_sets"}}}`` for :data:`COMPARISONS` and :data:`COMPARED_KEYS`."""
     from .eval.metrics import paired_difference
 
-    return {f"{a}_minus_{b}": {key: paired_difference(per_set[a], per_set[b], key, n_boot=n_boot, seed=seed)
-                               for key in COMPARED_KEYS}
-            for a, b in COMPARISONS if a in per_set and b in per_set}
+    return {
+        f"{a}_minus_{b}": {
+            key: paired_difference(per_set[a], per_set[b], key, n_boot=n_boot, seed=seed) for key in COMPARED_KEYS
+        }
+        for a, b in COMPARISONS
+        if a in per_set and b in per_set
+    }
 
 
 def target_check(comparisons: Mapping[str, Any]) -> dict[str, Any]:
@@ -324,9 +412,13 @@ def target_check(comparisons: Mapping[str, Any]) -> dict[str, Any]:
     cons, acc = entry["consistency_e2e_bleu2"], entry["accuracy_f1"]
     cons_ok = cons["ci"] is not None and cons["ci"][0] > 0
     acc_ok = acc["ci"] is not None and acc["ci"][0] >= ACCURACY_NOT_LOWER_MARGIN
-    return {"criterion": "PS-GRPO minus accuracy-only: consistency_e2e_bleu2 interval above 0 and accuracy_f1 "
-                         f"interval's lower end >= {ACCURACY_NOT_LOWER_MARGIN}",
-            "consistency_bleu2_interval_above_0": cons_ok, "accuracy_f1_not_lower": acc_ok, "met": cons_ok and acc_ok}
+    return {
+        "criterion": "PS-GRPO minus accuracy-only: consistency_e2e_bleu2 interval above 0 and accuracy_f1 "
+        f"interval's lower end >= {ACCURACY_NOT_LOWER_MARGIN}",
+        "consistency_bleu2_interval_above_0": cons_ok,
+        "accuracy_f1_not_lower": acc_ok,
+        "met": cons_ok and acc_ok,
+    }
 
 
 # ------------------------------------------------------------------------------------------
@@ -356,8 +448,9 @@ def print_table(summary: Mapping[str, Any]) -> None:
     for _, label in COLUMNS:
         table.add_column(label, justify="right", no_wrap=True)
     for key in POLICIES:
-        table.add_row(ROW_LABELS[key], *("-" if summary[key].get(k) is None else f"{summary[key][k]:.3f}"
-                                         for k, _ in COLUMNS))
+        table.add_row(
+            ROW_LABELS[key], *("-" if summary[key].get(k) is None else f"{summary[key][k]:.3f}" for k, _ in COLUMNS)
+        )
     console = Console()
     if not console.is_terminal and console.width < 130:
         console = Console(width=130)
@@ -376,8 +469,9 @@ def plot_summary(summary: Mapping[str, Any], path: str | os.PathLike[str]) -> Pa
     x = np.arange(len(cols))
     fig, ax = plt.subplots(figsize=(9, 4))
     for i, key in enumerate(POLICIES):
-        bars = ax.bar(x + (i - 1) * 0.26, [float(summary[key].get(k) or 0.0) for k, _ in cols], 0.26,
-                      label=ROW_LABELS[key])
+        bars = ax.bar(
+            x + (i - 1) * 0.26, [float(summary[key].get(k) or 0.0) for k, _ in cols], 0.26, label=ROW_LABELS[key]
+        )
         ax.bar_label(bars, fmt="%.2f", fontsize=6)
     ax.set_xticks(x, [label for _, label in cols], fontsize=8)
     ax.set_ylim(0, 1.08)
@@ -397,9 +491,15 @@ def plot_summary(summary: Mapping[str, Any], path: str | os.PathLike[str]) -> Pa
 # ------------------------------------------------------------------------------------------
 
 
-def run_longform_demo(output_dir: str | os.PathLike[str], quick: bool = False, seed: int = 0, progress: bool = True,
-                      cache_dir: str | os.PathLike[str] | None = None, num_threads: int | None = 1,
-                      parallel: bool | None = None) -> dict[str, Any]:
+def run_longform_demo(
+    output_dir: str | os.PathLike[str],
+    quick: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    num_threads: int | None = 1,
+    parallel: bool | None = None,
+) -> dict[str, Any]:
     """Run the long-form demo; returns the summary written to ``output_dir/summary.json``.
 
     Args:
@@ -422,16 +522,24 @@ def run_longform_demo(output_dir: str | os.PathLike[str], quick: bool = False, s
         torch.set_num_threads(int(num_threads))
     hf_logging.disable_progress_bar()
     try:
-        return _run(Path(output_dir), quick, seed, progress, cache_dir, num_threads,
-                    (not quick) if parallel is None else parallel)
+        return _run(
+            Path(output_dir),
+            quick,
+            seed,
+            progress,
+            cache_dir,
+            num_threads,
+            (not quick) if parallel is None else parallel,
+        )
     finally:
         torch.set_num_threads(previous_threads)
         if bars:
             hf_logging.enable_progress_bar()
 
 
-def _run(out: Path, quick: bool, seed: int, progress: bool, cache_dir, num_threads: int | None,
-         parallel: bool) -> dict[str, Any]:
+def _run(
+    out: Path, quick: bool, seed: int, progress: bool, cache_dir, num_threads: int | None, parallel: bool
+) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir is not None else out.resolve().parent / ".cache"
     log: Callable[[str], None] = print if progress else (lambda _m: None)
@@ -442,24 +550,33 @@ def _run(out: Path, quick: bool, seed: int, progress: bool, cache_dir, num_threa
     t0 = time.perf_counter()
     d = settings["data"]
     train_sets, eval_sets, corpus = build_longform_dataset(
-        d["num_train_sets"], d["num_eval_sets"], num_paraphrases=d["num_paraphrases"],
-        passages_per_prompt=d["passages_per_prompt"], seed=seed)
+        d["num_train_sets"],
+        d["num_eval_sets"],
+        num_paraphrases=d["num_paraphrases"],
+        passages_per_prompt=d["passages_per_prompt"],
+        seed=seed,
+    )
     timings["data_s"] = time.perf_counter() - t0
-    log(f"long-form data: {len(train_sets)} train / {len(eval_sets)} held-out sets x {d['num_paraphrases']} "
-        f"paraphrases, {len(corpus)} passages")
+    log(
+        f"long-form data: {len(train_sets)} train / {len(eval_sets)} held-out sets x {d['num_paraphrases']} "
+        f"paraphrases, {len(corpus)} passages"
+    )
 
     t0 = time.perf_counter()
     before = {p.name for p in cache.glob("longform-warmstart-*")} if cache.is_dir() else set()
     ws_config = LongformWarmStartConfig(**settings["warmstart"])
-    policy_dir = longform_warm_start(train_sets, corpus, longform_text_corpus(train_sets + eval_sets, corpus), cache,
-                                     ws_config, log=log)
+    policy_dir = longform_warm_start(
+        train_sets, corpus, longform_text_corpus(train_sets + eval_sets, corpus), cache, ws_config, log=log
+    )
     timings["warm_start_s"] = time.perf_counter() - t0
     timings["warm_start_cached"] = policy_dir.name in before
     ws_meta = json.loads((policy_dir / "longform-warmstart.json").read_text(encoding="utf-8"))
 
     t0 = time.perf_counter()
-    log(f"GRPO arms {', '.join(ARMS)}: {settings['grpo']['max_steps']} steps each"
-        f"{' in two processes' if parallel else ''}")
+    log(
+        f"GRPO arms {', '.join(ARMS)}: {settings['grpo']['max_steps']} steps each"
+        f"{' in two processes' if parallel else ''}"
+    )
     trained = train_arms(policy_dir, train_sets, out, settings["grpo"], progress, num_threads, parallel)
     timings["train_arms_s"] = time.perf_counter() - t0
     for arm, info in trained.items():
@@ -473,8 +590,10 @@ def _run(out: Path, quick: bool, seed: int, progress: bool, cache_dir, num_threa
         results[name], per_set[name], answers[name] = evaluate_policy(path, eval_sets)
         timings[f"eval_{name}_s"] = time.perf_counter() - t0
         r = results[name]
-        log(f"eval {name}: accuracy F1 {r['accuracy_f1']:.3f} entity {r['accuracy_entity']:.3f}  consistency "
-            f"BLEU-2 {r['consistency_e2e_bleu2']:.3f}  same phrasing {r['phrasing_agreement']:.3f}")
+        log(
+            f"eval {name}: accuracy F1 {r['accuracy_f1']:.3f} entity {r['accuracy_entity']:.3f}  consistency "
+            f"BLEU-2 {r['consistency_e2e_bleu2']:.3f}  same phrasing {r['phrasing_agreement']:.3f}"
+        )
 
     timings["total_s"] = time.perf_counter() - t_all
     comparisons = paired_comparisons(per_set, seed=seed)
@@ -484,23 +603,41 @@ def _run(out: Path, quick: bool, seed: int, progress: bool, cache_dir, num_threa
     summary["timings"] = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in timings.items()}
     summary["train_stats"] = {arm: info["stats"] for arm, info in trained.items()}
     summary["settings"] = {
-        **settings, "task": "longform", "arm_reward_terms": ARM_REWARD_TERMS, "quick": quick,
-        "parallel_arms": parallel, "torch_threads_per_process": num_threads, "warm_start_dir": str(policy_dir),
-        "warm_start": {k: ws_meta[k] for k in ("num_examples", "num_not_preferred_phrasing", "num_parameters",
-                                               "train_seconds")},
+        **settings,
+        "task": "longform",
+        "arm_reward_terms": ARM_REWARD_TERMS,
+        "quick": quick,
+        "parallel_arms": parallel,
+        "torch_threads_per_process": num_threads,
+        "warm_start_dir": str(policy_dir),
+        "warm_start": {
+            k: ws_meta[k] for k in ("num_examples", "num_not_preferred_phrasing", "num_parameters", "train_seconds")
+        },
     }
     # answers first, summary last: a summary.json on disk always comes with the answers it summarises
-    atomic_write_text(out / "answers.json", json.dumps(
-        {name: {s.set_id: a for s, a in zip(eval_sets, groups)} for name, groups in answers.items()}, indent=1))
+    atomic_write_text(
+        out / "answers.json",
+        json.dumps(
+            {name: {s.set_id: a for s, a in zip(eval_sets, groups)} for name, groups in answers.items()}, indent=1
+        ),
+    )
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
     plot_summary(summary, out / "summary.png")
     if progress:
         print_table(summary)
         for name, entry in comparisons.items():
-            log(f"{name}: " + "; ".join(f"{k} {v['diff']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]"
-                                        for k, v in entry.items() if v["ci"] is not None))
-        log(f"target (PS-GRPO vs accuracy-only, BLEU-2 consistency up, token-F1 not lower): "
-            f"{'met' if summary['target']['met'] else 'NOT met'}")
+            log(
+                f"{name}: "
+                + "; ".join(
+                    f"{k} {v['diff']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]"
+                    for k, v in entry.items()
+                    if v["ci"] is not None
+                )
+            )
+        log(
+            f"target (PS-GRPO vs accuracy-only, BLEU-2 consistency up, token-F1 not lower): "
+            f"{'met' if summary['target']['met'] else 'NOT met'}"
+        )
         log("timings (s): " + ", ".join(f"{k}={v}" for k, v in summary["timings"].items()))
     return summary
 

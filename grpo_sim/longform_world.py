@@ -113,8 +113,13 @@ def build_longform_dataset(
     sentence answers (:func:`to_longform`). Deterministic for the seed."""
     from .data.synthetic import build_demo_dataset
 
-    train, eval_, corpus = build_demo_dataset(num_train_sets, num_eval_sets, num_paraphrases=num_paraphrases,
-                                              passages_per_prompt=passages_per_prompt, seed=seed)
+    train, eval_, corpus = build_demo_dataset(
+        num_train_sets,
+        num_eval_sets,
+        num_paraphrases=num_paraphrases,
+        passages_per_prompt=passages_per_prompt,
+        seed=seed,
+    )
     return to_longform(train), to_longform(eval_), corpus
 
 
@@ -188,8 +193,14 @@ class LongformWarmStartConfig:
         from .warmstart import WarmStartConfig
 
         fields = {k: v for k, v in asdict(self).items() if k != "phrasing_fidelity"}
-        return WarmStartConfig(**fields, freeze_embeddings=True, name_redraw=True, template=LONGFORM_TEMPLATE,
-                               noisy_templates=(), noise_rate=0.0)
+        return WarmStartConfig(
+            **fields,
+            freeze_embeddings=True,
+            name_redraw=True,
+            template=LONGFORM_TEMPLATE,
+            noisy_templates=(),
+            noise_rate=0.0,
+        )
 
 
 def sft_examples(sets: Sequence[ParaphraseSet], config: LongformWarmStartConfig) -> list[dict[str, Any]]:
@@ -205,16 +216,21 @@ def sft_examples(sets: Sequence[ParaphraseSet], config: LongformWarmStartConfig)
             preferred = s.metadata["phrasings"][k]
             draw, other = rng.random(), rng.randrange(2)  # both drawn for every example: a fixed stream
             chosen = preferred if draw < config.phrasing_fidelity else [j for j in range(3) if j != preferred][other]
-            out.append({
-                "prompt": [{"role": "user", "content": build_rag_prompt(p.question, p.passages, LONGFORM_TEMPLATE)}],
-                "easy_prompt": None if gold is None else [
-                    {"role": "user", "content": build_rag_prompt(p.question, [gold], LONGFORM_TEMPLATE)}],
-                "target": phrase(rel, entity, chosen),
-                "phrasing": chosen,
-                "preferred": preferred,
-                "set_id": s.set_id,
-                "paraphrase_id": p.paraphrase_id,
-            })
+            out.append(
+                {
+                    "prompt": [
+                        {"role": "user", "content": build_rag_prompt(p.question, p.passages, LONGFORM_TEMPLATE)}
+                    ],
+                    "easy_prompt": None
+                    if gold is None
+                    else [{"role": "user", "content": build_rag_prompt(p.question, [gold], LONGFORM_TEMPLATE)}],
+                    "target": phrase(rel, entity, chosen),
+                    "phrasing": chosen,
+                    "preferred": preferred,
+                    "set_id": s.set_id,
+                    "paraphrase_id": p.paraphrase_id,
+                }
+            )
     return out
 
 
@@ -258,17 +274,25 @@ def longform_warm_start(
     t0 = time.perf_counter()
     sft = config.sft_config()
     tokenizer = build_word_tokenizer(tokenizer_texts)
-    model = build_tiny_qwen2(tokenizer, hidden_size=config.hidden_size, num_layers=config.num_layers,
-                             num_heads=config.num_heads, seed=config.seed)
-    kind_vectors = _init_embeddings(model, config.embedding_std, config.seed, corpus_name_kinds(tokenizer, corpus),
-                                    config.kind_scale)
+    model = build_tiny_qwen2(
+        tokenizer,
+        hidden_size=config.hidden_size,
+        num_layers=config.num_layers,
+        num_heads=config.num_heads,
+        seed=config.seed,
+    )
+    kind_vectors = _init_embeddings(
+        model, config.embedding_std, config.seed, corpus_name_kinds(tokenizer, corpus), config.kind_scale
+    )
     pools = name_pools(tokenizer, short_view(train_sets))
     redraw = {kind: (ids, kind_vectors[kind]) for kind, ids in pools.items()}
     examples = sft_examples(train_sets, config)
     off = sum(e["phrasing"] != e["preferred"] for e in examples)
-    log(f"warm start: {len(examples)} examples ({off} not in their wording's preferred phrasing), "
+    log(
+        f"warm start: {len(examples)} examples ({off} not in their wording's preferred phrasing), "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, {config.steps} steps of batch "
-        f"{config.batch_size}")
+        f"{config.batch_size}"
+    )
     t_train = time.perf_counter()
 
     def report(step: int, loss: float) -> None:
@@ -276,8 +300,15 @@ def longform_warm_start(
             rate = step / max(1e-9, time.perf_counter() - t_train)
             log(f"  sft step {step}/{config.steps}  loss {loss:.3f}  ({rate:.1f} steps/s)")
 
-    losses = train_sft(model, tokenizer, encode_examples(tokenizer, examples), sft, progress=report, redraw=redraw,
-                       easy=encode_examples(tokenizer, examples, key="easy_prompt"))
+    losses = train_sft(
+        model,
+        tokenizer,
+        encode_examples(tokenizer, examples),
+        sft,
+        progress=report,
+        redraw=redraw,
+        easy=encode_examples(tokenizer, examples, key="easy_prompt"),
+    )
     train_s = time.perf_counter() - t_train
     tmp = Path(cache_dir) / f".longform-warmstart-{key}.tmp{os.getpid()}"
     if tmp.exists():
