@@ -274,7 +274,12 @@ def plan_command(
 
 
 def demo_command(
-    output_dir: Path = typer.Option(Path("runs/demo"), "--output-dir", "-o", help="where results go"),
+    task: str = typer.Option(
+        "short", "--task",
+        help="short (one-word answers, the default demo) or longform (sentence answers with several acceptable "
+             "phrasings: consistency and accuracy come apart)"),
+    output_dir: Optional[Path] = typer.Option(
+        None, "--output-dir", "-o", help="where results go (default runs/demo, or runs/demo-longform)"),
     quick: bool = typer.Option(False, "--quick", help="a small smoke version (about a minute)"),
     cache_dir: Optional[Path] = typer.Option(
         None, "--cache-dir", help="warm-start cache (default: next to the output dir, .cache/)"
@@ -287,12 +292,27 @@ def demo_command(
 ) -> None:
     """The embedded default: PS-GRPO vs accuracy-only GRPO on a tiny local policy, on CPU."""
     _quiet_on_non_main()
-    from .demo import run_demo
-
+    if task not in DEMO_TASKS:
+        fail(f"--task must be one of {', '.join(DEMO_TASKS)}, got {task!r}")
     try:
-        run_demo(output_dir, quick=quick, cache_dir=cache_dir, reward_labels=reward_labels, seed=seed)
+        if task == "longform":
+            from .longform_demo import run_longform_demo
+
+            if reward_labels != "gold":
+                fail("--reward-labels applies to the short demo only (the long-form demo's accuracy reward scores "
+                     "against the gold phrasings)")
+            run_longform_demo(output_dir or Path("runs/demo-longform"), quick=quick, cache_dir=cache_dir, seed=seed)
+            return
+        from .demo import run_demo
+
+        run_demo(output_dir or Path("runs/demo"), quick=quick, cache_dir=cache_dir, reward_labels=reward_labels,
+                 seed=seed)
     except user_errors() as exc:
         fail(str(exc))
+
+
+#: ``grpo-sim demo --task``: the embedded demos
+DEMO_TASKS = ("short", "longform")
 
 
 _TRL_FLAGS = {"allow_extra_args": True, "ignore_unknown_options": True}  # --learning_rate 2e-6, as TRL's scripts
