@@ -65,7 +65,8 @@ LONGFORM_WARMSTART_SETTINGS: dict[str, Any] = {
     "num_layers": 2,
     "num_heads": 8,
     "curriculum_steps": 300,
-    "steps": 3000,
+    "name_steps": 1200,
+    "steps": 1300,
     "batch_size": 32,
     "learning_rate": 3e-3,
     "warmup_steps": 100,
@@ -106,7 +107,7 @@ POLICIES = ("base",) + ARMS
 #: ``quick=True``: a smoke test of the pipeline in seconds (the numbers mean nothing).
 QUICK_OVERRIDES: dict[str, dict[str, Any]] = {
     "data": {"num_train_sets": 16, "num_eval_sets": 6},
-    "warmstart": {"steps": 20, "curriculum_steps": 5, "batch_size": 8, "warmup_steps": 2},
+    "warmstart": {"name_steps": 10, "steps": 10, "curriculum_steps": 5, "batch_size": 8, "warmup_steps": 2},
     "grpo": {"max_steps": 2, "sets_per_step": 1},
 }
 

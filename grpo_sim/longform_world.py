@@ -18,7 +18,12 @@ The warm start
 --------------
 A tiny Qwen2 with a word-level tokenizer, trained like the short demo's warm start
 (:func:`grpo_sim.warmstart.train_sft`: frozen "pretrained-like" embeddings, name identities redrawn
-every step, a short single-passage curriculum) on ``chat(prompt) -> sentence <eos>``. Every label
+every step, a short single-passage curriculum), in two stages: ``name_steps`` on the bare name as
+the target (``chat(prompt) -> name <eos>``, the short demo's task), then ``steps`` on
+``chat(prompt) -> sentence <eos>``. Trained on sentences from the start, the loss on the one name
+token is diluted by six easy phrasing tokens and the model sat on the copy-from-context plateau
+(training-set name accuracy 0.34 after 3,000 steps at seed 0); learning to find the name first
+avoids that. Every label
 names the gold entity; only the phrasing varies: each question wording has a preferred phrasing
 (:data:`WORDING_PHRASING`, two wordings per phrasing, chosen to echo the question: "What is the
 birthplace of X?" -> "their birthplace is ..."), used with probability ``phrasing_fidelity``,
@@ -71,8 +76,9 @@ WORDING_PHRASING: dict[str, tuple[int, ...]] = {
     "works_for": (0, 1, 0, 1, 2, 2),
 }
 
-#: Prompt template of the long-form task (asks for a full sentence).
-LONGFORM_TEMPLATE = "rag_long_answer"
+#: Prompt template of the long-form task: the short demo's (passages, question, "Answer:"); every label is a
+#: sentence, so an instruction line asking for one would only add ~20% to the compute of every step.
+LONGFORM_TEMPLATE = "rag_short_answer"
 
 
 # ------------------------------------------------------------------------------------------
@@ -173,7 +179,10 @@ class LongformWarmStartConfig:
     embedding_std: float = 0.5
     kind_scale: float = 1.0
     curriculum_steps: int = 300
-    steps: int = 3000
+    #: stage 1: steps on the bare name as the target (curriculum first), to learn to find the name
+    name_steps: int = 1200
+    #: stage 2: steps on the sentence targets
+    steps: int = 1300
     batch_size: int = 32
     learning_rate: float = 3e-3
     warmup_steps: int = 100
@@ -185,14 +194,20 @@ class LongformWarmStartConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.phrasing_fidelity <= 1.0:
             raise ValueError(f"phrasing_fidelity must lie in [0, 1], got {self.phrasing_fidelity}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
+        if self.steps < 1 or self.batch_size < 1 or self.name_steps < 0:
+            raise ValueError("steps and batch_size must be >= 1, name_steps >= 0")
 
-    def sft_config(self):
-        """The :class:`grpo_sim.warmstart.WarmStartConfig` :func:`grpo_sim.warmstart.train_sft` reads."""
+    def sft_config(self, stage: int):
+        """The :class:`grpo_sim.warmstart.WarmStartConfig` :func:`grpo_sim.warmstart.train_sft` reads in
+        ``stage`` 1 (bare names, with the curriculum) or 2 (sentences, no curriculum)."""
         from .warmstart import WarmStartConfig
 
-        fields = {k: v for k, v in asdict(self).items() if k != "phrasing_fidelity"}
+        fields = {k: v for k, v in asdict(self).items() if k not in ("phrasing_fidelity", "name_steps")}
+        if stage == 1:
+            fields["steps"] = self.name_steps
+        else:
+            fields["curriculum_steps"] = 0
+            fields["warmup_steps"] = min(self.warmup_steps, self.steps)
         return WarmStartConfig(
             **fields,
             freeze_embeddings=True,
@@ -225,6 +240,7 @@ def sft_examples(sets: Sequence[ParaphraseSet], config: LongformWarmStartConfig)
                     if gold is None
                     else [{"role": "user", "content": build_rag_prompt(p.question, [gold], LONGFORM_TEMPLATE)}],
                     "target": phrase(rel, entity, chosen),
+                "name": entity,
                     "phrasing": chosen,
                     "preferred": preferred,
                     "set_id": s.set_id,
@@ -272,7 +288,6 @@ def longform_warm_start(
         log(f"warm start: cached policy {out}")
         return out
     t0 = time.perf_counter()
-    sft = config.sft_config()
     tokenizer = build_word_tokenizer(tokenizer_texts)
     model = build_tiny_qwen2(
         tokenizer,
@@ -290,25 +305,32 @@ def longform_warm_start(
     off = sum(e["phrasing"] != e["preferred"] for e in examples)
     log(
         f"warm start: {len(examples)} examples ({off} not in their wording's preferred phrasing), "
-        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, {config.steps} steps of batch "
-        f"{config.batch_size}"
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, {config.name_steps} steps on the bare "
+        f"names then {config.steps} on the sentences, batch {config.batch_size}"
     )
     t_train = time.perf_counter()
+    losses: list[float] = []
+    for stage, total in ((1, config.name_steps), (2, config.steps)):
+        if not total:
+            continue
+        # stage 1 learns to find the name in the passages (the bare name is the target: all of the loss is on
+        # it); stage 2 learns to say it in a sentence
+        staged = examples if stage == 2 else [{**e, "target": e["name"]} for e in examples]
 
-    def report(step: int, loss: float) -> None:
-        if step % 500 == 0 or step == config.steps:
-            rate = step / max(1e-9, time.perf_counter() - t_train)
-            log(f"  sft step {step}/{config.steps}  loss {loss:.3f}  ({rate:.1f} steps/s)")
+        def report(step: int, loss: float, stage=stage, total=total) -> None:
+            if step % 500 == 0 or step == total:
+                log(f"  sft stage {stage} step {step}/{total}  loss {loss:.3f}  "
+                    f"({time.perf_counter() - t_train:.0f}s)")
 
-    losses = train_sft(
-        model,
-        tokenizer,
-        encode_examples(tokenizer, examples),
-        sft,
-        progress=report,
-        redraw=redraw,
-        easy=encode_examples(tokenizer, examples, key="easy_prompt"),
-    )
+        losses += train_sft(
+            model,
+            tokenizer,
+            encode_examples(tokenizer, staged),
+            config.sft_config(stage),
+            progress=report,
+            redraw=redraw,
+            easy=encode_examples(tokenizer, staged, key="easy_prompt") if stage == 1 else None,
+        )
     train_s = time.perf_counter() - t_train
     tmp = Path(cache_dir) / f".longform-warmstart-{key}.tmp{os.getpid()}"
     if tmp.exists():
