@@ -274,7 +274,12 @@ def plan_command(
 
 
 def demo_command(
-    output_dir: Path = typer.Option(Path("runs/demo"), "--output-dir", "-o", help="where results go"),
+    task: str = typer.Option(
+        "short", "--task",
+        help="short (one-word answers, the default demo) or longform (sentence answers with several acceptable "
+             "phrasings: consistency and accuracy come apart)"),
+    output_dir: Optional[Path] = typer.Option(
+        None, "--output-dir", "-o", help="where results go (default runs/demo, or runs/demo-longform)"),
     quick: bool = typer.Option(False, "--quick", help="a small smoke version (about a minute)"),
     cache_dir: Optional[Path] = typer.Option(
         None, "--cache-dir", help="warm-start cache (default: next to the output dir, .cache/)"
@@ -293,23 +298,41 @@ def demo_command(
     """The embedded default: PS-GRPO, its label-free and relaxed variants and accuracy-only GRPO on a tiny local
     policy, on CPU."""
     _quiet_on_non_main()
+    if task not in DEMO_TASKS:
+        fail(f"--task must be one of {', '.join(DEMO_TASKS)}, got {task!r}")
+    if task == "longform" and reward_labels != "gold":
+        fail("--reward-labels applies to the short demo only (the long-form demo's accuracy reward scores against the "
+             "gold phrasings)")
     from .demo import ArmFailed, run_demo, run_seeds
+    from .demo.longform import run_longform_demo, run_longform_seeds
 
     try:
+        seed_list = None
         if seeds is not None:
             try:
                 seed_list = [int(x) for x in seeds.split(",") if x.strip()]
             except ValueError:
                 raise ValueError(f"--seeds takes integers separated by commas (e.g. 0,1,2), got {seeds!r}") from None
-            run_seeds(output_dir, seed_list, quick=quick, cache_dir=cache_dir, reward_labels=reward_labels,
-                      workers=jobs)
+        if task == "longform":
+            out = output_dir or Path("runs/demo-longform")
+            if seed_list is not None:
+                run_longform_seeds(out, seed_list, quick=quick, cache_dir=cache_dir)
+            else:
+                run_longform_demo(out, quick=quick, cache_dir=cache_dir, seed=seed)
+            return
+        out = output_dir or Path("runs/demo")
+        if seed_list is not None:
+            run_seeds(out, seed_list, quick=quick, cache_dir=cache_dir, reward_labels=reward_labels, workers=jobs)
         else:
-            run_demo(output_dir, quick=quick, cache_dir=cache_dir, reward_labels=reward_labels, seed=seed,
-                     workers=jobs)
+            run_demo(out, quick=quick, cache_dir=cache_dir, reward_labels=reward_labels, seed=seed, workers=jobs)
     except user_errors() as exc:
         fail(str(exc))
     except ArmFailed as exc:  # a warm start or arm failed in its worker: its message carries the worker's traceback
         fail(str(exc), code=1)
+
+
+#: ``grpo-sim demo --task``: the embedded demos
+DEMO_TASKS = ("short", "longform")
 
 
 _TRL_FLAGS = {"allow_extra_args": True, "ignore_unknown_options": True}  # --learning_rate 2e-6, as TRL's scripts

@@ -116,16 +116,18 @@ def _spread(values: Sequence[float]) -> dict[str, float | None]:
             "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0}
 
 
-def combine_seeds(summaries: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+def combine_seeds(summaries: Mapping[int, Mapping[str, Any]], figures: Sequence[tuple[str, str]] = SEED_FIGURES,
+                  labels: Mapping[str, str] = ARM_LABELS) -> dict[str, Any]:
     """The combined view of per-seed summaries: per policy and figure, the value at each seed and the spread
     (mean, min, max, sd); per comparison and figure, the paired difference and its interval at each seed and the
     spread of the differences; the reward time of every arm at each seed."""
     seeds = sorted(summaries)
     first = summaries[seeds[0]]
-    out: dict[str, Any] = {"seeds": seeds, "policies": {}, "comparisons": {}, "reward_seconds": {}}
-    for key in policies(first):
+    out: dict[str, Any] = {"seeds": seeds, "policies": {}, "comparisons": {}, "reward_seconds": {},
+                           "figures": [list(f) for f in figures], "labels": dict(labels)}
+    for key in [k for k in labels if k in first]:
         out["policies"][key] = {}
-        for fig, _ in SEED_FIGURES:
+        for fig, _ in figures:
             per_seed = {s: summaries[s][key].get(fig) for s in seeds}
             out["policies"][key][fig] = {"per_seed": per_seed, **_spread(list(per_seed.values()))}
         out["reward_seconds"][key] = {s: summaries[s].get("train_stats", {}).get(key, {}).get("reward_seconds")
@@ -147,20 +149,22 @@ def _fmt(v: float | None, signed: bool = False) -> str:
     return "-" if v is None else (f"{v:+.3f}" if signed else f"{v:.3f}")
 
 
-def seeds_markdown(combined: Mapping[str, Any], cpu: str | None = None) -> str:
+def seeds_markdown(combined: Mapping[str, Any], cpu: str | None = None, title: str = "PS-GRPO CPU demo",
+                   notes: Sequence[str] = ()) -> str:
     """Markdown tables of :func:`combine_seeds`: policies by seed with the spread, then paired differences with
     their 95% intervals by seed."""
     seeds = combined["seeds"]
-    lines = [f"# PS-GRPO CPU demo, seeds {', '.join(map(str, seeds))}", ""]
+    labels = combined.get("labels", ARM_LABELS)
+    lines = [f"# {title}, seeds {', '.join(map(str, seeds))}", ""]
     if cpu:
         lines += [f"Measured on {cpu}. Exact numbers differ across CPU types (different kernels make the runs "
                   "diverge); the conclusions should not.", ""]
     lines += ["| policy | figure | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | min-max |",
               "|---|---|" + "---|" * len(seeds) + "---|---|"]
     for key, figs in combined["policies"].items():
-        for fig, label in SEED_FIGURES:
+        for fig, label in combined.get("figures", SEED_FIGURES):
             e = figs[fig]
-            lines.append(f"| {ARM_LABELS[key]} | {label} | "
+            lines.append(f"| {labels[key]} | {label} | "
                          + " | ".join(_fmt(e["per_seed"][s]) for s in seeds)
                          + f" | {_fmt(e['mean'])} | {_fmt(e['min'])}-{_fmt(e['max'])} |")
     lines += ["", "Paired differences over the same held-out sets, 95% bootstrap interval per seed:", "",
@@ -180,14 +184,21 @@ def seeds_markdown(combined: Mapping[str, Any], cpu: str | None = None) -> str:
     for key, per_seed in combined["reward_seconds"].items():
         if key == "base":
             continue
-        lines.append(f"| {ARM_LABELS[key]} | " + " | ".join(_fmt(per_seed[s]) for s in seeds) + " |")
+        lines.append(f"| {labels[key]} | " + " | ".join(_fmt(per_seed[s]) for s in seeds) + " |")
+    if notes:
+        lines += ["", *notes]
     return "\n".join(lines) + "\n"
 
 
-def write_seeds_report(out: Path, summaries: Mapping[int, Mapping[str, Any]], cpu: str | None) -> dict[str, Any]:
-    """``seeds.json`` and ``seeds.md`` in ``out`` (the markdown is written last)."""
-    combined = combine_seeds(summaries)
+def write_seeds_report(out: Path, summaries: Mapping[int, Mapping[str, Any]], cpu: str | None,
+                       figures: Sequence[tuple[str, str]] = SEED_FIGURES, labels: Mapping[str, str] = ARM_LABELS,
+                       title: str = "PS-GRPO CPU demo", notes: Sequence[str] = (),
+                       extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``seeds.json`` and ``seeds.md`` in ``out`` (the markdown is written last); ``figures`` ((summary key, label)
+    pairs) and ``labels`` (policy key -> row label) default to the short demo's."""
+    combined = combine_seeds(summaries, figures, labels)
     combined["cpu"] = cpu
+    combined.update(extra or {})
     atomic_write_text(out / "seeds.json", json.dumps(combined, indent=2, default=str))
-    atomic_write_text(out / "seeds.md", seeds_markdown(combined, cpu))
+    atomic_write_text(out / "seeds.md", seeds_markdown(combined, cpu, title, notes))
     return combined

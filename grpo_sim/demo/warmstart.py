@@ -84,6 +84,7 @@ __all__ = [
     "data_fingerprint",
     "distractor_answer",
     "encode_examples",
+    "init_embeddings",
     "name_pools",
     "passage_answer",
     "policy_dir",
@@ -119,7 +120,7 @@ class WarmStartConfig:
     hidden_size: int = 64
     num_layers: int = 2
     num_heads: int = 8
-    # frozen "pretrained-like" embedding table (see _init_embeddings) and name identities redrawn
+    # frozen "pretrained-like" embedding table (see init_embeddings) and name identities redrawn
     # at every step (see train_sft); both keep the policy reading names from the context
     freeze_embeddings: bool = True
     embedding_std: float = 0.5
@@ -415,7 +416,7 @@ def corpus_name_kinds(tokenizer, corpus: Sequence[Passage]) -> dict[str, list[in
     return {k: sorted({vocab.get(n, unk) for n in v} - {unk}) for k, v in kinds.items()}
 
 
-def _init_embeddings(model, std: float, seed: int, kinds: Mapping[str, Sequence[int]], kind_scale: float):
+def init_embeddings(model, std: float, seed: int, kinds: Mapping[str, Sequence[int]], kind_scale: float):
     """Frozen "pretrained-like" embedding table; returns ``{kind: kind vector}``.
 
     Random vectors of std ``std`` (at the default 0.02 the tied output logits are too flat to
@@ -516,7 +517,7 @@ def warm_start(
     )
     redraw = None
     if config.freeze_embeddings:
-        kind_vectors = _init_embeddings(model, config.embedding_std, config.seed,
+        kind_vectors = init_embeddings(model, config.embedding_std, config.seed,
                                         corpus_name_kinds(tokenizer, corpus), config.kind_scale)
         if config.name_redraw:
             pools = name_pools(tokenizer, train_sets)
