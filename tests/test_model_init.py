@@ -110,7 +110,11 @@ def test_coverage_check_refuses_warns_or_passes(caplog):
 
 def test_train_refuses_a_policy_that_cannot_read_the_data(tmp_path):
     """The demo's vocabulary on other data: the run stops right after the model loads and says what to do."""
-    make_tiny_policy(tmp_path / "demo_vocab", hidden_size=16, num_layers=1, num_heads=2)
+    from grpo_sim.demo import build_demo_dataset, demo_text_corpus
+
+    train, eval_, corpus = build_demo_dataset(16, 8, seed=0)
+    make_tiny_policy(tmp_path / "demo_vocab", demo_text_corpus(train + eval_, corpus), hidden_size=16, num_layers=1,
+                     num_heads=2)
     write_psets(tmp_path / "train.jsonl", own_sets(4, 2))
     recipe = {"model": {"name_or_path": str(tmp_path / "demo_vocab")},
               "data": {"train": str(tmp_path / "train.jsonl")},

@@ -103,10 +103,11 @@ def test_generate(tok, demo, tmp_path):
     assert all(isinstance(d, str) for d in decoded)
 
 
-def test_make_tiny_policy_default(tmp_path):
+def test_make_tiny_policy_on_demo_text(tmp_path, demo):
     build_tiny_qwen2(build_word_tokenizer(["a"]), hidden_size=8, num_layers=1, num_heads=1)  # warm imports
     t0 = time.perf_counter()
-    model, tok = make_tiny_policy(tmp_path / "d", hidden_size=32, num_layers=1, num_heads=2)
+    model, tok = make_tiny_policy(tmp_path / "d", demo_text_corpus(demo[0] + demo[1], demo[2]), hidden_size=32,
+                                  num_layers=1, num_heads=2)
     assert time.perf_counter() - t0 < 2.0
     assert (tmp_path / "d" / "config.json").exists() and (tmp_path / "d" / "tokenizer.json").exists()
     assert count_parameters(model) < 1_000_000

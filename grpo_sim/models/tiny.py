@@ -170,7 +170,7 @@ def save_tiny_policy(model, tokenizer, path: str | os.PathLike[str]) -> Path:
 
 def make_tiny_policy(
     path: str | os.PathLike[str],
-    texts: Iterable[str] | None = None,
+    texts: Iterable[str],
     seed: int = 0,
     extra_tokens: Sequence[str] = (),
     **model_kwargs: Any,
@@ -178,15 +178,9 @@ def make_tiny_policy(
     """Build a word tokenizer on ``texts`` and a tiny Qwen2 on it, save both to ``path`` and
     return ``(model, tokenizer)``.
 
-    ``texts=None`` uses the text of a small synthetic demo dataset
-    (:func:`grpo_sim.demo.world.build_demo_dataset` with 16 train / 8 eval sets, seed 0).
-    ``model_kwargs`` go to :func:`build_tiny_qwen2`.
+    ``texts``: the text the word-level vocabulary is built on (e.g. a dataset's prompts and answers;
+    :func:`grpo_sim.demo.world.demo_text_corpus` for the demo's). ``model_kwargs`` go to :func:`build_tiny_qwen2`.
     """
-    if texts is None:
-        from ..demo.world import build_demo_dataset, demo_text_corpus
-
-        train, eval_, corpus = build_demo_dataset(16, 8, seed=0)
-        texts = demo_text_corpus(train + eval_, corpus)
     tokenizer = build_word_tokenizer(texts, extra_tokens=extra_tokens)
     model = build_tiny_qwen2(tokenizer, seed=seed, **model_kwargs)
     save_tiny_policy(model, tokenizer, path)
