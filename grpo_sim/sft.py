@@ -112,10 +112,10 @@ def run_sft(recipe: Recipe, output_dir: str | os.PathLike[str] | None = None, re
         GracefulStopCallback,
         Interrupted,
         MetricsFileCallback,
+        NothingLeftToTrain,
         NothingLeftToTrainCallback,
         RunError,
         RunResult,
-        _NothingLeftToTrain,
         check_output_dir,
         evaluate_final,
         load_model,
@@ -170,7 +170,7 @@ def run_sft(recipe: Recipe, output_dir: str | os.PathLike[str] | None = None, re
     stopper.install()
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
-    except _NothingLeftToTrain:
+    except NothingLeftToTrain:
         logger.info("%s is at max_steps: nothing left to train, saving it as the final model", checkpoint)
     finally:
         stopper.uninstall()
