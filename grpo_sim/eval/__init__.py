@@ -10,6 +10,7 @@ consistency with accuracy, as JSON, tables and plots.
 (:func:`grpo_sim.eval.cli.eval_command`).
 """
 
+from .evaluate import evaluate_model
 from .generate import (
     GenerationOptions,
     build_eval_prompts,
@@ -37,7 +38,8 @@ from .metrics import (
     summarize,
     summarize_with_details,
 )
-from .report import evaluate_model, load_results, print_summary_table, render_report
+from .report import print_summary_table, render_report
+from .results import load_results
 from .rows import evaluate_rows
 
 __all__ = [

@@ -130,9 +130,10 @@ def _run(model: Optional[str], data: Optional[Path], output_dir: Path, baseline:
          dtype: Optional[str], n_boot: int, max_sets: Optional[int], embedding_model: Optional[str],
          judge_url: Optional[str], judge_model: Optional[str], judge_cache: Optional[Path], judge_timeout: float,
          judge_retries: int, judge_max_tokens: int, plots: bool, quiet: bool, **_: Any) -> None:
+    from .evaluate import evaluate_model
     from .judge import LLMJudge
     from .predictions import EvalError
-    from .report import evaluate_model, print_summary_table
+    from .report import print_summary_table
 
     if replay is not None:
         if model is not None and data is not None:
