@@ -55,7 +55,7 @@ def test_final_evaluation_fails_loudly_when_the_evaluator_cannot_be_imported(tmp
 def test_a_bug_while_checking_a_training_key_is_not_taken_for_an_uncheckable_annotation(monkeypatch):
     """recipe._check_training caught every Exception around the type check; only pydantic's "cannot build a schema
     for this annotation" may be passed on to GRPOConfig."""
-    import grpo_sim.recipe as recipe_module
+    import grpo_sim.recipe.training_keys as recipe_module
 
     class BrokenAdapter:
         def __init__(self, annotation):

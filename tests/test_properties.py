@@ -135,7 +135,8 @@ def test_mutated_data_lines_are_valid_or_a_data_error(line, with_good_line):
 def test_every_training_field_with_every_kind_of_value():
     """Deterministic sweep: each GRPOConfig/TrainingArguments field set to null, a bool, a negative number, a
     string and a mapping; the recipe check plus the start checks must answer with problems, never raise."""
-    from grpo_sim.recipe import _training_fields, parse_recipe
+    from grpo_sim.recipe import parse_recipe
+    from grpo_sim.recipe.training_keys import _training_fields
 
     raised = []
     for key in _training_fields():

@@ -190,7 +190,9 @@ def test_shipped_accelerate_configs_parse():
 # ------------------------------------------------------------------ one source of truth: the schema's ConfigFields
 def test_every_config_field_a_section_owns_is_refused_under_training_naming_its_key(tmp_path):
     """Which PSGRPOConfig fields the sections own is read off the schema (no table kept beside it)."""
-    from grpo_sim.recipe import Recipe, _config_keys, _training_fields
+    from grpo_sim.recipe import Recipe
+    from grpo_sim.recipe.schema import _config_keys
+    from grpo_sim.recipe.training_keys import _training_fields
 
     marked = list(_config_keys(Recipe))
     assert {m.name for _, m in marked} >= {"advantage_mode", "reward_terms", "model_init_kwargs"}
