@@ -32,8 +32,9 @@ from typing import Any, Mapping, Sequence
 from .. import __version__
 from ..data.schema import ParaphraseSet, _coerce_sets, read_psets
 from ..io import atomic_write_text
+from .bootstrap import paired_difference
 from .generate import GenerationOptions, _vllm_engine, load_eval_model, resolve_model_dir
-from .metrics import DEFAULT_METRICS, ScoringOptions, _resolve_metrics, metric_key, numeric_keys, paired_difference
+from .metrics import DEFAULT_METRICS, ScoringOptions, _resolve_metrics, metric_key, numeric_keys
 from .predictions import (
     LEVELS,
     EvalError,

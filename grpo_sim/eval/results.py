@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..io import atomic_write_text
-from .metrics import bootstrap_cis
+from .bootstrap import bootstrap_cis
 from .predictions import EvalError, read_predictions
 
 SUMMARY_FILE = "summary.json"

@@ -20,8 +20,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..io import atomic_write_text
+from .bootstrap import bootstrap_ci
 from .generate import _generate_hf, load_eval_model, render_prompt
-from .metrics import EMPTY_ANSWER_WARN_RATE, bootstrap_ci
+from .metrics import EMPTY_ANSWER_WARN_RATE
 from .results import PREDICTIONS_FILE, REPORT_FILE, SUMMARY_FILE, write_json, write_jsonl
 
 __all__ = ["evaluate_rows", "row_prompts", "score_rows"]
