@@ -13,7 +13,7 @@ DEEPSPEED_SPEC ?= deepspeed==0.19.8
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install lint format-check test bench demo clean
+.PHONY: install lint format test bench demo clean
 
 install: $(VENV)/.installed
 
@@ -26,11 +26,15 @@ $(VENV)/.installed: pyproject.toml Makefile
 	DS_BUILD_OPS=0 $(PIP) install -q --no-build-isolation "$(DEEPSPEED_SPEC)"
 	touch $@
 
+# lint = ruff's checks and its formatter's check (one style, line length 120: pyproject [tool.ruff]);
+# `make format` rewrites the tree in that style.
 lint: install
 	$(VENV)/bin/ruff check grpo_sim tests benchmarks scripts
-
-format-check: install
 	$(VENV)/bin/ruff format --check grpo_sim tests benchmarks scripts
+
+format: install
+	$(VENV)/bin/ruff format grpo_sim tests benchmarks scripts
+	$(VENV)/bin/ruff check --fix grpo_sim tests benchmarks scripts
 
 test: install
 	$(PY) -m pytest -q tests

@@ -49,42 +49,78 @@ def main(argv: list[str] | None = None) -> int:
 
         rows = bench_rewards.run(quick=args.quick)
         table = Table(title=f"PS-GRPO set rewards, n={bench_rewards.N} g={bench_rewards.G}, one core")
-        for col in ("metric", "tokens", "sets", "pairs", "naive loop", "naive ms", "exact ms", "relaxed ms",
-                    "exact speed-up", "target"):
+        for col in (
+            "metric",
+            "tokens",
+            "sets",
+            "pairs",
+            "naive loop",
+            "naive ms",
+            "exact ms",
+            "relaxed ms",
+            "exact speed-up",
+            "target",
+        ):
             table.add_column(col, justify="right")
         for r in rows:
             target = TARGETS.get((r["metric"], r["tokens"]))
             ok = "" if target is None else (f">= {target:.0f}x " + ("ok" if r["speedup_exact"] >= target else "MISSED"))
             if target is not None and r["speedup_exact"] < target:
                 failed.append(f"{r['metric']} {r['tokens']} tokens {r['sets']} sets: {r['speedup_exact']:.1f}x")
-            table.add_row(r["metric"], str(r["tokens"]), str(r["sets"]), str(r["pairs"]), r["naive"],
-                          f"{r['naive_ms']:.1f}", f"{r['exact_ms']:.2f}", f"{r['relaxed_ms']:.2f}",
-                          f"{r['speedup_exact']:.0f}x", ok)
+            table.add_row(
+                r["metric"],
+                str(r["tokens"]),
+                str(r["sets"]),
+                str(r["pairs"]),
+                r["naive"],
+                f"{r['naive_ms']:.1f}",
+                f"{r['exact_ms']:.2f}",
+                f"{r['relaxed_ms']:.2f}",
+                f"{r['speedup_exact']:.0f}x",
+                ok,
+            )
         console.print(table)
         emb = bench_rewards.run_embedding()
-        console.print(f"embedding reward (packaged MiniLM, CPU, {emb['tokens']}-token completions): "
-                      f"exact {emb['exact_ms_per_completion']:.2f} ms/completion, "
-                      f"relaxed {emb['relaxed_ms_per_completion']:.2f} ms/completion "
-                      "(encoding dominates; each completion is encoded once either way)")
+        console.print(
+            f"embedding reward (packaged MiniLM, CPU, {emb['tokens']}-token completions): "
+            f"exact {emb['exact_ms_per_completion']:.2f} ms/completion, "
+            f"relaxed {emb['relaxed_ms_per_completion']:.2f} ms/completion "
+            "(encoding dominates; each completion is encoded once either way)"
+        )
         results["rewards"] = rows
         results["embedding"] = emb
 
         shard_rows = bench_rewards.run_sharding(quick=args.quick)
-        table = Table(title=f"Set rewards sharded over P processes (simulated in one process, one core, CPU time): "
-                            f"P x {bench_rewards.N * bench_rewards.G} completions x {shard_rows[0]['tokens']} "
-                            f"tokens, exact {shard_rows[0]['metric']}; efficiency = (T_1 / P) / T_share(process 0)")
-        for col in ("P", "completions", "T_1 whole batch s (every process, before)", "T_share s (process 0)",
-                    "slowest share s", "per-process speed-up", "efficiency", "target"):
+        table = Table(
+            title=f"Set rewards sharded over P processes (simulated in one process, one core, CPU time): "
+            f"P x {bench_rewards.N * bench_rewards.G} completions x {shard_rows[0]['tokens']} "
+            f"tokens, exact {shard_rows[0]['metric']}; efficiency = (T_1 / P) / T_share(process 0)"
+        )
+        for col in (
+            "P",
+            "completions",
+            "T_1 whole batch s (every process, before)",
+            "T_share s (process 0)",
+            "slowest share s",
+            "per-process speed-up",
+            "efficiency",
+            "target",
+        ):
             table.add_column(col, justify="right")
         for r in shard_rows:
             ok = r["efficiency"] >= SHARDING_EFFICIENCY_TARGET
             if not ok:
                 failed.append(f"sharding efficiency at P={r['processes']}: {r['efficiency']:.2f}")
-            table.add_row(str(r["processes"]), str(r["completions"]), f"{r['whole_batch_s']:.3f}",
-                          f"{r['share_s']:.4f}",
-                          "-" if r["slowest_share_s"] is None else f"{r['slowest_share_s']:.4f}",
-                          f"{r['speedup_per_process']:.1f}x", f"{r['efficiency']:.2f}",
-                          f">= {SHARDING_EFFICIENCY_TARGET} " + ("ok" if ok else "MISSED"))
+            table.add_row(
+                str(r["processes"]),
+                str(r["completions"]),
+                f"{r['whole_batch_s']:.3f}",
+                f"{r['share_s']:.4f}",
+                "-" if r["slowest_share_s"] is None else f"{r['slowest_share_s']:.4f}",
+                f"{r['speedup_per_process']:.1f}x",
+                f"{r['efficiency']:.2f}",
+                f">= {SHARDING_EFFICIENCY_TARGET} " + ("ok" if ok else "MISSED"),
+            )
         console.print(table)
         results["sharding"] = shard_rows
 
@@ -95,8 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         table = Table(title="Training step time, same work (tiny policy, 24 completions x 32 tokens, one core)")
         for col in ("PSGRPOTrainer s/step", "trl.GRPOTrainer s/step", "ratio", "target"):
             table.add_column(col, justify="right")
-        table.add_row(f"{res['psgrpo_step_s']:.3f}", f"{res['trl_step_s']:.3f}", f"{res['ratio']:.3f}",
-                      "<= 1.05 " + ("ok" if res["ratio"] <= 1.05 else "MISSED"))
+        table.add_row(
+            f"{res['psgrpo_step_s']:.3f}",
+            f"{res['trl_step_s']:.3f}",
+            f"{res['ratio']:.3f}",
+            "<= 1.05 " + ("ok" if res["ratio"] <= 1.05 else "MISSED"),
+        )
         console.print(table)
         results["trainer"] = res
 
@@ -123,24 +163,41 @@ def main(argv: list[str] | None = None) -> int:
         res = bench_soak.run(quick=args.quick)
         rew, tr = res["rewards"], res["training"]
         table = Table(title=f"Memory soak ({'--quick: too short to reach the plateau' if args.quick else 'full'})")
-        for col in ("what", "run", "traced MiB start -> end", "RSS MiB start -> end", "traced MiB / 1,000",
-                    "peak MiB / 1,000 (2nd -> 4th quarter)", "target"):
+        for col in (
+            "what",
+            "run",
+            "traced MiB start -> end",
+            "RSS MiB start -> end",
+            "traced MiB / 1,000",
+            "peak MiB / 1,000 (2nd -> 4th quarter)",
+            "target",
+        ):
             table.add_column(col, justify="right")
         bounded = rew["traced_peak_mb_per_1000"] < 1.0
         if not args.quick and not bounded:
             failed.append(f"reward memory grows {rew['traced_peak_mb_per_1000']:.1f} MiB per 1,000 batches")
-        table.add_row(f"lexical rewards ({', '.join(bench_soak.METRICS)})",
-                      f"{rew['batches']} batches x {rew['completions_per_batch']}, {rew['fresh_tokens']:,} new tokens",
-                      f"{rew['traced_mb_start']:.1f} -> {rew['traced_mb_end']:.1f}",
-                      f"{rew['rss_mb_start']:.0f} -> {rew['rss_mb_end']:.0f}", f"{rew['traced_mb_per_1000']:.1f}",
-                      f"{rew['traced_peak_mb_per_1000']:.1f}",
-                      "bounded: < 1 " + ("n/a" if args.quick else "ok" if bounded else "MISSED"))
-        table.add_row("PSGRPOTrainer steps (tiny policy)", f"{tr['steps']} steps",
-                      f"{tr['traced_mb_start']:.1f} -> {tr['traced_mb_end']:.1f}",
-                      f"{tr['rss_mb_start']:.0f} -> {tr['rss_mb_end']:.0f}", f"{tr['traced_mb_per_1000']:.1f}", "", "")
+        table.add_row(
+            f"lexical rewards ({', '.join(bench_soak.METRICS)})",
+            f"{rew['batches']} batches x {rew['completions_per_batch']}, {rew['fresh_tokens']:,} new tokens",
+            f"{rew['traced_mb_start']:.1f} -> {rew['traced_mb_end']:.1f}",
+            f"{rew['rss_mb_start']:.0f} -> {rew['rss_mb_end']:.0f}",
+            f"{rew['traced_mb_per_1000']:.1f}",
+            f"{rew['traced_peak_mb_per_1000']:.1f}",
+            "bounded: < 1 " + ("n/a" if args.quick else "ok" if bounded else "MISSED"),
+        )
+        table.add_row(
+            "PSGRPOTrainer steps (tiny policy)",
+            f"{tr['steps']} steps",
+            f"{tr['traced_mb_start']:.1f} -> {tr['traced_mb_end']:.1f}",
+            f"{tr['rss_mb_start']:.0f} -> {tr['rss_mb_end']:.0f}",
+            f"{tr['traced_mb_per_1000']:.1f}",
+            "",
+            "",
+        )
         console.print(table)
-        console.print("vocabulary entries held at the end: " +
-                      ", ".join(f"{k} {v:,}" for k, v in rew["vocab_entries"].items()))
+        console.print(
+            "vocabulary entries held at the end: " + ", ".join(f"{k} {v:,}" for k, v in rew["vocab_entries"].items())
+        )
         results["soak"] = res
 
     if args.json:

@@ -40,8 +40,32 @@ _COMMON = (
     "book line best four played won house church college held final born died career league club show band "
     "station war army water land history island village held side great name village local major park london"
 ).split()
-_SYL = ["ka", "lo", "mir", "ten", "vas", "ri", "do", "shan", "pel", "tor", "gu", "nex", "ba", "sel", "vin", "ar",
-        "mo", "lis", "fen", "qua", "dri", "zo", "cal", "um"]
+_SYL = [
+    "ka",
+    "lo",
+    "mir",
+    "ten",
+    "vas",
+    "ri",
+    "do",
+    "shan",
+    "pel",
+    "tor",
+    "gu",
+    "nex",
+    "ba",
+    "sel",
+    "vin",
+    "ar",
+    "mo",
+    "lis",
+    "fen",
+    "qua",
+    "dri",
+    "zo",
+    "cal",
+    "um",
+]
 
 
 def _vocabulary(rng: np.random.Generator) -> np.ndarray:
@@ -68,7 +92,7 @@ def make_corpus(n: int = N_PASSAGES, seed: int = 0):
     lengths = rng.integers(40, 81, size=n)
     flat = words[rng.choice(VOCAB, size=int(lengths.sum()), p=p)]
     bounds = np.concatenate([[0], np.cumsum(lengths)])
-    passages = [Passage(id=f"p{i}", title="", text=" ".join(flat[bounds[i]:bounds[i + 1]])) for i in range(n)]
+    passages = [Passage(id=f"p{i}", title="", text=" ".join(flat[bounds[i] : bounds[i + 1]])) for i in range(n)]
     return passages, words, p, rng
 
 
@@ -92,8 +116,13 @@ def bench_bm25(passages, queries, k: int = 10) -> dict:
     t0 = time.perf_counter()
     r.retrieve_indices(queries, k)
     dt = time.perf_counter() - t0
-    return {"bm25_passages": len(passages), "bm25_build_s": build, "bm25_queries": len(queries),
-            "bm25_k": k, "bm25_qps": len(queries) / dt}
+    return {
+        "bm25_passages": len(passages),
+        "bm25_build_s": build,
+        "bm25_queries": len(queries),
+        "bm25_k": k,
+        "bm25_qps": len(queries) / dt,
+    }
 
 
 def bench_dense_encoding(passage_texts, query_texts) -> dict:
@@ -133,15 +162,18 @@ def bench_dense_search(passages, n_queries: int, k: int = 10, dim: int = 384, se
     emb = rng.standard_normal((len(passages), dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     r = DenseRetriever(passages, encoder=object(), use_faiss=False, _embeddings=emb)
-    q = emb[rng.integers(0, len(passages), size=n_queries)] + 0.1 * rng.standard_normal(
-        (n_queries, dim)
-    ).astype(np.float32)
+    q = emb[rng.integers(0, len(passages), size=n_queries)] + 0.1 * rng.standard_normal((n_queries, dim)).astype(
+        np.float32
+    )
     r.search(q[:8], k)
     t0 = time.perf_counter()
     r.search(q, k)
     dt = time.perf_counter() - t0
-    return {"dense_search_passages": len(passages), "dense_search_queries": n_queries,
-            "dense_search_qps": n_queries / dt}
+    return {
+        "dense_search_passages": len(passages),
+        "dense_search_queries": n_queries,
+        "dense_search_qps": n_queries / dt,
+    }
 
 
 def run(quick: bool = False) -> dict:

@@ -96,9 +96,11 @@ def best_of(fn, repeats=3, clock=time.perf_counter):
 
 def run(quick: bool = False) -> list[dict]:
     rows = []
-    metrics = [("bleu2", naive_sacrebleu(), "sacrebleu sentence_score"),
-               ("rouge_l", naive_rouge(), "rouge_score RougeScorer"),
-               ("token_f1", naive_token_f1, "Python token-F1")]
+    metrics = [
+        ("bleu2", naive_sacrebleu(), "sacrebleu sentence_score"),
+        ("rouge_l", naive_rouge(), "rouge_score RougeScorer"),
+        ("token_f1", naive_token_f1, "Python token-F1"),
+    ]
     lengths = [32, 128] if quick else [32, 128, 256]
     set_counts = [1, 32]
     for tokens in lengths:
@@ -108,14 +110,22 @@ def run(quick: bool = False) -> list[dict]:
             for name, naive, naive_name in metrics:
                 naive_s, extrapolated = time_naive(naive, texts, pairs)
                 exact_s = best_of(lambda: group_similarity_rewards(texts, set_ids, para_ids, name))
-                relaxed_s = best_of(lambda: group_similarity_rewards(texts, set_ids, para_ids, name,
-                                                                     approx={"kappa": 3, "samples": 1}))
-                rows.append({
-                    "metric": name, "tokens": tokens, "sets": num_sets, "pairs": len(pairs),
-                    "naive": naive_name + (" (scaled)" if extrapolated else ""),
-                    "naive_ms": naive_s * 1e3, "exact_ms": exact_s * 1e3, "relaxed_ms": relaxed_s * 1e3,
-                    "speedup_exact": naive_s / exact_s,
-                })
+                relaxed_s = best_of(
+                    lambda: group_similarity_rewards(texts, set_ids, para_ids, name, approx={"kappa": 3, "samples": 1})
+                )
+                rows.append(
+                    {
+                        "metric": name,
+                        "tokens": tokens,
+                        "sets": num_sets,
+                        "pairs": len(pairs),
+                        "naive": naive_name + (" (scaled)" if extrapolated else ""),
+                        "naive_ms": naive_s * 1e3,
+                        "exact_ms": exact_s * 1e3,
+                        "relaxed_ms": relaxed_s * 1e3,
+                        "speedup_exact": naive_s / exact_s,
+                    }
+                )
     return rows
 
 
@@ -145,11 +155,19 @@ def run_sharding(quick: bool = False, processes=(2, 8, 64), tokens: int = 256, m
         whole_s = best_of(lambda: group_similarity_rewards(texts, set_ids, para_ids, metric), 3, cpu)
         share_s = best_of(share(0), repeats, cpu)
         slowest = None if quick else max(best_of(share(rank), repeats, cpu) for rank in range(num_processes))
-        rows.append({
-            "processes": num_processes, "completions": len(texts), "tokens": tokens, "metric": metric,
-            "whole_batch_s": whole_s, "share_s": share_s, "slowest_share_s": slowest,
-            "speedup_per_process": whole_s / share_s, "efficiency": (whole_s / num_processes) / share_s,
-        })
+        rows.append(
+            {
+                "processes": num_processes,
+                "completions": len(texts),
+                "tokens": tokens,
+                "metric": metric,
+                "whole_batch_s": whole_s,
+                "share_s": share_s,
+                "slowest_share_s": slowest,
+                "speedup_per_process": whole_s / share_s,
+                "efficiency": (whole_s / num_processes) / share_s,
+            }
+        )
     return rows
 
 
@@ -160,7 +178,12 @@ def run_embedding(num_sets: int = 4, tokens: int = 32) -> dict:
     metric = get_similarity("embedding:device=cpu")
     metric.matrix(texts[:2])  # load the model outside the timing
     exact_s = best_of(lambda: group_similarity_rewards(texts, set_ids, para_ids, metric), repeats=2)
-    relaxed_s = best_of(lambda: group_similarity_rewards(texts, set_ids, para_ids, metric,
-                                                         approx={"kappa": 3, "samples": 1}), repeats=2)
-    return {"completions": len(texts), "tokens": tokens, "exact_ms_per_completion": exact_s * 1e3 / len(texts),
-            "relaxed_ms_per_completion": relaxed_s * 1e3 / len(texts)}
+    relaxed_s = best_of(
+        lambda: group_similarity_rewards(texts, set_ids, para_ids, metric, approx={"kappa": 3, "samples": 1}), repeats=2
+    )
+    return {
+        "completions": len(texts),
+        "tokens": tokens,
+        "exact_ms_per_completion": exact_s * 1e3 / len(texts),
+        "relaxed_ms_per_completion": relaxed_s * 1e3 / len(texts),
+    }

@@ -102,9 +102,15 @@ def reward_soak(batches: int = 4000, samples: int = 20, seed: int = 0) -> dict:
     tracemalloc.stop()
     vocab = {name: _vocab_entries(m) for name, m in metrics.items()}
     return {
-        "batches": batches, "completions_per_batch": SETS * N * G, "fresh_tokens": counter[0],
-        "seconds": seconds, "traced_mb_start": traced[0], "traced_mb_end": traced[-1], "traced_mb_peak": max(traced),
-        "rss_mb_start": rss[0], "rss_mb_end": rss[-1],
+        "batches": batches,
+        "completions_per_batch": SETS * N * G,
+        "fresh_tokens": counter[0],
+        "seconds": seconds,
+        "traced_mb_start": traced[0],
+        "traced_mb_end": traced[-1],
+        "traced_mb_peak": max(traced),
+        "rss_mb_start": rss[0],
+        "rss_mb_end": rss[-1],
         "traced_mb_per_1000": slope_per_1000(xs, traced),
         "traced_peak_mb_per_1000": peak_growth_per_1000(xs, traced),
         "rss_peak_mb_per_1000": peak_growth_per_1000(xs, rss),
@@ -146,12 +152,25 @@ def training_soak(steps: int = 300, seed: int = 0) -> dict:
         path = Path(tmp) / "policy"
         make_tiny_policy(path, demo_text_corpus(train + eval_, corpus), hidden_size=32, num_layers=1, num_heads=2)
         model, tok = load_policy(path)
-        args = PSGRPOConfig(output_dir=str(Path(tmp) / "out"), use_cpu=True, bf16=False, per_device_train_batch_size=6,
-                            num_generations=2, max_completion_length=8, max_steps=steps, learning_rate=1e-4,
-                            logging_steps=10, save_strategy="no", report_to=[], seed=seed, beta=0.0,
-                            disable_tqdm=True, similarity="bleu2", accuracy_weight=1.0)
-        trainer = PSGRPOTrainer(model=model, args=args, train_dataset=rows, processing_class=tok,
-                                callbacks=[Sample()])
+        args = PSGRPOConfig(
+            output_dir=str(Path(tmp) / "out"),
+            use_cpu=True,
+            bf16=False,
+            per_device_train_batch_size=6,
+            num_generations=2,
+            max_completion_length=8,
+            max_steps=steps,
+            learning_rate=1e-4,
+            logging_steps=10,
+            save_strategy="no",
+            report_to=[],
+            seed=seed,
+            beta=0.0,
+            disable_tqdm=True,
+            similarity="bleu2",
+            accuracy_weight=1.0,
+        )
+        trainer = PSGRPOTrainer(model=model, args=args, train_dataset=rows, processing_class=tok, callbacks=[Sample()])
         trainer.remove_callback(PrinterCallback)
         tracemalloc.start()
         t0 = time.perf_counter()
@@ -160,13 +179,19 @@ def training_soak(steps: int = 300, seed: int = 0) -> dict:
         tracemalloc.stop()
     half = len(xs) // 2
     return {
-        "steps": steps, "seconds": seconds, "traced_mb_start": traced[0], "traced_mb_end": traced[-1],
-        "rss_mb_start": rss[0], "rss_mb_end": rss[-1],
+        "steps": steps,
+        "seconds": seconds,
+        "traced_mb_start": traced[0],
+        "traced_mb_end": traced[-1],
+        "rss_mb_start": rss[0],
+        "rss_mb_end": rss[-1],
         "traced_mb_per_1000": slope_per_1000(xs[half:], traced[half:]),
         "rss_mb_per_1000": slope_per_1000(xs[half:], rss[half:]),
     }
 
 
 def run(quick: bool = False) -> dict:
-    return {"rewards": reward_soak(batches=200 if quick else 2000, samples=12 if quick else 40),
-            "training": training_soak(steps=40 if quick else 300)}
+    return {
+        "rewards": reward_soak(batches=200 if quick else 2000, samples=12 if quick else 40),
+        "training": training_soak(steps=40 if quick else 300),
+    }

@@ -27,10 +27,23 @@ def comparable_reward(completions, set_id, paraphrase_id, **kwargs):
 
 
 def _args(output_dir, steps):
-    return dict(output_dir=str(output_dir), use_cpu=True, bf16=False, per_device_train_batch_size=24,
-                num_generations=4, max_completion_length=32, max_steps=steps, learning_rate=1e-4,
-                logging_steps=1, save_strategy="no", report_to=[], seed=0, beta=0.0, disable_tqdm=True,
-                shuffle_dataset=False)
+    return dict(
+        output_dir=str(output_dir),
+        use_cpu=True,
+        bf16=False,
+        per_device_train_batch_size=24,
+        num_generations=4,
+        max_completion_length=32,
+        max_steps=steps,
+        learning_rate=1e-4,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=0,
+        beta=0.0,
+        disable_tqdm=True,
+        shuffle_dataset=False,
+    )
 
 
 def _step_times(trainer) -> list[float]:
@@ -46,20 +59,30 @@ def run(steps: int = 10, rounds: int = 3) -> dict:
     rows = Dataset.from_list(to_training_rows(train))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "policy"
-        make_tiny_policy(path, demo_text_corpus(train + eval_, corpus), hidden_size=128, num_layers=2,
-                         num_heads=4)
+        make_tiny_policy(path, demo_text_corpus(train + eval_, corpus), hidden_size=128, num_layers=2, num_heads=4)
 
         def ours(r):
             model, tok = load_policy(path)
-            return _step_times(PSGRPOTrainer(
-                model=model, args=PSGRPOConfig(**_args(Path(tmp) / f"o{r}", steps), similarity="token_f1"),
-                train_dataset=rows, processing_class=tok))
+            return _step_times(
+                PSGRPOTrainer(
+                    model=model,
+                    args=PSGRPOConfig(**_args(Path(tmp) / f"o{r}", steps), similarity="token_f1"),
+                    train_dataset=rows,
+                    processing_class=tok,
+                )
+            )
 
         def theirs(r):
             model, tok = load_policy(path)
-            return _step_times(GRPOTrainer(
-                model=model, reward_funcs=[comparable_reward], args=GRPOConfig(**_args(Path(tmp) / f"t{r}", steps)),
-                train_dataset=rows, processing_class=tok))
+            return _step_times(
+                GRPOTrainer(
+                    model=model,
+                    reward_funcs=[comparable_reward],
+                    args=GRPOConfig(**_args(Path(tmp) / f"t{r}", steps)),
+                    train_dataset=rows,
+                    processing_class=tok,
+                )
+            )
 
         ours_times, theirs_times = [], []
         for r in range(rounds):  # alternate which runs first, so warm-up and drift hit both sides

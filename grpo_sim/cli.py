@@ -31,8 +31,12 @@ from .distributed import process_rank
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="GRPO fine-tuning with similarity rewards (PS-GRPO) on Hugging Face TRL.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="GRPO fine-tuning with similarity rewards (PS-GRPO) on Hugging Face TRL.",
+)
 console = Console(stderr=True)
 
 
@@ -69,8 +73,16 @@ def _summary_table(result, title: str = "grpo-sim run") -> Table:
     table.add_column("value", justify="right")
     table.add_row("steps", str(result.global_step))
     table.add_row("wall time", f"{result.seconds:.0f} s")
-    for key in ("loss", "reward", "rewards/consistency/mean", "rewards/accuracy/mean", "ps_grpo/agreement",
-                "ps_grpo/frac_empty", "ps_grpo/frac_sets_identical", "completions/mean_length"):
+    for key in (
+        "loss",
+        "reward",
+        "rewards/consistency/mean",
+        "rewards/accuracy/mean",
+        "ps_grpo/agreement",
+        "ps_grpo/frac_empty",
+        "ps_grpo/frac_sets_identical",
+        "completions/mean_length",
+    ):
         if key in result.last_metrics and result.last_metrics[key] is not None:
             table.add_row(key + " (last log)", f"{result.last_metrics[key]:.4f}")
     if result.evaluation and result.evaluation.get("kind") == "rows":  # ordinary rows: answers vs references
@@ -83,13 +95,21 @@ def _summary_table(result, title: str = "grpo-sim run") -> Table:
         from .eval.report import COLLAPSE_KEYS, collapse_lines, result_warnings
 
         evaluation = result.evaluation
-        accuracy = [k for k in ("accuracy_em", "accuracy_f1", "accuracy_rouge_l", "accuracy_bleu2",
-                                "accuracy_embedding") if k in evaluation]
+        accuracy = [
+            k
+            for k in ("accuracy_em", "accuracy_f1", "accuracy_rouge_l", "accuracy_bleu2", "accuracy_embedding")
+            if k in evaluation
+        ]
         if evaluation.get("answer_form") != "long":
             accuracy = [k for k in accuracy if k in ("accuracy_em", "accuracy_f1")]
         # the collapse figures sit right under consistency: consistency alone is fooled by one degenerate answer
-        for key in (*accuracy, "consistency_e2e_exact", "consistency_e2e_bleu2", "consistency_e2e_embedding",
-                    *COLLAPSE_KEYS):
+        for key in (
+            *accuracy,
+            "consistency_e2e_exact",
+            "consistency_e2e_bleu2",
+            "consistency_e2e_embedding",
+            *COLLAPSE_KEYS,
+        ):
             if evaluation.get(key) is not None:
                 table.add_row(f"eval {key}", f"{evaluation[key]:.4f}")
         for line in collapse_lines(evaluation):
@@ -120,8 +140,13 @@ def load_recipe_reporting_all(path: Path, overrides: list[str] | None, **start):
             if "output_dir" in start:
                 start = {**start, "output_dir": run_directory(recipe, start["output_dir"])}
             # a bad batch key was dropped (its default stands in): batch advice would be about numbers nobody set
-            batch_keys = ("num_generations", "per_device_train_batch_size", "gradient_accumulation_steps",
-                          "steps_per_generation", "generation_batch_size")
+            batch_keys = (
+                "num_generations",
+                "per_device_train_batch_size",
+                "gradient_accumulation_steps",
+                "steps_per_generation",
+                "generation_batch_size",
+            )
             start["check_batches"] = not any(p.startswith(f"training.{k}:") for p in problems for k in batch_keys)
             _, more = start_problems(cpu_defaults(recipe), **start)
             problems += [p for p in more if p not in problems]
@@ -141,8 +166,10 @@ def _with_trl_flags(overrides: list[str] | None, extra: list[str]) -> list[str]:
 def _report_stop(stop, command: str, recipe: Path, set_: Optional[list[str]]) -> None:
     """A signal stopped the run after saving: say where, and the command that resumes it; exit 128 + signal."""
     where = stop.checkpoint or "no checkpoint (stopped before the first step finished)"
-    console.print(f"[yellow]stopped by {stop.signal_name}[/yellow]; saved {where}.\nResume with:\n  grpo-sim {command} "
-                  f"{recipe} --output-dir {stop.output_dir} --resume auto" + "".join(f" --set {s}" for s in set_ or []))
+    console.print(
+        f"[yellow]stopped by {stop.signal_name}[/yellow]; saved {where}.\nResume with:\n  grpo-sim {command} "
+        f"{recipe} --output-dir {stop.output_dir} --resume auto" + "".join(f" --set {s}" for s in set_ or [])
+    )
     raise typer.Exit(stop.exit_code)
 
 
@@ -162,8 +189,7 @@ def train_command(
     try:
         set_ = _with_trl_flags(set_, ctx.args if ctx else [])
         parsed = load_recipe_reporting_all(recipe, set_, output_dir=output_dir, resume=resume, overwrite=overwrite)
-        result = run_training(parsed, output_dir=output_dir, resume=resume, overwrite=overwrite,
-                              cache_dir=cache_dir)
+        result = run_training(parsed, output_dir=output_dir, resume=resume, overwrite=overwrite, cache_dir=cache_dir)
     except Interrupted as stop:
         _report_stop(stop, "train", recipe, set_)
     except user_errors() as exc:
@@ -175,8 +201,9 @@ def train_command(
 def sft_command(
     recipe: Path = typer.Argument(..., help="YAML recipe (its data.train, data.prompt and sft: section)"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o",
-                                              help="run directory (default: sft.output_dir, else runs/NAME-sft)"),
+    output_dir: Optional[Path] = typer.Option(
+        None, "--output-dir", "-o", help="run directory (default: sft.output_dir, else runs/NAME-sft)"
+    ),
     resume: Optional[str] = typer.Option(None, "--resume", help="'auto' (newest complete checkpoint) or a path"),
     overwrite: bool = typer.Option(False, "--overwrite", help="delete a non-empty output directory first"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="where the demo warm start is cached"),
@@ -203,11 +230,15 @@ def sft_command(
 def check_command(
     recipe: Path = typer.Argument(..., help="YAML recipe"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
-    num_processes: int = typer.Option(1, "--num-processes", "-p", min=1,
-                                      help="training processes over all machines (for the batch arithmetic)"),
+    num_processes: int = typer.Option(
+        1, "--num-processes", "-p", min=1, help="training processes over all machines (for the batch arithmetic)"
+    ),
     num_machines: int = typer.Option(1, "--num-machines", "-m", min=1, help="machines (nodes)"),
-    no_data: bool = typer.Option(False, "--no-data", help="do not read the data files (e.g. they live on the "
-                                 "cluster); n then comes from data.paraphrases_per_set"),
+    no_data: bool = typer.Option(
+        False,
+        "--no-data",
+        help="do not read the data files (e.g. they live on the cluster); n then comes from data.paraphrases_per_set",
+    ),
     ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Run every check `train` makes before it starts: recipe keys, types and ranges, similarities, prompt
@@ -220,27 +251,44 @@ def check_command(
         parsed = load_recipe_reporting_all(recipe, set_, **start)
         decisions = check_start(cpu_defaults(parsed), **start)
     except user_errors() as exc:
-        missing_data = any(p.startswith(("data.train:", "data.eval:")) and "does not exist" in p
-                           for p in getattr(exc, "problems", []))
-        fail(str(exc) + ("\n(data that lives elsewhere, e.g. on the cluster: grpo-sim check --no-data checks the "
-                         "rest)" if missing_data else ""))
+        missing_data = any(
+            p.startswith(("data.train:", "data.eval:")) and "does not exist" in p for p in getattr(exc, "problems", [])
+        )
+        fail(
+            str(exc)
+            + (
+                "\n(data that lives elsewhere, e.g. on the cluster: grpo-sim check --no-data checks the rest)"
+                if missing_data
+                else ""
+            )
+        )
     Console().print(parsed.dump_yaml(), highlight=False, markup=False)
     if decisions.plan is None:
-        console.print("[yellow]note:[/yellow] batch arithmetic against whole paraphrase sets not checked: the "
-                      "number of paraphrases per set is unknown without the data (set data.paraphrases_per_set)",
-                      soft_wrap=True)
-    data = (f"{len(decisions.train_sets)} training sets x {decisions.paraphrases_per_set} paraphrases, "
-            if not no_data else "")
-    console.print(f"[green]{recipe}: valid[/green] ({data}batches fit {num_processes} process(es))"
-                  if decisions.plan is not None else f"[green]{recipe}: valid[/green]", soft_wrap=True)
+        console.print(
+            "[yellow]note:[/yellow] batch arithmetic against whole paraphrase sets not checked: the "
+            "number of paraphrases per set is unknown without the data (set data.paraphrases_per_set)",
+            soft_wrap=True,
+        )
+    data = (
+        f"{len(decisions.train_sets)} training sets x {decisions.paraphrases_per_set} paraphrases, "
+        if not no_data
+        else ""
+    )
+    console.print(
+        f"[green]{recipe}: valid[/green] ({data}batches fit {num_processes} process(es))"
+        if decisions.plan is not None
+        else f"[green]{recipe}: valid[/green]",
+        soft_wrap=True,
+    )
 
 
 def plan_command(
     recipe: Path = typer.Argument(..., help="YAML recipe"),
     num_processes: int = typer.Option(1, "--num-processes", "-p", help="training processes over all machines"),
     num_machines: int = typer.Option(1, "--num-machines", "-m", help="machines (nodes)"),
-    paraphrases_per_set: Optional[int] = typer.Option(None, "--paraphrases-per-set", "-n",
-                                                      help="n, when it cannot be read from the data"),
+    paraphrases_per_set: Optional[int] = typer.Option(
+        None, "--paraphrases-per-set", "-n", help="n, when it cannot be read from the data"
+    ),
     vllm_data_parallel: int = typer.Option(1, "--vllm-data-parallel", help="the vLLM server's data parallel size"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
     ctx: typer.Context = None,  # type: ignore[assignment]
@@ -251,8 +299,9 @@ def plan_command(
 
     try:
         overrides = _with_trl_flags(set_, ctx.args if ctx else [])
-        plan = plan_batches(load_recipe(recipe, overrides), num_processes, num_machines, paraphrases_per_set,
-                            vllm_data_parallel)
+        plan = plan_batches(
+            load_recipe(recipe, overrides), num_processes, num_machines, paraphrases_per_set, vllm_data_parallel
+        )
     except user_errors() as exc:
         fail(str(exc))
     table = Table(title=f"batch plan: {recipe} on {num_processes} process(es)")
@@ -275,25 +324,34 @@ def plan_command(
 
 def demo_command(
     task: str = typer.Option(
-        "short", "--task",
+        "short",
+        "--task",
         help="short (one-word answers, the default demo) or longform (sentence answers with several acceptable "
-             "phrasings: consistency and accuracy come apart)"),
+        "phrasings: consistency and accuracy come apart)",
+    ),
     output_dir: Optional[Path] = typer.Option(
-        None, "--output-dir", "-o", help="where results go (default runs/demo, or runs/demo-longform)"),
+        None, "--output-dir", "-o", help="where results go (default runs/demo, or runs/demo-longform)"
+    ),
     quick: bool = typer.Option(False, "--quick", help="a small smoke version (about a minute)"),
     cache_dir: Optional[Path] = typer.Option(
         None, "--cache-dir", help="warm-start cache (default: next to the output dir, .cache/)"
     ),
     reward_labels: str = typer.Option(
-        "gold", "--reward-labels",
+        "gold",
+        "--reward-labels",
         help="what GRPO's accuracy reward scores against: gold (verified answers) or warmstart "
-             "(the warm start's own noisy labels)"),
+        "(the warm start's own noisy labels)",
+    ),
     seed: int = typer.Option(0, "--seed", help="seeds the data, the warm start and every arm"),
     seeds: Optional[str] = typer.Option(
-        None, "--seeds", help="several seeds, e.g. 0,1,2: one run per seed in OUTPUT_DIR/seed-<k> and a combined "
-                              "table (seeds.md, seeds.json) with the spread across seeds"),
-    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="arms (and warm starts) trained at a time, one process "
-                                                            "and one torch thread each"),
+        None,
+        "--seeds",
+        help="several seeds, e.g. 0,1,2: one run per seed in OUTPUT_DIR/seed-<k> and a combined "
+        "table (seeds.md, seeds.json) with the spread across seeds",
+    ),
+    jobs: int = typer.Option(
+        2, "--jobs", "-j", min=1, help="arms (and warm starts) trained at a time, one process and one torch thread each"
+    ),
 ) -> None:
     """The embedded default: PS-GRPO, its label-free and relaxed variants and accuracy-only GRPO on a tiny local
     policy, on CPU."""
@@ -301,8 +359,10 @@ def demo_command(
     if task not in DEMO_TASKS:
         fail(f"--task must be one of {', '.join(DEMO_TASKS)}, got {task!r}")
     if task == "longform" and reward_labels != "gold":
-        fail("--reward-labels applies to the short demo only (the long-form demo's accuracy reward scores against the "
-             "gold phrasings)")
+        fail(
+            "--reward-labels applies to the short demo only (the long-form demo's accuracy reward scores against the "
+            "gold phrasings)"
+        )
     from .demo import ArmFailed, run_demo, run_seeds
     from .demo.longform import run_longform_demo, run_longform_seeds
 

@@ -77,8 +77,9 @@ def _post_once(url: str, body: bytes, headers: dict[str, str], timeout: float) -
             raise _Retry(f"timed out after {timeout:g} s") from None
         raise _Retry(f"{exc.reason}", unreachable=True) from None
     except (ConnectionError, OSError, http.client.HTTPException) as exc:  # reset, dropped, truncated body
-        raise _Retry(f"{type(exc).__name__}: {exc}",
-                     unreachable=not isinstance(exc, http.client.HTTPException)) from None
+        raise _Retry(
+            f"{type(exc).__name__}: {exc}", unreachable=not isinstance(exc, http.client.HTTPException)
+        ) from None
 
 
 def post_json(

@@ -72,8 +72,13 @@ def _nearest_multiples(value: int, unit: int) -> str:
 
 
 #: the training keys that make a launch's batch; the rest of the recipe does not change it
-BATCH_KEYS = ("num_generations", "per_device_train_batch_size", "gradient_accumulation_steps", "steps_per_generation",
-              "generation_batch_size")
+BATCH_KEYS = (
+    "num_generations",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "steps_per_generation",
+    "generation_batch_size",
+)
 
 
 def launch_batch_config(recipe: Recipe, num_processes: int):
@@ -93,8 +98,14 @@ def _default(key: str) -> Any:
     return next(f.default for f in dataclasses.fields(PSGRPOConfig) if f.name == key)
 
 
-def plan_batches(recipe: Recipe, num_processes: int = 1, num_machines: int = 1,
-                 paraphrases_per_set: int | None = None, vllm_data_parallel: int = 1, config=None) -> BatchPlan:
+def plan_batches(
+    recipe: Recipe,
+    num_processes: int = 1,
+    num_machines: int = 1,
+    paraphrases_per_set: int | None = None,
+    vllm_data_parallel: int = 1,
+    config=None,
+) -> BatchPlan:
     """The batch arithmetic of ``recipe`` on ``num_processes`` training processes in total.
 
     ``vllm_data_parallel`` is the rollout server's data-parallel size (vllm_mode server), when known. ``config``: the
@@ -105,8 +116,18 @@ def plan_batches(recipe: Recipe, num_processes: int = 1, num_machines: int = 1,
     g, B, GA = (int(t.get(k) or _default(k)) for k in BATCH_KEYS[:3])
     S, gen = t.get("steps_per_generation"), t.get("generation_batch_size")
     n = paraphrases_per_set or infer_paraphrases_per_set(recipe)
-    plan = BatchPlan(n, g, num_processes, num_machines, B, GA, None, None, bool(t.get("use_vllm", False)),
-                     str(t.get("vllm_mode", "colocate")))
+    plan = BatchPlan(
+        n,
+        g,
+        num_processes,
+        num_machines,
+        B,
+        GA,
+        None,
+        None,
+        bool(t.get("use_vllm", False)),
+        str(t.get("vllm_mode", "colocate")),
+    )
     P = num_processes
     if num_processes < 1 or num_machines < 1:
         plan.problems.append("num_processes and num_machines must be >= 1")
@@ -114,8 +135,10 @@ def plan_batches(recipe: Recipe, num_processes: int = 1, num_machines: int = 1,
     if num_processes % num_machines:
         plan.problems.append(f"{num_processes} processes do not split evenly over {num_machines} machines")
     if g < 2:
-        plan.problems.append(f"num_generations = {g}: GRPO needs g >= 2 completions per prompt (TRL's GRPOConfig "
-                             "rejects fewer; a group of one has no advantage)")
+        plan.problems.append(
+            f"num_generations = {g}: GRPO needs g >= 2 completions per prompt (TRL's GRPOConfig "
+            "rejects fewer; a group of one has no advantage)"
+        )
         return plan
     if gen is not None and S is not None:
         plan.problems.append("set either training.generation_batch_size or training.steps_per_generation, not both")
@@ -123,7 +146,8 @@ def plan_batches(recipe: Recipe, num_processes: int = 1, num_machines: int = 1,
     if gen is not None and int(gen) % (B * P):
         plan.problems.append(
             f"generation_batch_size {gen} is not divisible by per_device_train_batch_size x processes = {B * P}; "
-            f"nearest valid: {_nearest_multiples(int(gen), B * P)}")
+            f"nearest valid: {_nearest_multiples(int(gen), B * P)}"
+        )
         return plan
     try:
         config = config if config is not None else launch_batch_config(recipe, P)
@@ -142,18 +166,25 @@ def plan_batches(recipe: Recipe, num_processes: int = 1, num_machines: int = 1,
             f"generation batch {gen} = per_device_train_batch_size {B} x {P} processes x steps_per_generation {S} "
             f"is not a multiple of one set = n {n} x g {g} = {per_set} completions; nearest valid batches: "
             f"{_nearest_multiples(gen, per_set)}. E.g. per_device_train_batch_size a multiple of {good_b}, or "
-            f"steps_per_generation a multiple of {good_s}.")
+            f"steps_per_generation a multiple of {good_s}."
+        )
     if plan.use_vllm:
         check_vllm_settings(plan, recipe, vllm_data_parallel)
     if plan.use_vllm and plan.vllm_mode == "server":
-        plan.notes.append("vllm_mode=server: start the rollout server on GPUs NOT counted in num_processes "
-                          "(scripts/vllm_server.sh); trainers reach it via training.vllm_server_host/port")
+        plan.notes.append(
+            "vllm_mode=server: start the rollout server on GPUs NOT counted in num_processes "
+            "(scripts/vllm_server.sh); trainers reach it via training.vllm_server_host/port"
+        )
     if plan.use_vllm and plan.vllm_mode == "colocate":
-        plan.notes.append("vllm_mode=colocate: every training process holds a vLLM engine; lower "
-                          "training.vllm_gpu_memory_utilization if the trainer runs out of memory")
+        plan.notes.append(
+            "vllm_mode=colocate: every training process holds a vLLM engine; lower "
+            "training.vllm_gpu_memory_utilization if the trainer runs out of memory"
+        )
     if GA % S and not plan.problems:
-        plan.notes.append(f"gradient_accumulation_steps {GA} is not a multiple of steps_per_generation {S}: "
-                          "TRL then computes old log-probs for importance sampling (extra forward pass)")
+        plan.notes.append(
+            f"gradient_accumulation_steps {GA} is not a multiple of steps_per_generation {S}: "
+            "TRL then computes old log-probs for importance sampling (extra forward pass)"
+        )
     return plan
 
 
@@ -190,20 +221,25 @@ def check_vllm_settings(plan: BatchPlan, recipe: Recipe, vllm_data_parallel: int
         if tp < 1 or P % tp:
             plan.problems.append(
                 f"training.vllm_tensor_parallel_size {tp} must divide the {P} training processes (TRL colocate "
-                f"mode makes groups of {tp} consecutive ranks share one engine)")
+                f"mode makes groups of {tp} consecutive ranks share one engine)"
+            )
         elif M > 1 and (P // M) % tp:
             plan.warnings.append(
                 f"training.vllm_tensor_parallel_size {tp} does not divide the {P // M} processes per machine: "
-                "tensor-parallel groups would span machines; pick a divisor of the processes per machine")
+                "tensor-parallel groups would span machines; pick a divisor of the processes per machine"
+            )
     else:
         if tp != 1:
             plan.warnings.append(
                 f"training.vllm_tensor_parallel_size {tp} applies to colocate mode only; in server mode it is "
-                "ignored: give the server its tensor parallel size (scripts/vllm_server.sh MODEL TP)")
+                "ignored: give the server its tensor parallel size (scripts/vllm_server.sh MODEL TP)"
+            )
         if vllm_data_parallel > 1:
             moe = model_is_moe(recipe.model.name_or_path)
-            message = (f"vLLM server data parallel {vllm_data_parallel}: TRL 1.16 supports data parallel > 1 for "
-                       "mixture-of-experts models only (dense models 'will error out'); use tensor parallel")
+            message = (
+                f"vLLM server data parallel {vllm_data_parallel}: TRL 1.16 supports data parallel > 1 for "
+                "mixture-of-experts models only (dense models 'will error out'); use tensor parallel"
+            )
             if moe is False:
                 plan.problems.append(f"{message}: {recipe.model.name_or_path} is a dense model")
             elif moe is None:
@@ -212,7 +248,8 @@ def check_vllm_settings(plan: BatchPlan, recipe: Recipe, vllm_data_parallel: int
         if M > 1 and not t.get("vllm_server_base_url") and host in ("0.0.0.0", "127.0.0.1", "localhost", "::"):
             plan.warnings.append(
                 f"training.vllm_server_host is {host} on {M} machines: rank 0 will look for the server on its "
-                "own machine; set the rollout server's address (scripts/slurm_train.sh does)")
+                "own machine; set the rollout server's address (scripts/slurm_train.sh does)"
+            )
 
 
 def infer_paraphrases_per_set(recipe: Recipe) -> int:
@@ -233,5 +270,7 @@ def infer_paraphrases_per_set(recipe: Recipe) -> int:
                 for line in fh:
                     if line.strip():
                         return len(json.loads(line).get("paraphrases") or []) or 1
-    raise ValueError(f"cannot tell how many paraphrases per set {recipe.data.train!r} has (file missing or not "
-                     "JSONL); pass --paraphrases-per-set or set data.paraphrases_per_set")
+    raise ValueError(
+        f"cannot tell how many paraphrases per set {recipe.data.train!r} has (file missing or not "
+        "JSONL); pass --paraphrases-per-set or set data.paraphrases_per_set"
+    )

@@ -67,8 +67,9 @@ def load_reward_function(path: str) -> Callable:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ValueError(f"function {path!r}: cannot import module {module_name!r} ({exc}); is it installed or "
-                         "on PYTHONPATH?") from None
+        raise ValueError(
+            f"function {path!r}: cannot import module {module_name!r} ({exc}); is it installed or on PYTHONPATH?"
+        ) from None
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -87,8 +88,7 @@ def parse_reward_term(raw: Any, where: str = "rewards[0]", check: bool = True) -
     """One term from its mapping form; ValueError names ``where`` and the key. ``check`` resolves
     similarity specs and imports functions (so a typo fails before any model loads)."""
     if not isinstance(raw, Mapping):
-        raise ValueError(f"{where}: a reward term is a mapping with a 'type' ({', '.join(TERM_TYPES)}), "
-                         f"got {raw!r}")
+        raise ValueError(f"{where}: a reward term is a mapping with a 'type' ({', '.join(TERM_TYPES)}), got {raw!r}")
     kind = raw.get("type")
     if kind not in TERM_TYPES:
         raise ValueError(f"{where}.type: must be one of {', '.join(TERM_TYPES)}, got {kind!r}")
@@ -97,8 +97,12 @@ def parse_reward_term(raw: Any, where: str = "rewards[0]", check: bool = True) -
         allowed = ", ".join(sorted(_COMMON_KEYS | _KEYS[kind]))
         raise ValueError(f"{where}: unknown key(s) {sorted(unknown)} for a {kind} term (allowed: {allowed})")
     weight = raw.get("weight", 1.0)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight != weight or \
-            weight in (float("inf"), float("-inf")):
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, (int, float))
+        or weight != weight
+        or weight in (float("inf"), float("-inf"))
+    ):
         raise ValueError(f"{where}.weight: must be a finite number, got {weight!r}")
     values: dict[str, Any] = {"type": kind, "weight": float(weight)}
     if kind in ("consistency", "reference"):
@@ -167,17 +171,24 @@ def parse_reward_terms(raw: Sequence[Any], where: str = "rewards", check: bool =
     seen: dict[str, int] = {}
     for k, term in enumerate(terms):
         if term.name in seen:
-            problems.append(f"{where}: two terms are named {term.name!r} (logged as rewards/{term.name}/mean); "
-                            "give one of them another name")
+            problems.append(
+                f"{where}: two terms are named {term.name!r} (logged as rewards/{term.name}/mean); "
+                "give one of them another name"
+            )
         seen[term.name] = k
     if problems:
         raise ValueError("\n".join(problems))
     return terms
 
 
-def legacy_reward_terms(similarity: str = "bleu2", consistency_weight: float = 1.0, accuracy_weight: float = 0.0,
-                        accuracy_metric: str = "token_f1", relaxed_kappa: int | None = None,
-                        relaxed_samples: int = 1) -> list[dict[str, Any]]:
+def legacy_reward_terms(
+    similarity: str = "bleu2",
+    consistency_weight: float = 1.0,
+    accuracy_weight: float = 0.0,
+    accuracy_metric: str = "token_f1",
+    relaxed_kappa: int | None = None,
+    relaxed_samples: int = 1,
+) -> list[dict[str, Any]]:
     """The terms the pre-term settings meant: consistency (if weighted) + accuracy vs gold (if weighted).
 
     Accuracy is a ``reference`` term named ``accuracy`` on the gold answers, so its log key is unchanged.
@@ -185,9 +196,23 @@ def legacy_reward_terms(similarity: str = "bleu2", consistency_weight: float = 1
     terms: list[dict[str, Any]] = []
     if consistency_weight != 0:
         relaxed = None if relaxed_kappa is None else {"kappa": relaxed_kappa, "samples": relaxed_samples}
-        terms.append({"type": "consistency", "name": "consistency", "weight": float(consistency_weight),
-                      "similarity": similarity, "relaxed": relaxed})
+        terms.append(
+            {
+                "type": "consistency",
+                "name": "consistency",
+                "weight": float(consistency_weight),
+                "similarity": similarity,
+                "relaxed": relaxed,
+            }
+        )
     if accuracy_weight != 0:
-        terms.append({"type": "reference", "name": "accuracy", "weight": float(accuracy_weight),
-                      "similarity": accuracy_metric, "column": None})
+        terms.append(
+            {
+                "type": "reference",
+                "name": "accuracy",
+                "weight": float(accuracy_weight),
+                "similarity": accuracy_metric,
+                "column": None,
+            }
+        )
     return terms

@@ -75,9 +75,7 @@ class RelaxedSampling:
         if isinstance(approx, Mapping):
             unknown = set(approx) - {"kappa", "samples"}
             if unknown:
-                raise ValueError(
-                    f"relaxed reward: unknown keys {sorted(unknown)}; use {{'kappa': 3, 'samples': 1}}"
-                )
+                raise ValueError(f"relaxed reward: unknown keys {sorted(unknown)}; use {{'kappa': 3, 'samples': 1}}")
             return cls(**approx)
         raise ValueError(f"approx must be None (exact) or a mapping like {{'kappa': 3, 'samples': 1}}, got {approx!r}")
 

@@ -51,8 +51,9 @@ def _group_rows(set_ids: Sequence[Hashable], paraphrase_ids: Sequence[Hashable],
     return groups
 
 
-def set_layout_problems(set_ids: Sequence[Hashable], paraphrase_ids: Sequence[Hashable],
-                        what: str = "dataset") -> list[str]:
+def set_layout_problems(
+    set_ids: Sequence[Hashable], paraphrase_ids: Sequence[Hashable], what: str = "dataset"
+) -> list[str]:
     """Every reason :func:`build_set_layout` rejects these rows: each set without paraphrase ids, with duplicate
     ids or with a single paraphrase, then (when every set is fine on its own) unequal set sizes, naming the sets
     outside the most common size. Raises SetLayoutError for rows that cannot be grouped at all."""
@@ -86,8 +87,9 @@ def set_layout_problems(set_ids: Sequence[Hashable], paraphrase_ids: Sequence[Ha
         common = max(by_size, key=lambda n: (len(by_size[n]), n))
         for n, ids in sorted(by_size.items()):
             if n != common:
-                problems.append(f"{len(ids)} set(s) with {n} paraphrases (most have {common}): "
-                                + ", ".join(repr(i) for i in ids))
+                problems.append(
+                    f"{len(ids)} set(s) with {n} paraphrases (most have {common}): " + ", ".join(repr(i) for i in ids)
+                )
     return problems
 
 
@@ -104,10 +106,12 @@ def build_set_layout(
     if problems and problems[0].startswith(f"{what}: sets have different numbers"):
         raise SetLayoutError(problems[0], problems)
     if problems:
-        more = f" (first 10 of {len(problems)} shown; grpo-sim data validate --for-training lists them all)" \
-            if len(problems) > 10 else ""
-        raise SetLayoutError(f"{what} has bad paraphrase sets{more}:\n  - " + "\n  - ".join(problems[:10]),
-                             problems)
+        more = (
+            f" (first 10 of {len(problems)} shown; grpo-sim data validate --for-training lists them all)"
+            if len(problems) > 10
+            else ""
+        )
+        raise SetLayoutError(f"{what} has bad paraphrase sets{more}:\n  - " + "\n  - ".join(problems[:10]), problems)
     groups = _group_rows(set_ids, paraphrase_ids, what)
     ordered = {sid: tuple(sorted(rows, key=lambda r: _sort_key(paraphrase_ids[r]))) for sid, rows in groups.items()}
     return SetLayout(tuple(ordered.values()), tuple(ordered), len(next(iter(ordered.values()))))
@@ -117,14 +121,14 @@ def _sort_key(value: Hashable) -> tuple:
     return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
 
 
-def batch_size_hints(completions_per_set: int, per_device_batch_size: int, num_processes: int,
-                     steps_per_generation: int) -> tuple[int, int]:
+def batch_size_hints(
+    completions_per_set: int, per_device_batch_size: int, num_processes: int, steps_per_generation: int
+) -> tuple[int, int]:
     """``(b, s)``: per_device_batch_size a multiple of ``b`` (steps_per_generation kept), or steps_per_generation
     a multiple of ``s`` (per_device_batch_size kept), makes a generation batch hold whole sets."""
     per_round = num_processes * steps_per_generation  # rows of one per-device batch, over processes and steps
     per_step = per_device_batch_size * num_processes  # rows of one step, over processes
-    return (math.lcm(completions_per_set, per_round) // per_round,
-            math.lcm(completions_per_set, per_step) // per_step)
+    return (math.lcm(completions_per_set, per_round) // per_round, math.lcm(completions_per_set, per_step) // per_step)
 
 
 def check_batch_fits_sets(

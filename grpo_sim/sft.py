@@ -38,8 +38,11 @@ def sft_rows(sets, template: str) -> tuple[list[dict[str, Any]], int]:
     """(conversational prompt-completion rows, number of sets skipped for having no gold answer)."""
     from .data.schema import to_training_rows
 
-    rows = [{"prompt": row["prompt"], "completion": [{"role": "assistant", "content": row["answers"][0]}]}
-            for row in to_training_rows(sets, template) if row["answers"]]
+    rows = [
+        {"prompt": row["prompt"], "completion": [{"role": "assistant", "content": row["answers"][0]}]}
+        for row in to_training_rows(sets, template)
+        if row["answers"]
+    ]
     return rows, sum(1 for s in sets if not s.answers)
 
 
@@ -51,11 +54,19 @@ def sft_config(recipe: Recipe, output_dir: Path):
 
     sft = recipe.sft
     kwargs: dict[str, Any] = dict(
-        output_dir=str(output_dir), num_train_epochs=sft.epochs, max_steps=sft.max_steps,
-        learning_rate=sft.learning_rate, per_device_train_batch_size=sft.batch_size,
-        gradient_accumulation_steps=sft.gradient_accumulation_steps, logging_steps=sft.logging_steps,
-        save_strategy="steps", save_steps=sft.save_steps, seed=sft.seed, max_length=None,
-        gradient_checkpointing=False, report_to=recipe.training.get("report_to", "none"),
+        output_dir=str(output_dir),
+        num_train_epochs=sft.epochs,
+        max_steps=sft.max_steps,
+        learning_rate=sft.learning_rate,
+        per_device_train_batch_size=sft.batch_size,
+        gradient_accumulation_steps=sft.gradient_accumulation_steps,
+        logging_steps=sft.logging_steps,
+        save_strategy="steps",
+        save_steps=sft.save_steps,
+        seed=sft.seed,
+        max_length=None,
+        gradient_checkpointing=False,
+        report_to=recipe.training.get("report_to", "none"),
         run_name=output_dir.name,
     )
     if not torch.cuda.is_available():
@@ -79,28 +90,47 @@ def _sft_trainer_class():
     return WarmStartTrainer
 
 
-def sft_model_card(recipe: Recipe, output_dir: Path, rows: int, sets: int, steps: int, seconds: float,
-                   evaluation: dict[str, Any] | None) -> str:
+def sft_model_card(
+    recipe: Recipe,
+    output_dir: Path,
+    rows: int,
+    sets: int,
+    steps: int,
+    seconds: float,
+    evaluation: dict[str, Any] | None,
+) -> str:
     from .runner import evaluation_card_lines
 
     lines = [
-        "---", "library_name: transformers", "tags: [grpo-sim, sft, trl]", "---", "",
-        f"# {output_dir.name}", "",
+        "---",
+        "library_name: transformers",
+        "tags: [grpo-sim, sft, trl]",
+        "---",
+        "",
+        f"# {output_dir.name}",
+        "",
         "Supervised warm start made with grpo-sim (`grpo-sim sft`, TRL SFTTrainer), to be trained further with "
-        "PS-GRPO (`grpo-sim train`, model.name_or_path = this directory).", "",
+        "PS-GRPO (`grpo-sim train`, model.name_or_path = this directory).",
+        "",
         f"- start model: `{start_model(recipe)}`",
         f"- data: `{recipe.data.train}` ({sets} sets with gold answers, {rows} wordings; prompt "
         f"`{recipe.data.prompt}`; target: the set's first gold answer)",
         f"- settings: {recipe.sft.epochs:g} epoch(s), max_steps {recipe.sft.max_steps}, learning rate "
         f"{recipe.sft.learning_rate:g}, batch {recipe.sft.batch_size} x {recipe.sft.gradient_accumulation_steps}",
         f"- steps: {steps}, wall time {seconds:.0f} s",
-        f"- recipe: `{recipe._source}` (resolved copy: `recipe.resolved.yaml` in the run directory)", "",
+        f"- recipe: `{recipe._source}` (resolved copy: `recipe.resolved.yaml` in the run directory)",
+        "",
     ]
     return "\n".join(lines + evaluation_card_lines(evaluation))
 
 
-def run_sft(recipe: Recipe, output_dir: str | os.PathLike[str] | None = None, resume: str | None = None,
-            overwrite: bool = False, cache_dir: str | os.PathLike[str] | None = None):
+def run_sft(
+    recipe: Recipe,
+    output_dir: str | os.PathLike[str] | None = None,
+    resume: str | None = None,
+    overwrite: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
+):
     """Warm-start the recipe's model on its training data; returns a :class:`grpo_sim.runner.RunResult`.
 
     Raises RecipeError/RunError for bad input (before anything is written) and Interrupted on signals.
@@ -134,20 +164,28 @@ def run_sft(recipe: Recipe, output_dir: str | os.PathLike[str] | None = None, re
     sets = trim_sets(load_sets(recipe.data.train, recipe, "train"), None, recipe.data.max_train_sets)
     rows, unanswered = sft_rows(sets, recipe.data.prompt)
     if not rows:
-        raise RecipeError(f"data.train ({recipe.data.train}): no set has a gold answer (answers), so there is "
-                          "nothing to learn from; a supervised warm start needs answers")
+        raise RecipeError(
+            f"data.train ({recipe.data.train}): no set has a gold answer (answers), so there is "
+            "nothing to learn from; a supervised warm start needs answers"
+        )
     if unanswered:
         logger.warning("sft: %d of %d set(s) have no gold answer and are left out", unanswered, len(sets))
     eval_sets = None
     if recipe.data.eval and recipe.evaluation.enabled:
         eval_sets = trim_sets(load_sets(recipe.data.eval, recipe, "eval"), None, recipe.data.max_eval_sets)
     config = sft_config(recipe, out)
-    start_recipe = recipe.model_copy(update={"model": recipe.model.model_copy(update={"name_or_path":
-                                                                                      start_model(recipe)})})
+    start_recipe = recipe.model_copy(
+        update={"model": recipe.model.model_copy(update={"name_or_path": start_model(recipe)})}
+    )
     start_recipe._source = recipe._source
     model, tokenizer, final_dtype = load_model(start_recipe, cache, config)
-    policy_start_checks(model, tokenizer, [r["prompt"][-1]["content"] for r in rows],
-                        f"data.train ({recipe.data.train})", start_model(recipe))
+    policy_start_checks(
+        model,
+        tokenizer,
+        [r["prompt"][-1]["content"] for r in rows],
+        f"data.train ({recipe.data.train})",
+        start_model(recipe),
+    )
 
     from datasets import Dataset
 
@@ -158,15 +196,21 @@ def run_sft(recipe: Recipe, output_dir: str | os.PathLike[str] | None = None, re
         atomic_write_text(out / RESOLVED_RECIPE, recipe.dump_yaml())
     stopper = GracefulStopCallback()
     metrics_cb = MetricsFileCallback(out)
-    trainer = _sft_trainer_class()(model=model, args=config, train_dataset=Dataset.from_list(rows),
-                                   processing_class=tokenizer,
-                                   callbacks=[metrics_cb, stopper, NothingLeftToTrainCallback()])
+    trainer = _sft_trainer_class()(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        callbacks=[metrics_cb, stopper, NothingLeftToTrainCallback()],
+    )
     positions = getattr(model.config, "max_position_embeddings", None)
     longest = max(len(ids) for ids in trainer.train_dataset["input_ids"])
     if positions is not None and longest > positions:
-        raise RunError(f"the longest training example is {longest} tokens, but {start_model(recipe)} has "
-                       f"max_position_embeddings {positions}: use fewer passages (data retrieve --k), or rebuild "
-                       "the model with grpo-sim model init (positions follow the longest prompt)")
+        raise RunError(
+            f"the longest training example is {longest} tokens, but {start_model(recipe)} has "
+            f"max_position_embeddings {positions}: use fewer passages (data retrieve --k), or rebuild "
+            "the model with grpo-sim model init (positions follow the longest prompt)"
+        )
     stopper.install()
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
@@ -187,8 +231,9 @@ def run_sft(recipe: Recipe, output_dir: str | os.PathLike[str] | None = None, re
         return result
     if eval_sets:
         result.evaluation = evaluate_final(recipe, result.final_model, eval_sets, out / "eval")
-    card = sft_model_card(recipe, out, len(rows), len(sets) - unanswered, result.global_step, result.seconds,
-                          result.evaluation)
+    card = sft_model_card(
+        recipe, out, len(rows), len(sets) - unanswered, result.global_step, result.seconds, result.evaluation
+    )
     atomic_write_text(result.final_model / "README.md", card)
     atomic_write_text(out / "README.md", card)
     return result

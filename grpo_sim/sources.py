@@ -65,8 +65,10 @@ def source_option_problems(data: Any) -> tuple[dict[str, Any], list[str]]:
         if not given:
             return {}, []
         takes = sorted(name for name, s in DATA_SOURCES.items() if s.options is not None)
-        return {}, [f"data.source_options: data.train {data.train!r} is not a registered data source that takes "
-                    f"options ({', '.join(takes)}); remove data.source_options"]
+        return {}, [
+            f"data.source_options: data.train {data.train!r} is not a registered data source that takes "
+            f"options ({', '.join(takes)}); remove data.source_options"
+        ]
     try:
         return source.options.model_validate(given).model_dump(mode="json"), []
     except ValidationError as exc:
@@ -125,6 +127,7 @@ def _demo_warmstart(recipe: Any, cache_dir: Path | None) -> str:
     return str(_demo_package().demo_warmstart(_demo_settings(recipe), cache_dir=cache_dir))
 
 
-register_data_source("demo", DataSource(_demo_sets, lambda recipe: _demo_settings(recipe).num_paraphrases,
-                                        options=DemoDataSettings))
+register_data_source(
+    "demo", DataSource(_demo_sets, lambda recipe: _demo_settings(recipe).num_paraphrases, options=DemoDataSettings)
+)
 register_model_source("grpo-sim:demo-warmstart", ModelSource(_demo_warmstart))

@@ -30,8 +30,14 @@ def _launcher_app() -> typer.Typer:
 
         finished = False
         try:
-            train_command(Path(config), set_, Path(output_dir) if output_dir else None, resume, overwrite,
-                          Path(cache_dir) if cache_dir else None)
+            train_command(
+                Path(config),
+                set_,
+                Path(output_dir) if output_dir else None,
+                resume,
+                overwrite,
+                Path(cache_dir) if cache_dir else None,
+            )
             finished = True
         finally:
             import torch.distributed as dist

@@ -59,7 +59,10 @@ COLLAPSE_WARNING_EVERY_STEPS = 10  # a persisting collapse is warned about at mo
 
 
 def generation_index(
-    global_step: int, micro_step: int, gradient_accumulation_steps: int, steps_per_generation: int,
+    global_step: int,
+    micro_step: int,
+    gradient_accumulation_steps: int,
+    steps_per_generation: int,
     num_iterations: int,
 ) -> int:
     """Which training generation batch is being generated, from state a checkpoint restores.
@@ -165,16 +168,20 @@ class PSGRPOConfig(GRPOConfig):
 
     reward_terms: list[dict[str, Any]] | None = field(
         default=None,
-        metadata={"help": "The reward terms, weighted and summed as TRL sums reward functions: a list of mappings "
-                  "with a 'type' (consistency, reference, agreement, function), a 'weight' and the type's own keys "
-                  "(see grpo_sim.reward_terms). None: the terms the shorthand fields below describe."},
+        metadata={
+            "help": "The reward terms, weighted and summed as TRL sums reward functions: a list of mappings "
+            "with a 'type' (consistency, reference, agreement, function), a 'weight' and the type's own keys "
+            "(see grpo_sim.reward_terms). None: the terms the shorthand fields below describe."
+        },
     )
     # The shorthand of the first PS-GRPO versions (consistency + accuracy). None = not set; they only apply
     # when reward_terms is None, and then mean: bleu2 consistency x 1.0, no accuracy, exact reward.
     similarity: str | None = field(
         default=None,
-        metadata={"help": "Shorthand (when reward_terms is None): the consistency similarity, a registry spec "
-                  "('bleu2', 'token_f1', 'embedding:model=PATH', ...) or 'my_pkg.module:function'; default bleu2."},
+        metadata={
+            "help": "Shorthand (when reward_terms is None): the consistency similarity, a registry spec "
+            "('bleu2', 'token_f1', 'embedding:model=PATH', ...) or 'my_pkg.module:function'; default bleu2."
+        },
     )
     consistency_weight: float | None = field(
         default=None,
@@ -189,8 +196,10 @@ class PSGRPOConfig(GRPOConfig):
     )
     relaxed_kappa: int | None = field(
         default=None,
-        metadata={"help": "Shorthand: relaxed reward, other paraphrases sampled per completion (paper: 3). "
-                  "None computes the exact reward over all other paraphrases."},
+        metadata={
+            "help": "Shorthand: relaxed reward, other paraphrases sampled per completion (paper: 3). "
+            "None computes the exact reward over all other paraphrases."
+        },
     )
     relaxed_samples: int | None = field(
         default=None,
@@ -198,9 +207,11 @@ class PSGRPOConfig(GRPOConfig):
     )
     advantage_mode: str = field(
         default="paraphrase",
-        metadata={"help": "Where advantages are normalised: 'paraphrase' (each paraphrase's g rollouts, the "
-                  "paper), 'set' (all n*g completions of a set) or 'batch' (the whole generation batch). "
-                  "`scale_rewards` still chooses group/batch/none std scaling."},
+        metadata={
+            "help": "Where advantages are normalised: 'paraphrase' (each paraphrase's g rollouts, the "
+            "paper), 'set' (all n*g completions of a set) or 'batch' (the whole generation batch). "
+            "`scale_rewards` still chooses group/batch/none std scaling."
+        },
     )
     set_id_column: str = field(default="set_id", metadata={"help": "Dataset column holding the paraphrase set id."})
     paraphrase_id_column: str = field(
@@ -211,16 +222,20 @@ class PSGRPOConfig(GRPOConfig):
     )
     collapse_penalty: bool = field(
         default=True,
-        metadata={"help": "Give completions shorter than `collapse_min_words` words (empty ones included) the "
-                  "batch's minimum reward, so agreeing on an empty answer never pays."},
+        metadata={
+            "help": "Give completions shorter than `collapse_min_words` words (empty ones included) the "
+            "batch's minimum reward, so agreeing on an empty answer never pays."
+        },
     )
     collapse_min_words: int = field(
         default=1, metadata={"help": "Completions with fewer words than this are penalised and counted as empty."}
     )
     collapse_warn_identical: float = field(
         default=0.9,
-        metadata={"help": "Warn when at least this fraction of sets answer every paraphrase identically while "
-                  "accuracy is low or answers are very short."},
+        metadata={
+            "help": "Warn when at least this fraction of sets answer every paraphrase identically while "
+            "accuracy is low or answers are very short."
+        },
     )
     collapse_warn_empty: float = field(
         default=0.2, metadata={"help": "Warn when at least this fraction of completions is empty/short."}
@@ -255,16 +270,23 @@ class PSGRPOConfig(GRPOConfig):
                 "spread); use advantage_mode='set' for g = 1"
             )
 
-    _SHORTHAND = ("similarity", "consistency_weight", "accuracy_weight", "accuracy_metric", "relaxed_kappa",
-                  "relaxed_samples")
+    _SHORTHAND = (
+        "similarity",
+        "consistency_weight",
+        "accuracy_weight",
+        "accuracy_metric",
+        "relaxed_kappa",
+        "relaxed_samples",
+    )
 
     def _resolve_reward_terms(self) -> list[dict[str, Any]]:
         """reward_terms, or the terms of the shorthand fields; validated (similarity specs resolve, functions
         import), so a typo fails before any model loads."""
         given = {name: getattr(self, name) for name in self._SHORTHAND if getattr(self, name) is not None}
         if self.reward_terms is not None and given:
-            raise ValueError(f"give the rewards either as reward_terms or with the shorthand fields {sorted(given)}, "
-                             "not both")
+            raise ValueError(
+                f"give the rewards either as reward_terms or with the shorthand fields {sorted(given)}, not both"
+            )
         raw = self.reward_terms
         if raw is None:
             for name in ("consistency_weight", "accuracy_weight"):
@@ -309,8 +331,9 @@ class _ReferenceReward:
     def __call__(self, completions: list, **kwargs: Any) -> list[float | None]:
         references = kwargs.get(self.column)
         if references is None:
-            raise ValueError(f"reward term {self.__name__!r} needs a {self.column!r} column with references in the "
-                             "dataset")
+            raise ValueError(
+                f"reward term {self.__name__!r} needs a {self.column!r} column with references in the dataset"
+            )
         rewards = reference_rewards(completions, references, similarity=self.metric)
         return [None if np.isnan(r) else float(r) for r in rewards]
 
@@ -326,8 +349,10 @@ class _FunctionReward:
     def __call__(self, **trl_kwargs: Any) -> Any:
         clash = sorted(set(self.kwargs) & set(trl_kwargs))
         if clash:
-            raise ValueError(f"reward term {self.__name__!r}: kwargs {clash} clash with what TRL passes (dataset "
-                             "columns, prompts, completions, ...); rename the function's parameter")
+            raise ValueError(
+                f"reward term {self.__name__!r}: kwargs {clash} clash with what TRL passes (dataset "
+                "columns, prompts, completions, ...); rename the function's parameter"
+            )
         return self.function(**trl_kwargs, **self.kwargs)
 
 
@@ -360,12 +385,16 @@ class PSGRPOTrainer(GRPOTrainer):
     def __init__(self, model: Any, reward_funcs: Any = None, args: PSGRPOConfig | None = None, **kwargs: Any):
         if args is None or not isinstance(args, PSGRPOConfig):
             raise TypeError("PSGRPOTrainer needs args=PSGRPOConfig(...)")
-        user_funcs = ([] if reward_funcs is None
-                      else (reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]))
+        user_funcs = (
+            [] if reward_funcs is None else (reward_funcs if isinstance(reward_funcs, list) else [reward_funcs])
+        )
         terms = args.terms
         train_dataset = kwargs.get("train_dataset")
-        self.uses_sets = train_dataset is not None and not isinstance(train_dataset, dict) and \
-            has_paraphrase_sets(train_dataset, args)
+        self.uses_sets = (
+            train_dataset is not None
+            and not isinstance(train_dataset, dict)
+            and has_paraphrase_sets(train_dataset, args)
+        )
         set_terms = [t.name for t in terms if t.needs_sets]
         if set_terms and train_dataset is not None and not self.uses_sets:
             raise SetLayoutError(
@@ -374,8 +403,10 @@ class PSGRPOTrainer(GRPOTrainer):
                 "data or drop those terms"
             )
         if not self.uses_sets and args.advantage_mode == "set":
-            raise ValueError("advantage_mode='set' normalises over paraphrase sets, but train_dataset has none; use "
-                             "'paraphrase' (one group per prompt, as TRL) or 'batch'")
+            raise ValueError(
+                "advantage_mode='set' normalises over paraphrase sets, but train_dataset has none; use "
+                "'paraphrase' (one group per prompt, as TRL) or 'batch'"
+            )
         funcs = [_term_function(term, args) for term in terms]
         weights = [term.weight for term in terms]
         self._set_terms = [(k, term) for k, term in enumerate(terms) if term.needs_sets]
@@ -423,8 +454,9 @@ class PSGRPOTrainer(GRPOTrainer):
 
     # ----------------------------------------------------------------------------- data checks
     @staticmethod
-    def _check_columns(dataset: Any, args: PSGRPOConfig, what: str, terms: list[RewardTerm] = (),
-                       uses_sets: bool = True) -> None:
+    def _check_columns(
+        dataset: Any, args: PSGRPOConfig, what: str, terms: list[RewardTerm] = (), uses_sets: bool = True
+    ) -> None:
         columns = getattr(dataset, "column_names", None)
         if columns is None:
             if not uses_sets:
@@ -437,9 +469,13 @@ class PSGRPOTrainer(GRPOTrainer):
         needed += [term.column or args.answers_column for term in terms if term.type == "reference"]
         missing = list(dict.fromkeys(c for c in needed if c not in columns))
         if missing:
-            layout = (f" PS-GRPO rows are one paraphrase each, with '{args.set_id_column}' (which set) and "
-                      f"'{args.paraphrase_id_column}' (which paraphrase); grpo_sim.data.to_training_rows builds them "
-                      "from paraphrase sets." if uses_sets else " Reference terms read their 'column'.")
+            layout = (
+                f" PS-GRPO rows are one paraphrase each, with '{args.set_id_column}' (which set) and "
+                f"'{args.paraphrase_id_column}' (which paraphrase); grpo_sim.data.to_training_rows builds them "
+                "from paraphrase sets."
+                if uses_sets
+                else " Reference terms read their 'column'."
+            )
             raise SetLayoutError(f"{what} is missing column(s) {missing} (has {columns}).{layout}")
 
     @staticmethod
@@ -489,13 +525,17 @@ class PSGRPOTrainer(GRPOTrainer):
     def _reward_seed(self, mode: str) -> tuple[int, int, int]:
         """``(seed, stream, generation batch)``: identical on every process and in a resumed run."""
         generation = generation_index(
-            int(self.state.global_step), trl_internals.micro_step(self), self.args.gradient_accumulation_steps,
-            self.args.steps_per_generation, self.num_iterations,
+            int(self.state.global_step),
+            trl_internals.micro_step(self),
+            self.args.gradient_accumulation_steps,
+            self.args.steps_per_generation,
+            self.num_iterations,
         )
         return int(self.args.seed), REWARD_STREAMS[mode], generation
 
-    def _consistency_rewards(self, texts, set_ids, para_ids, mode: str, index: int | None = None,
-                             term: RewardTerm | None = None) -> np.ndarray:
+    def _consistency_rewards(
+        self, texts, set_ids, para_ids, mode: str, index: int | None = None, term: RewardTerm | None = None
+    ) -> np.ndarray:
         """Score this process's share of the sets, then gather every process's share."""
         if term is None:  # the first consistency term
             index, term = next((k, t) for k, t in self._set_terms if t.type == "consistency")
@@ -507,7 +547,13 @@ class PSGRPOTrainer(GRPOTrainer):
         share, error = None, None
         try:
             share = group_similarity_rewards(
-                texts, set_ids, para_ids, metric, approx=relaxed, seed=self._reward_seed(mode), sets=own_sets,
+                texts,
+                set_ids,
+                para_ids,
+                metric,
+                approx=relaxed,
+                seed=self._reward_seed(mode),
+                sets=own_sets,
             )[mine]
         except Exception as exc:  # noqa: BLE001 - re-raised below on EVERY process
             error = exc
@@ -516,9 +562,7 @@ class PSGRPOTrainer(GRPOTrainer):
         failures = [(rank, message) for rank, (_, message) in enumerate(shares) if message is not None]
         if failures:
             rank, message = failures[0]
-            raise ValueError(
-                f"{term.name} reward ({term.similarity}) failed on process {rank}: {message}"
-            ) from error
+            raise ValueError(f"{term.name} reward ({term.similarity}) failed on process {rank}: {message}") from error
         return merge_shards([values for values, _ in shares], shards)
 
     @torch.no_grad()
@@ -533,11 +577,14 @@ class PSGRPOTrainer(GRPOTrainer):
     def _score_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         mode = "train" if self.model.training else "eval"
-        with_sets = (bool(inputs) and self.args.set_id_column in inputs[0]
-                     and self.args.paraphrase_id_column in inputs[0])
+        with_sets = (
+            bool(inputs) and self.args.set_id_column in inputs[0] and self.args.paraphrase_id_column in inputs[0]
+        )
         if with_sets:
-            local = [(text, row[self.args.set_id_column], row[self.args.paraphrase_id_column])
-                     for text, row in zip(as_texts(completions), inputs)]
+            local = [
+                (text, row[self.args.set_id_column], row[self.args.paraphrase_id_column])
+                for text, row in zip(as_texts(completions), inputs)
+            ]
         else:  # ordinary prompts: every completion is its own "set" for the statistics below
             local = [(text, None, None) for text in as_texts(completions)]
         gathered = gather_object(local)  # process order == TRL's gathered reward order
@@ -549,8 +596,9 @@ class PSGRPOTrainer(GRPOTrainer):
                 values = self._consistency_rewards(texts, set_ids, para_ids, mode, index, term)
             else:  # agreement: cheap, the same on every process
                 values = majority_agreement_rewards(texts, set_ids, para_ids, ignore_empty=term.ignore_empty)
-            rewards_per_func[:, index] = torch.as_tensor(values, dtype=rewards_per_func.dtype,
-                                                         device=rewards_per_func.device)
+            rewards_per_func[:, index] = torch.as_tensor(
+                values, dtype=rewards_per_func.dtype, device=rewards_per_func.device
+            )
         short = short_completion_mask(texts, self.args.collapse_min_words)
         if self.args.collapse_penalty and short.any():
             penalised = apply_collapse_penalty(rewards_per_func.cpu().double().numpy(), short)
@@ -564,13 +612,15 @@ class PSGRPOTrainer(GRPOTrainer):
         else:
             self._global_set_codes = np.arange(len(texts), dtype=np.int64)
             self._global_para_codes = self._global_set_codes
-            trl_internals.log_metric(self, mode, "ps_grpo/frac_penalised",
-                                     float(short.mean()) if self.args.collapse_penalty else 0.0)
+            trl_internals.log_metric(
+                self, mode, "ps_grpo/frac_penalised", float(short.mean()) if self.args.collapse_penalty else 0.0
+            )
         return rewards_per_func
 
     def _log_set_statistics(self, mode, texts, set_ids, para_ids, combined, short) -> None:
-        stats = set_statistics(texts, set_ids, para_ids, rewards=combined.cpu().double().numpy(),
-                               min_words=self.args.collapse_min_words)
+        stats = set_statistics(
+            texts, set_ids, para_ids, rewards=combined.cpu().double().numpy(), min_words=self.args.collapse_min_words
+        )
         logged = {
             "ps_grpo/agreement": stats["agreement"],
             "ps_grpo/frac_empty": stats["frac_empty"],
@@ -590,8 +640,10 @@ class PSGRPOTrainer(GRPOTrainer):
             self._initial_entropy = entropy
         reasons = []
         if stats["frac_empty"] >= self.args.collapse_warn_empty:
-            reasons.append(f"{stats['frac_empty']:.0%} of completions are empty or shorter than "
-                           f"{self.args.collapse_min_words} word(s)")
+            reasons.append(
+                f"{stats['frac_empty']:.0%} of completions are empty or shorter than "
+                f"{self.args.collapse_min_words} word(s)"
+            )
         if stats["frac_sets_identical"] >= self.args.collapse_warn_identical:
             # Identical answers within a set are what consistency training wants; collapse is one
             # answer for different questions. With one set per batch that cannot be told apart, so
@@ -599,24 +651,34 @@ class PSGRPOTrainer(GRPOTrainer):
             if stats.get("num_sets", 1) >= 2:
                 suspicious = stats.get("frac_modal_answer", 0.0) >= 0.5
             else:
-                suspicious = (stats["mean_words"] < 2 * max(self.args.collapse_min_words, 1)
-                              or not PSGRPOTrainer._has_anchor(self))
+                suspicious = stats["mean_words"] < 2 * max(
+                    self.args.collapse_min_words, 1
+                ) or not PSGRPOTrainer._has_anchor(self)
             if suspicious:
                 shared = ""
                 if "frac_modal_answer" in stats:
-                    shared = (f", {stats['frac_modal_answer']:.0%} of all completions answer "
-                              f"{stats.get('modal_answer', '')[:40]!r}")
-                reasons.append(f"{stats['frac_sets_identical']:.0%} of sets give every paraphrase the identical answer "
-                               f"(mean {stats['mean_words']:.1f} words{shared})")
-        if (entropy is not None and self._initial_entropy
-                and entropy < self.args.collapse_warn_entropy_ratio * self._initial_entropy):
+                    shared = (
+                        f", {stats['frac_modal_answer']:.0%} of all completions answer "
+                        f"{stats.get('modal_answer', '')[:40]!r}"
+                    )
+                reasons.append(
+                    f"{stats['frac_sets_identical']:.0%} of sets give every paraphrase the identical answer "
+                    f"(mean {stats['mean_words']:.1f} words{shared})"
+                )
+        if (
+            entropy is not None
+            and self._initial_entropy
+            and entropy < self.args.collapse_warn_entropy_ratio * self._initial_entropy
+        ):
             reasons.append(f"policy entropy fell to {entropy:.3f} from {self._initial_entropy:.3f}")
         if reasons and self.state.global_step - self._last_warning_step >= COLLAPSE_WARNING_EVERY_STEPS:
             self._last_warning_step = self.state.global_step
             if any(term.needs_sets for term in self.args.terms) and not PSGRPOTrainer._has_anchor(self):
-                advice = ("a similarity-only reward is maximised by one constant answer: add an accuracy reward "
-                          "(a reference term against the gold answers), keep collapse_penalty on, or lower the "
-                          "learning rate")
+                advice = (
+                    "a similarity-only reward is maximised by one constant answer: add an accuracy reward "
+                    "(a reference term against the gold answers), keep collapse_penalty on, or lower the "
+                    "learning rate"
+                )
             else:
                 advice = "check the completions; lower the learning rate or raise the temperature if this persists"
             logger.warning("possible collapse at step %d: %s (%s)", self.state.global_step, "; ".join(reasons), advice)
@@ -629,8 +691,12 @@ class PSGRPOTrainer(GRPOTrainer):
     def _watch_rollout_server(self) -> None:
         """Rank 0 talks to the vLLM server alone (server mode); wrap its client once (see _RolloutServerWatch)."""
         generation = getattr(self, "vllm_generation", None)
-        if (not getattr(self, "use_vllm", False) or generation is None or getattr(generation, "mode", None) != "server"
-                or not self.accelerator.is_main_process):
+        if (
+            not getattr(self, "use_vllm", False)
+            or generation is None
+            or getattr(generation, "mode", None) != "server"
+            or not self.accelerator.is_main_process
+        ):
             return
         client = getattr(generation, "vllm_client", None)
         if client is not None and not isinstance(client, _RolloutServerWatch):

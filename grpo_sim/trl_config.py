@@ -48,12 +48,25 @@ def _training_fields() -> set[str]:
 
 
 def _known_flat_keys() -> set[str]:
-    return {*_training_fields(), *MODEL_KEYS, *DATA_KEYS, *OWNED_KEYS, *LORA_KEYS, *IGNORED_KEYS, "warmup_ratio",
-            "dataset_name", "dataset_train_split", "dataset_test_split", "dataset_prompt_column", "output_dir"}
+    return {
+        *_training_fields(),
+        *MODEL_KEYS,
+        *DATA_KEYS,
+        *OWNED_KEYS,
+        *LORA_KEYS,
+        *IGNORED_KEYS,
+        "warmup_ratio",
+        "dataset_name",
+        "dataset_train_split",
+        "dataset_test_split",
+        "dataset_prompt_column",
+        "output_dir",
+    }
 
 
-def sections_from_flat(flat: dict[str, Any], source: str, recipe_has_rewards: bool = False
-                       ) -> tuple[dict[str, Any], list[str]]:
+def sections_from_flat(
+    flat: dict[str, Any], source: str, recipe_has_rewards: bool = False
+) -> tuple[dict[str, Any], list[str]]:
     """Recipe sections for a flat TRL config, and one problem per key that cannot be carried over.
 
     ``reward_funcs`` (dotted paths) become function terms unless the recipe has its own ``rewards:`` list."""
@@ -85,8 +98,16 @@ def sections_from_flat(flat: dict[str, Any], source: str, recipe_has_rewards: bo
         else:
             sections["rewards"] = terms
     for key, value in flat.items():
-        if key in ("dataset_name", "dataset_train_split", "dataset_test_split", "dataset_prompt_column",
-                   "reward_funcs", "reward_weights", *LORA_KEYS, *IGNORED_KEYS):
+        if key in (
+            "dataset_name",
+            "dataset_train_split",
+            "dataset_test_split",
+            "dataset_prompt_column",
+            "reward_funcs",
+            "reward_weights",
+            *LORA_KEYS,
+            *IGNORED_KEYS,
+        ):
             continue
         if key in MODEL_KEYS:
             put("model", MODEL_KEYS[key], value)
@@ -105,8 +126,10 @@ def sections_from_flat(flat: dict[str, Any], source: str, recipe_has_rewards: bo
         elif key in training_fields:
             put("training", key, value)
         else:
-            problems.append(f"{source}: {key}: not a GRPOConfig, ScriptArguments or ModelConfig key grpo-sim can "
-                            "carry over; set its recipe equivalent in the recipe instead (see the README)")
+            problems.append(
+                f"{source}: {key}: not a GRPOConfig, ScriptArguments or ModelConfig key grpo-sim can "
+                "carry over; set its recipe equivalent in the recipe instead (see the README)"
+            )
     # a TRL config has no model section of its own kind: a dtype of `null` means TRL's default
     if sections.get("model", {}).get("dtype", "") is None:
         sections["model"].pop("dtype")
@@ -120,12 +143,15 @@ def _function_terms(funcs: Any, weights: Any, source: str) -> tuple[list[dict[st
         return [], f"{source}: reward_funcs: expected a list of dotted paths, got {funcs!r}"
     registry = [f for f in funcs if "." not in f and ":" not in f]
     if registry:
-        return [], (f"{source}: reward_funcs: {registry} are registry names (open-r1's get_reward_funcs); grpo-sim "
-                    "imports reward functions by dotted path: give e.g. 'my_pkg.rewards:accuracy_reward', or write "
-                    "a rewards: list in the recipe (it replaces reward_funcs)")
+        return [], (
+            f"{source}: reward_funcs: {registry} are registry names (open-r1's get_reward_funcs); grpo-sim "
+            "imports reward functions by dotted path: give e.g. 'my_pkg.rewards:accuracy_reward', or write "
+            "a rewards: list in the recipe (it replaces reward_funcs)"
+        )
     if weights is not None and (not isinstance(weights, list) or len(weights) != len(funcs)):
-        return [], (f"{source}: reward_weights: expected one weight per reward_funcs entry ({len(funcs)}), "
-                    f"got {weights!r}")
+        return [], (
+            f"{source}: reward_weights: expected one weight per reward_funcs entry ({len(funcs)}), got {weights!r}"
+        )
     weights = weights or [1.0] * len(funcs)
     return [{"type": "function", "function": f, "weight": w} for f, w in zip(funcs, weights)], None
 
@@ -153,8 +179,10 @@ def flags_to_overrides(args: list[str]) -> list[str]:
             flat[key] = value
         else:
             hint = difflib.get_close_matches(key, ["set", "output_dir", *_known_flat_keys()], n=1, cutoff=0.6)
-            problems.append(f"No such option: --{key} (neither a grpo-sim option nor a GRPOConfig, ScriptArguments or "
-                            f"ModelConfig field){f'; did you mean --{hint[0]}?' if hint else ''}")
+            problems.append(
+                f"No such option: --{key} (neither a grpo-sim option nor a GRPOConfig, ScriptArguments or "
+                f"ModelConfig field){f'; did you mean --{hint[0]}?' if hint else ''}"
+            )
         i += 1
     if "reward_funcs" in flat or "reward_weights" in flat:
         problems.append("--reward_funcs/--reward_weights: write the reward terms in the recipe's rewards: list")
@@ -162,8 +190,11 @@ def flags_to_overrides(args: list[str]) -> list[str]:
     sections, more = sections_from_flat(flat, "command line")
     problems += [p.replace("command line: ", "--", 1) for p in more]
     if problems:
-        raise RecipeError("command line: " + "; ".join(problems) + ". A recipe key is overridden with "
-                          "--set section.key=value, e.g. --set training.learning_rate=2e-6", problems)
+        raise RecipeError(
+            "command line: " + "; ".join(problems) + ". A recipe key is overridden with "
+            "--set section.key=value, e.g. --set training.learning_rate=2e-6",
+            problems,
+        )
     return [f"{path}={value}" for path, value in _flatten(sections)]
 
 

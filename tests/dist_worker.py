@@ -79,19 +79,22 @@ def record_rewards(trainer: PSGRPOTrainer, record: dict) -> None:
         encoded, pairs = counter.encoded, counter.pairs
         micro_step, global_step = trainer._step, trainer.state.global_step
         rewards = original(inputs, prompts, completions, completion_ids_list)
-        gathered = gather_object([(c[0]["content"], x["set_id"], x["paraphrase_id"])
-                                  for c, x in zip(completions, inputs)])
-        record["global"].append({
-            "texts": [t for t, _, _ in gathered],
-            "set_ids": [s for _, s, _ in gathered],
-            "para_ids": [p for _, _, p in gathered],
-            "consistency": rewards[:, trainer._consistency_index].tolist(),
-            "combined": trainer._global_rewards.tolist(),
-            "global_step": global_step,
-            "micro_step": micro_step,
-            "encoded": counter.encoded - encoded,
-            "pairs": counter.pairs - pairs,
-        })
+        gathered = gather_object(
+            [(c[0]["content"], x["set_id"], x["paraphrase_id"]) for c, x in zip(completions, inputs)]
+        )
+        record["global"].append(
+            {
+                "texts": [t for t, _, _ in gathered],
+                "set_ids": [s for _, s, _ in gathered],
+                "para_ids": [p for _, _, p in gathered],
+                "consistency": rewards[:, trainer._consistency_index].tolist(),
+                "combined": trainer._global_rewards.tolist(),
+                "global_step": global_step,
+                "micro_step": micro_step,
+                "encoded": counter.encoded - encoded,
+                "pairs": counter.pairs - pairs,
+            }
+        )
         record["local"].append({"set_ids": [x["set_id"] for x in inputs]})
         return rewards
 
@@ -99,8 +102,12 @@ def record_rewards(trainer: PSGRPOTrainer, record: dict) -> None:
 
 
 def rewards_scenario(policy_path: str, out: Path, relaxed: bool, broken_on: int | None = None) -> dict:
-    args = PSGRPOConfig(**common_args(out / "run", per_device_train_batch_size=9, max_steps=2),
-                        similarity="token_f1", collapse_penalty=False, relaxed_kappa=1 if relaxed else None)
+    args = PSGRPOConfig(
+        **common_args(out / "run", per_device_train_batch_size=9, max_steps=2),
+        similarity="token_f1",
+        collapse_penalty=False,
+        relaxed_kappa=1 if relaxed else None,
+    )
     model, tokenizer = policy(policy_path)
     trainer = PSGRPOTrainer(model=model, args=args, train_dataset=dataset(), processing_class=tokenizer)
     inner = get_similarity("token_f1")
@@ -119,35 +126,65 @@ def rewards_scenario(policy_path: str, out: Path, relaxed: bool, broken_on: int 
 def vllm_server_scenario(policy_path: str, out: Path) -> dict:
     import trl.generation.vllm_generation as vg
 
-    args = PSGRPOConfig(**common_args(out / "run", per_device_train_batch_size=6, gradient_accumulation_steps=2,
-                                      num_iterations=2, max_steps=4),
-                        similarity="token_f1", advantage_mode="set")
+    args = PSGRPOConfig(
+        **common_args(
+            out / "run", per_device_train_batch_size=6, gradient_accumulation_steps=2, num_iterations=2, max_steps=4
+        ),
+        similarity="token_f1",
+        advantage_mode="set",
+    )
     model, tokenizer = policy(policy_path)
-    trainer = PSGRPOTrainer(model=model, args=args, train_dataset=dataset(num_paraphrases=4),
-                            processing_class=tokenizer)
+    trainer = PSGRPOTrainer(
+        model=model, args=args, train_dataset=dataset(num_paraphrases=4), processing_class=tokenizer
+    )
     trainer.similarity = CountingSimilarity(get_similarity("token_f1"))
-    record = {"global": [], "local": [], "client_calls": [], "rows": [], "settings": {
-        "num_generations": trainer.num_generations, "scale_rewards": args.scale_rewards,
-        "steps_per_generation": args.steps_per_generation, "generation_batch_size": args.generation_batch_size}}
+    record = {
+        "global": [],
+        "local": [],
+        "client_calls": [],
+        "rows": [],
+        "settings": {
+            "num_generations": trainer.num_generations,
+            "scale_rewards": args.scale_rewards,
+            "steps_per_generation": args.steps_per_generation,
+            "generation_batch_size": args.generation_batch_size,
+        },
+    }
 
     class FakeVLLMClient:
         """Answers like ``trl.extras.vllm_client.VLLMClient.generate``: n completions per prompt, in order."""
 
         def generate(self, prompts, n, **kwargs):
             # completions depend on the prompt, so every generation batch gets different rewards
-            completions = [[5 + (sum(p) + 3 * k) % 11, 5 + (len(p) + 2 * k) % 7, tokenizer.eos_token_id]
-                           for p in prompts for k in range(n)]
-            record["client_calls"].append({"prompts": [list(p) for p in prompts], "n": n,
-                                           "completions": completions})
-            return {"prompt_ids": prompts, "completion_ids": completions,
-                    "logprobs": [[[-1.0]] * len(c) for c in completions]}
+            completions = [
+                [5 + (sum(p) + 3 * k) % 11, 5 + (len(p) + 2 * k) % 7, tokenizer.eos_token_id]
+                for p in prompts
+                for k in range(n)
+            ]
+            record["client_calls"].append({"prompts": [list(p) for p in prompts], "n": n, "completions": completions})
+            return {
+                "prompt_ids": prompts,
+                "completion_ids": completions,
+                "logprobs": [[[-1.0]] * len(c) for c in completions],
+            }
 
     generation = vg.VLLMGeneration.__new__(vg.VLLMGeneration)  # skip _init_vllm: no server to connect to
-    generation.__dict__.update(dict(
-        mode="server", accelerator=trainer.accelerator, temperature=1.0, top_p=1.0, top_k=0, min_p=None,
-        repetition_penalty=1.0, max_completion_length=5, logprobs=0, structured_outputs_regex=None,
-        generation_kwargs={}, model=trainer.model,
-    ))
+    generation.__dict__.update(
+        dict(
+            mode="server",
+            accelerator=trainer.accelerator,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=0,
+            min_p=None,
+            repetition_penalty=1.0,
+            max_completion_length=5,
+            logprobs=0,
+            structured_outputs_regex=None,
+            generation_kwargs={},
+            model=trainer.model,
+        )
+    )
     if trainer.accelerator.is_main_process:  # as in TRL: only the main process holds a client
         generation.vllm_client = FakeVLLMClient()
     generation.sync_weights = lambda: None
@@ -162,13 +199,15 @@ def vllm_server_scenario(policy_path: str, out: Path) -> dict:
         output = original(inputs)
         rows = []
         for k in range(len(output["advantages"])):
-            rows.append({
-                "prompt_ids": output["prompt_ids"][k][output["prompt_mask"][k].bool()].tolist(),
-                "completion_ids": output["completion_ids"][k][output["completion_mask"][k].bool()].tolist(),
-                "advantage": float(output["advantages"][k]),
-                "set_id": inputs[k]["set_id"],
-                "paraphrase_id": inputs[k]["paraphrase_id"],
-            })
+            rows.append(
+                {
+                    "prompt_ids": output["prompt_ids"][k][output["prompt_mask"][k].bool()].tolist(),
+                    "completion_ids": output["completion_ids"][k][output["completion_mask"][k].bool()].tolist(),
+                    "advantage": float(output["advantages"][k]),
+                    "set_id": inputs[k]["set_id"],
+                    "paraphrase_id": inputs[k]["paraphrase_id"],
+                }
+            )
         record["rows"].append(rows)
         return output
 

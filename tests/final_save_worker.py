@@ -29,8 +29,9 @@ def main() -> None:
 
     def evaluate_model(model_or_path, *args, **kwargs):
         model = str(model_or_path) if isinstance(model_or_path, (str, os.PathLike)) else type(model_or_path).__name__
-        (record / f"eval-rank{rank}.json").write_text(json.dumps(
-            {"rank": rank, "process_group": dist.is_available() and dist.is_initialized(), "model": model}))
+        (record / f"eval-rank{rank}.json").write_text(
+            json.dumps({"rank": rank, "process_group": dist.is_available() and dist.is_initialized(), "model": model})
+        )
         return real_evaluate_model(model_or_path, *args, **kwargs)
 
     PSGRPOTrainer.save_model = save_model

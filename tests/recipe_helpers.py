@@ -15,15 +15,26 @@ from trainer_helpers import build_policy
 
 #: the training section of tiny.yaml; ``write_tiny_workspace(**training)`` overrides single keys
 TINY_TRAINING: dict[str, Any] = {
-    "learning_rate": 1e-3, "num_generations": 2, "per_device_train_batch_size": 6, "max_completion_length": 4,
-    "max_steps": 4, "logging_steps": 1, "save_strategy": "steps", "save_steps": 2, "report_to": [], "seed": 0,
-    "beta": 0.0, "disable_tqdm": True}
+    "learning_rate": 1e-3,
+    "num_generations": 2,
+    "per_device_train_batch_size": 6,
+    "max_completion_length": 4,
+    "max_steps": 4,
+    "logging_steps": 1,
+    "save_strategy": "steps",
+    "save_steps": 2,
+    "report_to": [],
+    "seed": 0,
+    "beta": 0.0,
+    "disable_tqdm": True,
+}
 #: consistency (token-F1 across paraphrases) + accuracy (token-F1 against the gold answers)
 TINY_REWARD = {"similarity": "token_f1", "accuracy": {"metric": "token_f1", "weight": 1.0}}
 
 
-def write_tiny_workspace(base: Path, *, with_eval: bool = True, reward: dict[str, Any] | None = None,
-                         **training: Any) -> Path:
+def write_tiny_workspace(
+    base: Path, *, with_eval: bool = True, reward: dict[str, Any] | None = None, **training: Any
+) -> Path:
     """``base`` with policy/, train.jsonl (+ eval.jsonl) and tiny.yaml (evaluation off); returns ``base``."""
     policy = build_policy(base / "policy")
     train, eval_, _ = build_demo_dataset(6, 2, num_paraphrases=3, seed=0)
@@ -32,7 +43,12 @@ def write_tiny_workspace(base: Path, *, with_eval: bool = True, reward: dict[str
     if with_eval:
         write_psets(base / "eval.jsonl", eval_)
         data["eval"] = str(base / "eval.jsonl")
-    recipe = {"model": {"name_or_path": policy}, "data": data, "reward": reward or TINY_REWARD,
-              "training": {**TINY_TRAINING, **training}, "evaluation": {"enabled": False}}
+    recipe = {
+        "model": {"name_or_path": policy},
+        "data": data,
+        "reward": reward or TINY_REWARD,
+        "training": {**TINY_TRAINING, **training},
+        "evaluation": {"enabled": False},
+    }
     (base / "tiny.yaml").write_text(yaml.safe_dump(recipe))
     return base

@@ -29,9 +29,19 @@ runner = CliRunner()
 RECIPE = {
     "model": {"name_or_path": "some-org/some-model"},  # a hub id: check never loads the model
     "reward": {"similarity": "token_f1", "accuracy": {"metric": "token_f1", "weight": 1.0}},
-    "training": {"learning_rate": 1e-3, "num_generations": 2, "per_device_train_batch_size": 6,
-                 "max_completion_length": 4, "max_steps": 1, "logging_steps": 1, "save_strategy": "no",
-                 "report_to": [], "seed": 0, "beta": 0.0, "disable_tqdm": True},
+    "training": {
+        "learning_rate": 1e-3,
+        "num_generations": 2,
+        "per_device_train_batch_size": 6,
+        "max_completion_length": 4,
+        "max_steps": 1,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": [],
+        "seed": 0,
+        "beta": 0.0,
+        "disable_tqdm": True,
+    },
     "evaluation": {"enabled": False},
 }
 
@@ -94,8 +104,10 @@ SET_CASES = [
     ("training.num_generations=null", ["training.num_generations", "null is not allowed"]),
     ("training.deepspeed=zero9.json", ["training.deepspeed", "zero9.json does not exist"]),
     ("training.deepspeed=true", ["training.deepspeed", "got true"]),
-    ("training.per_device_train_batch_size=16", ["per_device_train_batch_size 16", "not a multiple of one set",
-                                                 "n 3 x g 2"]),
+    (
+        "training.per_device_train_batch_size=16",
+        ["per_device_train_batch_size 16", "not a multiple of one set", "n 3 x g 2"],
+    ),
     ("evaluation.metrics=[rougeL]", ["evaluation.metrics", "'rougeL'", "rouge_l"]),
     ("evaluation.metrics=[bleu2, bleu2]", ["evaluation.metrics", "both be reported as 'bleu2'"]),
     ("evaluation.levels=[e2e, retriever]", ["evaluation.levels"]),
@@ -129,11 +141,26 @@ def test_bad_recipe_value(ws, override, fragments):
 def test_check_reports_every_stage_at_once(ws):
     """A key typo must not hide a bad batch, a bad metric or bad data (README: all problems at once)."""
     recipe = ws / "recipe.yaml"
-    result = invoke("check", recipe, "--set", "training.learning_rat=1", "--set",
-                    "training.per_device_train_batch_size=16", "--set", "evaluation.metrics=[rougeL]",
-                    "--set", "data.eval=missing-eval.jsonl")
-    assert_clean_failure(result, "4 problem(s)", "training.learning_rat", "not a multiple of one set",
-                         "evaluation.metrics", "data.eval: missing-eval.jsonl does not exist")
+    result = invoke(
+        "check",
+        recipe,
+        "--set",
+        "training.learning_rat=1",
+        "--set",
+        "training.per_device_train_batch_size=16",
+        "--set",
+        "evaluation.metrics=[rougeL]",
+        "--set",
+        "data.eval=missing-eval.jsonl",
+    )
+    assert_clean_failure(
+        result,
+        "4 problem(s)",
+        "training.learning_rat",
+        "not a multiple of one set",
+        "evaluation.metrics",
+        "data.eval: missing-eval.jsonl does not exist",
+    )
 
 
 def test_check_uses_the_launch_size(ws):
@@ -158,8 +185,11 @@ RECIPE_FILE_CASES: list[tuple[str, Callable[[Path], str | bytes], list[str]]] = 
     ("yaml-syntax", lambda ws: _good_recipe_text(ws) + "\ntraining: {learning_rate: [1e-6\n", ["not valid YAML"]),
     ("a-list", lambda ws: "- model\n- data\n", ["must be a mapping", "list"]),
     ("gzip", lambda ws: gzip.compress(_good_recipe_text(ws).encode()), ["not a UTF-8 text file"]),
-    ("missing-model", lambda ws: yaml.safe_dump({k: v for k, v in yaml.safe_load(_good_recipe_text(ws)).items()
-                                                 if k != "model"}), ["model: required key is missing"]),
+    (
+        "missing-model",
+        lambda ws: yaml.safe_dump({k: v for k, v in yaml.safe_load(_good_recipe_text(ws)).items() if k != "model"}),
+        ["model: required key is missing"],
+    ),
     ("extends-missing", lambda ws: "extends: nowhere.yaml\n" + _good_recipe_text(ws), ["extends 'nowhere.yaml'"]),
     ("extends-itself", lambda ws: "extends: bad.yaml\n" + _good_recipe_text(ws), ["'extends' forms a cycle"]),
     ("extends-not-a-path", lambda ws: "extends: [a, b]\n" + _good_recipe_text(ws), ["extends must be a path"]),
@@ -179,8 +209,10 @@ def test_recipe_path_missing_or_a_directory(ws, tmp_path):
     assert_clean_failure(invoke("check", tmp_path), str(tmp_path), "is a directory")
 
 
-@pytest.mark.parametrize("override, fragment", [("training.learning_rate", "expected key.path=value"),
-                                                ("training.learning_rate.x=1", "not a section")])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [("training.learning_rate", "expected key.path=value"), ("training.learning_rate.x=1", "not a section")],
+)
 def test_bad_override_syntax(ws, override, fragment):
     assert_clean_failure(invoke("check", ws / "recipe.yaml", "--set", override), override, fragment)
 
@@ -252,8 +284,19 @@ def _nul_bytes(ws):
     return (ws / "good.jsonl").read_bytes() + b"\x00\x00\x00\n", [":7:", "NUL"]
 
 
-DATA_CASES = [_bad_json, _missing_field, _wrong_type, _duplicate_ids, _duplicate_paraphrase_ids, _array_row,
-              _unknown_field, _empty, _gzip, _latin1, _nul_bytes]
+DATA_CASES = [
+    _bad_json,
+    _missing_field,
+    _wrong_type,
+    _duplicate_ids,
+    _duplicate_paraphrase_ids,
+    _array_row,
+    _unknown_field,
+    _empty,
+    _gzip,
+    _latin1,
+    _nul_bytes,
+]
 
 
 def _write(path: Path, content: str | bytes) -> None:
@@ -294,15 +337,22 @@ def _too_few_sets(ws):
     return "\n".join(good_lines(ws)[:1]) + "\n", ["holds 1 set(s)", "takes 2 whole sets"]
 
 
-@pytest.mark.parametrize("make", [_single_paraphrase, _uneven, _too_few_sets],
-                         ids=["single-paraphrase", "uneven", "too-few-sets"])
+@pytest.mark.parametrize(
+    "make", [_single_paraphrase, _uneven, _too_few_sets], ids=["single-paraphrase", "uneven", "too-few-sets"]
+)
 def test_data_that_is_valid_json_but_cannot_train(ws, tmp_path, make):
     """Schema-valid files the trainer cannot use: `check` says why before anything else (no batch advice)."""
     content, fragments = make(ws)
     data = tmp_path / "sets.jsonl"
     _write(data, content)
-    check = ("check", ws / "recipe.yaml", "--set", f"data.train={data}", "--set",
-             "training.per_device_train_batch_size=12")
+    check = (
+        "check",
+        ws / "recipe.yaml",
+        "--set",
+        f"data.train={data}",
+        "--set",
+        "training.per_device_train_batch_size=12",
+    )
     result = invoke(*check)
     assert_clean_failure(result, "data.train", *fragments)
     assert "nearest valid" not in result.output
@@ -313,8 +363,12 @@ def test_data_that_is_valid_json_but_cannot_train(ws, tmp_path, make):
 def test_data_paths_that_are_not_files(ws, tmp_path):
     assert_clean_failure(invoke("data", "validate", tmp_path), str(tmp_path), "give a JSONL file")
     assert_clean_failure(invoke("data", "validate", tmp_path / "none.jsonl"), "none.jsonl", "file not found")
-    assert_clean_failure(invoke("check", ws / "recipe.yaml", "--set", f"data.train={tmp_path}"),
-                         "data.train", str(tmp_path), "give a JSONL file")
+    assert_clean_failure(
+        invoke("check", ws / "recipe.yaml", "--set", f"data.train={tmp_path}"),
+        "data.train",
+        str(tmp_path),
+        "give a JSONL file",
+    )
 
 
 # ------------------------------------------------------------------------------ command-line arguments
@@ -322,15 +376,21 @@ def test_bad_command_line_arguments(ws, tmp_path):
     recipe = ws / "recipe.yaml"
     assert_clean_failure(invoke("check", recipe, "--num-processes", "0"), "--num-processes")
     assert_clean_failure(invoke("check", recipe, "--sett", "x=1"), "No such option", "--sett")
-    assert_clean_failure(invoke("plan", recipe, "-p", "3", "--set", "training.per_device_train_batch_size=3"),
-                         "not a multiple of one set")
-    assert_clean_failure(invoke("data", "import", "squad", tmp_path / "x.json", "--out", tmp_path / "o.jsonl"),
-                         "unknown dataset 'squad'")
+    assert_clean_failure(
+        invoke("plan", recipe, "-p", "3", "--set", "training.per_device_train_batch_size=3"),
+        "not a multiple of one set",
+    )
+    assert_clean_failure(
+        invoke("data", "import", "squad", tmp_path / "x.json", "--out", tmp_path / "o.jsonl"), "unknown dataset 'squad'"
+    )
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
     assert_clean_failure(invoke("train", recipe, "-o", not_a_dir), str(not_a_dir), "not a directory")
-    assert_clean_failure(invoke("train", recipe, "-o", tmp_path / "run", "--resume", tmp_path / "no-checkpoint"),
-                         "--resume", "no such checkpoint directory")
+    assert_clean_failure(
+        invoke("train", recipe, "-o", tmp_path / "run", "--resume", tmp_path / "no-checkpoint"),
+        "--resume",
+        "no such checkpoint directory",
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -352,12 +412,24 @@ START_FAILURES = [
     ("uneven", lambda ws: _uneven(ws)[0], [], ["different numbers of paraphrases"]),
     ("empty", lambda ws: "", [], ["holds no paraphrase sets"]),
     ("missing-file", None, [], ["does not exist"]),
-    ("batch", lambda ws: "\n".join(good_lines(ws)) + "\n", ["--set", "training.per_device_train_batch_size=4"],
-     ["not a multiple of one set"]),
-    ("resume", lambda ws: "\n".join(good_lines(ws)) + "\n", ["--resume", "/no/such/checkpoint-3"],
-     ["no such checkpoint directory"]),
-    ("prompt", lambda ws: "\n".join(good_lines(ws)) + "\n", ["--set", "data.prompt=rag_short_answers"],
-     ["data.prompt"]),
+    (
+        "batch",
+        lambda ws: "\n".join(good_lines(ws)) + "\n",
+        ["--set", "training.per_device_train_batch_size=4"],
+        ["not a multiple of one set"],
+    ),
+    (
+        "resume",
+        lambda ws: "\n".join(good_lines(ws)) + "\n",
+        ["--resume", "/no/such/checkpoint-3"],
+        ["no such checkpoint directory"],
+    ),
+    (
+        "prompt",
+        lambda ws: "\n".join(good_lines(ws)) + "\n",
+        ["--set", "data.prompt=rag_short_answers"],
+        ["data.prompt"],
+    ),
 ]
 
 

@@ -100,12 +100,24 @@ def test_resume_auto_skips_incomplete_checkpoint_and_is_bit_identical(workspace,
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(workspace, tmp_path):
     out = tmp_path / "sig"
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "grpo_sim.cli", "train", str(workspace / "tiny.yaml"), "-o", str(out),
-           "--set", "training.max_steps=400", "--set", "training.save_strategy=no"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "grpo_sim.cli",
+        "train",
+        str(workspace / "tiny.yaml"),
+        "-o",
+        str(out),
+        "--set",
+        "training.max_steps=400",
+        "--set",
+        "training.save_strategy=no",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 180
-    while time.time() < deadline and not ((out / "metrics.jsonl").exists() and
-                                          (out / "metrics.jsonl").read_text().count("\n") >= 2):
+    while time.time() < deadline and not (
+        (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().count("\n") >= 2
+    ):
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=180)
@@ -115,8 +127,16 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(workspace, tmp_path):
     assert "--resume auto" in output and "stopped by SIGTERM;" in output and "interrupted by" not in output
     step = int(checkpoints[0].name.split("-")[1])
     assert 2 <= step < 400
-    result = train(workspace, out, "--resume", "auto", "--set", f"training.max_steps={step + 1}",
-                   "--set", "training.save_strategy=no")
+    result = train(
+        workspace,
+        out,
+        "--resume",
+        "auto",
+        "--set",
+        f"training.max_steps={step + 1}",
+        "--set",
+        "training.save_strategy=no",
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == step + 1 or any(r["step"] == step + 1 for r in rows)
@@ -126,11 +146,27 @@ def test_two_process_training_with_the_cpu_accelerate_config(workspace, tmp_path
     """accelerate launch with configs/accelerate/cpu_2proc.yaml really starts two gloo processes."""
     out = tmp_path / "ddp"
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()),
-           "-m", "grpo_sim.train", "--config", str(workspace / "tiny.yaml"), "--output-dir", str(out),
-           "--set", "training.per_device_train_batch_size=3", "--set", "training.max_steps=2",
-           "--set", "training.save_strategy=no"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"),
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "grpo_sim.train",
+        "--config",
+        str(workspace / "tiny.yaml"),
+        "--output-dir",
+        str(out),
+        "--set",
+        "training.per_device_train_batch_size=3",
+        "--set",
+        "training.max_steps=2",
+        "--set",
+        "training.save_strategy=no",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -142,8 +178,9 @@ def test_plan_command(workspace):
     result = runner.invoke(app, ["plan", str(ROOT / "recipes" / "qwen2.5-3b" / "triviaqa_ps_grpo.yaml"), "-p", "7"])
     assert result.exit_code == 0, result.output
     assert "672" in result.output and "whole paraphrase sets" in result.output
-    result = runner.invoke(app, ["plan", str(workspace / "tiny.yaml"), "-p", "2",
-                                 "--set", "training.per_device_train_batch_size=4"])
+    result = runner.invoke(
+        app, ["plan", str(workspace / "tiny.yaml"), "-p", "2", "--set", "training.per_device_train_batch_size=4"]
+    )
     assert result.exit_code == 2 and "not a multiple of one set" in result.output
 
 
@@ -153,9 +190,21 @@ def test_two_process_launch_fails_fast_on_bad_output_dir(workspace, tmp_path):
     out.mkdir()
     (out / "old.txt").write_text("an earlier run")
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()),
-           "-m", "grpo_sim.train", "--config", str(workspace / "tiny.yaml"), "--output-dir", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"),
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "grpo_sim.train",
+        "--config",
+        str(workspace / "tiny.yaml"),
+        "--output-dir",
+        str(out),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "is not empty" in proc.stdout + proc.stderr

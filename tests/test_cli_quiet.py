@@ -15,8 +15,10 @@ import torch
 @pytest.mark.skipif(torch.accelerator.is_available(), reason="an accelerator is present: DeepSpeed should detect it")
 def test_deepspeed_is_told_it_is_on_the_cpu_instead_of_guessing_aloud():
     env = {k: v for k, v in os.environ.items() if k != "DS_ACCELERATOR"}
-    code = ("import os; from grpo_sim.cli import _deepspeed_on_cpu_quietly; _deepspeed_on_cpu_quietly(); "
-            "import deepspeed; print('DS_ACCELERATOR=' + os.environ['DS_ACCELERATOR'])")
+    code = (
+        "import os; from grpo_sim.cli import _deepspeed_on_cpu_quietly; _deepspeed_on_cpu_quietly(); "
+        "import deepspeed; print('DS_ACCELERATOR=' + os.environ['DS_ACCELERATOR'])"
+    )
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "DS_ACCELERATOR=cpu" in proc.stdout

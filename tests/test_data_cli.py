@@ -38,8 +38,10 @@ def run(*args):
 
 def _demo(tmp_path, n_sets=4, n_par=1):
     train, _, corpus = build_demo_dataset(n_sets, 0, num_paraphrases=n_par, seed=3)
-    bare = [s.model_copy(update={"paraphrases": [p.model_copy(update={"passages": []}) for p in s.paraphrases]})
-            for s in train]
+    bare = [
+        s.model_copy(update={"paraphrases": [p.model_copy(update={"passages": []}) for p in s.paraphrases]})
+        for s in train
+    ]
     write_psets(tmp_path / "sets.jsonl", bare)
     write_corpus(tmp_path / "corpus.jsonl", corpus)
     return bare, corpus
@@ -64,8 +66,9 @@ def test_validate_ok_and_every_bad_row(tmp_path):
         "{broken",
         json.dumps({**good, "set_id": "b", "paraphrases": []}),
         json.dumps({**good, "set_id": "c", "answers": [1, 2]}),
-        json.dumps({**good, "set_id": "d",
-                    "paraphrases": [{"paraphrase_id": 0, "question": "q", "passages": [{"id": "p"}]}]}),
+        json.dumps(
+            {**good, "set_id": "d", "paraphrases": [{"paraphrase_id": 0, "question": "q", "passages": [{"id": "p"}]}]}
+        ),
         json.dumps({**good, "extra": 1, "set_id": "e"}),
     ]
     bad = tmp_path / "bad.jsonl"
@@ -74,8 +77,14 @@ def test_validate_ok_and_every_bad_row(tmp_path):
     assert r.exit_code == 2
     err = r.stderr
     assert "Traceback" not in r.output
-    for line, field in [(2, "<json>"), (3, "paraphrases"), (4, "answers[0]"), (4, "answers[1]"),
-                        (5, "paraphrases[0].passages[0].text"), (6, "extra")]:
+    for line, field in [
+        (2, "<json>"),
+        (3, "paraphrases"),
+        (4, "answers[0]"),
+        (4, "answers[1]"),
+        (5, "paraphrases[0].passages[0].text"),
+        (6, "extra"),
+    ]:
         assert f"{bad}:{line}: field '{field}'" in err, (line, field, err)
     assert "add one" in err and "remove it or move it into 'metadata'" in err
     assert validate_file(bad)[0][0] == 2
@@ -116,13 +125,16 @@ def test_corpus_reader_reports_every_bad_line(tmp_path):
 
 
 @needs_realdata
-@pytest.mark.parametrize("name,fname,corpus", [
-    ("triviaqa", "triviaqa_rc_web_train.sample.json", False),
-    ("hotpotqa", "hotpotqa_dev_distractor.sample.json", True),
-    ("2wikimultihopqa", "2wikimultihop_dev.sample.json", True),
-    ("musique", "musique_ans_train.sample.jsonl", True),
-    ("eli5", "eli5_category_test.sample.json", False),
-])
+@pytest.mark.parametrize(
+    "name,fname,corpus",
+    [
+        ("triviaqa", "triviaqa_rc_web_train.sample.json", False),
+        ("hotpotqa", "hotpotqa_dev_distractor.sample.json", True),
+        ("2wikimultihopqa", "2wikimultihop_dev.sample.json", True),
+        ("musique", "musique_ans_train.sample.jsonl", True),
+        ("eli5", "eli5_category_test.sample.json", False),
+    ],
+)
 def test_import_real_samples(name, fname, corpus, tmp_path):
     out = tmp_path / "out.jsonl"
     args = ["import", name, REALDATA / fname, "--out", out, "--limit", 2]
@@ -141,13 +153,29 @@ def test_import_real_samples(name, fname, corpus, tmp_path):
 def test_real_pipeline_end_to_end(tmp_path):
     """import -> template paraphrases -> BM25 retrieval over the dataset's own paragraphs."""
     sets_f, corpus_f = tmp_path / "h.jsonl", tmp_path / "corpus.jsonl"
-    r = run("import", "hotpotqa", REALDATA / "hotpotqa_dev_distractor.sample.json", "--out", sets_f,
-            "--corpus-out", corpus_f)
+    r = run(
+        "import",
+        "hotpotqa",
+        REALDATA / "hotpotqa_dev_distractor.sample.json",
+        "--out",
+        sets_f,
+        "--corpus-out",
+        corpus_f,
+    )
     assert r.exit_code == 0, r.output and "wrote 50 distinct passages" in r.stdout
     r = run("paraphrase", sets_f, "--out", tmp_path / "p.jsonl", "--backend", "template", "--n", "3", "--no-progress")
     assert r.exit_code == 0, r.output
-    r = run("retrieve", tmp_path / "p.jsonl", "--corpus", corpus_f, "--out", tmp_path / "r.jsonl", "--k", "3",
-            "--no-progress")
+    r = run(
+        "retrieve",
+        tmp_path / "p.jsonl",
+        "--corpus",
+        corpus_f,
+        "--out",
+        tmp_path / "r.jsonl",
+        "--k",
+        "3",
+        "--no-progress",
+    )
     assert r.exit_code == 0, r.output
     assert "retriever consistency" in r.stdout and "supporting passage" in r.stdout
     sets = read_psets(tmp_path / "r.jsonl")
@@ -193,15 +221,27 @@ def test_paraphrase_template_and_option_errors(tmp_path):
     try:
         import vllm  # noqa: F401
     except ImportError:
-        r = run("paraphrase", tmp_path / "sets.jsonl", "--out", out, "--backend", "vllm", "--model", "m",
-                "--no-progress")
+        r = run(
+            "paraphrase", tmp_path / "sets.jsonl", "--out", out, "--backend", "vllm", "--model", "m", "--no-progress"
+        )
         assert r.exit_code == 2 and "pip install" in r.stderr and "Traceback" not in r.output
 
 
 def test_retrieve_and_corpus_commands(tmp_path):
     _demo(tmp_path, n_sets=4, n_par=3)
-    args = ["retrieve", tmp_path / "sets.jsonl", "--corpus", tmp_path / "corpus.jsonl", "--out", tmp_path / "r.jsonl",
-            "--k", "2", "--index-dir", tmp_path / "idx", "--no-progress"]
+    args = [
+        "retrieve",
+        tmp_path / "sets.jsonl",
+        "--corpus",
+        tmp_path / "corpus.jsonl",
+        "--out",
+        tmp_path / "r.jsonl",
+        "--k",
+        "2",
+        "--index-dir",
+        tmp_path / "idx",
+        "--no-progress",
+    ]
     r1, r2 = run(*args), run(*args)
     assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
     assert "(built " in r1.stdout and "(loaded " in r2.stdout
@@ -209,18 +249,42 @@ def test_retrieve_and_corpus_commands(tmp_path):
     assert "over 4 sets" in r1.stdout
     assert all(len(p.passages) == 2 for s in read_psets(tmp_path / "r.jsonl") for p in s.paraphrases)
 
-    r = run("retrieve", tmp_path / "sets.jsonl", "--corpus", tmp_path / "corpus.jsonl", "--out", tmp_path / "x.jsonl",
-            "--model", "intfloat/e5-base-v2")
+    r = run(
+        "retrieve",
+        tmp_path / "sets.jsonl",
+        "--corpus",
+        tmp_path / "corpus.jsonl",
+        "--out",
+        tmp_path / "x.jsonl",
+        "--model",
+        "intfloat/e5-base-v2",
+    )
     assert r.exit_code == 2 and "--retriever dense" in r.stderr
-    r = run("retrieve", tmp_path / "sets.jsonl", "--corpus", tmp_path / "corpus.jsonl", "--out", tmp_path / "x.jsonl",
-            "--retriever", "tfidf")
+    r = run(
+        "retrieve",
+        tmp_path / "sets.jsonl",
+        "--corpus",
+        tmp_path / "corpus.jsonl",
+        "--out",
+        tmp_path / "x.jsonl",
+        "--retriever",
+        "tfidf",
+    )
     assert r.exit_code == 2 and "unknown --retriever" in r.stderr
     bad = tmp_path / "bad_corpus.jsonl"
     bad.write_text('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n')
     r = run("retrieve", tmp_path / "sets.jsonl", "--corpus", bad, "--out", tmp_path / "x.jsonl")
     assert r.exit_code == 2 and f"{bad}:2: field 'id'" in r.stderr and "Traceback" not in r.output
-    r = run("retrieve", tmp_path / "sets.jsonl", "--corpus", tmp_path / "corpus.jsonl", "--out", tmp_path / "x.jsonl",
-            "--k", "0")
+    r = run(
+        "retrieve",
+        tmp_path / "sets.jsonl",
+        "--corpus",
+        tmp_path / "corpus.jsonl",
+        "--out",
+        tmp_path / "x.jsonl",
+        "--k",
+        "0",
+    )
     assert r.exit_code == 2
 
     # corpus export from imported-style sets

@@ -44,8 +44,9 @@ def test_roundtrip(tmp_path):
 def test_defaults_and_validation():
     s = ParaphraseSet(set_id="x", question="q?", paraphrases=[{"paraphrase_id": 0, "question": "q?"}])
     assert s.answers == [] and s.metadata == {} and s.paraphrases[0].passages == []
-    assert ParaphraseSet(set_id="x", question="q?", paraphrases=[{"paraphrase_id": 0, "question": "q?"}],
-                         answers="Oslo").answers == ["Oslo"]
+    assert ParaphraseSet(
+        set_id="x", question="q?", paraphrases=[{"paraphrase_id": 0, "question": "q?"}], answers="Oslo"
+    ).answers == ["Oslo"]
     with pytest.raises(ValueError, match="unique"):
         ParaphraseSet(
             set_id="x",
@@ -63,8 +64,13 @@ def test_read_collects_all_bad_rows(tmp_path):
     rows = [
         json.dumps(good),
         "{not json",
-        json.dumps({**good, "set_id": "dup-ids", "paraphrases": [
-            {"paraphrase_id": 1, "question": "a"}, {"paraphrase_id": 1, "question": "b"}]}),
+        json.dumps(
+            {
+                **good,
+                "set_id": "dup-ids",
+                "paraphrases": [{"paraphrase_id": 1, "question": "a"}, {"paraphrase_id": 1, "question": "b"}],
+            }
+        ),
         "",
         json.dumps({**good, "set_id": "empty-q", "question": ""}),
         json.dumps({k: v for k, v in good.items() if k != "paraphrases"} | {"set_id": "nop"}),

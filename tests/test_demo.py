@@ -61,11 +61,14 @@ def test_every_seed_has_every_arm_and_level(seeds_run):
 def test_comparisons_cover_the_new_arms(seeds_run):
     root, _ = seeds_run
     comparisons = _summary(root, 0)["comparisons"]
-    for name in ("ps_grpo_consistency_only_minus_base", "ps_grpo_consistency_only_minus_ps_grpo",
-                 "ps_grpo_relaxed_minus_ps_grpo", "ps_grpo_minus_grpo_accuracy_only"):
+    for name in (
+        "ps_grpo_consistency_only_minus_base",
+        "ps_grpo_consistency_only_minus_ps_grpo",
+        "ps_grpo_relaxed_minus_ps_grpo",
+        "ps_grpo_minus_grpo_accuracy_only",
+    ):
         entry = comparisons[name]
-        for key in ("accuracy_em", "consistency_e2e_exact", "consistency_generator_exact",
-                    "frac_sets_identical_wrong"):
+        for key in ("accuracy_em", "consistency_e2e_exact", "consistency_generator_exact", "frac_sets_identical_wrong"):
             lo, hi = entry[key]["ci"]
             assert lo <= entry[key]["diff"] + 1e-12 and entry[key]["diff"] <= hi + 1e-12
 
@@ -91,11 +94,13 @@ def test_combined_seed_table(seeds_run):
 def test_warm_start_cache_is_reused_and_one_process_gives_the_same_warm_start(seeds_run):
     root, _ = seeds_run
     first = _summary(root, 0)
-    weights = next(p for p in (root / "cache").glob(f"{os.path.basename(first['settings']['warm_start_dir'])}/"
-                                                    "model.safetensors"))
+    weights = next(
+        p for p in (root / "cache").glob(f"{os.path.basename(first['settings']['warm_start_dir'])}/model.safetensors")
+    )
     mtime = weights.stat().st_mtime_ns
-    second = run_demo(root / "run2", quick=True, seed=0, progress=False, cache_dir=root / "cache", workers=1,
-                      arms=["ps_grpo"])
+    second = run_demo(
+        root / "run2", quick=True, seed=0, progress=False, cache_dir=root / "cache", workers=1, arms=["ps_grpo"]
+    )
     assert second["timings"]["warm_start_cached"] is True
     assert second["settings"]["warm_start_dir"] == first["settings"]["warm_start_dir"]
     assert weights.stat().st_mtime_ns == mtime
@@ -124,17 +129,31 @@ def test_a_failed_arm_fails_the_run_and_leaves_no_summary(seeds_run, monkeypatch
 
 def test_a_failed_worker_job_raises_its_error(tmp_path):
     """Two jobs in two spawn workers: the one that fails names itself and its error."""
-    jobs = [Job("arm nope", train_arm, {"arm": "nope", "policy_dir": "x", "output_dir": str(tmp_path / "nope"),
-                                        "settings": demo_settings(quick=True)}),
-            Job("cwd", os.getcwd)]
+    jobs = [
+        Job(
+            "arm nope",
+            train_arm,
+            {
+                "arm": "nope",
+                "policy_dir": "x",
+                "output_dir": str(tmp_path / "nope"),
+                "settings": demo_settings(quick=True),
+            },
+        ),
+        Job("cwd", os.getcwd),
+    ]
     with pytest.raises(ArmFailed, match="arm nope failed: ValueError: unknown demo arm 'nope'"):
         run_jobs(jobs, workers=2)
 
 
 def test_reward_seconds_sums_the_logged_means_hand_checked():
     # logging every 10 steps of 25: means 0.1 (steps 1-10), 0.2 (11-20), 0.4 (21-25)
-    history = [{"step": 10, "ps_grpo/reward_seconds": 0.1}, {"step": 20, "ps_grpo/reward_seconds": 0.2},
-               {"step": 25, "ps_grpo/reward_seconds": 0.4}, {"step": 25, "train_runtime": 9.0}]
+    history = [
+        {"step": 10, "ps_grpo/reward_seconds": 0.1},
+        {"step": 20, "ps_grpo/reward_seconds": 0.2},
+        {"step": 25, "ps_grpo/reward_seconds": 0.4},
+        {"step": 25, "train_runtime": 9.0},
+    ]
     assert reward_seconds(history, logging_steps=10, max_steps=25) == pytest.approx(1.0 + 2.0 + 2.0)
     assert reward_seconds([{"step": 10, "loss": 1.0}], 10, 10) is None
 
@@ -168,8 +187,9 @@ def test_warm_start_is_deterministic_and_noisy_only_on_noisy_wordings(tmp_path):
         assert e["noisy_template"] == (e["template"] in noisy[rel])
     # a different seed gives a different key (no stale cache hit)
     assert WarmStartConfig(**config.to_dict()) == config
-    c = warm_start(train, corpus, texts, tmp_path / "a", WarmStartConfig(**{**config.to_dict(), "seed": 1}),
-                   progress=False)
+    c = warm_start(
+        train, corpus, texts, tmp_path / "a", WarmStartConfig(**{**config.to_dict(), "seed": 1}), progress=False
+    )
     assert c != a
 
 
@@ -190,8 +210,11 @@ def test_paired_comparisons_hand_checked():
     }
     per_set = {}
     for name, by_set in answers.items():
-        preds = [{"set_id": sid, "paraphrase_id": k, "answer": a, "answers": gold[sid]}
-                 for sid, group in by_set.items() for k, a in enumerate(group)]
+        preds = [
+            {"set_id": sid, "paraphrase_id": k, "answer": a, "answers": gold[sid]}
+            for sid, group in by_set.items()
+            for k, a in enumerate(group)
+        ]
         per_set[name] = summarize_with_details(None, preds, metrics=("exact_match",), n_boot=0)[1]
     out = paired_comparisons(per_set, n_boot=500, seed=0)
     assert set(out) == {"ps_grpo_minus_base"}  # the other arms are absent, so are their comparisons
@@ -218,10 +241,13 @@ def test_warmstart_reward_labels_are_the_noisy_training_labels():
     assert 0 < len(wrong) < len(labels)  # some (only) noisy wordings carry a distractor's answer
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--reward-labels", "noisy"], "reward_labels must be one of"),
-    (["--seeds", "0,x"], "--seeds takes integers separated by commas"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--reward-labels", "noisy"], "reward_labels must be one of"),
+        (["--seeds", "0,x"], "--seeds takes integers separated by commas"),
+    ],
+)
 def test_demo_command_rejects_bad_options(tmp_path, args, message):
     from typer.testing import CliRunner
 
@@ -266,8 +292,9 @@ def test_cached_warm_starts_take_no_worker_and_arms_start_in_seed_order(seeds_ru
     root, _ = seeds_run  # its cache holds the quick warm starts of seeds 0 and 1, not 2
     monkeypatch.setattr(run, "JobPool", ScriptedPool)
     monkeypatch.setattr(run, "_evaluate_seed", lambda out, s, *args: {"seed": s})
-    run.run_seeds(tmp_path, [0, 1, 2], quick=True, progress=False, cache_dir=root / "cache", workers=2,
-                  arms=["ps_grpo"])
+    run.run_seeds(
+        tmp_path, [0, 1, 2], quick=True, progress=False, cache_dir=root / "cache", workers=2, arms=["ps_grpo"]
+    )
     assert ScriptedPool.started[:2] == ["arm ps_grpo seed 0", "arm ps_grpo seed 1"]
     assert ScriptedPool.started[2:] == ["warm start (seed 2)", "arm ps_grpo seed 2"]
 
@@ -278,11 +305,16 @@ def test_jobs_start_in_seed_order_even_when_a_later_warm_start_finishes_first(tm
 
     monkeypatch.setattr(run, "JobPool", ScriptedPool)
     monkeypatch.setattr(run, "_evaluate_seed", lambda out, s, *args: {"seed": s})
-    summaries = run.run_seeds(tmp_path, [0, 1], quick=True, progress=False, workers=2,
-                              arms=["ps_grpo", "ps_grpo_relaxed"])
+    summaries = run.run_seeds(
+        tmp_path, [0, 1], quick=True, progress=False, workers=2, arms=["ps_grpo", "ps_grpo_relaxed"]
+    )
     arms = [label for label in ScriptedPool.started if label.startswith("arm")]
-    assert arms == ["arm ps_grpo seed 0", "arm ps_grpo_relaxed seed 0", "arm ps_grpo seed 1",
-                    "arm ps_grpo_relaxed seed 1"]
+    assert arms == [
+        "arm ps_grpo seed 0",
+        "arm ps_grpo_relaxed seed 0",
+        "arm ps_grpo seed 1",
+        "arm ps_grpo_relaxed seed 1",
+    ]
     assert summaries["seeds"] == [0, 1]
 
 
@@ -298,8 +330,9 @@ def test_demo_command_reports_a_failed_arm_and_exits_1(seeds_run, monkeypatch):
         raise RuntimeError("out of disk")
 
     monkeypatch.setattr(run, "train_arm", broken)
-    result = CliRunner().invoke(app, ["demo", "--quick", "-o", str(root / "cli-failing"), "--cache-dir",
-                                      str(root / "cache"), "--jobs", "1"])
+    result = CliRunner().invoke(
+        app, ["demo", "--quick", "-o", str(root / "cli-failing"), "--cache-dir", str(root / "cache"), "--jobs", "1"]
+    )
     assert result.exit_code == 1
     assert "arm grpo_accuracy_only failed: RuntimeError: out of disk" in result.output
     assert not (root / "cli-failing" / "summary.json").exists()

@@ -15,15 +15,39 @@ ROOT = Path(__file__).resolve().parents[1]
 #: grpo_sim.demo.grpo_config_kwargs(DEMO_GRPO_SETTINGS, 4, reward, "out")), frozen: moving the settings into the
 #: recipes must not change what the arms compute.
 FORMER_DEMO_KWARGS = dict(
-    output_dir="out", use_cpu=True, bf16=False, report_to=[], per_device_train_batch_size=64,
-    gradient_accumulation_steps=1, save_strategy="no", logging_steps=10, disable_tqdm=True, dataloader_num_workers=0,
-    gradient_checkpointing=False, max_steps=400, num_generations=4, temperature=1.0, max_completion_length=4,
-    learning_rate=1e-3, lr_scheduler_type="constant", warmup_steps=0, beta=0.0, loss_type="dapo",
-    scale_rewards="group", advantage_mode="set", similarity="token_f1", accuracy_metric="token_f1",
-    relaxed_kappa=None, collapse_penalty=True, collapse_warn_entropy_ratio=0.0, seed=0,
+    output_dir="out",
+    use_cpu=True,
+    bf16=False,
+    report_to=[],
+    per_device_train_batch_size=64,
+    gradient_accumulation_steps=1,
+    save_strategy="no",
+    logging_steps=10,
+    disable_tqdm=True,
+    dataloader_num_workers=0,
+    gradient_checkpointing=False,
+    max_steps=400,
+    num_generations=4,
+    temperature=1.0,
+    max_completion_length=4,
+    learning_rate=1e-3,
+    lr_scheduler_type="constant",
+    warmup_steps=0,
+    beta=0.0,
+    loss_type="dapo",
+    scale_rewards="group",
+    advantage_mode="set",
+    similarity="token_f1",
+    accuracy_metric="token_f1",
+    relaxed_kappa=None,
+    collapse_penalty=True,
+    collapse_warn_entropy_ratio=0.0,
+    seed=0,
 )
-FORMER_ARM_REWARDS = {"ps_grpo": {"consistency_weight": 1.0, "accuracy_weight": 1.0},
-                      "grpo_accuracy_only": {"consistency_weight": 0.0, "accuracy_weight": 1.0}}
+FORMER_ARM_REWARDS = {
+    "ps_grpo": {"consistency_weight": 1.0, "accuracy_weight": 1.0},
+    "grpo_accuracy_only": {"consistency_weight": 0.0, "accuracy_weight": 1.0},
+}
 #: the first recipe form's reward shorthand: resolved into reward_terms (compared), left None by recipes
 LEGACY_REWARD_FIELDS = {"similarity", "consistency_weight", "accuracy_weight", "accuracy_metric"}
 
@@ -79,12 +103,25 @@ def test_demo_recipe_trains_through_grpo_sim_train(tmp_path, monkeypatch):
 
     pytest.importorskip("matplotlib")
     monkeypatch.setattr(settings, "DEMO_WARMSTART_SETTINGS", {"steps": 20, "batch_size": 8})
-    result = CliRunner().invoke(app, [
-        "train", str(ROOT / "recipes" / "demo" / "ps_grpo.yaml"), "-o", str(tmp_path / "run"),
-        "--cache-dir", str(tmp_path / "cache"),
-        "--set", "data.source_options.num_train_sets=8", "--set", "data.source_options.num_eval_sets=4",
-        "--set", "training.max_steps=2", "--set", "training.per_device_train_batch_size=32",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(ROOT / "recipes" / "demo" / "ps_grpo.yaml"),
+            "-o",
+            str(tmp_path / "run"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--set",
+            "data.source_options.num_train_sets=8",
+            "--set",
+            "data.source_options.num_eval_sets=4",
+            "--set",
+            "training.max_steps=2",
+            "--set",
+            "training.per_device_train_batch_size=32",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "run" / "eval" / "summary.json").read_text())
     assert summary["num_sets"] == 4 and 0 <= summary["consistency_e2e_exact"] <= 1

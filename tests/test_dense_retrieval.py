@@ -45,16 +45,23 @@ class BowEncoder:
 
 
 CORPUS = [
-    Passage(id="eiffel", title="Eiffel Tower",
-            text="The Eiffel Tower is a wrought-iron lattice tower in Paris, France."),
-    Passage(id="banana", title="Banana",
-            text="A banana is an elongated, edible fruit produced by plants of the genus Musa."),
-    Passage(id="python", title="Python",
-            text="Python is a high-level programming language created by Guido van Rossum."),
-    Passage(id="everest", title="Mount Everest",
-            text="Mount Everest is Earth's highest mountain above sea level, in the Himalayas."),
-    Passage(id="moon", title="Moon",
-            text="The Moon is Earth's only natural satellite; Apollo 11 landed there in 1969."),
+    Passage(
+        id="eiffel", title="Eiffel Tower", text="The Eiffel Tower is a wrought-iron lattice tower in Paris, France."
+    ),
+    Passage(
+        id="banana", title="Banana", text="A banana is an elongated, edible fruit produced by plants of the genus Musa."
+    ),
+    Passage(
+        id="python", title="Python", text="Python is a high-level programming language created by Guido van Rossum."
+    ),
+    Passage(
+        id="everest",
+        title="Mount Everest",
+        text="Mount Everest is Earth's highest mountain above sea level, in the Himalayas.",
+    ),
+    Passage(
+        id="moon", title="Moon", text="The Moon is Earth's only natural satellite; Apollo 11 landed there in 1969."
+    ),
     Passage(id="piano", title="Piano", text="The piano is a keyboard instrument in which hammers strike strings."),
 ]
 
@@ -138,9 +145,14 @@ def test_save_load_and_rebuild(tmp_path):
 def test_packaged_minilm_retrieval(tmp_path):
     r = DenseRetriever(CORPUS)
     assert r.model_name == DEFAULT_MODEL_NAME and r.dim == 384 and (r.query_prefix, r.passage_prefix) == ("", "")
-    queries = ["Which tower stands in Paris?", "What is the tallest mountain on Earth?",
-               "Who created the Python language?", "When did people first land on the Moon?",
-               "Which instrument has hammers hitting strings?", "What fruit grows on Musa plants?"]
+    queries = [
+        "Which tower stands in Paris?",
+        "What is the tallest mountain on Earth?",
+        "Who created the Python language?",
+        "When did people first land on the Moon?",
+        "Which instrument has hammers hitting strings?",
+        "What fruit grows on Musa plants?",
+    ]
     top = [ps[0].id for ps in r.retrieve(queries, k=1)]
     assert top == ["eiffel", "everest", "python", "moon", "piano", "banana"]
     r.save(tmp_path / "d")
@@ -166,8 +178,10 @@ def test_atomic_directory_keeps_old_on_failure(tmp_path):
 def _demo():
     train, _, corpus = build_demo_dataset(6, 0, num_paraphrases=4, passages_per_prompt=3, seed=1)
     # strip passages: the pipeline must fill them
-    bare = [s.model_copy(update={"paraphrases": [p.model_copy(update={"passages": []}) for p in s.paraphrases]})
-            for s in train]
+    bare = [
+        s.model_copy(update={"paraphrases": [p.model_copy(update={"passages": []}) for p in s.paraphrases]})
+        for s in train
+    ]
     return train, bare, corpus
 
 
@@ -182,17 +196,25 @@ def test_retrieve_for_sets_matches_bm25_and_consistency():
     assert out[0].metadata["retrieval"]["k"] == 3 and out[0].metadata["retrieval"]["retriever"] == "bm25"
     assert out[0].metadata["retrieval"]["consistency"] == pytest.approx(per_set[0], abs=1e-6)
     # single-wording sets are not scored
-    single = [ParaphraseSet(set_id="one", question="Where was X born?",
-                            paraphrases=[Paraphrase(paraphrase_id=0, question="Where was X born?")])]
+    single = [
+        ParaphraseSet(
+            set_id="one",
+            question="Where was X born?",
+            paraphrases=[Paraphrase(paraphrase_id=0, question="Where was X born?")],
+        )
+    ]
     _, st = retrieve_for_sets(single, r, k=2)
     assert st["consistency"] is None and st["sets_scored"] == 0
 
 
 def test_supporting_hit_rate():
     corpus = [Passage(id="a", text="alpha beta"), Passage(id="b", text="gamma delta"), Passage(id="c", text="eps")]
-    s = ParaphraseSet(set_id="s", question="alpha", paraphrases=[{"paraphrase_id": 0, "question": "alpha"},
-                                                                  {"paraphrase_id": 1, "question": "gamma"}],
-                      metadata={"supporting_passage_ids": ["a"]})
+    s = ParaphraseSet(
+        set_id="s",
+        question="alpha",
+        paraphrases=[{"paraphrase_id": 0, "question": "alpha"}, {"paraphrase_id": 1, "question": "gamma"}],
+        metadata={"supporting_passage_ids": ["a"]},
+    )
     _, stats = retrieve_for_sets([s], BM25Retriever(corpus), k=1)
     assert stats["supporting_hit_rate"] == 0.5 and stats["consistency"] == 0.0
 
@@ -212,11 +234,25 @@ def test_retrieve_file_caches_indexes(tmp_path):
     assert st3["index"] == "built" and st3["num_passages"] == len(corpus) - 1
 
     enc = BowEncoder()
-    d1 = retrieve_file(tmp_path / "sets.jsonl", tmp_path / "corpus.jsonl", tmp_path / "d1.jsonl", retriever="dense",
-                       model="bow", encoder=enc, **kw)
+    d1 = retrieve_file(
+        tmp_path / "sets.jsonl",
+        tmp_path / "corpus.jsonl",
+        tmp_path / "d1.jsonl",
+        retriever="dense",
+        model="bow",
+        encoder=enc,
+        **kw,
+    )
     n_after_build = enc.n_encoded
-    d2 = retrieve_file(tmp_path / "sets.jsonl", tmp_path / "corpus.jsonl", tmp_path / "d2.jsonl", retriever="dense",
-                       model="bow", encoder=enc, **kw)
+    d2 = retrieve_file(
+        tmp_path / "sets.jsonl",
+        tmp_path / "corpus.jsonl",
+        tmp_path / "d2.jsonl",
+        retriever="dense",
+        model="bow",
+        encoder=enc,
+        **kw,
+    )
     assert (d1["index"], d2["index"]) == ("built", "loaded")
     assert enc.n_encoded - n_after_build == d2["num_queries"]  # only the queries were encoded
     assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["bm25", "dense-bow"]

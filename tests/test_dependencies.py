@@ -46,8 +46,11 @@ def _probe_versions(*specs: SpecifierSet) -> list[Version]:
 
 def outside(ours: SpecifierSet, theirs: SpecifierSet) -> list[Version]:
     """Versions our range admits that theirs does not (empty when ours lies inside theirs)."""
-    return [v for v in _probe_versions(ours, theirs) if ours.contains(v, prereleases=True)
-            and not theirs.contains(v, prereleases=True)]
+    return [
+        v
+        for v in _probe_versions(ours, theirs)
+        if ours.contains(v, prereleases=True) and not theirs.contains(v, prereleases=True)
+    ]
 
 
 def test_probe_helper_catches_a_range_that_leaves():
@@ -97,8 +100,10 @@ def test_every_extra_and_core_dependency_stays_inside_trls_range():
             bad = outside(req.specifier, theirs)
             if bad:
                 where = f"extra [{extra}]" if extra else "dependencies"
-                problems.append(f"{where}: {line!r} admits {', '.join(map(str, bad[:3]))}, outside TRL "
-                                f"{importlib.metadata.version('trl')}'s {name}{theirs}")
+                problems.append(
+                    f"{where}: {line!r} admits {', '.join(map(str, bad[:3]))}, outside TRL "
+                    f"{importlib.metadata.version('trl')}'s {name}{theirs}"
+                )
     assert not problems, "\n".join(problems)
     # the packages this test exists for are really compared
     assert {"vllm", "deepspeed", "transformers", "accelerate", "datasets", "peft"} <= set(checked)

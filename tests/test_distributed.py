@@ -124,10 +124,20 @@ def test_similarity_models_score_the_same_under_zero3_init_on_every_rank_and_on_
     require_deepspeed()
     policy = build_policy(tmp_path / "policy")
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", OMP_NUM_THREADS="1",
-               DS_ACCELERATOR="cpu")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           str(ROOT / "tests" / "zero3_worker.py"), policy, str(out), "every_rank,rank0_only"]
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        str(ROOT / "tests" / "zero3_worker.py"),
+        policy,
+        str(out),
+        "every_rank,rank0_only",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
@@ -167,17 +177,35 @@ def test_after_a_zero3_run_final_evaluation_and_adapter_merge_load_whole_models(
     eval_path = write_psets(tmp_path / "eval.jsonl", demo_rows()[1])
     out = tmp_path / "out"
     out.mkdir()
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", OMP_NUM_THREADS="1",
-               DS_ACCELERATOR="cpu")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           str(ROOT / "tests" / "zero3_final_eval_worker.py"), policy, str(tmp_path / "adapter"), str(eval_path),
-           str(out)]
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        str(ROOT / "tests" / "zero3_final_eval_worker.py"),
+        policy,
+        str(tmp_path / "adapter"),
+        str(eval_path),
+        str(out),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record = json.loads((out / "rank0.json").read_text())
     assert record["zero3_still_enabled"]
-    expected = evaluate_model(policy, demo_rows()[1], levels=("e2e",), metrics=("exact_match", "bleu2"),
-                              template="closed_book", max_new_tokens=4, progress=False, plots=False)
+    expected = evaluate_model(
+        policy,
+        demo_rows()[1],
+        levels=("e2e",),
+        metrics=("exact_match", "bleu2"),
+        template="closed_book",
+        max_new_tokens=4,
+        progress=False,
+        plots=False,
+    )
     assert record["summary"] and all(record["summary"][k] == expected[k] for k in record["summary"])
     merged, _ = load_policy(out / "merged")
     reference = PeftModel.from_pretrained(load_policy(policy)[0], str(tmp_path / "adapter")).merge_and_unload()

@@ -18,10 +18,12 @@ def test_a_broken_subcommand_module_fails_the_cli_with_a_traceback_naming_it():
     """A failing import inside grpo_sim.eval.cli (eval.report standing in for any bug there) used to drop
     `grpo-sim eval` silently; the same held for `sweep` and `data`."""
     broken = "grpo_sim.eval.report"
-    code = (f"import sys; sys.modules[{broken!r}] = None\n"  # importing it now raises ImportError
-            "from typer.testing import CliRunner\n"
-            "from grpo_sim.cli import app\n"
-            "print('commands:', sorted(c.name for c in app.registered_commands))\n")
+    code = (
+        f"import sys; sys.modules[{broken!r}] = None\n"  # importing it now raises ImportError
+        "from typer.testing import CliRunner\n"
+        "from grpo_sim.cli import app\n"
+        "print('commands:', sorted(c.name for c in app.registered_commands))\n"
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert run.returncode != 0, run.stdout
     assert "Traceback" in run.stderr and "grpo_sim/eval/" in run.stderr and broken in run.stderr
@@ -66,8 +68,9 @@ def test_a_bug_while_checking_a_training_key_is_not_taken_for_an_uncheckable_ann
 
     monkeypatch.setattr(recipe_module, "TypeAdapter", BrokenAdapter)
     with pytest.raises(ZeroDivisionError, match="a bug in the checker"):
-        check_recipe({"model": {"name_or_path": "m"}, "data": {"train": "t.jsonl"},
-                      "training": {"learning_rate": 1e-6}})
+        check_recipe(
+            {"model": {"name_or_path": "m"}, "data": {"train": "t.jsonl"}, "training": {"learning_rate": 1e-6}}
+        )
 
 
 def test_a_bug_while_loading_a_hub_dataset_is_not_reported_as_unreadable_data(monkeypatch):

@@ -12,8 +12,16 @@ from grpo_sim.eval.cli import eval_command, parse_metrics
 
 from trainer_helpers import build_policy, demo_rows
 
-REQUIRED = ("accuracy_em", "accuracy_f1", "consistency_e2e_bleu2", "consistency_e2e_rouge_l", "consistency_e2e_exact",
-            "consistency_e2e_embedding", "consistency_generator_bleu2", "consistency_retriever_jaccard")
+REQUIRED = (
+    "accuracy_em",
+    "accuracy_f1",
+    "consistency_e2e_bleu2",
+    "consistency_e2e_rouge_l",
+    "consistency_e2e_exact",
+    "consistency_e2e_embedding",
+    "consistency_generator_bleu2",
+    "consistency_retriever_jaccard",
+)
 
 
 def _app():
@@ -48,8 +56,15 @@ def test_eval_then_compare_with_baseline_and_replay(setup):
     r = _run(policy, data, "-o", out, "--max-new-tokens", 3, "--n-boot", 100, "--batch-size", 4)
     assert r.exit_code == 0, r.output
     assert "consistency" in r.output and "wrote" in r.output
-    for name in ("predictions.jsonl", "per_set.jsonl", "summary.json", "report.md", "plot_summary_bars.png",
-                 "plot_consistency_hist.png", "plot_accuracy_by_position.png"):
+    for name in (
+        "predictions.jsonl",
+        "per_set.jsonl",
+        "summary.json",
+        "report.md",
+        "plot_summary_bars.png",
+        "plot_consistency_hist.png",
+        "plot_accuracy_by_position.png",
+    ):
         assert (out / name).is_file(), name
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
     summary = json.loads((out / "summary.json").read_text())
@@ -64,8 +79,22 @@ def test_eval_then_compare_with_baseline_and_replay(setup):
     assert len((out / "per_set.jsonl").read_text().splitlines()) == 3
     # the same model against its own earlier results: zero paired differences
     out2 = root / "after_eval"
-    r = _run(policy, data, "-o", out2, "--max-new-tokens", 3, "--n-boot", 100, "--baseline", out,
-             "--metrics", "bleu2,exact_match", "--levels", "e2e")
+    r = _run(
+        policy,
+        data,
+        "-o",
+        out2,
+        "--max-new-tokens",
+        3,
+        "--n-boot",
+        100,
+        "--baseline",
+        out,
+        "--metrics",
+        "bleu2,exact_match",
+        "--levels",
+        "e2e",
+    )
     assert r.exit_code == 0, r.output
     s2 = json.loads((out2 / "summary.json").read_text())
     assert set(s2["models"]) == {"model", "baseline"} and s2["config"]["baseline"]["source"] == "replayed"
@@ -76,8 +105,19 @@ def test_eval_then_compare_with_baseline_and_replay(setup):
     assert "| metric | model | baseline | difference |" in report and "plot_summary_bars.png" in report
     # replay: the earlier predictions, no model
     out3 = root / "replayed"
-    r = _run("--replay", out / "predictions.jsonl", data, "-o", out3, "--metrics", "bleu2,exact_match",
-             "--n-boot", 100, "--no-plots", "-q")
+    r = _run(
+        "--replay",
+        out / "predictions.jsonl",
+        data,
+        "-o",
+        out3,
+        "--metrics",
+        "bleu2,exact_match",
+        "--n-boot",
+        100,
+        "--no-plots",
+        "-q",
+    )
     assert r.exit_code == 0, r.output
     s3 = json.loads((out3 / "summary.json").read_text())["models"]["model"]
     assert s3["consistency_e2e_bleu2"] == m["consistency_e2e_bleu2"]
@@ -90,8 +130,18 @@ def test_replay_hand_checked_file(tmp_path):
     write_psets(data, SETS)
     preds = tmp_path / "preds.jsonl"
     preds.write_text("".join(json.dumps(r) + "\n" for r in PREDS))
-    r = _run("--replay", preds, data, "-o", tmp_path / "out", "--metrics", "bleu2,rouge_l,exact_match",
-             "--n-boot", 50, "--no-plots")
+    r = _run(
+        "--replay",
+        preds,
+        data,
+        "-o",
+        tmp_path / "out",
+        "--metrics",
+        "bleu2,rouge_l,exact_match",
+        "--n-boot",
+        50,
+        "--no-plots",
+    )
     assert r.exit_code == 0, r.output
     s = json.loads((tmp_path / "out" / "summary.json").read_text())["models"]["model"]
     assert s["consistency_e2e_rouge_l"] == pytest.approx((1.6 / 6 + 1) / 2)
@@ -100,10 +150,23 @@ def test_replay_hand_checked_file(tmp_path):
     # baseline given as an earlier summary.json only (no per-set rows): difference without interval
     lone = tmp_path / "lone"
     lone.mkdir()
-    (lone / "summary.json").write_text(json.dumps({"models": {"model": {"name": "old", "accuracy_em": 0.5,
-                                                                          "accuracy_em_ci": [0.4, 0.6]}}}))
-    r = _run("--replay", preds, data, "-o", tmp_path / "out2", "--metrics", "exact_match", "--n-boot", 50,
-             "--no-plots", "--baseline", lone / "summary.json")
+    (lone / "summary.json").write_text(
+        json.dumps({"models": {"model": {"name": "old", "accuracy_em": 0.5, "accuracy_em_ci": [0.4, 0.6]}}})
+    )
+    r = _run(
+        "--replay",
+        preds,
+        data,
+        "-o",
+        tmp_path / "out2",
+        "--metrics",
+        "exact_match",
+        "--n-boot",
+        50,
+        "--no-plots",
+        "--baseline",
+        lone / "summary.json",
+    )
     assert r.exit_code == 0, r.output
     comp = json.loads((tmp_path / "out2" / "summary.json").read_text())["comparison"]
     assert comp["differences"]["accuracy_em"]["diff"] == pytest.approx(2 / 3 - 0.5)
@@ -163,16 +226,45 @@ def test_judge_from_cli(tmp_path):
     write_psets(data, SETS)
     preds = tmp_path / "preds.jsonl"
     preds.write_text("".join(json.dumps(r) + "\n" for r in PREDS))
-    r = _run("--replay", preds, data, "-o", tmp_path / "out", "--metrics", "exact_match", "--n-boot", 0,
-             "--judge-url", f"http://127.0.0.1:{port}", "--judge-model", "m", "--judge-retries", 0)
+    r = _run(
+        "--replay",
+        preds,
+        data,
+        "-o",
+        tmp_path / "out",
+        "--metrics",
+        "exact_match",
+        "--n-boot",
+        0,
+        "--judge-url",
+        f"http://127.0.0.1:{port}",
+        "--judge-model",
+        "m",
+        "--judge-retries",
+        0,
+    )
     line = _error_line(r)
     assert f"http://127.0.0.1:{port}/v1/chat/completions" in line and "unreachable" in line
     # a reachable (fake) endpoint: judge numbers in the summary, replies cached in the output dir
     from test_eval_judge import FakeServer
 
     with FakeServer() as srv:
-        r = _run("--replay", preds, data, "-o", tmp_path / "out", "--metrics", "exact_match", "--n-boot", 20,
-                 "--no-plots", "--judge-url", srv.url, "--judge-model", "fake")
+        r = _run(
+            "--replay",
+            preds,
+            data,
+            "-o",
+            tmp_path / "out",
+            "--metrics",
+            "exact_match",
+            "--n-boot",
+            20,
+            "--no-plots",
+            "--judge-url",
+            srv.url,
+            "--judge-model",
+            "fake",
+        )
         assert r.exit_code == 0, r.output
         assert len(srv.requests) == 8
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -183,7 +275,10 @@ def test_judge_from_cli(tmp_path):
 def test_parse_metrics():
     assert parse_metrics("bleu2, rouge_l,exact_match") == ["bleu2", "rouge_l", "exact_match"]
     assert parse_metrics("bleu2,embedding:model=/m,device=cpu,rouge_l") == [
-        "bleu2", "embedding:model=/m,device=cpu", "rouge_l"]
+        "bleu2",
+        "embedding:model=/m,device=cpu",
+        "rouge_l",
+    ]
     assert parse_metrics("b=bleu2;e=embedding:model=/m,device=cpu") == ["b=bleu2", "e=embedding:model=/m,device=cpu"]
     with pytest.raises(ValueError):
         parse_metrics(" , ")

@@ -51,8 +51,9 @@ def test_prompts_match_training_rows_and_generator_level(tiny):
     e2e = build_eval_prompts(sets, "e2e", tokenizer=tok)
     train_rows = to_training_rows(sets)
     assert [r["messages"] for r in e2e] == [r["prompt"] for r in train_rows]
-    assert e2e[0]["prompt"] == tok.apply_chat_template(train_rows[0]["prompt"], tokenize=False,
-                                                       add_generation_prompt=True)
+    assert e2e[0]["prompt"] == tok.apply_chat_template(
+        train_rows[0]["prompt"], tokenize=False, add_generation_prompt=True
+    )
     assert e2e[0]["prompt"].endswith("<assistant>")
     gen = build_eval_prompts(sets, "generator", tokenizer=tok)
     for s in sets:
@@ -74,15 +75,15 @@ def test_decodes_only_new_tokens_with_left_padding(tiny):
     rows = generate_predictions(fake, tok, sets, level="e2e", batch_size=4, progress=False)
     assert len(rows) == 9 and {r["answer"] for r in rows} == {f"{answer}."}
     assert set(rows[0]) >= {"set_id", "paraphrase_id", "prompt", "passage_ids", "answer", "level"}
-    assert [(r["set_id"], r["paraphrase_id"]) for r in rows] == [(s.set_id, p.paraphrase_id) for s in sets
-                                                                   for p in s.paraphrases]
+    assert [(r["set_id"], r["paraphrase_id"]) for r in rows] == [
+        (s.set_id, p.paraphrase_id) for s in sets for p in s.paraphrases
+    ]
     ids, mask, gc = fake.calls[0]
     assert len(fake.calls) == 3 and gc.do_sample is False and gc.max_new_tokens == 32
     # left padding: shorter prompts are padded at the start
     assert (mask[:, -1] == 1).all() and (ids[mask == 0] == tok.pad_token_id).all()
     fake2 = FakeModel(tok, "x")
-    generate_predictions(fake2, tok, sets, do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=5,
-                         progress=False)
+    generate_predictions(fake2, tok, sets, do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=5, progress=False)
     gc = fake2.calls[0][2]
     assert gc.do_sample and gc.temperature == 0.7 and gc.top_p == 0.9 and gc.top_k == 0 and gc.max_new_tokens == 5
     with pytest.raises(ValueError, match="temperature"):
@@ -100,8 +101,16 @@ def test_real_tiny_policy_is_deterministic(tiny):
     assert [r["answer"] for r in s1] == [r["answer"] for r in s2]
     assert tok.padding_side == "left"
     # the runner's call: a loaded (model, tokenizer) pair; flat numbers at the top level
-    r = evaluate_model((model, tok), sets, levels=("e2e",), metrics=("exact_match",), max_new_tokens=2,
-                       batch_size=4, n_boot=10, progress=False)
+    r = evaluate_model(
+        (model, tok),
+        sets,
+        levels=("e2e",),
+        metrics=("exact_match",),
+        max_new_tokens=2,
+        batch_size=4,
+        n_boot=10,
+        progress=False,
+    )
     assert r["num_sets"] == 3 and r["accuracy_em"] == r["models"]["model"]["accuracy_em"]
     assert "consistency_generator_exact" not in r and r["comparison"] is None
 
@@ -133,8 +142,9 @@ def test_lora_training_output_dir(tiny, tmp_path):
 
     path, sets = tiny
     model, tok, _ = load_eval_model(path, device="cpu")
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                  init_lora_weights=False))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     out = tmp_path / "lora_run"
     peft_model.save_pretrained(str(out))
     tok.save_pretrained(str(out))
@@ -145,8 +155,9 @@ def test_lora_training_output_dir(tiny, tmp_path):
     ids = tok2("Question: Where", return_tensors="pt")["input_ids"]
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, peft_model(ids).logits, atol=1e-5)
-    r = evaluate_model(str(out), sets, levels=("e2e",), metrics=("exact_match",), n_boot=20, max_new_tokens=3,
-                       progress=False)
+    r = evaluate_model(
+        str(out), sets, levels=("e2e",), metrics=("exact_match",), n_boot=20, max_new_tokens=3, progress=False
+    )
     assert r["models"]["model"]["num_sets"] == 3 and "adapter" in r["models"]["model"]["name"]
 
 

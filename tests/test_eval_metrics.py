@@ -25,21 +25,43 @@ def _para(pid, question, ids):
 
 
 SETS = [
-    {"set_id": "A", "question": "Who sat?", "answers": ["the cat"],
-     "paraphrases": [_para(0, "Who sat?", ["a", "b", "c"]), _para(1, "Which animal sat?", ["a", "b", "d"]),
-                     _para(2, "Who was sitting?", ["e"])]},
-    {"set_id": "B", "question": "Capital of France?", "answers": ["Paris"],
-     "paraphrases": [_para(0, "Capital of France?", ["x", "y"]), _para(1, "France's capital?", ["y", "x"]),
-                     _para(2, "What is the French capital?", ["x", "y"])]},
+    {
+        "set_id": "A",
+        "question": "Who sat?",
+        "answers": ["the cat"],
+        "paraphrases": [
+            _para(0, "Who sat?", ["a", "b", "c"]),
+            _para(1, "Which animal sat?", ["a", "b", "d"]),
+            _para(2, "Who was sitting?", ["e"]),
+        ],
+    },
+    {
+        "set_id": "B",
+        "question": "Capital of France?",
+        "answers": ["Paris"],
+        "paraphrases": [
+            _para(0, "Capital of France?", ["x", "y"]),
+            _para(1, "France's capital?", ["y", "x"]),
+            _para(2, "What is the French capital?", ["x", "y"]),
+        ],
+    },
 ]
 E2E = {"A": ["the cat sat", "the cat", "a dog"], "B": ["Paris", "Paris", "Paris."]}
 GEN = {"A": ["the cat", "the cat", "the cat"], "B": ["Paris", "London", "Paris"]}
 
 
 def _rows(answers, level):
-    return [{"set_id": s, "paraphrase_id": k, "answer": a, "level": level,
-             "passage_ids": [p["id"] for p in SETS["AB".index(s)]["paraphrases"][k]["passages"]]}
-            for s, group in answers.items() for k, a in enumerate(group)]
+    return [
+        {
+            "set_id": s,
+            "paraphrase_id": k,
+            "answer": a,
+            "level": level,
+            "passage_ids": [p["id"] for p in SETS["AB".index(s)]["paraphrases"][k]["passages"]],
+        }
+        for s, group in answers.items()
+        for k, a in enumerate(group)
+    ]
 
 
 PREDS = _rows(E2E, "e2e") + _rows(GEN, "generator")
@@ -69,8 +91,9 @@ def test_pairwise_and_jaccard_by_hand():
 
 
 def test_hand_checked_summary():
-    s, per_set = summarize_with_details(SETS, PREDS, metrics=("bleu2", "rouge_l", "exact_match", "token_f1"),
-                                        n_boot=200, seed=0)
+    s, per_set = summarize_with_details(
+        SETS, PREDS, metrics=("bleu2", "rouge_l", "exact_match", "token_f1"), n_boot=200, seed=0
+    )
     assert s["num_sets"] == 2 and s["num_paraphrases"] == 6 and s["num_predictions"] == 12
     assert s["answer_form"] == "short"
     # accuracy (best over gold "the cat" / "Paris"): A = [0, 1, 0] EM, [2/3, 1, 0] F1, [0.8, 1, 0] ROUGE-L
@@ -103,8 +126,16 @@ def test_hand_checked_summary():
 
 def test_summarize_contract_keys_and_replay_without_data():
     s = summarize(SETS, PREDS, metrics=("bleu2", "exact_match"), n_boot=50)
-    for key in ("accuracy_em", "accuracy_f1", "accuracy_rouge_l", "consistency_e2e_bleu2", "consistency_e2e_exact",
-                "consistency_generator_bleu2", "consistency_retriever_jaccard", "num_sets"):
+    for key in (
+        "accuracy_em",
+        "accuracy_f1",
+        "accuracy_rouge_l",
+        "consistency_e2e_bleu2",
+        "consistency_e2e_exact",
+        "consistency_generator_bleu2",
+        "consistency_retriever_jaccard",
+        "num_sets",
+    ):
         assert key in s
     # without the data: sets, passage ids and gold answers come from the rows
     rows = [dict(r, answers=SETS["AB".index(r["set_id"])]["answers"]) for r in PREDS]
@@ -130,8 +161,9 @@ def test_embedding_consistency_matches_direct_computation():
         m = emb.matrix(E2E[sid])
         expected.append((m.sum() - np.trace(m)) / 6)
     assert [r["consistency_e2e_embedding"] for r in per_set] == pytest.approx(expected, abs=1e-9)
-    assert s["consistency_generator_embedding"] == pytest.approx((1.0 + np.mean(
-        [(emb.matrix(GEN["B"]).sum() - 3) / 6])) / 2, abs=1e-6)
+    assert s["consistency_generator_embedding"] == pytest.approx(
+        (1.0 + np.mean([(emb.matrix(GEN["B"]).sum() - 3) / 6])) / 2, abs=1e-6
+    )
     assert 0.0 <= s["consistency_e2e_embedding"] <= 1.0
 
 
@@ -150,8 +182,12 @@ def test_bootstrap_known_cases():
 
 
 def test_paired_difference():
-    a = [{"set_id": "s1", "k": 0.5}, {"set_id": "s2", "k": 0.7}, {"set_id": "s3", "k": 0.9},
-         {"set_id": "only_a", "k": 0.0}]
+    a = [
+        {"set_id": "s1", "k": 0.5},
+        {"set_id": "s2", "k": 0.7},
+        {"set_id": "s3", "k": 0.9},
+        {"set_id": "only_a", "k": 0.0},
+    ]
     b = {"s1": 0.4, "s2": 0.6, "s3": 0.8, "only_b": 1.0}
     d = paired_difference(a, b, "k", n_boot=200, seed=0)
     assert d["diff"] == pytest.approx(0.1) and d["ci"] == pytest.approx([0.1, 0.1]) and d["num_sets"] == 3

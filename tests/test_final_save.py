@@ -126,13 +126,33 @@ def shutil_copy(src: Path, dst: Path, *names: str) -> None:
 def test_bf16_recipe_trains_float32_masters_and_saves_bf16(workspace, tmp_path):
     """Paper recipes: dtype bfloat16, full fine-tuning, lr 1e-6. bf16 AdamW updates would mostly round away."""
     out = tmp_path / "bf16"
-    result = train(workspace, out, "--set", "model.dtype=bfloat16", "--set", "model.freeze_embeddings=true",
-                   "--set", "training.learning_rate=1e-6", "--set", "training.max_steps=3",
-                   "--set", "training.save_steps=3", "--set", "training.num_generations=3",
-                   "--set", "training.per_device_train_batch_size=9", "--set", "training.max_completion_length=6")
+    result = train(
+        workspace,
+        out,
+        "--set",
+        "model.dtype=bfloat16",
+        "--set",
+        "model.freeze_embeddings=true",
+        "--set",
+        "training.learning_rate=1e-6",
+        "--set",
+        "training.max_steps=3",
+        "--set",
+        "training.save_steps=3",
+        "--set",
+        "training.num_generations=3",
+        "--set",
+        "training.per_device_train_batch_size=9",
+        "--set",
+        "training.max_completion_length=6",
+    )
     assert result.exit_code == 0, result.output
-    start = {k: v.to(torch.bfloat16).float() for k, v in weights(Path(yaml.safe_load(
-        (workspace / "tiny.yaml").read_text())["model"]["name_or_path"])).items()}
+    start = {
+        k: v.to(torch.bfloat16).float()
+        for k, v in weights(
+            Path(yaml.safe_load((workspace / "tiny.yaml").read_text())["model"]["name_or_path"])
+        ).items()
+    }
     trained = weights(out / "checkpoint-3")
     frozen = {k for k in start if "embed_tokens" in k or "lm_head" in k}  # tied, frozen by the recipe
     changed = sum(int((trained[k].float() != start[k]).sum()) for k in start if k not in frozen)
@@ -152,9 +172,22 @@ def test_lora_merged_final_equals_base_plus_saved_adapter(workspace, tmp_path):
     from grpo_sim.models import load_policy
 
     out = tmp_path / "lora"
-    result = train(workspace, out, "--set", "model.dtype=bfloat16", "--set", "model.lora.r=4",
-                   "--set", "model.merge_adapters=true", "--set", "training.learning_rate=0.05",
-                   "--set", "training.max_steps=2", "--set", "training.save_strategy=no")
+    result = train(
+        workspace,
+        out,
+        "--set",
+        "model.dtype=bfloat16",
+        "--set",
+        "model.lora.r=4",
+        "--set",
+        "model.merge_adapters=true",
+        "--set",
+        "training.learning_rate=0.05",
+        "--set",
+        "training.max_steps=2",
+        "--set",
+        "training.save_strategy=no",
+    )
     assert result.exit_code == 0, result.output
     adapter = weights(out / "final_adapter", "adapter_model.safetensors")
     assert all(v.dtype == torch.float32 for v in adapter.values())  # peft keeps adapters fp32 on a bf16 base
@@ -190,9 +223,20 @@ def test_push_to_hub_uploads_final_with_its_model_card(workspace, tmp_path, monk
     monkeypatch.setattr(transformers.trainer, "hf_api", lambda: FakeApi())
     monkeypatch.setattr(huggingface_hub, "upload_folder", fake_upload_folder)
     out = tmp_path / "hub"
-    result = train(workspace, out, "--set", "training.push_to_hub=true", "--set", "training.hub_model_id=me/tiny",
-                   "--set", "training.hub_strategy=end", "--set", "training.max_steps=1",
-                   "--set", "training.save_strategy=no")
+    result = train(
+        workspace,
+        out,
+        "--set",
+        "training.push_to_hub=true",
+        "--set",
+        "training.hub_model_id=me/tiny",
+        "--set",
+        "training.hub_strategy=end",
+        "--set",
+        "training.max_steps=1",
+        "--set",
+        "training.save_strategy=no",
+    )
     assert result.exit_code == 0, result.output
     assert len(uploads) == 1, uploads
     assert uploads[0]["repo_id"] == "me/tiny" and Path(uploads[0]["folder"]) == out / "final"
@@ -210,13 +254,31 @@ def test_two_processes_save_on_every_rank_and_evaluate_final_without_collectives
     record.mkdir()
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", OMP_NUM_THREADS="1")
     evaluation = {"enabled": True, "levels": ["e2e"], "metrics": ["exact_match", "bleu2"], "max_new_tokens": 4}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()),
-           str(ROOT / "tests" / "final_save_worker.py"), str(record),
-           "--config", str(workspace / "tiny.yaml"), "--output-dir", str(out),
-           "--set", "training.per_device_train_batch_size=3", "--set", "training.max_steps=2",
-           "--set", "training.save_steps=2", "--set", "data.prompt=closed_book",
-           "--set", f"evaluation={json.dumps(evaluation)}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"),
+        "--main_process_port",
+        str(free_port()),
+        str(ROOT / "tests" / "final_save_worker.py"),
+        str(record),
+        "--config",
+        str(workspace / "tiny.yaml"),
+        "--output-dir",
+        str(out),
+        "--set",
+        "training.per_device_train_batch_size=3",
+        "--set",
+        "training.max_steps=2",
+        "--set",
+        "training.save_steps=2",
+        "--set",
+        "data.prompt=closed_book",
+        "--set",
+        f"evaluation={json.dumps(evaluation)}",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     saves = {int(p.stem.removeprefix("save-rank")): json.loads(p.read_text()) for p in record.glob("save-rank*.json")}
@@ -225,9 +287,16 @@ def test_two_processes_save_on_every_rank_and_evaluate_final_without_collectives
     assert evals == [{"rank": 0, "process_group": False, "model": str(out / "final")}]
     assert_same_weights(weights(out / "final"), weights(out / "checkpoint-2"))
     summary = json.loads((out / "eval" / "summary.json").read_text())
-    again = evaluate_model(str(out / "final"), read_psets(workspace / "eval.jsonl"), levels=("e2e",),
-                           metrics=("exact_match", "bleu2"), template="closed_book", max_new_tokens=4,
-                           progress=False, plots=False)
+    again = evaluate_model(
+        str(out / "final"),
+        read_psets(workspace / "eval.jsonl"),
+        levels=("e2e",),
+        metrics=("exact_match", "bleu2"),
+        template="closed_book",
+        max_new_tokens=4,
+        progress=False,
+        plots=False,
+    )
     keys = [k for k, v in again.items() if isinstance(v, (int, float, list)) and k != "schema_version"]
     assert keys and {k: summary[k] for k in keys} == {k: again[k] for k in keys}
 
@@ -238,8 +307,19 @@ def test_fsdp2_weights_read_by_the_main_process_alone_block_but_a_gather_on_ever
     the main process alone waits for the other ranks until the process-group timeout; the all-rank gather that
     trainer.save_model uses for FSDP2 returns the full, exact weights."""
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           str(ROOT / "tests" / "fsdp_save_worker.py"), mode, str(tmp_path), "6"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        str(ROOT / "tests" / "fsdp_save_worker.py"),
+        mode,
+        str(tmp_path),
+        "6",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rank0 = json.loads((tmp_path / f"{mode}-rank0.json").read_text())

@@ -25,14 +25,23 @@ from realdata import REALDATA, needs_realdata
 
 GOLD = ["Paris", "Rome", "Oslo", "Bern"]
 # four sets of three wordings each
-SETS = [{"set_id": f"s{i}", "question": f"capital {i}?", "answers": [GOLD[i]],
-         "paraphrases": [{"paraphrase_id": j, "question": f"capital {i}, wording {j}?"} for j in range(3)]}
-        for i in range(4)]
+SETS = [
+    {
+        "set_id": f"s{i}",
+        "question": f"capital {i}?",
+        "answers": [GOLD[i]],
+        "paraphrases": [{"paraphrase_id": j, "question": f"capital {i}, wording {j}?"} for j in range(3)],
+    }
+    for i in range(4)
+]
 
 
 def _preds(answers_by_set):
-    return [{"set_id": f"s{i}", "paraphrase_id": j, "answer": a}
-            for i, answers in enumerate(answers_by_set) for j, a in enumerate(answers)]
+    return [
+        {"set_id": f"s{i}", "paraphrase_id": j, "answer": a}
+        for i, answers in enumerate(answers_by_set)
+        for j, a in enumerate(answers)
+    ]
 
 
 ALL_EMPTY = _preds([["", " ", "."]] * 4)
@@ -43,8 +52,9 @@ HEALTHY = _preds([[g] * 3 for g in GOLD])
 def test_cross_set_modal_answer_by_hand():
     # "the" normalises to "" like "" and "."; sets a, a, b -> the empty answer, 2 sets, 3 answers
     assert cross_set_modal_answer(["", "the", "."], ["a", "a", "b"]) == ("", 2, 3)
-    assert cross_set_modal_answer(["Sinclair Lewis", "sinclair lewis.", "Sinclair Lewis", "x"],
-                                  ["a", "b", "c", "c"]) == ("sinclair lewis", 3, 3)
+    assert cross_set_modal_answer(
+        ["Sinclair Lewis", "sinclair lewis.", "Sinclair Lewis", "x"], ["a", "b", "c", "c"]
+    ) == ("sinclair lewis", 3, 3)
     # agreement inside a set is not collapse: every set consistent with its own answer -> nothing shared
     assert cross_set_modal_answer(["paris", "paris", "rome", "rome"], ["a", "a", "b", "b"]) == (None, 0, 0)
     # "no": 3 answers in 2 sets beats "yes": 2 answers in 2 sets
@@ -108,10 +118,29 @@ def test_report_eval_output_and_summary_show_figures_and_warning(tmp_path):
     data = tmp_path / "data.jsonl"
     write_psets(data, SETS)
     base_dir = tmp_path / "base"
-    evaluate_model(None, str(data), output_dir=base_dir, predictions=HEALTHY, levels=("e2e",),
-                   metrics=("exact_match",), n_boot=50, plots=False, name="healthy")
-    result = evaluate_model(None, str(data), output_dir=tmp_path / "after", predictions=CONSTANT, levels=("e2e",),
-                            metrics=("exact_match",), n_boot=50, plots=False, baseline=str(base_dir), name="after")
+    evaluate_model(
+        None,
+        str(data),
+        output_dir=base_dir,
+        predictions=HEALTHY,
+        levels=("e2e",),
+        metrics=("exact_match",),
+        n_boot=50,
+        plots=False,
+        name="healthy",
+    )
+    result = evaluate_model(
+        None,
+        str(data),
+        output_dir=tmp_path / "after",
+        predictions=CONSTANT,
+        levels=("e2e",),
+        metrics=("exact_match",),
+        n_boot=50,
+        plots=False,
+        baseline=str(base_dir),
+        name="after",
+    )
     summary = json.loads((tmp_path / "after" / "summary.json").read_text())
     for who in ("model", "baseline"):
         assert {"cross_set_modal_answer_share", "empty_answer_rate"} <= set(summary["models"][who])
@@ -130,8 +159,24 @@ def test_report_eval_output_and_summary_show_figures_and_warning(tmp_path):
 
     preds = tmp_path / "constant.jsonl"
     preds.write_text("".join(json.dumps(r) + "\n" for r in CONSTANT))
-    r = CliRunner().invoke(app, ["eval", "--replay", str(preds), str(data), "-o", str(tmp_path / "cli"),
-                                 "--metrics", "exact_match", "--levels", "e2e", "--n-boot", "20", "--no-plots"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--replay",
+            str(preds),
+            str(data),
+            "-o",
+            str(tmp_path / "cli"),
+            "--metrics",
+            "exact_match",
+            "--levels",
+            "e2e",
+            "--n-boot",
+            "20",
+            "--no-plots",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "one answer across different sets" in r.output and "empty answers (share)" in r.output
     assert "warning: model: 75% of the answers are the answer 'sinclair lewis'" in " ".join(r.output.split())
@@ -150,10 +195,24 @@ def test_end_of_train_summary_table_shows_figures_and_warning(tmp_path):
     run = tmp_path / "run"
 
     def run_result(preds):
-        evaluation = evaluate_model(None, str(data), output_dir=run / "eval", predictions=preds, levels=("e2e",),
-                                    metrics=("exact_match", "bleu2"), n_boot=20, plots=False)
-        return RunResult(output_dir=run, final_model=run / "final", global_step=3, seconds=1.0,
-                         last_metrics={"reward": 0.5}, evaluation=evaluation)
+        evaluation = evaluate_model(
+            None,
+            str(data),
+            output_dir=run / "eval",
+            predictions=preds,
+            levels=("e2e",),
+            metrics=("exact_match", "bleu2"),
+            n_boot=20,
+            plots=False,
+        )
+        return RunResult(
+            output_dir=run,
+            final_model=run / "final",
+            global_step=3,
+            seconds=1.0,
+            last_metrics={"reward": 0.5},
+            evaluation=evaluation,
+        )
 
     text = _table_text(run_result(ALL_EMPTY))
     assert "eval consistency_e2e_exact" in text and "eval empty_answer_rate" in text
@@ -173,19 +232,27 @@ LONG_GOLD = [
 
 
 def test_long_form_reports_rouge_bleu_embedding_not_em_f1():
-    sets = [{"set_id": f"l{i}", "question": f"why {i}?", "answers": [g, "Short other reference text here ok."],
-             "paraphrases": [{"paraphrase_id": j, "question": f"why {i}, wording {j}?"} for j in range(2)]}
-            for i, g in enumerate(LONG_GOLD)]
+    sets = [
+        {
+            "set_id": f"l{i}",
+            "question": f"why {i}?",
+            "answers": [g, "Short other reference text here ok."],
+            "paraphrases": [{"paraphrase_id": j, "question": f"why {i}, wording {j}?"} for j in range(2)],
+        }
+        for i, g in enumerate(LONG_GOLD)
+    ]
     # set l0 repeats its first reference word for word; set l1 shares no word with either reference
     preds = _preds([[LONG_GOLD[0]] * 2, ["zebra quantum violin", "zebra quantum violin"]])
-    s = summarize(sets, [dict(p, set_id=p["set_id"].replace("s", "l")) for p in preds],
-                  metrics=("bleu2", "embedding"), n_boot=0)
+    s = summarize(
+        sets, [dict(p, set_id=p["set_id"].replace("s", "l")) for p in preds], metrics=("bleu2", "embedding"), n_boot=0
+    )
     assert s["answer_form"] == "long"
     assert "accuracy_em" not in s and "accuracy_f1" not in s
     assert s["accuracy_rouge_l"] == pytest.approx(0.5) and s["accuracy_bleu2"] == pytest.approx(0.5)
     emb = get_similarity("embedding")
-    unrelated = max(emb.paired(emb.encode(["zebra quantum violin"]), emb.encode([ref]))[0]
-                    for ref in sets[1]["answers"])
+    unrelated = max(
+        emb.paired(emb.encode(["zebra quantum violin"]), emb.encode([ref]))[0] for ref in sets[1]["answers"]
+    )
     assert s["accuracy_embedding"] == pytest.approx((1.0 + max(0.0, unrelated)) / 2, abs=1e-6)
     assert "EM and token F1 do not fit long answers" in s["accuracy_note"]
     # without an embedding metric there is no embedding accuracy, and the note says how to get it
@@ -203,8 +270,16 @@ def test_real_eli5_is_scored_as_long_form(tmp_path):
         second = s.paraphrases[0].model_copy(update={"paraphrase_id": 1, "question": "Explain: " + s.question})
         s.paraphrases.append(second)
         rows += [{"set_id": s.set_id, "paraphrase_id": p, "answer": s.answers[0]} for p in (0, 1)]
-    result = evaluate_model(None, sets, output_dir=tmp_path, predictions=rows, levels=("e2e",),
-                            metrics=("bleu2", "rouge_l"), n_boot=0, plots=False)
+    result = evaluate_model(
+        None,
+        sets,
+        output_dir=tmp_path,
+        predictions=rows,
+        levels=("e2e",),
+        metrics=("bleu2", "rouge_l"),
+        n_boot=0,
+        plots=False,
+    )
     assert result["answer_form"] == "long" and "accuracy_em" not in result and "accuracy_f1" not in result
     assert result["accuracy_rouge_l"] == pytest.approx(1.0) and result["accuracy_bleu2"] == pytest.approx(1.0)
     report = (tmp_path / "report.md").read_text()

@@ -66,8 +66,18 @@ def test_triviaqa_with_part_of_the_evidence_counts_missing_documents(tmp_path):
     (note,) = notes
     assert note.startswith("1 of 2 TriviaQA questions have no passages: 4 of the 5 referenced documents are not under")
     assert "web/61/61_97.txt" in note
-    r = run("import", "triviaqa", REALDATA / "triviaqa_rc_web_dev.sample.json", "--out", tmp_path / "o.jsonl",
-            "--evidence-dir", evidence, "--corpus-out", tmp_path / "c.jsonl", "--no-progress")
+    r = run(
+        "import",
+        "triviaqa",
+        REALDATA / "triviaqa_rc_web_dev.sample.json",
+        "--out",
+        tmp_path / "o.jsonl",
+        "--evidence-dir",
+        evidence,
+        "--corpus-out",
+        tmp_path / "c.jsonl",
+        "--no-progress",
+    )
     assert r.exit_code == 0 and len(read_corpus(tmp_path / "c.jsonl")) == 1 and "warning: 1 of 2" in r.stderr
 
 
@@ -79,8 +89,16 @@ def test_eli5_names_what_fills_the_corpus(tmp_path):
     with pytest.raises(DataError, match="retrieve --corpus"):
         export_corpus(sets, tmp_path / "c.jsonl")
     assert not (tmp_path / "c.jsonl").exists()
-    r = run("import", "eli5", REALDATA / "eli5_category_test.sample.json", "--out", tmp_path / "e.jsonl",
-            "--corpus-out", tmp_path / "c.jsonl", "--no-progress")
+    r = run(
+        "import",
+        "eli5",
+        REALDATA / "eli5_category_test.sample.json",
+        "--out",
+        tmp_path / "e.jsonl",
+        "--corpus-out",
+        tmp_path / "c.jsonl",
+        "--no-progress",
+    )
     assert r.exit_code == 2 and "ELI5 comes without passages" in r.stderr and not (tmp_path / "e.jsonl").exists()
 
 
@@ -97,8 +115,12 @@ def test_2wiki_skipped_aliases_are_counted(tmp_path):
     assert r.exit_code == 0 and "warning: 2WikiMultiHopQA: the answer aliases of 3 of 5" in r.stderr
     # a made-up alias file that knows two of the three ids: aliases added there, the third one counted
     aliases = tmp_path / "id_aliases.json"
-    aliases.write_text(json.dumps({"Q_id": "Q39178", "aliases": ["Port-of-Spain"], "demonyms": []}) + "\n"
-                       + json.dumps({"Q_id": "Q7188342", "aliases": ["Phulwari"], "demonyms": []}) + "\n")
+    aliases.write_text(
+        json.dumps({"Q_id": "Q39178", "aliases": ["Port-of-Spain"], "demonyms": []})
+        + "\n"
+        + json.dumps({"Q_id": "Q7188342", "aliases": ["Phulwari"], "demonyms": []})
+        + "\n"
+    )
     notes = []
     sets = import_2wikimultihopqa(src, aliases_path=aliases, notes=notes)
     answers = {s.metadata.get("answer_id"): s.answers for s in sets}
@@ -109,17 +131,26 @@ def test_2wiki_skipped_aliases_are_counted(tmp_path):
 
 def test_missing_passages_message_names_the_dataset_option():
     def pset(source, **meta):
-        return ParaphraseSet.model_validate({"set_id": "x", "question": "q?", "answers": ["a"],
-                                             "paraphrases": [{"paraphrase_id": 0, "question": "q?"}],
-                                             "metadata": {"source": source, **meta}})
+        return ParaphraseSet.model_validate(
+            {
+                "set_id": "x",
+                "question": "q?",
+                "answers": ["a"],
+                "paraphrases": [{"paraphrase_id": 0, "question": "q?"}],
+                "metadata": {"source": source, **meta},
+            }
+        )
+
     assert "--evidence-dir" in missing_passages_message([pset("triviaqa", evidence=[{"filename": "f"}])])
     assert "ELI5 comes without passages" in missing_passages_message([pset("eli5")])
     assert "retrieve --corpus" in missing_passages_message([pset(None)])
     assert missing_passages_message([pset("hotpotqa", passages=[{"id": "p", "text": "t"}])]) is None
 
 
-LONG_QUESTION = ("Which American novelist, who in 1930 became the first writer from the United States to receive "
-                 "the Nobel Prize in Literature, wrote Main Street?")
+LONG_QUESTION = (
+    "Which American novelist, who in 1930 became the first writer from the United States to receive "
+    "the Nobel Prize in Literature, wrote Main Street?"
+)
 PREFIXES = ("tell me", "i wonder", "quick question", "please answer")
 
 
@@ -138,8 +169,16 @@ def _norm_len(text):
 
 
 def test_near_duplicate_threshold_and_per_set_counts_by_hand():
-    sets = [ParaphraseSet.model_validate({"set_id": "long", "question": LONG_QUESTION, "answers": ["Sinclair Lewis"],
-                                          "paraphrases": [{"paraphrase_id": 0, "question": LONG_QUESTION}]})]
+    sets = [
+        ParaphraseSet.model_validate(
+            {
+                "set_id": "long",
+                "question": LONG_QUESTION,
+                "answers": ["Sinclair Lewis"],
+                "paraphrases": [{"paraphrase_id": 0, "question": LONG_QUESTION}],
+            }
+        )
+    ]
     # normalised prefix-rewrite = prefix + " " + question: Indel ratio = 1 - (len(prefix) + 1) / (2 q + len(prefix) + 1)
     q = _norm_len(LONG_QUESTION)
     ratios = {p: 1 - (len(p) + 1) / (2 * q + len(p) + 1) for p in PREFIXES}
@@ -148,8 +187,10 @@ def test_near_duplicate_threshold_and_per_set_counts_by_hand():
     assert len(out[0].paraphrases) == 1 and stats.near_duplicate_threshold == 0.92
     assert stats.per_set == {"long": {"candidates": 4, "kept": 0, "needed": 4, "near_duplicates": 4}}
     lines = stats.near_duplicate_lines()
-    assert lines[0] == ("near-duplicate filter (character similarity >= 0.92) dropped 4 of 4 candidates in 1 set(s), "
-                        "leaving 1 of them short:")
+    assert lines[0] == (
+        "near-duplicate filter (character similarity >= 0.92) dropped 4 of 4 candidates in 1 set(s), "
+        "leaving 1 of them short:"
+    )
     assert lines[1] == "  long: dropped 4 of 4, kept 0 of 4 needed"
     assert "--near-duplicate-threshold above 0.92" in lines[2]
     out, stats = paraphrase_sets(sets, PrefixBackend(), n=4, filters=FilterConfig(near_dup_threshold=0.98))
@@ -161,25 +202,45 @@ def test_near_duplicate_threshold_and_per_set_counts_by_hand():
 def test_real_hotpotqa_paraphrase_reports_drops_per_set(tmp_path):
     sets = import_hotpotqa(REALDATA / "hotpotqa_dev_distractor.sample.json")
     write_psets(tmp_path / "h.jsonl", sets)
-    out, stats = paraphrase_sets(sets, make_backend("template", seed=0), n=4,
-                                 filters=FilterConfig(near_dup_threshold=0.92))
+    out, stats = paraphrase_sets(
+        sets, make_backend("template", seed=0), n=4, filters=FilterConfig(near_dup_threshold=0.92)
+    )
     # the per-set counts add up to the run's totals and match what each set records in its metadata
     near = stats.filtered["near_duplicate_of_question"] + stats.filtered["near_duplicate_of_paraphrase"]
     assert near > 0 and sum(v["near_duplicates"] for v in stats.per_set.values()) == near
     for s in out:
         recorded = s.metadata["paraphrase"]["filtered"]
-        assert stats.per_set[s.set_id]["near_duplicates"] == recorded.get("near_duplicate_of_question", 0) + \
-            recorded.get("near_duplicate_of_paraphrase", 0)
+        assert stats.per_set[s.set_id]["near_duplicates"] == recorded.get(
+            "near_duplicate_of_question", 0
+        ) + recorded.get("near_duplicate_of_paraphrase", 0)
         assert stats.per_set[s.set_id]["kept"] == len(s.paraphrases) - 1
-    r = run("paraphrase", tmp_path / "h.jsonl", "--out", tmp_path / "p.jsonl", "--backend", "template",
-            "--near-duplicate-threshold", "0.92", "--no-progress")
+    r = run(
+        "paraphrase",
+        tmp_path / "h.jsonl",
+        "--out",
+        tmp_path / "p.jsonl",
+        "--backend",
+        "template",
+        "--near-duplicate-threshold",
+        "0.92",
+        "--no-progress",
+    )
     assert r.exit_code == 0, r.output
     assert f"near-duplicate filter (character similarity >= 0.92) dropped {near} of 20 candidates" in r.stdout
     for set_id, v in stats.per_set.items():
         if v["near_duplicates"]:
             assert f"{set_id}: dropped {v['near_duplicates']} of 4, kept {v['kept']} of 4 needed" in r.stdout
     # the old spelling still works; a higher threshold keeps more wordings
-    r = run("paraphrase", tmp_path / "h.jsonl", "--out", tmp_path / "p2.jsonl", "--backend", "template",
-            "--near-dup", "0.99", "--no-progress")
+    r = run(
+        "paraphrase",
+        tmp_path / "h.jsonl",
+        "--out",
+        tmp_path / "p2.jsonl",
+        "--backend",
+        "template",
+        "--near-dup",
+        "0.99",
+        "--no-progress",
+    )
     assert r.exit_code == 0
     assert sum(len(s.paraphrases) for s in read_psets(tmp_path / "p2.jsonl")) > sum(len(s.paraphrases) for s in out)

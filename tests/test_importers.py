@@ -46,22 +46,41 @@ def test_triviaqa_fixture_with_evidence(tmp_path):
     data = {
         "Data": [
             {
-                "Answer": {"Aliases": ["Oslandia City", "OSLANDIA", "Oslandia (city)"],
-                           "MatchedWikiEntityName": "Oslandia",
-                           "NormalizedAliases": ["oslandia city", "oslandia", "oslandia city"],
-                           "NormalizedValue": "oslandia", "Type": "WikipediaEntity", "Value": "Oslandia"},
+                "Answer": {
+                    "Aliases": ["Oslandia City", "OSLANDIA", "Oslandia (city)"],
+                    "MatchedWikiEntityName": "Oslandia",
+                    "NormalizedAliases": ["oslandia city", "oslandia", "oslandia city"],
+                    "NormalizedValue": "oslandia",
+                    "Type": "WikipediaEntity",
+                    "Value": "Oslandia",
+                },
                 "EntityPages": [{"DocSource": "TagMe", "Filename": "Varenko.txt", "Title": "Varenko"}],
                 "Question": "Where was Varenko born?",
                 "QuestionId": "tc_1",
                 "QuestionSource": "http://example.org/",
-                "SearchResults": [{"Description": "Varenko ...", "Filename": "1/1_1.txt", "Rank": 0,
-                                   "Title": "Varenko bio", "Url": "http://example.org/v"},
-                                  {"Description": "missing doc", "Filename": "1/1_2.txt", "Rank": 1,
-                                   "Title": "Gone", "Url": "http://example.org/g"}],
+                "SearchResults": [
+                    {
+                        "Description": "Varenko ...",
+                        "Filename": "1/1_1.txt",
+                        "Rank": 0,
+                        "Title": "Varenko bio",
+                        "Url": "http://example.org/v",
+                    },
+                    {
+                        "Description": "missing doc",
+                        "Filename": "1/1_2.txt",
+                        "Rank": 1,
+                        "Title": "Gone",
+                        "Url": "http://example.org/g",
+                    },
+                ],
             },
             {"EntityPages": [], "Question": "Who founded Zeltek?", "QuestionId": "tc_2", "SearchResults": []},
         ],
-        "Domain": "Web", "Split": "dev", "VerifiedEval": False, "Version": 1.0,
+        "Domain": "Web",
+        "Split": "dev",
+        "VerifiedEval": False,
+        "Version": 1.0,
     }
     f = _dump(tmp_path / "qa" / "web-dev.json", data)
     ev = tmp_path / "evidence"
@@ -83,8 +102,12 @@ def test_triviaqa_fixture_with_evidence(tmp_path):
 
     sets = import_triviaqa(f, evidence_dir=ev)
     ps = sets[0].metadata["passages"]
-    assert [p["id"] for p in ps] == ["triviaqa:Varenko.txt#0", "triviaqa:Varenko.txt#1", "triviaqa:Varenko.txt#2",
-                                     "triviaqa:1/1_1.txt#0"]
+    assert [p["id"] for p in ps] == [
+        "triviaqa:Varenko.txt#0",
+        "triviaqa:Varenko.txt#1",
+        "triviaqa:Varenko.txt#2",
+        "triviaqa:1/1_1.txt#0",
+    ]
     assert len(ps[0]["text"].split()) == 100 and len(ps[2]["text"].split()) == 50
     assert ps[3] == {"id": "triviaqa:1/1_1.txt#0", "title": "Varenko bio", "text": "Varenko was born in Oslandia."}
     with pytest.raises(DataError, match="evidence_dir"):
@@ -93,19 +116,29 @@ def test_triviaqa_fixture_with_evidence(tmp_path):
 
 HOTPOT_ROWS = [
     {
-        "_id": "h1", "answer": "Oslandia", "question": "Where was the founder of Zeltek born?",
+        "_id": "h1",
+        "answer": "Oslandia",
+        "question": "Where was the founder of Zeltek born?",
         "supporting_facts": [["Zeltek", 0], ["Varenko", 1]],
-        "context": [["Zeltek", ["Zeltek is a company.", " It was founded by Varenko."]],
-                    ["Varenko", ["Varenko is a person.", " He was born in Oslandia."]],
-                    ["Brolix", ["Brolix employs Tolmir."]]],
-        "type": "bridge", "level": "hard",
+        "context": [
+            ["Zeltek", ["Zeltek is a company.", " It was founded by Varenko."]],
+            ["Varenko", ["Varenko is a person.", " He was born in Oslandia."]],
+            ["Brolix", ["Brolix employs Tolmir."]],
+        ],
+        "type": "bridge",
+        "level": "hard",
     },
     {
-        "_id": "h2", "answer": "yes", "question": "Are Zeltek and Brolix both companies?",
+        "_id": "h2",
+        "answer": "yes",
+        "question": "Are Zeltek and Brolix both companies?",
         "supporting_facts": [["Zeltek", 0], ["Brolix", 0]],
-        "context": [["Zeltek", ["Zeltek is a company.", " It was founded by Varenko."]],
-                    ["Brolix", ["Brolix employs Tolmir."]]],
-        "type": "comparison", "level": "easy",
+        "context": [
+            ["Zeltek", ["Zeltek is a company.", " It was founded by Varenko."]],
+            ["Brolix", ["Brolix employs Tolmir."]],
+        ],
+        "type": "comparison",
+        "level": "easy",
     },
     {"_id": "h3", "question": "Who runs Brolix?", "context": [["Brolix", ["Brolix employs Tolmir."]]]},  # test row
 ]
@@ -130,12 +163,19 @@ def test_hotpotqa_fixture(tmp_path):
 
 def test_hotpotqa_hub_layout_rows(tmp_path):
     row = {
-        "id": "h9", "question": "Where was the founder of Zeltek born?", "answer": "Oslandia", "type": "bridge",
+        "id": "h9",
+        "question": "Where was the founder of Zeltek born?",
+        "answer": "Oslandia",
+        "type": "bridge",
         "level": "hard",
         "supporting_facts": {"title": ["Zeltek", "Varenko"], "sent_id": [0, 1]},
-        "context": {"title": ["Zeltek", "Varenko"],
-                    "sentences": [["Zeltek is a company.", " It was founded by Varenko."],
-                                  ["Varenko is a person.", " He was born in Oslandia."]]},
+        "context": {
+            "title": ["Zeltek", "Varenko"],
+            "sentences": [
+                ["Zeltek is a company.", " It was founded by Varenko."],
+                ["Varenko is a person.", " He was born in Oslandia."],
+            ],
+        },
     }
     sets = import_hotpotqa(_dump(tmp_path / "h.jsonl", [row, {**row, "id": "h10"}], jsonl=True))
     assert [s.set_id for s in sets] == ["h9", "h10"]
@@ -144,24 +184,44 @@ def test_hotpotqa_hub_layout_rows(tmp_path):
 
 def test_2wiki_fixture_with_aliases(tmp_path):
     rows = [
-        {"_id": "w1", "type": "compositional", "question": "Where was the founder of Zeltek born?",
-         "context": [["Zeltek", ["Zeltek is a company.", "It was founded by Varenko."]],
-                     ["Varenko", ["Varenko( born 1950) is a person.", "He was born in Oslandia."]]],
-         "entity_ids": "Q1_Q2", "supporting_facts": [["Zeltek", 1], ["Varenko", 1]],
-         "evidences": [["Zeltek", "founded by", "Varenko"], ["Varenko", "place of birth", "Oslandia"]],
-         "answer": "Oslandia", "evidences_id": [], "answer_id": "Q99"},
-        {"_id": "w2", "type": "comparison", "question": "Which is older, Zeltek or Brolix?",
-         "context": [["Brolix", ["Brolix was founded in 1901."]]], "entity_ids": "Q3_Q4",
-         "supporting_facts": [["Brolix", 0]], "evidences": [], "answer": "Brolix", "evidences_id": [],
-         "answer_id": None},
+        {
+            "_id": "w1",
+            "type": "compositional",
+            "question": "Where was the founder of Zeltek born?",
+            "context": [
+                ["Zeltek", ["Zeltek is a company.", "It was founded by Varenko."]],
+                ["Varenko", ["Varenko( born 1950) is a person.", "He was born in Oslandia."]],
+            ],
+            "entity_ids": "Q1_Q2",
+            "supporting_facts": [["Zeltek", 1], ["Varenko", 1]],
+            "evidences": [["Zeltek", "founded by", "Varenko"], ["Varenko", "place of birth", "Oslandia"]],
+            "answer": "Oslandia",
+            "evidences_id": [],
+            "answer_id": "Q99",
+        },
+        {
+            "_id": "w2",
+            "type": "comparison",
+            "question": "Which is older, Zeltek or Brolix?",
+            "context": [["Brolix", ["Brolix was founded in 1901."]]],
+            "entity_ids": "Q3_Q4",
+            "supporting_facts": [["Brolix", 0]],
+            "evidences": [],
+            "answer": "Brolix",
+            "evidences_id": [],
+            "answer_id": None,
+        },
     ]
     f = _dump(tmp_path / "dev.json", rows)
     sets = import_2wikimultihopqa(f)
     assert sets[0].answers == ["Oslandia"]
     assert sets[0].metadata["passages"][0]["text"] == "Zeltek is a company. It was founded by Varenko."
     # id_aliases.json next to the data file is picked up
-    _dump(tmp_path / "id_aliases.json",
-          [{"Q_id": "Q99", "aliases": ["Oslandia City", "oslandia"], "demonyms": ["Oslandian"]}], jsonl=True)
+    _dump(
+        tmp_path / "id_aliases.json",
+        [{"Q_id": "Q99", "aliases": ["Oslandia City", "oslandia"], "demonyms": ["Oslandian"]}],
+        jsonl=True,
+    )
     sets = import_2wikimultihopqa(f)
     assert sets[0].answers == ["Oslandia", "Oslandia City", "Oslandian"]
     assert sets[1].answers == ["Brolix"] and sets[0].metadata["evidences"][0][1] == "founded by"
@@ -170,18 +230,41 @@ def test_2wiki_fixture_with_aliases(tmp_path):
 
 def test_musique_fixture_jsonl_and_gzip(tmp_path):
     rows = [
-        {"id": "2hop__1_2", "paragraphs": [
-            {"idx": 0, "title": "Zeltek", "paragraph_text": "Zeltek was founded by Varenko.", "is_supporting": True},
-            {"idx": 1, "title": "Brolix", "paragraph_text": "Brolix employs Tolmir.", "is_supporting": False},
-            {"idx": 2, "title": "Varenko", "paragraph_text": "Varenko was born in Oslandia.", "is_supporting": True}],
-         "question": "Where was the founder of Zeltek born?",
-         "question_decomposition": [{"id": 1, "question": "Zeltek >> founded by", "answer": "Varenko",
-                                     "paragraph_support_idx": 0},
-                                    {"id": 2, "question": "Where was #1 born?", "answer": "Oslandia",
-                                     "paragraph_support_idx": 2}],
-         "answer": "Oslandia", "answer_aliases": ["Oslandia City"], "answerable": True},
-        {"id": "2hop__3_4", "paragraphs": [], "question": "Who employs Varenko?", "question_decomposition": [],
-         "answer": "Brolix", "answer_aliases": [], "answerable": False},
+        {
+            "id": "2hop__1_2",
+            "paragraphs": [
+                {
+                    "idx": 0,
+                    "title": "Zeltek",
+                    "paragraph_text": "Zeltek was founded by Varenko.",
+                    "is_supporting": True,
+                },
+                {"idx": 1, "title": "Brolix", "paragraph_text": "Brolix employs Tolmir.", "is_supporting": False},
+                {
+                    "idx": 2,
+                    "title": "Varenko",
+                    "paragraph_text": "Varenko was born in Oslandia.",
+                    "is_supporting": True,
+                },
+            ],
+            "question": "Where was the founder of Zeltek born?",
+            "question_decomposition": [
+                {"id": 1, "question": "Zeltek >> founded by", "answer": "Varenko", "paragraph_support_idx": 0},
+                {"id": 2, "question": "Where was #1 born?", "answer": "Oslandia", "paragraph_support_idx": 2},
+            ],
+            "answer": "Oslandia",
+            "answer_aliases": ["Oslandia City"],
+            "answerable": True,
+        },
+        {
+            "id": "2hop__3_4",
+            "paragraphs": [],
+            "question": "Who employs Varenko?",
+            "question_decomposition": [],
+            "answer": "Brolix",
+            "answer_aliases": [],
+            "answerable": False,
+        },
     ]
     f = _dump(tmp_path / "musique_full_v1.0_dev.jsonl", rows, jsonl=True)
     sets = import_musique(f)
@@ -199,12 +282,27 @@ def test_musique_fixture_jsonl_and_gzip(tmp_path):
 
 def test_eli5_fixtures(tmp_path):
     rows = [
-        {"q_id": "e1", "category": "Physics", "title": "Why is the sky blue?", "title_urls": {"url": []},
-         "selftext": "I never got it.", "selftext_urls": {"url": []}, "subreddit": "explainlikeimfive",
-         "answers": {"a_id": ["a", "b", "c", "d", "e"],
-                     "text": ["Low score answer.", "Rayleigh scattering of sunlight.", "[deleted]",
-                              "Blue light scatters more.", "Tie with the best."],
-                     "text_urls": [[], [], [], [], []], "score": [1, 12, 50, 7, 12]}},
+        {
+            "q_id": "e1",
+            "category": "Physics",
+            "title": "Why is the sky blue?",
+            "title_urls": {"url": []},
+            "selftext": "I never got it.",
+            "selftext_urls": {"url": []},
+            "subreddit": "explainlikeimfive",
+            "answers": {
+                "a_id": ["a", "b", "c", "d", "e"],
+                "text": [
+                    "Low score answer.",
+                    "Rayleigh scattering of sunlight.",
+                    "[deleted]",
+                    "Blue light scatters more.",
+                    "Tie with the best.",
+                ],
+                "text_urls": [[], [], [], [], []],
+                "score": [1, 12, 50, 7, 12],
+            },
+        },
     ]
     sets = import_eli5(_dump(tmp_path / "eli5-category-test.json", rows))
     s = sets[0]
@@ -213,14 +311,24 @@ def test_eli5_fixtures(tmp_path):
     assert s.metadata["answer_scores"] == [12, 12, 7] and s.metadata["answer_ids"] == ["b", "e", "d"]
     assert s.metadata["passages"] == [] and s.metadata["category"] == "Physics"
     assert import_eli5(tmp_path / "eli5-category-test.json", max_answers=1)[0].answers == [
-        "Rayleigh scattering of sunlight."]
-    kilt = [{"id": "k1", "input": "Why do cats purr?", "meta": {},
-             "output": [{"answer": "To communicate.", "meta": {"score": 3}},
-                        {"answer": "Vibrating larynx muscles.", "meta": {"score": 9}},
-                        {"provenance": [{"wikipedia_id": "123", "title": "Purr"}]}]}]
+        "Rayleigh scattering of sunlight."
+    ]
+    kilt = [
+        {
+            "id": "k1",
+            "input": "Why do cats purr?",
+            "meta": {},
+            "output": [
+                {"answer": "To communicate.", "meta": {"score": 3}},
+                {"answer": "Vibrating larynx muscles.", "meta": {"score": 9}},
+                {"provenance": [{"wikipedia_id": "123", "title": "Purr"}]},
+            ],
+        }
+    ]
     k = import_eli5(_dump(tmp_path / "eli5-dev-kilt.jsonl", kilt, jsonl=True))[0]
-    assert (k.answers == ["Vibrating larynx muscles.", "To communicate."]
-            and k.metadata["provenance"][0]["title"] == "Purr")
+    assert (
+        k.answers == ["Vibrating larynx muscles.", "To communicate."] and k.metadata["provenance"][0]["title"] == "Purr"
+    )
 
 
 def test_malformed_rows_are_all_reported(tmp_path):
@@ -250,12 +358,14 @@ def test_malformed_rows_are_all_reported(tmp_path):
     with pytest.raises(DataError, match=r"row 1: field 'answers.score'"):
         import_eli5(eli)
     mus = tmp_path / "m.jsonl"
-    mus.write_text(json.dumps({"id": "x", "question": "Q?", "answer": "A", "paragraphs": [{"title": "t"}]})
-                   + "\n{oops\n")
+    mus.write_text(
+        json.dumps({"id": "x", "question": "Q?", "answer": "A", "paragraphs": [{"title": "t"}]}) + "\n{oops\n"
+    )
     with pytest.raises(DataError) as ei:
         import_musique(mus)
-    assert (f"{mus}: line 2: field '<json>'" in str(ei.value)
-            and f"{mus}: line 1: field 'paragraphs[0].paragraph_text'" in str(ei.value))
+    assert f"{mus}: line 2: field '<json>'" in str(
+        ei.value
+    ) and f"{mus}: line 1: field 'paragraphs[0].paragraph_text'" in str(ei.value)
     broken = tmp_path / "broken.json"
     broken.write_text('[{"_id": "a", "question": "q?"}, {"_id": ')
     with pytest.raises(DataError, match="not valid JSON"):
@@ -283,9 +393,17 @@ def test_dispatcher(tmp_path, monkeypatch):
 
     def fake_load_dataset(name, config=None, split=None, streaming=False):
         calls.append((name, config, split, streaming))
-        return [{"id": "hub1", "question": "Q1?", "answer": "A1", "type": "bridge", "level": "easy",
-                 "supporting_facts": {"title": ["T"], "sent_id": [0]},
-                 "context": {"title": ["T"], "sentences": [["Sentence one.", " Two."]]}}] * 3
+        return [
+            {
+                "id": "hub1",
+                "question": "Q1?",
+                "answer": "A1",
+                "type": "bridge",
+                "level": "easy",
+                "supporting_facts": {"title": ["T"], "sent_id": [0]},
+                "context": {"title": ["T"], "sentences": [["Sentence one.", " Two."]]},
+            }
+        ] * 3
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     sets = import_dataset("hotpotqa", "hotpotqa/hotpot_qa", split="validation", limit=2)
@@ -367,7 +485,13 @@ def test_real_sample_details():
     m = {s.set_id: s for s in import_dataset("musique", REALDATA / "musique_ans_train.sample.jsonl")}
     assert m["2hop__150763_14904"].answers == ["G. Stanley Hall", "Stanley Hall"]
     assert m["3hop2__130734_798404_834843"].answers == [
-        "U.S.", "America", "U.S", "the United States", "United States", "US"]
+        "U.S.",
+        "America",
+        "U.S",
+        "the United States",
+        "United States",
+        "US",
+    ]
     assert len(m["2hop__150763_14904"].metadata["supporting_passage_ids"]) == 2
     assert m["4hop1__709382_146811_31223_91015"].metadata["hops"] == "4hop1"
 
@@ -382,8 +506,9 @@ def test_real_sample_details():
 
 @needs_realdata
 def test_real_samples_corpus_export(tmp_path):
-    sets = (import_dataset("hotpotqa", REALDATA / "hotpotqa_dev_distractor.sample.json")
-            + import_dataset("musique", REALDATA / "musique_ans_train.sample.jsonl"))
+    sets = import_dataset("hotpotqa", REALDATA / "hotpotqa_dev_distractor.sample.json") + import_dataset(
+        "musique", REALDATA / "musique_ans_train.sample.jsonl"
+    )
     n = export_corpus(sets, tmp_path / "c.jsonl")
     corpus = read_corpus(tmp_path / "c.jsonl")
     assert n == len(corpus) and len({p.id for p in corpus}) == n

@@ -103,8 +103,11 @@ def test_answer_figures_hand_checked(world):
     assert row["phrasing_agreement"] == 0.5
     assert row["identical_wrong"] == 0.0
     assert answer_figures([s], [[phrase(rel, "Zzzqville", 0)] * 4])[0]["identical_wrong"] == 1.0
-    assert answer_figures([s], [[answers[0]] * 4])[0] == {"accuracy_entity": 1.0, "phrasing_agreement": 1.0,
-                                                          "identical_wrong": 0.0}
+    assert answer_figures([s], [[answers[0]] * 4])[0] == {
+        "accuracy_entity": 1.0,
+        "phrasing_agreement": 1.0,
+        "identical_wrong": 0.0,
+    }
 
 
 def test_arms_differ_only_in_reward_terms():
@@ -119,8 +122,10 @@ def test_arms_differ_only_in_reward_terms():
 def test_target_check_hand_checked():
     a = [{"set_id": str(k), "consistency_e2e_bleu2": 0.8, "accuracy_f1": 0.9} for k in range(10)]
     b = [{"set_id": str(k), "consistency_e2e_bleu2": 0.5, "accuracy_f1": 0.9} for k in range(10)]
-    rows = {name: [{**r, **{key: r.get(key, 0.0) for key in COMPARED_KEYS}} for r in part]
-            for name, part in (("ps_grpo", a), ("grpo_accuracy_only", b), ("base", b))}
+    rows = {
+        name: [{**r, **{key: r.get(key, 0.0) for key in COMPARED_KEYS}} for r in part]
+        for name, part in (("ps_grpo", a), ("grpo_accuracy_only", b), ("base", b))
+    }
     comparisons = paired_comparisons(rows, n_boot=200)
     assert comparisons["ps_grpo_minus_grpo_accuracy_only"]["consistency_e2e_bleu2"]["diff"] == pytest.approx(0.3)
     assert target_check(comparisons)["met"] is True
@@ -136,11 +141,22 @@ def test_quick_run_writes_summary_with_expected_keys(tmp_path):
     assert on_disk == json.loads(json.dumps(summary))
     for policy in ("base", "grpo_accuracy_only", "ps_grpo"):
         row = on_disk[policy]
-        for key in ("accuracy_f1", "accuracy_rouge_l", "accuracy_entity", "consistency_e2e_bleu2",
-                    "consistency_e2e_embedding", "phrasing_agreement", "frac_empty", "frac_sets_identical_wrong"):
+        for key in (
+            "accuracy_f1",
+            "accuracy_rouge_l",
+            "accuracy_entity",
+            "consistency_e2e_bleu2",
+            "consistency_e2e_embedding",
+            "phrasing_agreement",
+            "frac_empty",
+            "frac_sets_identical_wrong",
+        ):
             assert 0.0 <= row[key] <= 1.0, (policy, key)
-    assert set(on_disk["comparisons"]) == {"ps_grpo_minus_base", "grpo_accuracy_only_minus_base",
-                                           "ps_grpo_minus_grpo_accuracy_only"}
+    assert set(on_disk["comparisons"]) == {
+        "ps_grpo_minus_base",
+        "grpo_accuracy_only_minus_base",
+        "ps_grpo_minus_grpo_accuracy_only",
+    }
     assert set(on_disk["comparisons"]["ps_grpo_minus_base"]) == set(COMPARED_KEYS)
     assert set(on_disk["target"]) >= {"met", "consistency_bleu2_interval_above_0", "accuracy_f1_not_lower"}
     assert on_disk["settings"]["task"] == "longform" and on_disk["timings"]["total_s"] > 0

@@ -23,8 +23,10 @@ from grpo_sim.models.startup import (
 
 runner = CliRunner()
 
-WORDS = ("Oberhausen Kettwig Rheinpreussen Duisburg Hamborn Sterkrade Walsum Dinslaken Voerde Wesel Emmerich "
-         "Kleve Goch Geldern Moers Krefeld Neuss Dormagen Leverkusen Solingen").split()
+WORDS = (
+    "Oberhausen Kettwig Rheinpreussen Duisburg Hamborn Sterkrade Walsum Dinslaken Voerde Wesel Emmerich "
+    "Kleve Goch Geldern Moers Krefeld Neuss Dormagen Leverkusen Solingen"
+).split()
 
 
 def own_sets(n_sets: int = 4, n_par: int = 3) -> list[ParaphraseSet]:
@@ -32,15 +34,31 @@ def own_sets(n_sets: int = 4, n_par: int = 3) -> list[ParaphraseSet]:
     sets = []
     for i in range(n_sets):
         town, other = WORDS[i % len(WORDS)], WORDS[(i + 7) % len(WORDS)]
-        passages = [Passage(id=f"p{i}-{k}", title=WORDS[(i + k) % len(WORDS)],
-                            text=" ".join(WORDS[(i + k + j) % len(WORDS)] for j in range(60)))
-                    for k in range(3)]
-        wordings = [f"Which mine lies next to {town}?", f"Name the mine beside {town}.",
-                    f"What mine borders {town}?", f"Near {town}, which mine is there?"]
-        sets.append(ParaphraseSet(
-            set_id=f"s{i}", question=wordings[0], answers=[f"Zeche {other} Nord"],
-            paraphrases=[Paraphrase(paraphrase_id=j, question=wordings[j], passages=passages[j % 3:] + passages[:j % 3])
-                         for j in range(n_par)]))
+        passages = [
+            Passage(
+                id=f"p{i}-{k}",
+                title=WORDS[(i + k) % len(WORDS)],
+                text=" ".join(WORDS[(i + k + j) % len(WORDS)] for j in range(60)),
+            )
+            for k in range(3)
+        ]
+        wordings = [
+            f"Which mine lies next to {town}?",
+            f"Name the mine beside {town}.",
+            f"What mine borders {town}?",
+            f"Near {town}, which mine is there?",
+        ]
+        sets.append(
+            ParaphraseSet(
+                set_id=f"s{i}",
+                question=wordings[0],
+                answers=[f"Zeche {other} Nord"],
+                paraphrases=[
+                    Paraphrase(paraphrase_id=j, question=wordings[j], passages=passages[j % 3 :] + passages[: j % 3])
+                    for j in range(n_par)
+                ],
+            )
+        )
     return sets
 
 
@@ -60,8 +78,21 @@ def test_model_init_builds_a_policy_that_reads_all_its_data(tmp_path):
     write_psets(tmp_path / "train.jsonl", train)
     write_psets(tmp_path / "eval.jsonl", eval_)
     out = tmp_path / "model"
-    result = runner.invoke(app, ["model", "init", "--data", str(tmp_path / "train.jsonl"), "--data",
-                                 str(tmp_path / "eval.jsonl"), "--out", str(out), "--max-completion-length", "16"])
+    result = runner.invoke(
+        app,
+        [
+            "model",
+            "init",
+            "--data",
+            str(tmp_path / "train.jsonl"),
+            "--data",
+            str(tmp_path / "eval.jsonl"),
+            "--out",
+            str(out),
+            "--max-completion-length",
+            "16",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "size rule: 64 hidden, 2 layers, 4 heads" in result.output
     info = json.loads((out / "model_init.json").read_text())
@@ -69,8 +100,12 @@ def test_model_init_builds_a_policy_that_reads_all_its_data(tmp_path):
     assert (model.config.hidden_size, model.config.num_hidden_layers) == (64, 2)
     prompts = [build_rag_prompt(p.question, p.passages) for s in train + eval_ for p in s.paraphrases]
     assert token_coverage(tokenizer, prompts).unknown == 0  # every word of both files is in the vocabulary
-    chat = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                          tokenize=True, return_dict=True)["input_ids"] for p in prompts]
+    chat = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True, return_dict=True
+        )["input_ids"]
+        for p in prompts
+    ]
     assert info["longest_prompt_tokens"] == max(len(ids) for ids in chat) > 180  # 3 passages of 60 words
     assert model.config.max_position_embeddings == info["max_position_embeddings"] >= max(map(len, chat)) + 16
     assert model.config.max_position_embeddings % 64 == 0
@@ -78,8 +113,12 @@ def test_model_init_builds_a_policy_that_reads_all_its_data(tmp_path):
     # a second init into the same directory is refused unless --overwrite
     again = runner.invoke(app, ["model", "init", "--data", str(tmp_path / "train.jsonl"), "--out", str(out)])
     assert again.exit_code == 2 and "--overwrite" in again.output
-    assert runner.invoke(app, ["model", "init", "--data", str(tmp_path / "train.jsonl"), "--out", str(out),
-                               "--overwrite"]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["model", "init", "--data", str(tmp_path / "train.jsonl"), "--out", str(out), "--overwrite"]
+        ).exit_code
+        == 0
+    )
     bad = runner.invoke(app, ["model", "init", "--data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "m")])
     assert bad.exit_code == 2 and "missing.jsonl" in bad.output and not (tmp_path / "m").exists()
 
@@ -113,14 +152,23 @@ def test_train_refuses_a_policy_that_cannot_read_the_data(tmp_path):
     from grpo_sim.demo import build_demo_dataset, demo_text_corpus
 
     train, eval_, corpus = build_demo_dataset(16, 8, seed=0)
-    make_tiny_policy(tmp_path / "demo_vocab", demo_text_corpus(train + eval_, corpus), hidden_size=16, num_layers=1,
-                     num_heads=2)
+    make_tiny_policy(
+        tmp_path / "demo_vocab", demo_text_corpus(train + eval_, corpus), hidden_size=16, num_layers=1, num_heads=2
+    )
     write_psets(tmp_path / "train.jsonl", own_sets(4, 2))
-    recipe = {"model": {"name_or_path": str(tmp_path / "demo_vocab")},
-              "data": {"train": str(tmp_path / "train.jsonl")},
-              "training": {"num_generations": 2, "per_device_train_batch_size": 4, "max_completion_length": 2,
-                           "max_steps": 1, "report_to": [], "disable_tqdm": True},
-              "evaluation": {"enabled": False}}
+    recipe = {
+        "model": {"name_or_path": str(tmp_path / "demo_vocab")},
+        "data": {"train": str(tmp_path / "train.jsonl")},
+        "training": {
+            "num_generations": 2,
+            "per_device_train_batch_size": 4,
+            "max_completion_length": 2,
+            "max_steps": 1,
+            "report_to": [],
+            "disable_tqdm": True,
+        },
+        "evaluation": {"enabled": False},
+    }
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     result = runner.invoke(app, ["train", str(tmp_path / "r.yaml"), "-o", str(tmp_path / "run")])
     assert result.exit_code == 2, result.output

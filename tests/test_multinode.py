@@ -28,9 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     # 3 completions per process: every paraphrase set (3 x g=2) spans both machines
-    return write_tiny_workspace(tmp_path_factory.mktemp("machines"), with_eval=False,
-                                reward={"similarity": "token_f1"}, per_device_train_batch_size=3, max_steps=2,
-                                save_steps=1)
+    return write_tiny_workspace(
+        tmp_path_factory.mktemp("machines"),
+        with_eval=False,
+        reward={"similarity": "token_f1"},
+        per_device_train_batch_size=3,
+        max_steps=2,
+        save_steps=1,
+    )
 
 
 def two_machines(workspace: Path, cwds: tuple[Path, Path], output_dir: str, *extra: str, timeout: int = 240):
@@ -40,12 +45,41 @@ def two_machines(workspace: Path, cwds: tuple[Path, Path], output_dir: str, *ext
     procs = []
     for rank, cwd in enumerate(cwds):
         cwd.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"), "--num_machines", "2", "--machine_rank",
-               str(rank), "--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
-               "-m", "grpo_sim.train", "--config", str(workspace / "tiny.yaml"), "--output-dir", output_dir, *extra]
-        procs.append(subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True, start_new_session=True))
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"),
+            "--num_machines",
+            "2",
+            "--machine_rank",
+            str(rank),
+            "--num_processes",
+            "2",
+            "--main_process_ip",
+            "127.0.0.1",
+            "--main_process_port",
+            str(port),
+            "-m",
+            "grpo_sim.train",
+            "--config",
+            str(workspace / "tiny.yaml"),
+            "--output-dir",
+            output_dir,
+            *extra,
+        ]
+        procs.append(
+            subprocess.Popen(
+                cmd,
+                cwd=cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+        )
     results = []
     try:
         for proc in procs:
@@ -67,7 +101,7 @@ def test_node_local_output_dirs_fail_fast_on_every_machine(workspace, tmp_path):
     for rank, (code, out) in enumerate(results):
         assert code != 0, f"machine {rank} should refuse:\n{out[-3000:]}"
         assert "is not shared between the machines" in out and "rank 1" in out, out[-3000:]
-        assert "Traceback (most recent call last):\n  File \"" not in out.split("is not shared")[0][-2000:]
+        assert 'Traceback (most recent call last):\n  File "' not in out.split("is not shared")[0][-2000:]
     assert not (cwds[0] / "runs" / "x" / "metrics.jsonl").exists()  # nothing trained
     # what the refused start left does not block the rerun in a shared directory
     shared = tmp_path / "shared"
@@ -88,8 +122,17 @@ def test_resume_checkpoint_is_chosen_by_rank0_for_every_machine(workspace, tmp_p
         shutil.copytree(shared, cwd / "runs" / "x")
     shutil.rmtree(cwds[1] / "runs" / "x" / "checkpoint-2")
     assert (cwds[0] / "runs" / "x" / "checkpoint-2" / COMPLETE_MARKER).exists()
-    results = two_machines(workspace, cwds, "runs/x", "--resume", "auto", "--set", "training.save_on_each_node=true",
-                           "--set", "training.max_steps=3")
+    results = two_machines(
+        workspace,
+        cwds,
+        "runs/x",
+        "--resume",
+        "auto",
+        "--set",
+        "training.save_on_each_node=true",
+        "--set",
+        "training.max_steps=3",
+    )
     for rank, (code, out) in enumerate(results):
         assert code != 0, f"machine {rank} should refuse:\n{out[-3000:]}"
         assert "rank 0 resumes from" in out and "checkpoint-2" in out and "rank 1" in out, out[-3000:]

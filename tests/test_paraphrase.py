@@ -87,9 +87,14 @@ class FakeOpenAI:
                     text = fake.replies.get(q)
                     if text is None:
                         text = json.dumps([f"{pre} {q[0].lower()}{q[1:]}" for pre in PREFIXES])
-                    payload = {"id": "x", "object": "chat.completion", "model": body["model"],
-                               "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                            "finish_reason": "stop"}]}
+                    payload = {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "model": body["model"],
+                        "choices": [
+                            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                        ],
+                    }
                     self._send(200, json.dumps(payload).encode())
 
             def _send(self, code, data):
@@ -131,8 +136,12 @@ def server():
 
 def _sets(*questions, answers=None):
     return [
-        ParaphraseSet(set_id=f"s{i}", question=q, paraphrases=[{"paraphrase_id": 0, "question": q}],
-                      answers=(answers or {}).get(q, []))
+        ParaphraseSet(
+            set_id=f"s{i}",
+            question=q,
+            paraphrases=[{"paraphrase_id": 0, "question": q}],
+            answers=(answers or {}).get(q, []),
+        )
         for i, q in enumerate(questions)
     ]
 
@@ -241,8 +250,9 @@ class _Interrupting:
 def test_interrupted_run_resumes_from_cache(server, tmp_path):
     cache_path = tmp_path / "c.jsonl"
     with pytest.raises(KeyboardInterrupt):
-        paraphrase_sets(_sets(*QS), _Interrupting(_backend(server), 3), n=2, cache=ParaphraseCache(cache_path),
-                        concurrency=1)
+        paraphrase_sets(
+            _sets(*QS), _Interrupting(_backend(server), 3), n=2, cache=ParaphraseCache(cache_path), concurrency=1
+        )
     assert len(ParaphraseCache(cache_path)) == 2
     before = len(server.log)
     _, stats = paraphrase_sets(_sets(*QS), _backend(server), n=2, cache=ParaphraseCache(cache_path))
@@ -252,7 +262,7 @@ def test_interrupted_run_resumes_from_cache(server, tmp_path):
 def test_cache_survives_a_torn_line(tmp_path):
     path = tmp_path / "c.jsonl"
     c = ParaphraseCache(path)
-    c.put("k1", {"raw": "[\"a\"]"})
+    c.put("k1", {"raw": '["a"]'})
     with path.open("a") as fh:
         fh.write('{"key": "k2", "raw": "[\\"b')  # crash mid-write
     c2 = ParaphraseCache(path)
@@ -265,46 +275,63 @@ def test_cache_survives_a_torn_line(tmp_path):
 def test_filters_with_counts(server, tmp_path):
     q = "Where was Varenko born?"
     candidates = [
-        "Where was Varenko born?",           # duplicate of the question
-        "where was varenko born",            # duplicate (normalised)
-        "Where was Varenkos born?",          # near-duplicate of the question
-        "",                                  # empty
-        "   ",                               # empty
+        "Where was Varenko born?",  # duplicate of the question
+        "where was varenko born",  # duplicate (normalised)
+        "Where was Varenkos born?",  # near-duplicate of the question
+        "",  # empty
+        "   ",  # empty
         "In which city was Varenko born " + "x" * 400 + "?",  # overlong
-        "Was Varenko born in Oslandia?",     # leaks the gold answer
-        "In which city was Varenko born?",   # kept
-        "In which city was Varenko born?",   # duplicate of a kept paraphrase
-        "In which city was Varenko bron?",   # near-duplicate of a kept paraphrase
+        "Was Varenko born in Oslandia?",  # leaks the gold answer
+        "In which city was Varenko born?",  # kept
+        "In which city was Varenko born?",  # duplicate of a kept paraphrase
+        "In which city was Varenko bron?",  # near-duplicate of a kept paraphrase
         "What is the birthplace of Varenko?",  # kept
-        "Varenko was born in which city?",   # kept
+        "Varenko was born in which city?",  # kept
         "Which city is the birthplace of Varenko?",  # surplus (n=3)
     ]
     server.replies = {q: json.dumps(candidates)}
-    sets, stats = paraphrase_sets(_sets(q, answers={q: ["Oslandia"]}), _backend(server), n=3,
-                                  cache=ParaphraseCache(tmp_path / "c.jsonl"))
+    sets, stats = paraphrase_sets(
+        _sets(q, answers={q: ["Oslandia"]}), _backend(server), n=3, cache=ParaphraseCache(tmp_path / "c.jsonl")
+    )
     assert [p.question for p in sets[0].paraphrases[1:]] == [
-        "In which city was Varenko born?", "What is the birthplace of Varenko?", "Varenko was born in which city?"]
+        "In which city was Varenko born?",
+        "What is the birthplace of Varenko?",
+        "Varenko was born in which city?",
+    ]
     assert stats.filtered == {
-        "empty": 2, "overlong": 1, "answer_leak": 1, "duplicate_of_question": 2, "near_duplicate_of_question": 1,
-        "duplicate_of_paraphrase": 1, "near_duplicate_of_paraphrase": 1, "surplus": 1,
+        "empty": 2,
+        "overlong": 1,
+        "answer_leak": 1,
+        "duplicate_of_question": 2,
+        "near_duplicate_of_question": 1,
+        "duplicate_of_paraphrase": 1,
+        "near_duplicate_of_paraphrase": 1,
+        "surplus": 1,
     }
     assert set(stats.filtered) == set(FILTER_REASONS)
     assert stats.candidates == len(candidates) and stats.kept == 3
     assert sets[0].metadata["paraphrase"]["filtered"]["answer_leak"] == 1
     # filters run after the cache: stricter settings on a rerun cost no request
     before = len(server.log)
-    sets2, stats2 = paraphrase_sets(_sets(q, answers={q: ["Oslandia"]}), _backend(server), n=3,
-                                    cache=ParaphraseCache(tmp_path / "c.jsonl"), filters=FilterConfig(max_chars=30))
+    sets2, stats2 = paraphrase_sets(
+        _sets(q, answers={q: ["Oslandia"]}),
+        _backend(server),
+        n=3,
+        cache=ParaphraseCache(tmp_path / "c.jsonl"),
+        filters=FilterConfig(max_chars=30),
+    )
     assert len(server.log) == before and stats2.filtered["overlong"] > 1
 
 
 def test_answer_leak_rules():
     # an answer the question already contains is no leak; yes/no answers are not checked
-    kept, counts = filter_paraphrases("Is Oslandia in Varenko's passport?", ["Does Varenko's passport say Oslandia?"],
-                                      ["Oslandia"])
+    kept, counts = filter_paraphrases(
+        "Is Oslandia in Varenko's passport?", ["Does Varenko's passport say Oslandia?"], ["Oslandia"]
+    )
     assert kept and counts["answer_leak"] == 0
-    kept, counts = filter_paraphrases("Were both born in May?", ["Is it true that both were born in May, yes or no?"],
-                                      ["yes"])
+    kept, counts = filter_paraphrases(
+        "Were both born in May?", ["Is it true that both were born in May, yes or no?"], ["yes"]
+    )
     assert kept and counts["answer_leak"] == 0
     # whole words only, articles ignored
     kept, counts = filter_paraphrases("What city is it?", ["Which urban area is it, the Parisian one?"], ["Paris"])
@@ -314,9 +341,14 @@ def test_answer_leak_rules():
 
 
 def test_existing_paraphrases_are_kept_and_extended(server, tmp_path):
-    s = ParaphraseSet(set_id="a", question=QS[0], paraphrases=[
-        {"paraphrase_id": 0, "question": QS[0]},
-        {"paraphrase_id": 5, "question": "Could you say where was Varenko born?"}])
+    s = ParaphraseSet(
+        set_id="a",
+        question=QS[0],
+        paraphrases=[
+            {"paraphrase_id": 0, "question": QS[0]},
+            {"paraphrase_id": 5, "question": "Could you say where was Varenko born?"},
+        ],
+    )
     sets, stats = paraphrase_sets([s], _backend(server), n=3, cache=ParaphraseCache(None))
     ids = [p.paraphrase_id for p in sets[0].paraphrases]
     assert ids == [0, 5, 6, 7]  # the existing wording 1 is a duplicate of a candidate
@@ -334,14 +366,19 @@ def test_custom_template(server, tmp_path):
         paraphrase_sets(_sets(QS[1]), _backend(server), n=2, template="no placeholder")
 
 
-@pytest.mark.parametrize("text,expected", [
-    ('["A?", "B?"]', ["A?", "B?"]),
-    ('Sure! Here they are:\n```json\n["A?", "B?"]\n```', ["A?", "B?"]),
-    ('{"paraphrases": ["A?", {"question": "B?"}]}', ["A?", "B?"]),
-    ('Here are 3 paraphrases:\n1. Who penned Hamlet?\n2) "Hamlet was written by whom?"\n- Who is the author?',
-     ["Who penned Hamlet?", "Hamlet was written by whom?", "Who is the author?"]),
-    ("", []),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ('["A?", "B?"]', ["A?", "B?"]),
+        ('Sure! Here they are:\n```json\n["A?", "B?"]\n```', ["A?", "B?"]),
+        ('{"paraphrases": ["A?", {"question": "B?"}]}', ["A?", "B?"]),
+        (
+            'Here are 3 paraphrases:\n1. Who penned Hamlet?\n2) "Hamlet was written by whom?"\n- Who is the author?',
+            ["Who penned Hamlet?", "Hamlet was written by whom?", "Who is the author?"],
+        ),
+        ("", []),
+    ],
+)
 def test_parse_paraphrases(text, expected):
     assert parse_paraphrases(text) == expected
 
@@ -351,7 +388,9 @@ def test_template_paraphrasing_without_llm():
     assert len(rel) == 5 and all("Varenko" in q for q in rel) and "Where was Varenko born?" not in rel
     assert template_paraphrases("Where was Varenko born?", 5) == rel  # deterministic
     assert template_paraphrases("What is the capital of France?", 2) == [
-        "Can you tell me what the capital of France is?", "Do you know what the capital of France is?"]
+        "Can you tell me what the capital of France is?",
+        "Do you know what the capital of France is?",
+    ]
     assert template_paraphrases("Which film came out first, A or B?", 1) == ["What film came out first, A or B?"]
     generic = template_paraphrases("Were Scott Derrickson and Ed Wood of the same nationality?", 4)
     assert len(set(generic)) == 4
@@ -370,8 +409,9 @@ def test_vllm_backend_batches_prompts():
 
         def chat(self, convs, params, use_tqdm=False):
             self.calls.append(len(convs))
-            return [Out(json.dumps(["Tell me: " + c[0]["content"].split("Question: ")[1].split("\n")[0]]))
-                    for c in convs]
+            return [
+                Out(json.dumps(["Tell me: " + c[0]["content"].split("Question: ")[1].split("\n")[0]])) for c in convs
+            ]
 
     llm = FakeLLM()
     sets, stats = paraphrase_sets(_sets(*QS), VLLMBackend("fake", llm=llm), n=1)
@@ -390,9 +430,28 @@ def test_cli_paraphrase_openai(server, tmp_path):
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_psets(inp, _sets(*QS))
     server.script = {QS[1]: ["500"] * 10}
-    args = ["data", "paraphrase", str(inp), "--out", str(out), "--backend", "openai", "--url", server.url,
-            "--model", "fake-model", "--n", "2", "--retries", "1", "--backoff", "0.01", "--timeout", "2",
-            "--no-progress"]
+    args = [
+        "data",
+        "paraphrase",
+        str(inp),
+        "--out",
+        str(out),
+        "--backend",
+        "openai",
+        "--url",
+        server.url,
+        "--model",
+        "fake-model",
+        "--n",
+        "2",
+        "--retries",
+        "1",
+        "--backoff",
+        "0.01",
+        "--timeout",
+        "2",
+        "--no-progress",
+    ]
     r = runner.invoke(_cli(), args)
     assert r.exit_code == 1, r.output
     assert "1 question(s) failed" in r.stderr and "Traceback" not in r.output
@@ -426,6 +485,7 @@ def test_template_wordings_are_injected_not_imported_from_the_demo():
     family = next(f for f in QUESTION_WORDINGS if "Where was {s} born?" in f)
     wordings = template_paraphrases("Where was Varenko born?", 2, seed=None, wordings=QUESTION_WORDINGS)
     assert wordings == [t.format(s="Varenko") for t in family if t != "Where was {s} born?"][:2]
-    assert TemplateBackend(seed=None, wordings=QUESTION_WORDINGS).generate("Where was Varenko born?", "", 2) == \
-        json.dumps(wordings)
+    assert TemplateBackend(seed=None, wordings=QUESTION_WORDINGS).generate(
+        "Where was Varenko born?", "", 2
+    ) == json.dumps(wordings)
     assert template_paraphrases("Where was Varenko born?", 1) == ["I would like to know: where was Varenko born?"]

@@ -30,8 +30,15 @@ def test_colocate_tensor_parallel_must_divide_the_processes():
 
 def test_colocate_tensor_parallel_groups_spanning_machines_are_warned_about():
     # 12 processes on 2 machines = 6 per machine; TP 4 divides 12 but makes the group of ranks 4..7 span both
-    plan = plan_batches(recipe("training.vllm_mode=colocate", "training.vllm_tensor_parallel_size=4",
-                               "training.per_device_train_batch_size=2"), 12, 2)
+    plan = plan_batches(
+        recipe(
+            "training.vllm_mode=colocate",
+            "training.vllm_tensor_parallel_size=4",
+            "training.per_device_train_batch_size=2",
+        ),
+        12,
+        2,
+    )
     assert plan.problems == []
     assert any("span machines" in w for w in plan.warnings)
 
@@ -71,6 +78,17 @@ def test_plan_command_prints_warnings_and_fails_on_rejected_settings():
     ok = runner.invoke(app, ["plan", str(PAPER_8B), "-p", "16", "-m", "2", "--vllm-data-parallel", "2"])
     assert ok.exit_code == 0, ok.output
     assert "warning:" in ok.output and "mixture-of-experts" in ok.output
-    bad = runner.invoke(app, ["plan", str(PAPER_8B), "-p", "16", "--set", "training.vllm_mode=colocate",
-                              "--set", "training.vllm_tensor_parallel_size=3"])
+    bad = runner.invoke(
+        app,
+        [
+            "plan",
+            str(PAPER_8B),
+            "-p",
+            "16",
+            "--set",
+            "training.vllm_mode=colocate",
+            "--set",
+            "training.vllm_tensor_parallel_size=3",
+        ],
+    )
     assert bad.exit_code == 2 and "must divide the 16 training processes" in bad.output

@@ -31,20 +31,40 @@ GOOD_SET = json.loads((WORKDIR / "good.jsonl").read_text().splitlines()[0])
 RECIPE = {
     "model": {"name_or_path": "some-org/some-model", "dtype": "auto", "lora": {"r": 8, "alpha": 16}},
     "data": {"train": str(WORKDIR / "good.jsonl"), "prompt": "rag_short_answer", "max_train_sets": 4},
-    "reward": {"similarity": "bleu2", "consistency_weight": 1.0, "relaxed": {"kappa": 1, "samples": 1},
-               "accuracy": {"metric": "token_f1", "weight": 1.0}, "advantage": "paraphrase"},
-    "training": {"learning_rate": 1e-5, "num_generations": 2, "per_device_train_batch_size": 6, "beta": 0.04,
-                 "max_completion_length": 8, "temperature": 1.0, "gradient_accumulation_steps": 1,
-                 "report_to": [], "seed": 0},
+    "reward": {
+        "similarity": "bleu2",
+        "consistency_weight": 1.0,
+        "relaxed": {"kappa": 1, "samples": 1},
+        "accuracy": {"metric": "token_f1", "weight": 1.0},
+        "advantage": "paraphrase",
+    },
+    "training": {
+        "learning_rate": 1e-5,
+        "num_generations": 2,
+        "per_device_train_batch_size": 6,
+        "beta": 0.04,
+        "max_completion_length": 8,
+        "temperature": 1.0,
+        "gradient_accumulation_steps": 1,
+        "report_to": [],
+        "seed": 0,
+    },
     "evaluation": {"enabled": True, "metrics": ["bleu2", "exact_match"], "levels": ["e2e"], "max_new_tokens": 8},
 }
 # GRPO_SIM_PROPERTY_EXAMPLES=2000 for a deeper hunt; 100 keeps the suite fast
-SETTINGS = settings(max_examples=int(os.environ.get("GRPO_SIM_PROPERTY_EXAMPLES", "100")), deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=int(os.environ.get("GRPO_SIM_PROPERTY_EXAMPLES", "100")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 any_value = st.one_of(
-    st.none(), st.booleans(), st.integers(-(10**12), 10**12), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), st.lists(st.integers(-3, 3), max_size=3),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.lists(st.integers(-3, 3), max_size=3),
     st.dictionaries(st.text(max_size=4), st.integers(-3, 3), max_size=2),
 )
 garbage = st.binary(min_size=1, max_size=8)

@@ -38,7 +38,8 @@ def test_valid_recipe_and_trainer_kwargs(tmp_path):
     # the shorthand reward keys become a consistency term and an accuracy (reference) term
     assert config.reward_terms == [
         {"type": "consistency", "name": "consistency", "weight": 1.0, "similarity": "bleu2", "relaxed": None},
-        {"type": "reference", "name": "accuracy", "weight": 1.0, "similarity": "token_f1", "column": None}]
+        {"type": "reference", "name": "accuracy", "weight": 1.0, "similarity": "token_f1", "column": None},
+    ]
     assert config.advantage_mode == "paraphrase"
     assert config.learning_rate == 1e-6 and config.num_generations == 4
 
@@ -46,12 +47,16 @@ def test_valid_recipe_and_trainer_kwargs(tmp_path):
 @pytest.mark.parametrize(
     "patch, expected",
     [
-        ({"training": {"learning_rat": 1e-6}}, "training.learning_rat: not a GRPOConfig/TrainingArguments field; "
-                                               "did you mean 'learning_rate'?"),
+        (
+            {"training": {"learning_rat": 1e-6}},
+            "training.learning_rat: not a GRPOConfig/TrainingArguments field; did you mean 'learning_rate'?",
+        ),
         ({"reward": {"similarty": "bleu2"}}, "reward.similarty: unknown key in reward; did you mean 'similarity'?"),
         ({"modle": {}}, "modle: unknown top-level key; did you mean 'model'?"),
-        ({"model": {"name_or_path": "x", "lora": {"alpah": 8}}}, "model.lora.alpah: unknown key in model.lora; "
-                                                                 "did you mean 'alpha'?"),
+        (
+            {"model": {"name_or_path": "x", "lora": {"alpah": 8}}},
+            "model.lora.alpah: unknown key in model.lora; did you mean 'alpha'?",
+        ),
         ({"reward": {"similarity": "blue2"}}, "unknown similarity 'blue2'. Did you mean 'bleu2'?"),
         ({"reward": {"advantage": "group"}}, "reward.advantage: Input should be 'paraphrase', 'set' or 'batch'"),
         ({"training": {"learning_rate": "fast"}}, "training.learning_rate: 'fast' is not a valid float"),
@@ -89,10 +94,15 @@ def test_grpo_config_arithmetic_is_reported_against_the_recipe(tmp_path):
 
 def test_extends_and_overrides(tmp_path):
     write(tmp_path, BASE, "base.yaml")
-    child = {"extends": "base.yaml", "reward": {"similarity": "rouge_l", "relaxed": {"kappa": 2}},
-             "model": {"lora": {"r": 8}}}
-    recipe = load_recipe(write(tmp_path, child, "child.yaml"),
-                         ["training.learning_rate=2e-5", "reward.accuracy=null", "training.report_to=[wandb]"])
+    child = {
+        "extends": "base.yaml",
+        "reward": {"similarity": "rouge_l", "relaxed": {"kappa": 2}},
+        "model": {"lora": {"r": 8}},
+    }
+    recipe = load_recipe(
+        write(tmp_path, child, "child.yaml"),
+        ["training.learning_rate=2e-5", "reward.accuracy=null", "training.report_to=[wandb]"],
+    )
     assert recipe.reward.similarity == "rouge_l" and recipe.reward.relaxed.kappa == 2
     assert recipe.model.name_or_path == "some/model" and recipe.model.lora.r == 8
     assert recipe.training["learning_rate"] == 2e-5 and recipe.training["num_generations"] == 4
@@ -163,14 +173,18 @@ def test_plan_arithmetic_and_problems(tmp_path):
     assert rows["generation batch (completions)"] == "672" and rows["sets per generation batch"] == "28"
     assert rows["rollouts per vLLM call (server)"] == "672 = 168 prompts x n=4"
     assert rows["completions per optimizer step"] == "672"
-    bad = load_recipe(ROOT / "recipes" / "qwen2.5-3b" / "triviaqa_ps_grpo.yaml",
-                      ["training.per_device_train_batch_size=10", "training.gradient_accumulation_steps=1"])
+    bad = load_recipe(
+        ROOT / "recipes" / "qwen2.5-3b" / "triviaqa_ps_grpo.yaml",
+        ["training.per_device_train_batch_size=10", "training.gradient_accumulation_steps=1"],
+    )
     plan = plan_batches(bad, num_processes=3)
     assert len(plan.problems) == 1
     assert "generation batch 30" in plan.problems[0] and "nearest valid batches: 24 or 48" in plan.problems[0]
     assert "per_device_train_batch_size a multiple of 8" in plan.problems[0]
-    both = load_recipe(ROOT / "recipes" / "demo" / "ps_grpo.yaml",
-                       ["training.generation_batch_size=64", "training.steps_per_generation=2"])
+    both = load_recipe(
+        ROOT / "recipes" / "demo" / "ps_grpo.yaml",
+        ["training.generation_batch_size=64", "training.steps_per_generation=2"],
+    )
     assert "not both" in plan_batches(both).problems[0]
     uneven = plan_batches(recipe, num_processes=7, num_machines=2)
     assert "do not split evenly" in uneven.problems[0]

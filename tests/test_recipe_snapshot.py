@@ -31,21 +31,42 @@ def built_config(relative: str) -> dict:
     return json.loads(json.dumps(config.to_dict(), default=str))
 
 
-SHORTHAND = ("similarity", "consistency_weight", "accuracy_weight", "accuracy_metric", "relaxed_kappa",
-             "relaxed_samples")
+SHORTHAND = (
+    "similarity",
+    "consistency_weight",
+    "accuracy_weight",
+    "accuracy_metric",
+    "relaxed_kappa",
+    "relaxed_samples",
+)
 
 
 def terms_of_captured(old: dict) -> list[dict]:
     """What the captured shorthand meant: consistency (if weighted) then accuracy vs gold (if weighted)."""
     terms = []
     if old["consistency_weight"]:
-        relaxed = None if old["relaxed_kappa"] is None else {"kappa": old["relaxed_kappa"],
-                                                             "samples": old["relaxed_samples"]}
-        terms.append({"type": "consistency", "name": "consistency", "weight": old["consistency_weight"],
-                      "similarity": old["similarity"], "relaxed": relaxed})
+        relaxed = (
+            None if old["relaxed_kappa"] is None else {"kappa": old["relaxed_kappa"], "samples": old["relaxed_samples"]}
+        )
+        terms.append(
+            {
+                "type": "consistency",
+                "name": "consistency",
+                "weight": old["consistency_weight"],
+                "similarity": old["similarity"],
+                "relaxed": relaxed,
+            }
+        )
     if old["accuracy_weight"]:
-        terms.append({"type": "reference", "name": "accuracy", "weight": old["accuracy_weight"],
-                      "similarity": old["accuracy_metric"], "column": None})
+        terms.append(
+            {
+                "type": "reference",
+                "name": "accuracy",
+                "weight": old["accuracy_weight"],
+                "similarity": old["accuracy_metric"],
+                "column": None,
+            }
+        )
     return terms
 
 
@@ -55,8 +76,11 @@ def test_shipped_recipe_builds_the_captured_config(relative):
     assert new["reward_terms"] == terms_of_captured(old)
     assert all(new[name] is None for name in SHORTHAND)
     model = load_recipe(ROOT / relative).model
-    expected_init = None if model.dtype == "auto" and not model.attn_implementation else {
-        "dtype": model.dtype, "attn_implementation": model.attn_implementation, "trust_remote_code": False}
+    expected_init = (
+        None
+        if model.dtype == "auto" and not model.attn_implementation
+        else {"dtype": model.dtype, "attn_implementation": model.attn_implementation, "trust_remote_code": False}
+    )
     assert old["model_init_kwargs"] is None and new["model_init_kwargs"] == expected_init
     rest = set(old) - set(SHORTHAND) - {"model_init_kwargs"}
     assert set(new) - set(SHORTHAND) == rest | {"reward_terms", "model_init_kwargs"}

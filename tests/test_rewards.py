@@ -56,8 +56,9 @@ def test_exact_reward_matches_formula_and_ignores_order():
         others = [numeric_sim([values[i]], [values[j]])[0, 0] for j in range(n * g) if paras[j] != paras[i]]
         expected.append(sum(others) / ((n - 1) * g))
     perm = rng.permutation(n * g)
-    shuffled = group_similarity_rewards([values[k] for k in perm], ["a"] * (n * g), [paras[k] for k in perm],
-                                        similarity=numeric_sim)
+    shuffled = group_similarity_rewards(
+        [values[k] for k in perm], ["a"] * (n * g), [paras[k] for k in perm], similarity=numeric_sim
+    )
     np.testing.assert_allclose(shuffled, np.asarray(expected)[perm], atol=1e-12)
 
 
@@ -93,8 +94,9 @@ def test_relaxed_is_deterministic_and_only_scores_sampled_pairs():
     n, g = 6, 4
     comps = [str(v) for v in np.random.default_rng(0).integers(0, 10, n * g)]
     paras = np.repeat(np.arange(n), g).tolist()
-    r1 = group_similarity_rewards(comps, ["s"] * (n * g), paras, counting_sim,
-                                  approx={"kappa": 3, "samples": 1}, seed=5)
+    r1 = group_similarity_rewards(
+        comps, ["s"] * (n * g), paras, counting_sim, approx={"kappa": 3, "samples": 1}, seed=5
+    )
     scored_pairs = sum(a * b for a, b in calls)
     r2 = group_similarity_rewards(comps, ["s"] * (n * g), paras, numeric_sim, approx={"kappa": 3, "samples": 1}, seed=5)
     r3 = group_similarity_rewards(comps, ["s"] * (n * g), paras, numeric_sim, approx={"kappa": 3, "samples": 1}, seed=6)
@@ -113,10 +115,12 @@ def test_relaxed_is_unbiased(sizes):
         paras += [p] * size
     sets = ["s"] * len(comps)
     exact = group_similarity_rewards(comps, sets, paras, numeric_sim)
-    draws = np.stack([
-        group_similarity_rewards(comps, sets, paras, numeric_sim, approx={"kappa": 2, "samples": 1}, seed=s)
-        for s in range(4000)
-    ])
+    draws = np.stack(
+        [
+            group_similarity_rewards(comps, sets, paras, numeric_sim, approx={"kappa": 2, "samples": 1}, seed=s)
+            for s in range(4000)
+        ]
+    )
     # Standard error of the mean is below 0.005 here; 0.02 is a 4-sigma bound.
     np.testing.assert_allclose(draws.mean(axis=0), exact, atol=0.02)
 
@@ -149,8 +153,9 @@ def test_majority_agreement():
 
 
 def test_combine_rewards_nan_rule():
-    total = combine_rewards({"c": np.array([0.5, np.nan, np.nan]), "a": np.array([1.0, 0.2, np.nan])},
-                            {"c": 2.0, "a": 0.5})
+    total = combine_rewards(
+        {"c": np.array([0.5, np.nan, np.nan]), "a": np.array([1.0, 0.2, np.nan])}, {"c": 2.0, "a": 0.5}
+    )
     np.testing.assert_allclose(total[:2], [1.5, 0.1])
     assert np.isnan(total[2])
     with pytest.raises(ValueError, match="unknown reward components"):
@@ -167,8 +172,12 @@ def test_collapse_penalty_and_statistics():
     np.testing.assert_allclose(out[[0, 3]], rewards[[0, 3]])
     neg = apply_collapse_penalty(np.array([-1.0, 2.0, 5.0]), np.array([False, False, True]))
     np.testing.assert_allclose(neg, [-1.0, 2.0, -1.0])
-    stats = set_statistics(["a", "a", "a", "a", "b", "c"], ["s", "s", "t", "t", "u", "u"], [0, 1, 0, 1, 0, 1],
-                           rewards=np.array([1, 1, 1, 1, 0, 0.5]))
+    stats = set_statistics(
+        ["a", "a", "a", "a", "b", "c"],
+        ["s", "s", "t", "t", "u", "u"],
+        [0, 1, 0, 1, 0, 1],
+        rewards=np.array([1, 1, 1, 1, 0, 0.5]),
+    )
     assert stats["agreement"] == pytest.approx(4 / 6)
     assert stats["frac_sets_identical"] == pytest.approx(2 / 3)
     assert stats["frac_zero_std_set"] == pytest.approx(2 / 3)
@@ -311,11 +320,18 @@ def test_sharded_scoring_is_bit_identical_to_scoring_everything(approx):
         for shard in range(num_shards):
             rows = np.flatnonzero(shards == shard)
             own = list(dict.fromkeys(sets[k] for k in rows))
-            shares.append(group_similarity_rewards(comps, sets, paras, "bleu2", approx=approx, seed=(0, 0, 9),
-                                                   sets=own)[rows])
+            shares.append(
+                group_similarity_rewards(comps, sets, paras, "bleu2", approx=approx, seed=(0, 0, 9), sets=own)[rows]
+            )
         np.testing.assert_array_equal(merge_shards(shares, shards), full)
     # a set's rewards do not depend on the other sets or their order in the batch (rows of a set keep their order)
     order = np.argsort([-int(s[3:]) for s in sets], kind="stable")
-    reordered = group_similarity_rewards([comps[k] for k in order], [sets[k] for k in order],
-                                         [paras[k] for k in order], "bleu2", approx=approx, seed=(0, 0, 9))
+    reordered = group_similarity_rewards(
+        [comps[k] for k in order],
+        [sets[k] for k in order],
+        [paras[k] for k in order],
+        "bleu2",
+        approx=approx,
+        seed=(0, 0, 9),
+    )
     np.testing.assert_array_equal(reordered, full[order])

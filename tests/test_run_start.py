@@ -33,6 +33,7 @@ def test_a_run_builds_its_config_once(tmp_path, monkeypatch):
 def fail_with(exc: BaseException):
     def run_training(*args, **kwargs):
         raise exc
+
     return run_training
 
 

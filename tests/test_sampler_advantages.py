@@ -51,17 +51,18 @@ def test_batch_check_explains_with_numbers():
 def test_sampler_keeps_sets_whole_and_contiguous():
     n, g, sets_per_batch, repeat = 3, 2, 2, 2
     layout = layout_of(7, n)
-    sampler = ParaphraseSetSampler(layout, mini_repeat_count=g, sets_per_batch=sets_per_batch,
-                                   repeat_count=repeat, seed=42)
+    sampler = ParaphraseSetSampler(
+        layout, mini_repeat_count=g, sets_per_batch=sets_per_batch, repeat_count=repeat, seed=42
+    )
     rows = list(sampler)
     assert len(rows) == len(sampler) == 3 * sets_per_batch * n * g * repeat  # last set dropped (7 // 2 = 3)
     batch = sets_per_batch * n * g
-    blocks = [rows[i:i + batch] for i in range(0, len(rows), batch)]
+    blocks = [rows[i : i + batch] for i in range(0, len(rows), batch)]
     for k in range(0, len(blocks), repeat):
         assert blocks[k] == blocks[k + 1]  # repeat_count reuses the same generation batch
     for block in blocks:
         for s in range(sets_per_batch):
-            chunk = block[s * n * g:(s + 1) * n * g]
+            chunk = block[s * n * g : (s + 1) * n * g]
             set_index = chunk[0] // n
             assert chunk == [set_index * n + p for p in range(n) for _ in range(g)]
     assert list(ParaphraseSetSampler(layout, g, sets_per_batch, repeat, seed=42)) == rows

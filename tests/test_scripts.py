@@ -26,8 +26,13 @@ def test_vllm_server_without_arguments_prints_usage():
 
 
 def _gpu_check_env(tmp_path, wheels: Path) -> dict[str, str]:
-    return dict(os.environ, PYTHON=sys.executable, GPU_CHECK_WHEELS=str(wheels), GPU_CHECK_SITE=str(tmp_path / "site"),
-                OMP_NUM_THREADS="1")
+    return dict(
+        os.environ,
+        PYTHON=sys.executable,
+        GPU_CHECK_WHEELS=str(wheels),
+        GPU_CHECK_SITE=str(tmp_path / "site"),
+        OMP_NUM_THREADS="1",
+    )
 
 
 def _fake_wheel(folder: Path, name: str, version: str, requires: list[str] = ()) -> Path:
@@ -75,9 +80,13 @@ def test_gpu_check_without_torch_says_which_python_to_use(tmp_path):
 def test_gpu_check_dry_run_on_cpu(tmp_path):
     """The GPU check's code path on CPU: tiny model, 2 steps of each trainer, fp32, the ZeRO-3 similarity check."""
     out = tmp_path / "check.json"
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", "--json", str(out)],
-                          env=_gpu_check_env(tmp_path, tmp_path / "no-wheels"), capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", "--json", str(out)],
+        env=_gpu_check_env(tmp_path, tmp_path / "no-wheels"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["device"] == "cpu" and result["precision"] == "fp32" and result["steps"] == 2

@@ -23,8 +23,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def test_available_names():
     names = set(available())
-    assert {"bleu", "bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "exact_match", "token_f1", "chrf",
-            "embedding", "bmas"} <= names
+    assert {
+        "bleu",
+        "bleu1",
+        "bleu2",
+        "bleu3",
+        "bleu4",
+        "rouge_l",
+        "exact_match",
+        "token_f1",
+        "chrf",
+        "embedding",
+        "bmas",
+    } <= names
 
 
 def test_parameterised_and_mapping_specs():
@@ -37,8 +48,16 @@ def test_parameterised_and_mapping_specs():
     assert (c.char_order, c.word_order, c.beta) == (6, 2, 1)
     assert get_similarity("rouge_l:use_stemmer=true").use_stemmer is True
     # names rebuild the metric
-    for spec in ["bleu:n=3", "bleu:n=2,lowercase=true", "chrf:word_order=2", "rouge_l:use_stemmer=true",
-                 "token_f1", "exact_match", "embedding:batch_size=8", "bmas"]:
+    for spec in [
+        "bleu:n=3",
+        "bleu:n=2,lowercase=true",
+        "chrf:word_order=2",
+        "rouge_l:use_stemmer=true",
+        "token_f1",
+        "exact_match",
+        "embedding:batch_size=8",
+        "bmas",
+    ]:
         m = get_similarity(spec)
         assert get_similarity(m.name).name == m.name
 
@@ -305,8 +324,7 @@ def test_bmas(bmas):
     np.testing.assert_allclose(aa, aa.T, atol=1e-6)
     np.testing.assert_allclose(bmas.pairs(a[:3], b), out[[0, 1, 2], [0, 1, 2]], atol=1e-12)
     enc = bmas.encode(a)
-    np.testing.assert_allclose(bmas.block(bmas.select(enc, np.array([1, 0])), bmas.encode(b)), out[[1, 0]],
-                               atol=1e-12)
+    np.testing.assert_allclose(bmas.block(bmas.select(enc, np.array([1, 0])), bmas.encode(b)), out[[1, 0]], atol=1e-12)
 
 
 def test_bmas_chunking_matches(bmas, monkeypatch):

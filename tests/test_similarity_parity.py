@@ -22,9 +22,48 @@ rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
 TOL = 1e-9
 
 WORDS = [
-    "the", "The", "a", "an", "An", "cat", "cat", "cats", "sat", "sitting", "mat", "on", "dog", "running",
-    ",", ".", "!", "?", "'s", "(hi)", "x-y", "3.5", "1,000", "&amp;", "don't", "A.", "e.g.", "--",
-    "café", "naïve", "Ünï", "日本語", "猫", "Привет", "привет", "über", "ß", "😀", "42", "İstanbul", "\u212a", "ﬁ",
+    "the",
+    "The",
+    "a",
+    "an",
+    "An",
+    "cat",
+    "cat",
+    "cats",
+    "sat",
+    "sitting",
+    "mat",
+    "on",
+    "dog",
+    "running",
+    ",",
+    ".",
+    "!",
+    "?",
+    "'s",
+    "(hi)",
+    "x-y",
+    "3.5",
+    "1,000",
+    "&amp;",
+    "don't",
+    "A.",
+    "e.g.",
+    "--",
+    "café",
+    "naïve",
+    "Ünï",
+    "日本語",
+    "猫",
+    "Привет",
+    "привет",
+    "über",
+    "ß",
+    "😀",
+    "42",
+    "İstanbul",
+    "\u212a",
+    "ﬁ",
 ]
 SEPARATORS = [" ", " ", " ", "  ", "\t", "\n", ", ", ""]
 
@@ -68,13 +107,22 @@ def check_matrix(spec, hyps, refs, reference):
 @given(hyps=text_lists, refs=text_lists, n=st.integers(1, 4), lowercase=st.booleans())
 def test_bleu_parity(hyps, refs, n, lowercase):
     bleu = sacrebleu_metrics.BLEU(max_ngram_order=n, effective_order=True, lowercase=lowercase)
-    check_matrix({"name": "bleu", "n": n, "lowercase": lowercase}, hyps, refs,
-                 lambda h, r: bleu.sentence_score(h, [r]).score / 100)
+    check_matrix(
+        {"name": "bleu", "n": n, "lowercase": lowercase},
+        hyps,
+        refs,
+        lambda h, r: bleu.sentence_score(h, [r]).score / 100,
+    )
 
 
 @settings(max_examples=150, deadline=None)
-@given(hyps=text_lists, refs=text_lists, orders=st.sampled_from([(6, 0), (6, 2), (3, 1), (1, 0), (0, 2)]),
-       beta=st.sampled_from([1, 2, 3]), lowercase=st.booleans())
+@given(
+    hyps=text_lists,
+    refs=text_lists,
+    orders=st.sampled_from([(6, 0), (6, 2), (3, 1), (1, 0), (0, 2)]),
+    beta=st.sampled_from([1, 2, 3]),
+    lowercase=st.booleans(),
+)
 def test_chrf_parity(hyps, refs, orders, beta, lowercase):
     co, wo = orders
     chrf = sacrebleu_metrics.CHRF(char_order=co, word_order=wo, beta=beta, lowercase=lowercase)
@@ -86,8 +134,12 @@ def test_chrf_parity(hyps, refs, orders, beta, lowercase):
 @given(hyps=text_lists, refs=text_lists, stem=st.booleans())
 def test_rouge_l_parity(hyps, refs, stem):
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=stem)
-    check_matrix({"name": "rouge_l", "use_stemmer": stem}, hyps, refs,
-                 lambda h, r: scorer.score(target=r, prediction=h)["rougeL"].fmeasure)
+    check_matrix(
+        {"name": "rouge_l", "use_stemmer": stem},
+        hyps,
+        refs,
+        lambda h, r: scorer.score(target=r, prediction=h)["rougeL"].fmeasure,
+    )
 
 
 def squad_f1(prediction: str, truth: str) -> float:
@@ -150,8 +202,14 @@ def test_normalize_answer_matches_squad_script():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(list("ab 09.,-!\"#$%&'()*+/:;<=>?@[\\]^_`{|}~\n\té") +
-                                ["&amp;", "&quot;", "&lt;", "<skipped>", "-\n"]), max_size=40).map("".join))
+@given(
+    st.lists(
+        st.sampled_from(
+            list("ab 09.,-!\"#$%&'()*+/:;<=>?@[\\]^_`{|}~\n\té") + ["&amp;", "&quot;", "&lt;", "<skipped>", "-\n"]
+        ),
+        max_size=40,
+    ).map("".join)
+)
 def test_fast_13a_tokenizer_equals_sacrebleu(text):
     from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 

@@ -25,7 +25,7 @@ from trainer_helpers import free_port
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
-SRUN = r'''
+SRUN = r"""
 import json, os, signal, subprocess, sys, time
 args, opts = sys.argv[1:], {}
 while args and args[0].startswith("-"):
@@ -62,9 +62,9 @@ while any(task.poll() is None for task in tasks):
     time.sleep(0.05)
 signal_tasks(signal.SIGKILL)  # the step ends: nothing of it outlives its tasks
 sys.exit(max(128 - t.returncode if t.returncode < 0 else t.returncode for t in tasks))
-'''
+"""
 
-SCONTROL = r'''
+SCONTROL = r"""
 import os, sys
 if sys.argv[1:3] == ["show", "hostnames"]:
     print("\n".join(sys.argv[3].split(",")))
@@ -73,16 +73,16 @@ elif sys.argv[1] == "requeue":
         log.write(" ".join(sys.argv[1:]) + "\n")
 else:
     sys.exit(f"stub scontrol: unexpected {sys.argv[1:]}")
-'''
+"""
 
 # Every node is one loopback address: n1 -> 127.0.0.1, n3 -> 127.0.0.3.
-HOSTNAME = r'''
+HOSTNAME = r"""
 import os, re, sys
 node = os.environ.get("SLURMD_NODENAME", "n1")
 print(f"127.0.0.{re.sub(r'[^0-9]', '', node)} ::1" if sys.argv[1:] == ["-I"] else node)
-'''
+"""
 
-VLLM = r'''
+VLLM = r"""
 import http.server, json, os, sys
 if sys.argv[1:] == ["--version"]:
     print(os.environ.get("STUB_VLLM_VERSION", "0.31.0"))
@@ -106,9 +106,9 @@ class Health(http.server.BaseHTTPRequestHandler):
 
 port = int(sys.argv[sys.argv.index("--port") + 1])
 http.server.ThreadingHTTPServer((sys.argv[sys.argv.index("--host") + 1], port), Health).serve_forever()
-'''
+"""
 
-TRAINER = r'''
+TRAINER = r"""
 import json, os, signal, sys, time, urllib.request
 argv = sys.argv[1:]
 node = os.environ["SLURM_NODEID"]
@@ -138,7 +138,7 @@ event("stop requested", server_alive=server_alive())
 time.sleep(1.0)  # finishing the step and writing the checkpoint
 event("checkpoint saved", server_alive=server_alive())
 sys.exit(143)
-'''
+"""
 
 
 @pytest.fixture
@@ -149,29 +149,58 @@ def slurm(tmp_path):
         path.mkdir()
     for name in ("scripts", "configs"):
         (work / name).symlink_to(ROOT / name)
-    for name, source in (("srun", SRUN), ("scontrol", SCONTROL), ("hostname", HOSTNAME), ("vllm", VLLM),
-                         ("accelerate", TRAINER)):
+    for name, source in (
+        ("srun", SRUN),
+        ("scontrol", SCONTROL),
+        ("hostname", HOSTNAME),
+        ("vllm", VLLM),
+        ("accelerate", TRAINER),
+    ):
         (stubs / name).write_text(f"#!{PY}\n{source}")
         (stubs / name).chmod(0o755)
     recipe_dir = work / "recipes o'brien"
     recipe_dir.mkdir()
     recipe = recipe_dir / "it's tiny.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "model": {"name_or_path": "stub-org/Tiny-1B"},
-        "data": {"train": "data/none.jsonl", "paraphrases_per_set": 3},
-        "training": {"num_generations": 2, "per_device_train_batch_size": 3, "use_vllm": True,
-                     "vllm_mode": "server", "report_to": []},
-    }))
-    env = {**os.environ, "PATH": f"{stubs}:{Path(PY).parent}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT),
-           "STUB_DIR": str(record), "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "n1,n2,n3", "GPUS_PER_NODE": "1",
-           "VLLM_PORT": str(free_port()), "MAIN_PROCESS_PORT": str(free_port()), "VLLM_HEALTH_TIMEOUT": "60"}
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"name_or_path": "stub-org/Tiny-1B"},
+                "data": {"train": "data/none.jsonl", "paraphrases_per_set": 3},
+                "training": {
+                    "num_generations": 2,
+                    "per_device_train_batch_size": 3,
+                    "use_vllm": True,
+                    "vllm_mode": "server",
+                    "report_to": [],
+                },
+            }
+        )
+    )
+    env = {
+        **os.environ,
+        "PATH": f"{stubs}:{Path(PY).parent}:{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+        "STUB_DIR": str(record),
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NODELIST": "n1,n2,n3",
+        "GPUS_PER_NODE": "1",
+        "VLLM_PORT": str(free_port()),
+        "MAIN_PROCESS_PORT": str(free_port()),
+        "VLLM_HEALTH_TIMEOUT": "60",
+    }
     return {"work": work, "record": record, "recipe": recipe, "env": env}
 
 
 def start(slurm, *args, **env):
-    return subprocess.Popen(["bash", "scripts/slurm_train.sh", str(slurm["recipe"].relative_to(slurm["work"])), *args],
-                            cwd=slurm["work"], env={**slurm["env"], **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        ["bash", "scripts/slurm_train.sh", str(slurm["recipe"].relative_to(slurm["work"])), *args],
+        cwd=slurm["work"],
+        env={**slurm["env"], **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def finish(proc, timeout=60):
@@ -232,8 +261,10 @@ def test_time_limit_signal_stops_trainers_gracefully_keeps_the_server_and_requeu
         argv = started["argv"]
         assert argv[:5] == ["launch", "--machine_rank", str(node), "--rdzv_conf", f"is_host={int(node == 0)}"]
         joined = " ".join(argv)
-        assert ("--num_machines 2 --num_processes 2 --main_process_ip 127.0.0.1 --main_process_port "
-                f"{slurm['env']['MAIN_PROCESS_PORT']} --rdzv_backend c10d") in joined
+        assert (
+            "--num_machines 2 --num_processes 2 --main_process_ip 127.0.0.1 --main_process_port "
+            f"{slurm['env']['MAIN_PROCESS_PORT']} --rdzv_backend c10d"
+        ) in joined
         # the recipe path (with its quote) arrives as one argument
         assert argv[argv.index("--config") + 1] == "recipes o'brien/it's tiny.yaml"
         assert "training.max_steps=5" in argv and "training.vllm_server_host=127.0.0.3" in argv  # the last node
@@ -295,10 +326,13 @@ def test_losing_the_server_during_training_stops_the_trainers_and_fails(slurm):
     assert not (slurm["record"] / "scontrol.log").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--overwrite"], "--overwrite would delete the run's checkpoints"),
-    (["--resume", "auto"], "leave --resume out"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--overwrite"], "--overwrite would delete the run's checkpoints"),
+        (["--resume", "auto"], "leave --resume out"),
+    ],
+)
 def test_arguments_that_break_requeueing_are_refused(slurm, args, message):
     rc, out = finish(start(slurm, *args))
     assert rc == 2 and message in out
@@ -306,15 +340,17 @@ def test_arguments_that_break_requeueing_are_refused(slurm, args, message):
 
 def test_outside_slurm_says_so(slurm):
     env = {k: v for k, v in slurm["env"].items() if k != "SLURM_JOB_ID"}
-    proc = subprocess.run(["bash", "scripts/slurm_train.sh", "x.yaml"], cwd=slurm["work"], env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["bash", "scripts/slurm_train.sh", "x.yaml"], cwd=slurm["work"], env=env, capture_output=True, text=True
+    )
     assert proc.returncode == 2
 
 
 def run_vllm_server(slurm, *args, version="0.31.0"):
     env = {**slurm["env"], "STUB_VLLM_VERSION": version, "STUB_VLLM_MODE": "exit"}
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "vllm_server.sh"), *args], env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "vllm_server.sh"), *args], env=env, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return lines(slurm["record"] / "vllm.log")[-1], proc.stderr
 
@@ -330,7 +366,7 @@ def test_vllm_server_runs_vllm_serve_with_the_flags_trl_imposes(slurm):
     assert warnings == ""
     # what trl vllm-serve would run: every flag TRL adds beyond the plain translation is there
     trl_command = build_command(ScriptArguments(model="org/Model"))
-    imposed = trl_command[trl_command.index("--weight-transfer-config"):]
+    imposed = trl_command[trl_command.index("--weight-transfer-config") :]
     assert " ".join(imposed) in " ".join(argv)
     assert "--enable-scale-out" in argv  # added by TRL for vLLM >= 0.30
     older, _ = run_vllm_server(slurm, "org/Model", "2", "1", "8100", version="0.28.2")
@@ -357,22 +393,41 @@ def test_the_readme_two_machine_launch_check_trains_to_the_end(tmp_path):
     train, _, _ = build_demo_dataset(6, 2, num_paraphrases=3, seed=0)
     write_psets(tmp_path / "train.jsonl", train)
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "model": {"name_or_path": build_policy(tmp_path / "policy")},
-        "data": {"train": str(tmp_path / "train.jsonl")},
-        "reward": {"similarity": "token_f1"},
-        "training": {"learning_rate": 1e-3, "num_generations": 2, "per_device_train_batch_size": 3,
-                     "max_completion_length": 4, "logging_steps": 1, "save_strategy": "no", "report_to": [],
-                     "seed": 0, "beta": 0.0, "disable_tqdm": True},
-        "evaluation": {"enabled": False},
-    }))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"name_or_path": build_policy(tmp_path / "policy")},
+                "data": {"train": str(tmp_path / "train.jsonl")},
+                "reward": {"similarity": "token_f1"},
+                "training": {
+                    "learning_rate": 1e-3,
+                    "num_generations": 2,
+                    "per_device_train_batch_size": 3,
+                    "max_completion_length": 4,
+                    "logging_steps": 1,
+                    "save_strategy": "no",
+                    "report_to": [],
+                    "seed": 0,
+                    "beta": 0.0,
+                    "disable_tqdm": True,
+                },
+                "evaluation": {"enabled": False},
+            }
+        )
+    )
     out = tmp_path / "launch-check"
-    command = (command.replace("RECIPE", str(recipe)).replace("runs/launch-check", str(out))
-               .replace("29555", str(free_port())))
-    env = {**os.environ, "PATH": f"{Path(PY).parent}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT),
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(["bash", "-c", f"set -e\n{command}"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    command = (
+        command.replace("RECIPE", str(recipe)).replace("runs/launch-check", str(out)).replace("29555", str(free_port()))
+    )
+    env = {
+        **os.environ,
+        "PATH": f"{Path(PY).parent}:{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+    }
+    proc = subprocess.run(
+        ["bash", "-c", f"set -e\n{command}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     # 3 completions per process: one step holds a whole set (n 3 x g 2 = 6) only with both processes
@@ -396,18 +451,33 @@ def test_time_limit_signal_checkpoints_real_trainers_launched_with_c10d(slurm, t
     (tmp_path / "cpu_nodes.yaml").write_text(yaml.safe_dump(config))
     train, _, _ = build_demo_dataset(6, 2, num_paraphrases=3, seed=0)
     write_psets(tmp_path / "train.jsonl", train)
-    slurm["recipe"].write_text(yaml.safe_dump({
-        "model": {"name_or_path": build_policy(tmp_path / "policy")},
-        "data": {"train": str(tmp_path / "train.jsonl")},
-        "reward": {"similarity": "token_f1"},
-        "training": {"learning_rate": 1e-3, "num_generations": 2, "per_device_train_batch_size": 3,
-                     "max_completion_length": 4, "max_steps": 10_000, "logging_steps": 1, "save_strategy": "no",
-                     "report_to": [], "seed": 0, "beta": 0.0, "disable_tqdm": True},
-        "evaluation": {"enabled": False},
-    }))
+    slurm["recipe"].write_text(
+        yaml.safe_dump(
+            {
+                "model": {"name_or_path": build_policy(tmp_path / "policy")},
+                "data": {"train": str(tmp_path / "train.jsonl")},
+                "reward": {"similarity": "token_f1"},
+                "training": {
+                    "learning_rate": 1e-3,
+                    "num_generations": 2,
+                    "per_device_train_batch_size": 3,
+                    "max_completion_length": 4,
+                    "max_steps": 10_000,
+                    "logging_steps": 1,
+                    "save_strategy": "no",
+                    "report_to": [],
+                    "seed": 0,
+                    "beta": 0.0,
+                    "disable_tqdm": True,
+                },
+                "evaluation": {"enabled": False},
+            }
+        )
+    )
     run = tmp_path / "run"
-    proc = start(slurm, "--output-dir", str(run), ACCELERATE_CONFIG=str(tmp_path / "cpu_nodes.yaml"),
-                 OMP_NUM_THREADS="1")
+    proc = start(
+        slurm, "--output-dir", str(run), ACCELERATE_CONFIG=str(tmp_path / "cpu_nodes.yaml"), OMP_NUM_THREADS="1"
+    )
     metrics = run / "metrics.jsonl"
     wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 2, proc, timeout=240)
     os.kill(proc.pid, signal.SIGUSR1)

@@ -28,10 +28,16 @@ def test_a_registered_source_checks_like_a_file(tmp_path, monkeypatch):
     monkeypatch.setitem(MODEL_SOURCES, "tests:policy", None)
     register_data_source("tiny-sets", DataSource(lambda recipe, split: train, lambda recipe: 3))
     register_model_source("tests:policy", ModelSource(lambda recipe, cache_dir: str(tmp_path / "built")))
-    (tmp_path / "r.yaml").write_text(yaml.safe_dump({
-        "model": {"name_or_path": "tests:policy"}, "data": {"train": "tiny-sets"},
-        "rewards": [{"type": "consistency"}],
-        "training": {"num_generations": 2, "per_device_train_batch_size": 6, "report_to": []}}))
+    (tmp_path / "r.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "model": {"name_or_path": "tests:policy"},
+                "data": {"train": "tiny-sets"},
+                "rewards": [{"type": "consistency"}],
+                "training": {"num_generations": 2, "per_device_train_batch_size": 6, "report_to": []},
+            }
+        )
+    )
     recipe = load_recipe(tmp_path / "r.yaml")
     assert load_data("tiny-sets", recipe, "train") == train
     assert resolve_model_path(recipe) == str(tmp_path / "built")
@@ -60,35 +66,46 @@ def test_a_data_source_checks_its_own_options_and_the_schema_knows_no_demo(tmp_p
 
     def load(recipe, split):
         seen.append(source_options(recipe))
-        return train[:source_options(recipe).num_sets]
+        return train[: source_options(recipe).num_sets]
 
     register_data_source("tiny-sets", DataSource(load, lambda recipe: 3, options=TinySetOptions))
-    recipe_data = {"model": {"name_or_path": "some/model"}, "rewards": [{"type": "consistency"}],
-                   "training": {"num_generations": 2, "per_device_train_batch_size": 6, "report_to": []}}
+    recipe_data = {
+        "model": {"name_or_path": "some/model"},
+        "rewards": [{"type": "consistency"}],
+        "training": {"num_generations": 2, "per_device_train_batch_size": 6, "report_to": []},
+    }
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump({**recipe_data, "data": {"train": "tiny-sets", "source_options": {"num_sets": 5}}}))
     recipe = load_recipe(path)
     assert recipe.data.source_options == {"num_sets": 5, "shuffle": False}  # defaults filled (resolved recipe)
     assert len(load_data("tiny-sets", recipe, "train")) == 5 and seen[-1] == TinySetOptions(num_sets=5)
 
-    path.write_text(yaml.safe_dump({**recipe_data, "data": {"train": "tiny-sets",
-                                                            "source_options": {"num_set": 5, "shuffle": "maybe"}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {**recipe_data, "data": {"train": "tiny-sets", "source_options": {"num_set": 5, "shuffle": "maybe"}}}
+        )
+    )
     with pytest.raises(RecipeError) as err:
         load_recipe(path)
-    assert "data.source_options.num_set: not an option of data source 'tiny-sets'; did you mean 'num_sets'?" \
-        in str(err.value)
+    assert "data.source_options.num_set: not an option of data source 'tiny-sets'; did you mean 'num_sets'?" in str(
+        err.value
+    )
     assert "data.source_options.shuffle: Input should be a valid boolean" in str(err.value)
 
     path.write_text(yaml.safe_dump({**recipe_data, "data": {"train": "train.jsonl", "source_options": {"x": 1}}}))
-    with pytest.raises(RecipeError, match="data.source_options: data.train 'train.jsonl' is not a registered data "
-                                          "source that takes options"):
+    with pytest.raises(
+        RecipeError,
+        match="data.source_options: data.train 'train.jsonl' is not a registered data source that takes options",
+    ):
         load_recipe(path)
 
 
 def test_demo_recipe_options_size_the_demo_data():
     from pathlib import Path
 
-    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "demo" / "ps_grpo.yaml",
-                         ["data.source_options.num_paraphrases=3"])
+    recipe = load_recipe(
+        Path(__file__).resolve().parents[1] / "recipes" / "demo" / "ps_grpo.yaml",
+        ["data.source_options.num_paraphrases=3"],
+    )
     assert recipe.data.source_options["num_paraphrases"] == 3
     assert DATA_SOURCES["demo"].paraphrases_per_set(recipe) == 3

@@ -49,9 +49,20 @@ def workspace(tmp_path_factory):
         "model": {"name_or_path": policy},
         "data": {"train": str(base / "train.jsonl")},
         "reward": {"similarity": "token_f1", "accuracy": {"metric": "token_f1", "weight": 1.0}},
-        "training": {"learning_rate": 1e-3, "num_generations": 2, "per_device_train_batch_size": 6,
-                     "max_completion_length": 3, "max_steps": 2, "logging_steps": 1, "save_strategy": "no",
-                     "report_to": [], "seed": 0, "beta": 0.0, "disable_tqdm": True, "dataloader_num_workers": 0},
+        "training": {
+            "learning_rate": 1e-3,
+            "num_generations": 2,
+            "per_device_train_batch_size": 6,
+            "max_completion_length": 3,
+            "max_steps": 2,
+            "logging_steps": 1,
+            "save_strategy": "no",
+            "report_to": [],
+            "seed": 0,
+            "beta": 0.0,
+            "disable_tqdm": True,
+            "dataloader_num_workers": 0,
+        },
         "evaluation": {"enabled": False},
     }
     (base / "tiny.yaml").write_text(yaml.safe_dump(recipe))
@@ -60,10 +71,14 @@ def workspace(tmp_path_factory):
 
 def write_sweep(directory: Path, workspace: Path, name: str = "sweep", **fields) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    spec = {"name": name, "base_recipe": str(workspace / "tiny.yaml"), "output_dir": str(directory / "out"),
-            "parameters": {"training.learning_rate": {"type": "grid", "values": LRS}},
-            "objective": {"metric": "train:reward", "direction": "maximize"},
-            "launch": {"command": FAKE_COMMAND}}
+    spec = {
+        "name": name,
+        "base_recipe": str(workspace / "tiny.yaml"),
+        "output_dir": str(directory / "out"),
+        "parameters": {"training.learning_rate": {"type": "grid", "values": LRS}},
+        "objective": {"metric": "train:reward", "direction": "maximize"},
+        "launch": {"command": FAKE_COMMAND},
+    }
     spec.update(fields)
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -79,28 +94,48 @@ def quiet(_message: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ schema
-@pytest.mark.parametrize("fields, expected", [
-    ({"n_trial": 3}, "n_trial: unknown key in top level; did you mean 'n_trials'?"),
-    ({"parameters": {"training.learning_rat": [1e-3, 1e-2]}}, "did you mean 'learning_rate'"),
-    ({"parameters": {"training.learning_rate": {"type": "float", "lows": 1e-5, "high": 1e-3}}},
-     "parameters[training.learning_rate].lows: unknown key in parameters[training.learning_rate]; did you mean 'low'"),
-    ({"parameters": {"training.learning_rate": {"type": "float", "low": 1e-5, "high": 1e-3}}, "sampler": "grid"},
-     "sampler grid needs a list of values or a range with a step"),
-    ({"parameters": {"training.learning_rate": {"type": "float", "low": 1e-3, "high": 1e-5}}, "sampler": "tpe",
-      "n_trials": 4}, "low (0.001) must be below high (1e-05)"),
-    ({"parameters": {"training.beta": {"type": "float", "low": 0.0, "high": 1.0}}, "sampler": "random"},
-     "n_trials: required with sampler random"),
-    ({"sampler": "bayes"}, "sampler: Input should be 'grid', 'random' or 'tpe'"),
-    ({"objective": {"metric": "evl:accuracy_f1"}}, "did you mean 'eval'"),
-    ({"objective": {"metric": "train:reward", "mix": {"train:reward": 1.0}}}, "exactly one of metric"),
-    ({"objective": {"metric": "eval:accuracy_f1"}}, "the base recipe does not evaluate"),
-    ({"launch": {"command": ["{python}", "x.py", "{trial_dri}"]}}, "unknown placeholder {trial_dri}; did you mean "
-                                                                   "'trial_dir'"),
-    ({"launch": {"command": ["{python}", "-m", "grpo_sim.cli", "train", "{recipe}", "-o", "{trial_dir}"]}},
-     "needs '--resume', 'auto'"),
-    ({"base_recipe": "nope.yaml"}, "base_recipe: 'nope.yaml' does not exist"),
-    ({"storage": "study.db"}, "is not a database URL"),
-])
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({"n_trial": 3}, "n_trial: unknown key in top level; did you mean 'n_trials'?"),
+        ({"parameters": {"training.learning_rat": [1e-3, 1e-2]}}, "did you mean 'learning_rate'"),
+        (
+            {"parameters": {"training.learning_rate": {"type": "float", "lows": 1e-5, "high": 1e-3}}},
+            "parameters[training.learning_rate].lows: unknown key in parameters[training.learning_rate]; "
+            "did you mean 'low'",
+        ),
+        (
+            {"parameters": {"training.learning_rate": {"type": "float", "low": 1e-5, "high": 1e-3}}, "sampler": "grid"},
+            "sampler grid needs a list of values or a range with a step",
+        ),
+        (
+            {
+                "parameters": {"training.learning_rate": {"type": "float", "low": 1e-3, "high": 1e-5}},
+                "sampler": "tpe",
+                "n_trials": 4,
+            },
+            "low (0.001) must be below high (1e-05)",
+        ),
+        (
+            {"parameters": {"training.beta": {"type": "float", "low": 0.0, "high": 1.0}}, "sampler": "random"},
+            "n_trials: required with sampler random",
+        ),
+        ({"sampler": "bayes"}, "sampler: Input should be 'grid', 'random' or 'tpe'"),
+        ({"objective": {"metric": "evl:accuracy_f1"}}, "did you mean 'eval'"),
+        ({"objective": {"metric": "train:reward", "mix": {"train:reward": 1.0}}}, "exactly one of metric"),
+        ({"objective": {"metric": "eval:accuracy_f1"}}, "the base recipe does not evaluate"),
+        (
+            {"launch": {"command": ["{python}", "x.py", "{trial_dri}"]}},
+            "unknown placeholder {trial_dri}; did you mean 'trial_dir'",
+        ),
+        (
+            {"launch": {"command": ["{python}", "-m", "grpo_sim.cli", "train", "{recipe}", "-o", "{trial_dir}"]}},
+            "needs '--resume', 'auto'",
+        ),
+        ({"base_recipe": "nope.yaml"}, "base_recipe: 'nope.yaml' does not exist"),
+        ({"storage": "study.db"}, "is not a database URL"),
+    ],
+)
 def test_schema_errors_name_the_file_and_key(workspace, tmp_path, fields, expected):
     path = write_sweep(tmp_path, workspace, **fields)
     with pytest.raises(SweepError) as info:
@@ -120,21 +155,38 @@ def test_cli_bad_input_is_one_clean_error(workspace, tmp_path):
 
 
 def test_spaces_and_shorthands(workspace, tmp_path):
-    path = write_sweep(tmp_path, workspace, sampler="grid", parameters={
-        "training.learning_rate": ["1e-4", "3e-4"],  # YAML 1.1 reads 1e-4 as a string
-        "training.beta": {"type": "float", "low": 0.0, "high": 0.1, "step": 0.05},
-        "training.num_generations": {"type": "int", "low": 2, "high": 6, "step": 2},
-        "reward.similarity": {"type": "choice", "values": ["bleu2", "exact_match"]}})
+    path = write_sweep(
+        tmp_path,
+        workspace,
+        sampler="grid",
+        parameters={
+            "training.learning_rate": ["1e-4", "3e-4"],  # YAML 1.1 reads 1e-4 as a string
+            "training.beta": {"type": "float", "low": 0.0, "high": 0.1, "step": 0.05},
+            "training.num_generations": {"type": "int", "low": 2, "high": 6, "step": 2},
+            "reward.similarity": {"type": "choice", "values": ["bleu2", "exact_match"]},
+        },
+    )
     sweep = load_sweep(path)
     assert sweep.sampler == "grid"
-    assert sweep.grid == {"training.learning_rate": [1e-4, 3e-4], "training.beta": [0.0, 0.05, 0.1],
-                          "training.num_generations": [2, 4, 6], "reward.similarity": ["bleu2", "exact_match"]}
+    assert sweep.grid == {
+        "training.learning_rate": [1e-4, 3e-4],
+        "training.beta": [0.0, 0.05, 0.1],
+        "training.num_generations": [2, 4, 6],
+        "reward.similarity": ["bleu2", "exact_match"],
+    }
     assert sweep.n_trials == 2 * 3 * 3 * 2
     assert load_sweep(path, n_trials=5).n_trials == 5
     raw = sweep.trial_raw({"training.learning_rate": 1e-05, "reward.similarity": "exact_match"})
     assert raw["training"]["learning_rate"] == 1e-05 and raw["reward"]["similarity"] == "exact_match"
-    tpe = load_sweep(write_sweep(tmp_path, workspace, name="tpe", n_trials=7, parameters={
-        "training.learning_rate": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True}}))
+    tpe = load_sweep(
+        write_sweep(
+            tmp_path,
+            workspace,
+            name="tpe",
+            n_trials=7,
+            parameters={"training.learning_rate": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True}},
+        )
+    )
     assert tpe.sampler == "tpe" and tpe.n_trials == 7 and tpe.grid is None
 
 
@@ -151,9 +203,24 @@ def test_demo_sweep_file_is_valid():
 
 # ------------------------------------------------------------------------------------------ real runs
 def test_grid_sweep_of_tiny_trainings_writes_the_report(workspace, tmp_path):
-    path = write_sweep(tmp_path, workspace, name="tiny_grid",
-                       launch={"command": ["{python}", "-m", "grpo_sim.cli", "train", "{recipe}", "--output-dir",
-                                           "{trial_dir}", "--resume", "auto"]})
+    path = write_sweep(
+        tmp_path,
+        workspace,
+        name="tiny_grid",
+        launch={
+            "command": [
+                "{python}",
+                "-m",
+                "grpo_sim.cli",
+                "train",
+                "{recipe}",
+                "--output-dir",
+                "{trial_dir}",
+                "--resume",
+                "auto",
+            ]
+        },
+    )
     result = run_sweep(path, log=quiet)
     assert result.counts["COMPLETE"] == 3 and result.ran == [0, 1, 2], result
     out = tmp_path / "out"
@@ -183,13 +250,15 @@ def test_grid_sweep_of_tiny_trainings_writes_the_report(workspace, tmp_path):
 
 
 def test_killed_sweep_continues_without_repeating_finished_trials(workspace, tmp_path):
-    path = write_sweep(tmp_path, workspace, name="killed",
-                       launch={"command": FAKE_COMMAND, "env": {"FAKE_STEP_S": "1.0"}})
+    path = write_sweep(
+        tmp_path, workspace, name="killed", launch={"command": FAKE_COMMAND, "env": {"FAKE_STEP_S": "1.0"}}
+    )
     out = tmp_path / "out" / "trials"
     sweep_log = tmp_path / "sweep.log"
     with open(sweep_log, "w") as log_fh:
-        proc = subprocess.Popen([sys.executable, "-m", "grpo_sim.sweep", str(path)], cwd=tmp_path,
-                                stdout=log_fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "grpo_sim.sweep", str(path)], cwd=tmp_path, stdout=log_fh, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.time() + 240
         while not (out / "trial-0001" / "fake.pid").exists():  # trial 0 told COMPLETE, trial 1 training
@@ -234,9 +303,15 @@ def _dead(pid: int, wait: float = 10.0) -> bool:
 
 
 def test_failed_trials_are_recorded_and_the_sweep_goes_on(workspace, tmp_path):
-    path = write_sweep(tmp_path, workspace, name="failing", parameters={
-        "training.run_name": ["ok", "crash"],                 # fake_train exits 3 on "crash"
-        "reward.advantage": ["paraphrase", "sett"]})          # "sett" makes the recipe invalid
+    path = write_sweep(
+        tmp_path,
+        workspace,
+        name="failing",
+        parameters={
+            "training.run_name": ["ok", "crash"],  # fake_train exits 3 on "crash"
+            "reward.advantage": ["paraphrase", "sett"],
+        },
+    )  # "sett" makes the recipe invalid
     result = run_sweep(path, log=quiet)
     trials = {(t.params["training.run_name"], t.params["reward.advantage"]): t for t in trials_of(path)}
     assert len(trials) == 4 and result.counts == {"COMPLETE": 1, "PRUNED": 0, "FAIL": 3, "RUNNING": 0}
@@ -256,10 +331,14 @@ def test_failed_trials_are_recorded_and_the_sweep_goes_on(workspace, tmp_path):
 
 
 def test_pruning_timeout_and_missing_objective(workspace, tmp_path):
-    path = write_sweep(tmp_path, workspace, name="pruned",
-                       parameters={"training.learning_rate": [1.0, 0.01], "training.max_steps": [12]},
-                       pruning={"metric": "train:reward", "startup_trials": 1},
-                       launch={"command": FAKE_COMMAND, "env": {"FAKE_STEP_S": "0.25"}, "kill_grace_s": 5})
+    path = write_sweep(
+        tmp_path,
+        workspace,
+        name="pruned",
+        parameters={"training.learning_rate": [1.0, 0.01], "training.max_steps": [12]},
+        pruning={"metric": "train:reward", "startup_trials": 1},
+        launch={"command": FAKE_COMMAND, "env": {"FAKE_STEP_S": "0.25"}, "kill_grace_s": 5},
+    )
     run_sweep(path, log=quiet)
     first, second = trials_of(path)
     assert first.state.name == "COMPLETE" and second.state.name == "PRUNED", second.user_attrs
@@ -267,28 +346,50 @@ def test_pruning_timeout_and_missing_objective(workspace, tmp_path):
     rows = (Path(second.user_attrs["trial_dir"]) / "metrics.jsonl").read_text().splitlines()
     assert len(rows) < 12  # stopped early
 
-    slow = write_sweep(tmp_path / "slow", workspace, name="slow", timeout_s=1.0,
-                       parameters={"training.learning_rate": [0.1]},
-                       launch={"command": FAKE_COMMAND, "env": {"FAKE_STEP_S": "30"}, "kill_grace_s": 5})
+    slow = write_sweep(
+        tmp_path / "slow",
+        workspace,
+        name="slow",
+        timeout_s=1.0,
+        parameters={"training.learning_rate": [0.1]},
+        launch={"command": FAKE_COMMAND, "env": {"FAKE_STEP_S": "30"}, "kill_grace_s": 5},
+    )
     start = time.time()
     run_sweep(slow, log=quiet)
     (trial,) = trials_of(slow)
     assert trial.state.name == "FAIL" and "timed out after 1 s" in trial.user_attrs["error"]
     assert time.time() - start < 30
 
-    missing = write_sweep(tmp_path / "missing", workspace, name="missing", objective={"metric": "train:rewardz"},
-                          parameters={"training.learning_rate": [0.1]})
+    missing = write_sweep(
+        tmp_path / "missing",
+        workspace,
+        name="missing",
+        objective={"metric": "train:rewardz"},
+        parameters={"training.learning_rate": [0.1]},
+    )
     run_sweep(missing, log=quiet)
     (trial,) = trials_of(missing)
     assert trial.state.name == "FAIL" and "did you mean 'reward'" in trial.user_attrs["error"]
 
 
 def test_workers_share_one_study(workspace, tmp_path):
-    path = write_sweep(tmp_path, workspace, name="shared",
-                       parameters={"training.learning_rate": [0.001, 0.002, 0.003, 0.004]},
-                       launch={"command": FAKE_COMMAND, "env": {"FAKE_STEP_S": "0.5"}})
-    workers = [subprocess.Popen([sys.executable, "-m", "grpo_sim.sweep", str(path), "--worker"], cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    path = write_sweep(
+        tmp_path,
+        workspace,
+        name="shared",
+        parameters={"training.learning_rate": [0.001, 0.002, 0.003, 0.004]},
+        launch={"command": FAKE_COMMAND, "env": {"FAKE_STEP_S": "0.5"}},
+    )
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "grpo_sim.sweep", str(path), "--worker"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [w.communicate(timeout=240)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     trials = trials_of(path)
@@ -335,8 +436,9 @@ def test_sigterm_stops_the_running_trial_and_the_rerun_repeats_it(workspace, tmp
     from grpo_sim.sweep import SweepInterrupted
 
     slow = {"command": FAKE_COMMAND, "env": {"FAKE_STEP_S": "20"}, "kill_grace_s": 5}
-    path = write_sweep(tmp_path, workspace, name="stopped", parameters={"training.learning_rate": [0.1, 0.2]},
-                       launch=slow)
+    path = write_sweep(
+        tmp_path, workspace, name="stopped", parameters={"training.learning_rate": [0.1, 0.2]}, launch=slow
+    )
     pid_file = tmp_path / "out" / "trials" / "trial-0000" / "fake.pid"
 
     def stop_when_training():
@@ -354,23 +456,40 @@ def test_sigterm_stops_the_running_trial_and_the_rerun_repeats_it(workspace, tmp
     (first, retry) = trials_of(path)
     assert first.state.name == "FAIL" and first.user_attrs["interrupted"] and "SIGTERM" in first.user_attrs["error"]
     assert retry.state.name == "WAITING"
-    write_sweep(tmp_path, workspace, name="stopped", parameters={"training.learning_rate": [0.1, 0.2]},
-                launch={"command": FAKE_COMMAND})
+    write_sweep(
+        tmp_path,
+        workspace,
+        name="stopped",
+        parameters={"training.learning_rate": [0.1, 0.2]},
+        launch={"command": FAKE_COMMAND},
+    )
     result = run_sweep(path, log=quiet)
     assert result.ran == [1, 2] and result.counts["COMPLETE"] == 2
-    assert [t.params for t in trials_of(path)][1:] == [{"training.learning_rate": 0.1},
-                                                       {"training.learning_rate": 0.2}]
+    assert [t.params for t in trials_of(path)][1:] == [{"training.learning_rate": 0.1}, {"training.learning_rate": 0.2}]
 
 
 def test_objective_reads_the_eval_summary_and_the_training_log(tmp_path):
     from grpo_sim.sweep import Objective, ObjectiveError, read_objective
 
     (tmp_path / "eval").mkdir()
-    (tmp_path / "eval" / "summary.json").write_text(json.dumps({
-        "schema_version": 1, "accuracy_f1": 0.5, "consistency_e2e_exact": 0.25, "consistency_e2e_exact_ci": [0.1, 0.4],
-        "models": {"model": {"accuracy_em": 0.125}}}))
-    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
-        {"step": 1, "reward": 0.1}, {"step": 2, "reward": 0.3}, {"step": 2, "train_runtime": 4.0}]) + "\n")
+    (tmp_path / "eval" / "summary.json").write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "accuracy_f1": 0.5,
+                "consistency_e2e_exact": 0.25,
+                "consistency_e2e_exact_ci": [0.1, 0.4],
+                "models": {"model": {"accuracy_em": 0.125}},
+            }
+        )
+    )
+    (tmp_path / "metrics.jsonl").write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [{"step": 1, "reward": 0.1}, {"step": 2, "reward": 0.3}, {"step": 2, "train_runtime": 4.0}]
+        )
+        + "\n"
+    )
     mix = Objective(mix={"eval:consistency_e2e_exact": 1.0, "eval:accuracy_f1": 2.0, "train:reward": -1.0})
     value, parts = read_objective(mix, tmp_path)
     assert parts == {"eval:consistency_e2e_exact": 0.25, "eval:accuracy_f1": 0.5, "train:reward": 0.3}

@@ -15,11 +15,21 @@ from grpo_sim.demo.world import build_demo_dataset
 from trainer_helpers import build_policy
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["training.use_vllm=false", "training.gradient_checkpointing=false", "training.report_to=[]",
-        "training.max_steps=2", "training.num_generations=2", "training.gradient_accumulation_steps=1",
-        "training.max_completion_length=4", "training.save_strategy=no", "training.logging_steps=1",
-        "training.disable_tqdm=true", "model.dtype=float32", "model.attn_implementation=eager",
-        "evaluation.enabled=false"]
+TINY = [
+    "training.use_vllm=false",
+    "training.gradient_checkpointing=false",
+    "training.report_to=[]",
+    "training.max_steps=2",
+    "training.num_generations=2",
+    "training.gradient_accumulation_steps=1",
+    "training.max_completion_length=4",
+    "training.save_strategy=no",
+    "training.logging_steps=1",
+    "training.disable_tqdm=true",
+    "model.dtype=float32",
+    "model.attn_implementation=eager",
+    "evaluation.enabled=false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +53,14 @@ def train(recipe: str, out: Path, policy: str, *overrides: str):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("recipe, term", [("semantic-reward/eli5_embedding.yaml", "semantic"),
-                                          ("semantic-reward/eli5_bmas.yaml", "bmas")])
+@pytest.mark.parametrize(
+    "recipe, term", [("semantic-reward/eli5_embedding.yaml", "semantic"), ("semantic-reward/eli5_bmas.yaml", "bmas")]
+)
 def test_eli5_reference_recipes_train(workspace, tmp_path, recipe, term):
     base, policy = workspace
-    rows = train(recipe, tmp_path / "run", policy, f"data.train={base / 'eli5.jsonl'}",
-                 "training.per_device_train_batch_size=4")
+    rows = train(
+        recipe, tmp_path / "run", policy, f"data.train={base / 'eli5.jsonl'}", "training.per_device_train_batch_size=4"
+    )
     logged = [r for r in rows if "reward" in r]
     assert len(logged) == 2 and all(0 <= r[f"rewards/{term}/mean"] <= 1 for r in logged)
     assert (tmp_path / "run" / "final" / "model.safetensors").exists()
@@ -56,9 +68,16 @@ def test_eli5_reference_recipes_train(workspace, tmp_path, recipe, term):
 
 def test_mixed_recipe_trains_with_a_function_term(workspace, tmp_path):
     base, policy = workspace
-    rows = train("mixed/triviaqa_consistency_reference_function.yaml", tmp_path / "run", policy,
-                 f"data.train={base / 'sets.jsonl'}", "data.eval=null", "data.paraphrases_per_set=3",
-                 "training.per_device_train_batch_size=6", "training.lr_scheduler_type=constant")
+    rows = train(
+        "mixed/triviaqa_consistency_reference_function.yaml",
+        tmp_path / "run",
+        policy,
+        f"data.train={base / 'sets.jsonl'}",
+        "data.eval=null",
+        "data.paraphrases_per_set=3",
+        "training.per_device_train_batch_size=6",
+        "training.lr_scheduler_type=constant",
+    )
     logged = [r for r in rows if "reward" in r]
     assert len(logged) == 2
     for name in ("consistency", "accuracy", "length_window"):

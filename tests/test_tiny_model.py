@@ -46,8 +46,9 @@ def test_chat_template(tok, demo):
     row = to_training_rows(demo[0][:1])[0]
     text = tok.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
     assert text.startswith("<user> [1] ") and text.endswith("Answer: <assistant>")
-    ids = tok.apply_chat_template(row["prompt"], tokenize=True, add_generation_prompt=True,
-                                  return_dict=True)["input_ids"]
+    ids = tok.apply_chat_template(row["prompt"], tokenize=True, add_generation_prompt=True, return_dict=True)[
+        "input_ids"
+    ]
     assert ids[-1] == tok.convert_tokens_to_ids("<assistant>") and tok.unk_token_id not in ids
     full = row["prompt"] + [{"role": "assistant", "content": row["answers"][0]}]
     out = tok.apply_chat_template(full, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
@@ -97,7 +98,7 @@ def test_generate(tok, demo, tmp_path):
     batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     torch.manual_seed(0)
     out = model.generate(**batch, max_new_tokens=6, do_sample=True)
-    new = out[:, batch["input_ids"].shape[1]:]
+    new = out[:, batch["input_ids"].shape[1] :]
     assert new.shape[0] == 3 and 1 <= new.shape[1] <= 6
     decoded = tok.batch_decode(new, skip_special_tokens=True)
     assert all(isinstance(d, str) for d in decoded)
@@ -106,8 +107,9 @@ def test_generate(tok, demo, tmp_path):
 def test_make_tiny_policy_on_demo_text(tmp_path, demo):
     build_tiny_qwen2(build_word_tokenizer(["a"]), hidden_size=8, num_layers=1, num_heads=1)  # warm imports
     t0 = time.perf_counter()
-    model, tok = make_tiny_policy(tmp_path / "d", demo_text_corpus(demo[0] + demo[1], demo[2]), hidden_size=32,
-                                  num_layers=1, num_heads=2)
+    model, tok = make_tiny_policy(
+        tmp_path / "d", demo_text_corpus(demo[0] + demo[1], demo[2]), hidden_size=32, num_layers=1, num_heads=2
+    )
     assert time.perf_counter() - t0 < 2.0
     assert (tmp_path / "d" / "config.json").exists() and (tmp_path / "d" / "tokenizer.json").exists()
     assert count_parameters(model) < 1_000_000

@@ -42,12 +42,14 @@ def capture_batches(trainer):
 
     def capture(inputs):
         out = original(inputs)
-        captured.append({
-            "advantages": out["advantages"].clone(),
-            "completions": list(trainer._logs["completion"])[-len(out["advantages"]):],
-            "rewards": {k: list(v)[-len(out["advantages"]):] for k, v in trainer._logs["rewards"].items()},
-            "rows": [(x["set_id"], x["paraphrase_id"]) for x in inputs],
-        })
+        captured.append(
+            {
+                "advantages": out["advantages"].clone(),
+                "completions": list(trainer._logs["completion"])[-len(out["advantages"]) :],
+                "rewards": {k: list(v)[-len(out["advantages"]) :] for k, v in trainer._logs["rewards"].items()},
+                "rows": [(x["set_id"], x["paraphrase_id"]) for x in inputs],
+            }
+        )
         return out
 
     trainer._generate_and_score_completions = capture
@@ -56,9 +58,14 @@ def capture_batches(trainer):
 
 def run(trainer_cls, args, policy_path, train_dataset=None, reward_funcs=None, **kwargs):
     model, tokenizer = policy(policy_path)
-    trainer = trainer_cls(model=model, reward_funcs=reward_funcs, args=args,
-                          train_dataset=train_dataset if train_dataset is not None else dataset(),
-                          processing_class=tokenizer, **kwargs)
+    trainer = trainer_cls(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=train_dataset if train_dataset is not None else dataset(),
+        processing_class=tokenizer,
+        **kwargs,
+    )
     captured = capture_batches(trainer)
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -66,8 +73,9 @@ def run(trainer_cls, args, policy_path, train_dataset=None, reward_funcs=None, *
 
 
 def test_equivalent_to_trl_with_ordinary_rewards(policy_path, tmp_path):
-    ours_args = PSGRPOConfig(**common_args(tmp_path / "ours", shuffle_dataset=False),
-                             consistency_weight=0.0, accuracy_weight=0.0)
+    ours_args = PSGRPOConfig(
+        **common_args(tmp_path / "ours", shuffle_dataset=False), consistency_weight=0.0, accuracy_weight=0.0
+    )
     trl_args = GRPOConfig(**common_args(tmp_path / "trl", shuffle_dataset=False))
     _, ours, ours_loss = run(PSGRPOTrainer, ours_args, policy_path, reward_funcs=[length_reward])
     _, theirs, trl_loss = run(GRPOTrainer, trl_args, policy_path, reward_funcs=[length_reward])
@@ -78,8 +86,9 @@ def test_equivalent_to_trl_with_ordinary_rewards(policy_path, tmp_path):
 
 
 def test_set_reward_in_paraphrase_mode_is_trl_group_normalisation(policy_path, tmp_path):
-    args = PSGRPOConfig(**common_args(tmp_path, max_steps=2), similarity="token_f1", accuracy_weight=0.5,
-                        collapse_penalty=False)
+    args = PSGRPOConfig(
+        **common_args(tmp_path, max_steps=2), similarity="token_f1", accuracy_weight=0.5, collapse_penalty=False
+    )
     trainer, captured, _ = run(PSGRPOTrainer, args, policy_path)
     for batch in captured:
         texts = [c[0]["content"] for c in batch["completions"]]
@@ -93,16 +102,22 @@ def test_set_reward_in_paraphrase_mode_is_trl_group_normalisation(policy_path, t
         grouped = rewards.view(-1, 2)
         mean = grouped.mean(1).repeat_interleave(2)
         std = grouped.std(1).repeat_interleave(2)
-        torch.testing.assert_close(batch["advantages"], torch.nan_to_num((rewards - mean) / (std + 1e-4)),
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            batch["advantages"], torch.nan_to_num((rewards - mean) / (std + 1e-4)), atol=1e-5, rtol=1e-5
+        )
     logged = [h for h in trainer.state.log_history if "ps_grpo/agreement" in h]
-    assert logged and {"ps_grpo/frac_empty", "ps_grpo/frac_sets_identical", "ps_grpo/frac_reward_zero_std_set",
-                       "rewards/consistency/mean", "rewards/accuracy/mean", "completions/mean_length"} <= set(logged[0])
+    assert logged and {
+        "ps_grpo/frac_empty",
+        "ps_grpo/frac_sets_identical",
+        "ps_grpo/frac_reward_zero_std_set",
+        "rewards/consistency/mean",
+        "rewards/accuracy/mean",
+        "completions/mean_length",
+    } <= set(logged[0])
 
 
 def test_set_mode_normalises_over_the_set(policy_path, tmp_path):
-    args = PSGRPOConfig(**common_args(tmp_path), similarity="token_f1", advantage_mode="set",
-                        collapse_penalty=False)
+    args = PSGRPOConfig(**common_args(tmp_path), similarity="token_f1", advantage_mode="set", collapse_penalty=False)
     trainer, captured, _ = run(PSGRPOTrainer, args, policy_path)
     rewards = torch.tensor(captured[0]["rewards"]["consistency"])
     expected = (rewards - rewards.mean()) / (rewards.std() + 1e-4)  # one set per generation batch here
@@ -123,8 +138,9 @@ def test_lora_trains_only_adapters(policy_path, tmp_path):
     from peft import LoraConfig
 
     args = PSGRPOConfig(**common_args(tmp_path, max_steps=2, learning_rate=5e-2), similarity="token_f1")
-    trainer, _, losses = run(PSGRPOTrainer, args, policy_path,
-                             peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    trainer, _, losses = run(
+        PSGRPOTrainer, args, policy_path, peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    )
     model = trainer.model
     assert hasattr(model, "peft_config")
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -134,13 +150,13 @@ def test_lora_trains_only_adapters(policy_path, tmp_path):
 
 def test_resume_is_bit_identical_including_sampler_position(policy_path, tmp_path):
     settings = dict(max_steps=4, save_strategy="steps", save_steps=2, shuffle_dataset=True)
-    full_args = PSGRPOConfig(**common_args(tmp_path / "full", **settings), similarity="token_f1",
-                             accuracy_weight=1.0)
+    full_args = PSGRPOConfig(**common_args(tmp_path / "full", **settings), similarity="token_f1", accuracy_weight=1.0)
     full, full_batches, _ = run(PSGRPOTrainer, full_args, policy_path)
 
     model, tokenizer = policy(policy_path)
-    resumed_args = PSGRPOConfig(**common_args(tmp_path / "resumed", **settings), similarity="token_f1",
-                                accuracy_weight=1.0)
+    resumed_args = PSGRPOConfig(
+        **common_args(tmp_path / "resumed", **settings), similarity="token_f1", accuracy_weight=1.0
+    )
     resumed = PSGRPOTrainer(model=model, args=resumed_args, train_dataset=dataset(), processing_class=tokenizer)
     batches = []
     original = resumed._generate_and_score_completions
@@ -156,8 +172,10 @@ def test_resume_is_bit_identical_including_sampler_position(policy_path, tmp_pat
     assert len({b["rows"][0][0] for b in full_batches}) > 1  # different sets over the steps
     for (name, a), (_, b) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
         assert torch.equal(a, b), name
+
     def rewards(trainer):
         return [(h["step"], h["reward"]) for h in trainer.state.log_history if "reward" in h and h["step"] > 2]
+
     assert rewards(full) == rewards(resumed)
 
 
@@ -196,12 +214,27 @@ def use_fake_vllm(trainer, mode, client, llm=None):
     import trl.generation.vllm_generation as vg
 
     generation = vg.VLLMGeneration.__new__(vg.VLLMGeneration)
-    generation.__dict__.update(dict(
-        mode=mode, accelerator=trainer.accelerator, temperature=1.0, top_p=1.0, top_k=0, min_p=None,
-        repetition_penalty=1.0, max_completion_length=5, enable_sleep_mode=False, _llm_weights_sleeping=False,
-        logprobs=0, structured_outputs_regex=None, generation_kwargs={}, tensor_parallel_size=1,
-        vllm_client=client, llm=llm, model=trainer.model,
-    ))
+    generation.__dict__.update(
+        dict(
+            mode=mode,
+            accelerator=trainer.accelerator,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=0,
+            min_p=None,
+            repetition_penalty=1.0,
+            max_completion_length=5,
+            enable_sleep_mode=False,
+            _llm_weights_sleeping=False,
+            logprobs=0,
+            structured_outputs_regex=None,
+            generation_kwargs={},
+            tensor_parallel_size=1,
+            vllm_client=client,
+            llm=llm,
+            model=trainer.model,
+        )
+    )
     generation.sync_weights = lambda: None
     trainer.use_vllm = True
     trainer.vllm_generation = generation
@@ -229,8 +262,11 @@ def test_lost_vllm_server_ends_with_a_checkpoint_and_a_clear_message(policy_path
                 # TRL's client raises requests' ConnectionError (handled alike; requests is not installed here)
                 raise ConnectionRefusedError(111, "Connection refused")
             completions = [[5 + (i % 3), tokenizer.eos_token_id] for i in range(len(prompts)) for _ in range(n)]
-            return {"prompt_ids": prompts, "completion_ids": completions,
-                    "logprobs": [[[-1.0]] * len(c) for c in completions]}
+            return {
+                "prompt_ids": prompts,
+                "completion_ids": completions,
+                "logprobs": [[[-1.0]] * len(c) for c in completions],
+            }
 
     use_fake_vllm(trainer, "server", DyingClient())
     with pytest.raises(RolloutServerLost) as lost:
@@ -260,14 +296,16 @@ def test_vllm_layout_reaches_every_paraphrase(policy_path, tmp_path, monkeypatch
         def generate(self, prompts, n, **kwargs):
             calls.append({"prompts": [list(p) for p in prompts], "n": n})
             completions = [[5 + (i % 3), tokenizer.eos_token_id] for i in range(len(prompts)) for _ in range(n)]
-            return {"prompt_ids": prompts, "completion_ids": completions,
-                    "logprobs": [[[-1.0]] * len(c) for c in completions]}
+            return {
+                "prompt_ids": prompts,
+                "completion_ids": completions,
+                "logprobs": [[[-1.0]] * len(c) for c in completions],
+            }
 
     class FakeOutput:
         def __init__(self, prompt_ids, k):
             self.prompt_token_ids = prompt_ids
-            self.outputs = [type("O", (), {"token_ids": [5 + k % 3, tokenizer.eos_token_id],
-                                           "logprobs": None})()]
+            self.outputs = [type("O", (), {"token_ids": [5 + k % 3, tokenizer.eos_token_id], "logprobs": None})()]
 
     class FakeLLM:
         def generate(self, prompts, sampling_params, use_tqdm):
@@ -275,8 +313,9 @@ def test_vllm_layout_reaches_every_paraphrase(policy_path, tmp_path, monkeypatch
             return [FakeOutput(p["prompt_token_ids"], k) for k, p in enumerate(prompts)]
 
     monkeypatch.setattr(vg, "SamplingParams", lambda **kw: type("SP", (), kw)(), raising=False)
-    monkeypatch.setattr(vg, "extract_logprobs", lambda outputs: (
-        [[[-1.0]] * len(o.outputs[0].token_ids) for o in outputs], None))
+    monkeypatch.setattr(
+        vg, "extract_logprobs", lambda outputs: ([[[-1.0]] * len(o.outputs[0].token_ids) for o in outputs], None)
+    )
     use_fake_vllm(trainer, mode, FakeClient(), FakeLLM())
     seen = []
     original = trainer._calculate_rewards
@@ -307,19 +346,33 @@ def two_process_runs(policy_path, tmp_path_factory):
     """torchrun starts 2 gloo processes once and runs every scenario of tests/dist_worker.py in them."""
     out = tmp_path_factory.mktemp("dist")
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           str(ROOT / "tests" / "dist_worker.py"), policy_path, str(out), *TWO_PROCESS_SCENARIOS]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        str(ROOT / "tests" / "dist_worker.py"),
+        policy_path,
+        str(out),
+        *TWO_PROCESS_SCENARIOS,
+    ]
     # own session: on a timeout the workers are killed with torchrun instead of lingering
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         stdout, stderr = proc.communicate(timeout=400)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         stdout, stderr = proc.communicate()
     assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
-    return {name: [json.loads((out / name / f"rank{r}.json").read_text()) for r in range(2)]
-            for name in TWO_PROCESS_SCENARIOS}
+    return {
+        name: [json.loads((out / name / f"rank{r}.json").read_text()) for r in range(2)]
+        for name in TWO_PROCESS_SCENARIOS
+    }
 
 
 def gathered(batch):
@@ -327,13 +380,16 @@ def gathered(batch):
     return {k: v for k, v in batch.items() if k not in ("encoded", "pairs")}
 
 
-def single_process_rewards(batch, approx, accumulation=1, steps_per_generation=1, num_iterations=1,
-                           collapse_penalty=False):
+def single_process_rewards(
+    batch, approx, accumulation=1, steps_per_generation=1, num_iterations=1, collapse_penalty=False
+):
     """The whole generation batch scored in ONE process, seeded as the trainer documents it."""
-    generation = generation_index(batch["global_step"], batch["micro_step"], accumulation, steps_per_generation,
-                                  num_iterations)
-    rewards = group_similarity_rewards(batch["texts"], batch["set_ids"], batch["para_ids"], "token_f1",
-                                       approx=approx, seed=(0, 0, generation))
+    generation = generation_index(
+        batch["global_step"], batch["micro_step"], accumulation, steps_per_generation, num_iterations
+    )
+    rewards = group_similarity_rewards(
+        batch["texts"], batch["set_ids"], batch["para_ids"], "token_f1", approx=approx, seed=(0, 0, generation)
+    )
     if collapse_penalty:
         rewards = apply_collapse_penalty(rewards, short_completion_mask(batch["texts"]))
     return rewards.astype(np.float32).tolist()  # TRL keeps rewards in float32
@@ -389,8 +445,9 @@ def test_vllm_server_mode_on_two_processes_reaches_every_paraphrase_with_set_adv
     for k, call in enumerate(calls):
         assert call["n"] == g and len(call["prompts"]) == 12  # 3 sets x 4 paraphrases, each prompt once
         assert len({tuple(p) for p in call["prompts"]}) == 12
-        generated = sorted((tuple(p), tuple(call["completions"][j * g + m]))
-                           for j, p in enumerate(call["prompts"]) for m in range(g))
+        generated = sorted(
+            (tuple(p), tuple(call["completions"][j * g + m])) for j, p in enumerate(call["prompts"]) for m in range(g)
+        )
         rows = records[0]["rows"][k] + records[1]["rows"][k]  # rank order == gathered order
         assert len(rows) == 24
         # every completion reached exactly one row, and that row asked the prompt it was generated for
@@ -440,8 +497,14 @@ def test_generation_index_counts_generation_batches_from_checkpointed_state():
 
 def test_resume_with_relaxed_reward_and_gradient_accumulation_is_bit_identical(policy_path, tmp_path):
     """The relaxed reward's sampling must not depend on TRL's micro-step counter, which restarts at 0."""
-    settings = dict(max_steps=4, save_strategy="steps", save_steps=2, shuffle_dataset=True,
-                    per_device_train_batch_size=6, gradient_accumulation_steps=2)
+    settings = dict(
+        max_steps=4,
+        save_strategy="steps",
+        save_steps=2,
+        shuffle_dataset=True,
+        per_device_train_batch_size=6,
+        gradient_accumulation_steps=2,
+    )
     reward = dict(similarity="token_f1", relaxed_kappa=1, relaxed_samples=1)  # kappa 1 < n - 1 = 2
 
     full_args = PSGRPOConfig(**common_args(tmp_path / "full", **settings), **reward)
@@ -471,8 +534,13 @@ def test_collapse_warning_names_the_numbers(caplog):
     from types import SimpleNamespace
 
     args = PSGRPOConfig(output_dir="x", use_cpu=True, bf16=False, accuracy_weight=0.0)
-    fake = SimpleNamespace(args=args, state=SimpleNamespace(global_step=50), _initial_entropy=None,
-                           _last_warning_step=-100, _metrics={"train": defaultdict(list, entropy=[2.0])})
+    fake = SimpleNamespace(
+        args=args,
+        state=SimpleNamespace(global_step=50),
+        _initial_entropy=None,
+        _last_warning_step=-100,
+        _metrics={"train": defaultdict(list, entropy=[2.0])},
+    )
     calm = {"frac_empty": 0.0, "frac_sets_identical": 0.1, "mean_words": 3.0}
     PSGRPOTrainer._warn_on_collapse(fake, calm)
     assert not caplog.records and fake._initial_entropy == 2.0
@@ -496,8 +564,13 @@ def test_consistent_distinct_answers_are_not_called_collapse(caplog):
     from grpo_sim.rewards import set_statistics
 
     args = PSGRPOConfig(output_dir="x", use_cpu=True, bf16=False, collapse_warn_entropy_ratio=0.0)
-    fake = SimpleNamespace(args=args, state=SimpleNamespace(global_step=50), _initial_entropy=None,
-                           _last_warning_step=-100, _metrics={"train": defaultdict(list)})
+    fake = SimpleNamespace(
+        args=args,
+        state=SimpleNamespace(global_step=50),
+        _initial_entropy=None,
+        _last_warning_step=-100,
+        _metrics={"train": defaultdict(list)},
+    )
     sets, paras = [s for s in "abcd" for _ in range(4)], [p for _ in range(4) for p in range(4)]
     good = set_statistics(["paris"] * 4 + ["rome"] * 4 + ["oslo"] * 4 + ["lima"] * 4, sets, paras)
     assert good["frac_sets_identical"] == 1.0 and good["frac_modal_answer"] == 0.25 and good["num_sets"] == 4
@@ -509,4 +582,3 @@ def test_consistent_distinct_answers_are_not_called_collapse(caplog):
     message = caplog.records[-1].getMessage()
     assert "100% of sets give every paraphrase the identical answer" in message
     assert "100% of all completions answer 'paris'" in message
-

@@ -100,21 +100,43 @@ def test_trl_config_problems_name_the_file_and_key(tmp_path):
 
 
 def test_trl_style_flags_act_as_set(tmp_path):
-    write(tmp_path / "recipe.yaml", {"model": {"name_or_path": "m"}, "data": {"train": "t.jsonl"},
-                                     "rewards": [{"type": "reference"}]})
+    write(
+        tmp_path / "recipe.yaml",
+        {"model": {"name_or_path": "m"}, "data": {"train": "t.jsonl"}, "rewards": [{"type": "reference"}]},
+    )
     runner = CliRunner()
-    result = runner.invoke(app, ["check", str(tmp_path / "recipe.yaml"), "--no-data", "--learning_rate", "2e-6",
-                                 "--model_revision=v1", "--bf16"])
+    result = runner.invoke(
+        app,
+        [
+            "check",
+            str(tmp_path / "recipe.yaml"),
+            "--no-data",
+            "--learning_rate",
+            "2e-6",
+            "--model_revision=v1",
+            "--bf16",
+        ],
+    )
     assert result.exit_code == 0, result.output
     resolved = yaml.safe_load(result.stdout.split(f"{tmp_path / 'recipe.yaml'}: valid")[0])
     assert resolved["training"]["learning_rate"] == 2e-6 and resolved["training"]["bf16"] is True
     assert resolved["model"]["revision"] == "v1"
-    result = runner.invoke(app, ["plan", str(tmp_path / "recipe.yaml"), "-n", "1", "--num_generations", "4",
-                                 "--per_device_train_batch_size", "4"])
+    result = runner.invoke(
+        app,
+        [
+            "plan",
+            str(tmp_path / "recipe.yaml"),
+            "-n",
+            "1",
+            "--num_generations",
+            "4",
+            "--per_device_train_batch_size",
+            "4",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert re.search(r"num_generations\)\s*│\s*4\s*│", result.stdout), result.stdout
-    result = runner.invoke(app, ["check", str(tmp_path / "recipe.yaml"), "--no-data", "--learnin_rate", "1",
-                                 "stray"])
+    result = runner.invoke(app, ["check", str(tmp_path / "recipe.yaml"), "--no-data", "--learnin_rate", "1", "stray"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "No such option: --learnin_rate" in result.output and "did you mean --learning_rate?" in result.output
     assert "'stray': unexpected argument" in result.output
@@ -132,15 +154,31 @@ def psets_dir(tmp_path_factory):
     return base, dataset, build_policy(base / "policy")
 
 
-TINY = ["training.use_vllm=false", "training.gradient_checkpointing=false", "training.report_to=[]",
-        "training.max_steps=1", "training.num_generations=2", "training.per_device_train_batch_size=6",
-        "training.max_completion_length=4", "training.save_strategy=no", "training.disable_tqdm=true",
-        "model.dtype=float32", "evaluation.enabled=false", "data.paraphrases_per_set=3"]
+TINY = [
+    "training.use_vllm=false",
+    "training.gradient_checkpointing=false",
+    "training.report_to=[]",
+    "training.max_steps=1",
+    "training.num_generations=2",
+    "training.per_device_train_batch_size=6",
+    "training.max_completion_length=4",
+    "training.save_strategy=no",
+    "training.disable_tqdm=true",
+    "model.dtype=float32",
+    "evaluation.enabled=false",
+    "data.paraphrases_per_set=3",
+]
 
 
 def _recipe(tmp_path: Path, train: str, policy: Path) -> list[str]:
-    write(tmp_path / "r.yaml", {"model": {"name_or_path": str(policy)}, "data": {"train": train},
-                                "rewards": [{"type": "consistency", "similarity": "token_f1"}]})
+    write(
+        tmp_path / "r.yaml",
+        {
+            "model": {"name_or_path": str(policy)},
+            "data": {"train": train},
+            "rewards": [{"type": "consistency", "similarity": "token_f1"}],
+        },
+    )
     return [str(tmp_path / "r.yaml"), *[a for item in TINY for a in ("--set", item)]]
 
 
@@ -185,16 +223,33 @@ def test_open_r1_style_config_trains_on_a_dataset_without_sets(psets_dir, tmp_pa
     texts = ["Answer briefly."] + [r["problem"] for r in rows] + [a for r in rows for a in r["solution"]]
     make_tiny_policy(tmp_path / "policy", texts, seed=0, hidden_size=32, num_layers=1, num_heads=2)
     policy = tmp_path / "policy"
-    flat = {"model_name_or_path": str(policy), "torch_dtype": "float32", "dataset_name": str(tmp_path / "math"),
-            "dataset_prompt_column": "problem", "system_prompt": "Answer briefly.", "learning_rate": 1e-5,
-            "num_generations": 2, "per_device_train_batch_size": 4, "max_completion_length": 4, "max_steps": 1,
-            "use_vllm": False, "report_to": [], "save_strategy": "no", "disable_tqdm": True, "logging_steps": 1,
-            "reward_funcs": ["reward_fns:words_from_target"], "reward_weights": [1.0]}
+    flat = {
+        "model_name_or_path": str(policy),
+        "torch_dtype": "float32",
+        "dataset_name": str(tmp_path / "math"),
+        "dataset_prompt_column": "problem",
+        "system_prompt": "Answer briefly.",
+        "learning_rate": 1e-5,
+        "num_generations": 2,
+        "per_device_train_batch_size": 4,
+        "max_completion_length": 4,
+        "max_steps": 1,
+        "use_vllm": False,
+        "report_to": [],
+        "save_strategy": "no",
+        "disable_tqdm": True,
+        "logging_steps": 1,
+        "reward_funcs": ["reward_fns:words_from_target"],
+        "reward_weights": [1.0],
+    }
     write(tmp_path / "grpo.yaml", flat)
-    write(tmp_path / "recipe.yaml", {"trl_config": "grpo.yaml", "data": {"columns": {"answers": "solution"}},
-                                     "evaluation": {"enabled": False}})
-    result = CliRunner().invoke(app, ["train", str(tmp_path / "recipe.yaml"), "-o", str(tmp_path / "run"),
-                                      "--gradient_checkpointing", "false"])
+    write(
+        tmp_path / "recipe.yaml",
+        {"trl_config": "grpo.yaml", "data": {"columns": {"answers": "solution"}}, "evaluation": {"enabled": False}},
+    )
+    result = CliRunner().invoke(
+        app, ["train", str(tmp_path / "recipe.yaml"), "-o", str(tmp_path / "run"), "--gradient_checkpointing", "false"]
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any(r.get("rewards/words_from_target/mean") is not None for r in rows), rows
@@ -205,16 +260,26 @@ def test_plan_reads_the_batch_trl_derives_for_the_launch(tmp_path):
     from grpo_sim.plan import launch_batch_config, plan_batches
     from grpo_sim.trainer import PSGRPOConfig
 
-    write(tmp_path / "r.yaml", {"model": {"name_or_path": "m"}, "data": {"train": "t.jsonl", "paraphrases_per_set": 2},
-                                "rewards": [{"type": "consistency"}], "training": {"gradient_accumulation_steps": 3}})
+    write(
+        tmp_path / "r.yaml",
+        {
+            "model": {"name_or_path": "m"},
+            "data": {"train": "t.jsonl", "paraphrases_per_set": 2},
+            "rewards": [{"type": "consistency"}],
+            "training": {"gradient_accumulation_steps": 3},
+        },
+    )
     recipe = load_recipe(tmp_path / "r.yaml")
     config = launch_batch_config(recipe, 5)
     assert isinstance(config, PSGRPOConfig) and config.world_size == 5
     default_batch = PSGRPOConfig(output_dir=str(tmp_path), bf16=False).per_device_train_batch_size
     assert (config.steps_per_generation, config.generation_batch_size) == (3, default_batch * 5 * 3)
     plan = plan_batches(recipe, num_processes=5)
-    assert (plan.per_device_batch, plan.steps_per_generation, plan.generation_batch) == \
-        (default_batch, 3, config.generation_batch_size)
+    assert (plan.per_device_batch, plan.steps_per_generation, plan.generation_batch) == (
+        default_batch,
+        3,
+        config.generation_batch_size,
+    )
 
 
 def test_demo_data_defaults_have_one_source():

@@ -74,8 +74,9 @@ def test_scores_stay_exact_while_the_vocabulary_turns_over(spec):
         np.testing.assert_array_equal(bounded.matrix(hyps, refs), fresh.matrix(hyps, refs), err_msg=f"step {step}")
         np.testing.assert_array_equal(reference_rewards(hyps, refs, bounded), reference_rewards(hyps, refs, fresh))
         sets, paras = [0] * 3 + [1] * 3, [0, 1, 2] * 2
-        np.testing.assert_array_equal(group_similarity_rewards(hyps, sets, paras, bounded),
-                                      group_similarity_rewards(hyps, sets, paras, fresh))
+        np.testing.assert_array_equal(
+            group_similarity_rewards(hyps, sets, paras, bounded), group_similarity_rewards(hyps, sets, paras, fresh)
+        )
     assert vocab.generation > 10
 
 

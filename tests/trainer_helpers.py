@@ -16,8 +16,7 @@ def demo_rows(num_sets: int = 6, num_paraphrases: int = 3):
 
 def build_policy(path, num_sets: int = 6, num_paraphrases: int = 3):
     train, eval_, corpus, _ = demo_rows(num_sets, num_paraphrases)
-    make_tiny_policy(path, demo_text_corpus(train + eval_, corpus), seed=0, hidden_size=32, num_layers=1,
-                     num_heads=2)
+    make_tiny_policy(path, demo_text_corpus(train + eval_, corpus), seed=0, hidden_size=32, num_layers=1, num_heads=2)
     return str(path)
 
 

@@ -8,8 +8,11 @@ SET_IDS = ["s", "s", "s", "s"]
 PARAPHRASE_IDS = [0, 0, 1, 1]
 
 
-PASSAGES = [{"id": "p1", "text": "Paris is the capital of France."}, {"id": "p2", "text": "Lyon lies on the Rhone."},
-            {"id": "p3", "text": "Berlin is the capital of Germany."}]
+PASSAGES = [
+    {"id": "p1", "text": "Paris is the capital of France."},
+    {"id": "p2", "text": "Lyon lies on the Rhone."},
+    {"id": "p3", "text": "Berlin is the capital of Germany."},
+]
 
 
 def score_cases() -> dict[str, list[float]]:

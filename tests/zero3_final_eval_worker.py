@@ -32,15 +32,19 @@ def main() -> None:
     ds_config = HfDeepSpeedConfig({"zero_optimization": {"stage": 3}, "train_micro_batch_size_per_gpu": 1})
     runner.end_distributed()
     if rank == 0:
-        recipe = parse_recipe({
-            "model": {"name_or_path": policy_dir, "lora": {"r": 2, "alpha": 4}, "merge_adapters": True},
-            "data": {"train": str(eval_path), "prompt": "closed_book"},
-            "evaluation": {"levels": ["e2e"], "metrics": ["exact_match", "bleu2"], "max_new_tokens": 4},
-        })
+        recipe = parse_recipe(
+            {
+                "model": {"name_or_path": policy_dir, "lora": {"r": 2, "alpha": 4}, "merge_adapters": True},
+                "data": {"train": str(eval_path), "prompt": "closed_book"},
+                "evaluation": {"levels": ["e2e"], "metrics": ["exact_match", "bleu2"], "max_new_tokens": 4},
+            }
+        )
         runner.merge_saved_adapter(recipe, None, Path(adapter_dir), out / "merged")
         summary = runner.evaluate_final(recipe, Path(policy_dir), read_psets(eval_path), out / "eval")
-        record = {"summary": {k: v for k, v in summary.items() if isinstance(v, (int, float))},
-                  "zero3_still_enabled": ds_config.is_zero3()}
+        record = {
+            "summary": {k: v for k, v in summary.items() if isinstance(v, (int, float))},
+            "zero3_still_enabled": ds_config.is_zero3(),
+        }
         (out / "rank0.json").write_text(json.dumps(record))
 
 

@@ -43,13 +43,15 @@ def _echo(message: str) -> None:
 
 @app.command("validate")
 def validate_cmd(
-    file: Path = typer.Argument(...,
-                                help="JSONL paraphrase-set file, or a directory written by datasets' save_to_disk"),
-    for_training: bool = typer.Option(False, "--for-training",
-                                      help="also run the trainer's set checks and list EVERY set it would reject"),
-    paraphrases_per_set: Optional[int] = typer.Option(None, "--paraphrases-per-set", "-n", min=2,
-                                                      help="with --for-training: the recipe's "
-                                                           "data.paraphrases_per_set"),
+    file: Path = typer.Argument(
+        ..., help="JSONL paraphrase-set file, or a directory written by datasets' save_to_disk"
+    ),
+    for_training: bool = typer.Option(
+        False, "--for-training", help="also run the trainer's set checks and list EVERY set it would reject"
+    ),
+    paraphrases_per_set: Optional[int] = typer.Option(
+        None, "--paraphrases-per-set", "-n", min=2, help="with --for-training: the recipe's data.paraphrases_per_set"
+    ),
 ) -> None:
     """Check a paraphrase-set file; list every bad row (row, field, what is wrong) and exit 2 if any."""
     problems = validate_file(file)
@@ -76,16 +78,21 @@ def validate_cmd(
                 typer.echo("  - " + "\n    ".join(problem.splitlines()), err=True)
             counts = sorted({len(s.paraphrases) for s in sets})
             keep = paraphrases_per_set or max((n for n in counts if n >= 2), default=2)
-            typer.echo(f"fix: grpo-sim data filter {file} --out FILTERED.jsonl --paraphrases-per-set {keep} "
-                       f"(drops sets with fewer than {keep} paraphrases and keeps the first {keep} of the others; "
-                       f"counts here: {', '.join(map(str, counts))})", err=True)
+            typer.echo(
+                f"fix: grpo-sim data filter {file} --out FILTERED.jsonl --paraphrases-per-set {keep} "
+                f"(drops sets with fewer than {keep} paraphrases and keeps the first {keep} of the others; "
+                f"counts here: {', '.join(map(str, counts))})",
+                err=True,
+            )
             raise typer.Exit(2)
     n_par = sum(len(s.paraphrases) for s in sets)
     n_pass = sum(len(p.passages) for s in sets for p in s.paraphrases)
     no_ans = sum(1 for s in sets if not s.answers)
-    _echo(f"{file}: OK - {len(sets)} sets, {n_par} paraphrases ({n_par / max(len(sets), 1):.2f} per set), "
-          f"{n_pass} attached passages, {no_ans} sets without gold answers"
-          + ("; the trainer accepts it as data.train" if for_training else ""))
+    _echo(
+        f"{file}: OK - {len(sets)} sets, {n_par} paraphrases ({n_par / max(len(sets), 1):.2f} per set), "
+        f"{n_pass} attached passages, {no_ans} sets without gold answers"
+        + ("; the trainer accepts it as data.train" if for_training else "")
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -97,9 +104,12 @@ def validate_cmd(
 def merge_cmd(
     files: list[Path] = typer.Argument(..., help="paraphrase-set JSONL files, in order"),
     out: Path = typer.Option(..., "--out", "-o", help="merged JSONL to write"),
-    on_duplicate: str = typer.Option("error", "--on-duplicate",
-                                     help="a set id in several files: error | prefix (rename every copy to "
-                                          "NAME:ID, NAME = the file name without .jsonl) | keep-first"),
+    on_duplicate: str = typer.Option(
+        "error",
+        "--on-duplicate",
+        help="a set id in several files: error | prefix (rename every copy to "
+        "NAME:ID, NAME = the file name without .jsonl) | keep-first",
+    ),
 ) -> None:
     """Concatenate set files; set ids that occur in more than one file are resolved as --on-duplicate says."""
     from .ops import merge_sets
@@ -118,11 +128,16 @@ def merge_cmd(
 def filter_cmd(
     in_file: Path = typer.Argument(..., help="paraphrase-set JSONL"),
     out: Path = typer.Option(..., "--out", "-o", help="filtered JSONL to write"),
-    min_paraphrases: Optional[int] = typer.Option(None, "--min-paraphrases", min=1,
-                                                  help="drop sets with fewer paraphrases than this"),
-    paraphrases_per_set: Optional[int] = typer.Option(None, "--paraphrases-per-set", "-n", min=1,
-                                                      help="equalise: drop sets with fewer, keep the first N of "
-                                                           "the others (the trainer needs equal counts)"),
+    min_paraphrases: Optional[int] = typer.Option(
+        None, "--min-paraphrases", min=1, help="drop sets with fewer paraphrases than this"
+    ),
+    paraphrases_per_set: Optional[int] = typer.Option(
+        None,
+        "--paraphrases-per-set",
+        "-n",
+        min=1,
+        help="equalise: drop sets with fewer, keep the first N of the others (the trainer needs equal counts)",
+    ),
 ) -> None:
     """Drop short sets and equalise paraphrase counts; print what was dropped."""
     from .ops import filter_sets
@@ -130,8 +145,10 @@ def filter_cmd(
     try:
         kept, report = filter_sets(load_psets(in_file), min_paraphrases, paraphrases_per_set)
         if not kept:
-            _fail(f"{in_file}: no set is left after filtering ({report.sets_in} sets, none with enough paraphrases); "
-                  "lower the numbers or add paraphrases")
+            _fail(
+                f"{in_file}: no set is left after filtering ({report.sets_in} sets, none with enough paraphrases); "
+                "lower the numbers or add paraphrases"
+            )
         write_psets(out, kept)
     except _BAD_INPUT as e:
         _fail(str(e))
@@ -149,15 +166,18 @@ def filter_cmd(
 @app.command("import")
 def import_cmd(
     name: str = typer.Argument(..., help="triviaqa | hotpotqa | 2wikimultihopqa | musique | eli5"),
-    path: str = typer.Argument(..., help="the dataset's file in its release format (JSON/JSONL, .gz ok), "
-                                         "or a Hugging Face dataset name"),
+    path: str = typer.Argument(
+        ..., help="the dataset's file in its release format (JSON/JSONL, .gz ok), or a Hugging Face dataset name"
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="output JSONL of paraphrase sets"),
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="import at most this many questions"),
     split: Optional[str] = typer.Option(None, "--split", help="split name (recorded; the hub split to load)"),
-    corpus_out: Optional[Path] = typer.Option(None, "--corpus-out",
-                                              help="also write the dataset-provided passages as a corpus JSONL"),
+    corpus_out: Optional[Path] = typer.Option(
+        None, "--corpus-out", help="also write the dataset-provided passages as a corpus JSONL"
+    ),
     evidence_dir: Optional[Path] = typer.Option(
-        None, "--evidence-dir", help="TriviaQA: the release's evidence/ folder (documents -> passages)"),
+        None, "--evidence-dir", help="TriviaQA: the release's evidence/ folder (documents -> passages)"
+    ),
     aliases: Optional[Path] = typer.Option(None, "--aliases", help="2WikiMultiHopQA: id_aliases.json"),
     max_answers: int = typer.Option(3, "--max-answers", min=1, help="ELI5: keep this many top-scored answers"),
     hf_config: Optional[str] = typer.Option(None, "--hf-config", help="config name for hub datasets"),
@@ -191,8 +211,10 @@ def import_cmd(
         write_psets(out, sets)
         n_pass = sum(len(s.metadata.get("passages") or []) for s in sets)
         n_ans = sum(len(s.answers) for s in sets)
-        _echo(f"imported {len(sets)} {cname} questions from {path} -> {out} "
-              f"({n_ans} gold answers, {n_pass} dataset passages in metadata)")
+        _echo(
+            f"imported {len(sets)} {cname} questions from {path} -> {out} "
+            f"({n_ans} gold answers, {n_pass} dataset passages in metadata)"
+        )
         if n_corpus is not None:
             _echo(f"wrote {n_corpus} distinct passages -> {corpus_out}")
         for note in notes:
@@ -232,20 +254,28 @@ def paraphrase_cmd(
     url: Optional[str] = typer.Option(None, "--url", help="OpenAI-compatible API base, e.g. http://127.0.0.1:8000/v1"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="model id (server model name / vLLM model)"),
     n: int = typer.Option(4, "--n", min=1, help="paraphrases to add per question"),
-    template_file: Optional[Path] = typer.Option(None, "--template-file",
-                                                 help="prompt template with {question} (and optionally {n})"),
+    template_file: Optional[Path] = typer.Option(
+        None, "--template-file", help="prompt template with {question} (and optionally {n})"
+    ),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="parallel HTTP requests (openai backend)"),
-    cache: Optional[Path] = typer.Option(None, "--cache",
-                                         help="cache JSONL (default: OUT.cache.jsonl; template backend: none)"),
+    cache: Optional[Path] = typer.Option(
+        None, "--cache", help="cache JSONL (default: OUT.cache.jsonl; template backend: none)"
+    ),
     timeout: float = typer.Option(60.0, "--timeout", min=0.001, help="seconds per HTTP request"),
     retries: int = typer.Option(4, "--retries", min=0, help="retries per question (exponential backoff)"),
     backoff: float = typer.Option(1.0, "--backoff", min=0.0, help="first backoff delay in seconds"),
     temperature: float = typer.Option(0.8, "--temperature", min=0.0),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="environment variable holding the API key"),
     max_chars: int = typer.Option(400, "--max-chars", min=1, help="drop longer paraphrases"),
-    near_dup: Optional[float] = typer.Option(None, "--near-duplicate-threshold", "--near-dup", min=0.0, max=1.0,
-                                             help="character similarity at/above which a wording is a "
-                                                  "near-duplicate and dropped (default 0.92; template backend 0.98)"),
+    near_dup: Optional[float] = typer.Option(
+        None,
+        "--near-duplicate-threshold",
+        "--near-dup",
+        min=0.0,
+        max=1.0,
+        help="character similarity at/above which a wording is a "
+        "near-duplicate and dropped (default 0.92; template backend 0.98)",
+    ),
     replace: bool = typer.Option(False, "--replace", help="replace existing paraphrases (except paraphrase 0)"),
     seed: int = typer.Option(0, "--seed", help="template/vLLM seed"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -262,8 +292,17 @@ def paraphrase_cmd(
                 _fail("--backend openai needs --url (the server's API base, e.g. http://127.0.0.1:8000/v1)")
             if not model:
                 _fail("--backend openai needs --model (the model id the server serves)")
-            be = make_backend("openai", url=url, model=model, api_key=os.environ.get(api_key_env), timeout=timeout,
-                              max_retries=retries, backoff=backoff, temperature=temperature, concurrency=concurrency)
+            be = make_backend(
+                "openai",
+                url=url,
+                model=model,
+                api_key=os.environ.get(api_key_env),
+                timeout=timeout,
+                max_retries=retries,
+                backoff=backoff,
+                temperature=temperature,
+                concurrency=concurrency,
+            )
         elif kind == "vllm":
             if not model:
                 _fail("--backend vllm needs --model (a local path or hub id)")
@@ -276,11 +315,21 @@ def paraphrase_cmd(
         pc = ParaphraseCache(cache_path)
         filters = None
         if near_dup is not None or max_chars != 400:
-            filters = FilterConfig(max_chars=max_chars,
-                                   near_dup_threshold=near_dup if near_dup is not None else
-                                   (0.98 if kind == "template" else 0.92))
-        new_sets, stats = paraphrase_sets(sets, be, n=n, template=template, cache=pc, filters=filters,
-                                          concurrency=concurrency, progress=progress, replace_existing=replace)
+            filters = FilterConfig(
+                max_chars=max_chars,
+                near_dup_threshold=near_dup if near_dup is not None else (0.98 if kind == "template" else 0.92),
+            )
+        new_sets, stats = paraphrase_sets(
+            sets,
+            be,
+            n=n,
+            template=template,
+            cache=pc,
+            filters=filters,
+            concurrency=concurrency,
+            progress=progress,
+            replace_existing=replace,
+        )
         write_psets(out, new_sets)
     except GenerationError as e:
         _fail(str(e))
@@ -288,12 +337,16 @@ def paraphrase_cmd(
         _fail(str(e))
     s = stats
     _echo(f"paraphrased {s.questions} sets with {getattr(be, 'model_id', kind)} -> {out}")
-    _echo(f"  requests {s.requests} (retries {s.retries}), cache hits {s.cache_hits}, generated {s.generated}, "
-          f"failed {s.failed}, already complete {s.skipped_complete}"
-          + (f", cache {cache_path}" if cache_path is not None else ""))
+    _echo(
+        f"  requests {s.requests} (retries {s.retries}), cache hits {s.cache_hits}, generated {s.generated}, "
+        f"failed {s.failed}, already complete {s.skipped_complete}"
+        + (f", cache {cache_path}" if cache_path is not None else "")
+    )
     dropped = ", ".join(f"{r} {c}" for r, c in s.filtered.items() if c) or "none"
-    _echo(f"  candidates {s.candidates}, kept {s.kept}; filtered: {dropped}; "
-          f"sets with fewer than {n} new paraphrases: {s.short_sets}")
+    _echo(
+        f"  candidates {s.candidates}, kept {s.kept}; filtered: {dropped}; "
+        f"sets with fewer than {n} new paraphrases: {s.short_sets}"
+    )
     for line in s.near_duplicate_lines():
         _echo(f"  {line}")
     if pc.corrupt_lines:
@@ -301,8 +354,11 @@ def paraphrase_cmd(
     if s.failed:
         for set_id, err in list(s.errors.items())[:10]:
             typer.echo(f"  failed {set_id}: {err}", err=True)
-        typer.echo(f"{s.failed} question(s) failed after all retries; their sets keep their current wordings. "
-                   "Rerun the same command to retry them (finished questions come from the cache).", err=True)
+        typer.echo(
+            f"{s.failed} question(s) failed after all retries; their sets keep their current wordings. "
+            "Rerun the same command to retry them (finished questions come from the cache).",
+            err=True,
+        )
         raise typer.Exit(1)
 
 
@@ -318,10 +374,12 @@ def retrieve_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="output JSONL (passages attached to every paraphrase)"),
     retriever: str = typer.Option("bm25", "--retriever", "-r", help="bm25 | dense"),
     model: Optional[str] = typer.Option(
-        None, "--model", "-m", help="dense model (default: packaged all-MiniLM-L6-v2; e.g. intfloat/e5-base-v2)"),
+        None, "--model", "-m", help="dense model (default: packaged all-MiniLM-L6-v2; e.g. intfloat/e5-base-v2)"
+    ),
     k: int = typer.Option(3, "--k", "-k", min=1, help="passages per paraphrase"),
     index_dir: Optional[Path] = typer.Option(
-        None, "--index-dir", help="cache the index here (built once, reused while the corpus is unchanged)"),
+        None, "--index-dir", help="cache the index here (built once, reused while the corpus is unchanged)"
+    ),
     device: Optional[str] = typer.Option(None, "--device", help="dense encoder device (default cuda if available)"),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="dense encoder batch size"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -334,21 +392,35 @@ def retrieve_cmd(
     if model is not None and retriever.lower() == "bm25":
         _fail("--model applies to --retriever dense only")
     try:
-        stats = retrieve_file(in_file, corpus, out, retriever=retriever, model=model, k=k, index_dir=index_dir,
-                              device=device, batch_size=batch_size, progress=progress)
+        stats = retrieve_file(
+            in_file,
+            corpus,
+            out,
+            retriever=retriever,
+            model=model,
+            k=k,
+            index_dir=index_dir,
+            device=device,
+            batch_size=batch_size,
+            progress=progress,
+        )
     except _BAD_INPUT as e:
         _fail(str(e))
     where = f" ({stats['index']} {stats['index_path']})" if stats.get("index_path") else ""
-    _echo(f"retrieved top-{k} of {stats['num_passages']} passages for {stats['num_queries']} paraphrases "
-          f"of {stats['num_sets']} sets with {stats['retriever']}"
-          f"{'' if not stats.get('model') else ' ' + stats['model']}"
-          f"{where} -> {out}")
+    _echo(
+        f"retrieved top-{k} of {stats['num_passages']} passages for {stats['num_queries']} paraphrases "
+        f"of {stats['num_sets']} sets with {stats['retriever']}"
+        f"{'' if not stats.get('model') else ' ' + stats['model']}"
+        f"{where} -> {out}"
+    )
     if stats["consistency"] is None:
         _echo("retriever consistency: n/a (no set has two or more paraphrases)")
     else:
-        _echo(f"retriever consistency (mean pairwise Jaccard of top-{k} ids across paraphrases): "
-              f"{stats['consistency']:.4f} over {stats['sets_scored']} sets "
-              f"(min {stats['consistency_min']:.4f}, median {stats['consistency_median']:.4f})")
+        _echo(
+            f"retriever consistency (mean pairwise Jaccard of top-{k} ids across paraphrases): "
+            f"{stats['consistency']:.4f} over {stats['sets_scored']} sets "
+            f"(min {stats['consistency_min']:.4f}, median {stats['consistency_median']:.4f})"
+        )
     if "supporting_hit_rate" in stats:
         _echo(f"paraphrases whose top-{k} holds a supporting passage: {stats['supporting_hit_rate']:.3f}")
 

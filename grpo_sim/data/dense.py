@@ -125,8 +125,9 @@ class DenseRetriever:
         try:
             for i in range(0, len(texts), block):
                 chunk = texts[i : i + block]
-                emb = self.encoder.encode(chunk, batch_size=self.batch_size, convert_to_numpy=True,
-                                          show_progress_bar=False)
+                emb = self.encoder.encode(
+                    chunk, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
+                )
                 parts.append(np.asarray(emb, dtype=np.float32).reshape(len(chunk), -1))
                 advance(len(chunk))
         finally:
@@ -138,8 +139,7 @@ class DenseRetriever:
         return np.ascontiguousarray(emb / np.where(norms > 0, norms, 1.0), dtype=np.float32)
 
     def encode_passages(self, passages: Sequence[Passage], progress: bool = False) -> np.ndarray:
-        return self._encode([self.passage_prefix + _passage_text(p) for p in passages], progress,
-                            "encoding passages")
+        return self._encode([self.passage_prefix + _passage_text(p) for p in passages], progress, "encoding passages")
 
     def encode_queries(self, queries: Sequence[str], progress: bool = False) -> np.ndarray:
         return self._encode([self.query_prefix + q for q in queries], progress, "encoding queries")
@@ -260,8 +260,17 @@ class DenseRetriever:
             passages = [Passage.model_validate_json(line) for line in fh if line.strip()]
         emb = np.load(d / _EMB)
         model = None if meta["model"] == DEFAULT_MODEL_NAME else meta["model"]
-        r = cls(passages, model=model, device=device, batch_size=batch_size, query_prefix=meta["query_prefix"],
-                passage_prefix=meta["passage_prefix"], use_faiss=use_faiss, encoder=encoder, _embeddings=emb)
+        r = cls(
+            passages,
+            model=model,
+            device=device,
+            batch_size=batch_size,
+            query_prefix=meta["query_prefix"],
+            passage_prefix=meta["passage_prefix"],
+            use_faiss=use_faiss,
+            encoder=encoder,
+            _embeddings=emb,
+        )
         r._hash = meta.get("corpus_hash")
         return r
 
@@ -289,16 +298,40 @@ class DenseRetriever:
         h = corpus_hash(passages)
         if directory is not None:
             meta = cls.read_meta(directory)
-            if (meta is not None and meta.get("format_version") == _FORMAT_VERSION and meta.get("model") == model_name
-                    and meta.get("query_prefix") == qp and meta.get("passage_prefix") == pp
-                    and meta.get("corpus_hash") == h and (Path(directory) / _EMB).exists()):
+            if (
+                meta is not None
+                and meta.get("format_version") == _FORMAT_VERSION
+                and meta.get("model") == model_name
+                and meta.get("query_prefix") == qp
+                and meta.get("passage_prefix") == pp
+                and meta.get("corpus_hash") == h
+                and (Path(directory) / _EMB).exists()
+            ):
                 emb = np.load(Path(directory) / _EMB)
-                r = cls(passages, model=model, device=device, batch_size=batch_size, query_prefix=qp,
-                        passage_prefix=pp, use_faiss=use_faiss, encoder=encoder, _embeddings=emb)
+                r = cls(
+                    passages,
+                    model=model,
+                    device=device,
+                    batch_size=batch_size,
+                    query_prefix=qp,
+                    passage_prefix=pp,
+                    use_faiss=use_faiss,
+                    encoder=encoder,
+                    _embeddings=emb,
+                )
                 r._hash = h
                 return r, False
-        r = cls(passages, model=model, device=device, batch_size=batch_size, query_prefix=qp, passage_prefix=pp,
-                use_faiss=use_faiss, encoder=encoder, progress=progress)
+        r = cls(
+            passages,
+            model=model,
+            device=device,
+            batch_size=batch_size,
+            query_prefix=qp,
+            passage_prefix=pp,
+            use_faiss=use_faiss,
+            encoder=encoder,
+            progress=progress,
+        )
         r._hash = h
         if directory is not None:
             r.save(directory)

@@ -39,8 +39,10 @@ class MergeReport:
         if len(self.renamed) > 20:
             lines.append(f"    ... {len(self.renamed) - 20} more renamed")
         if self.dropped:
-            lines.append(f"  dropped {len(self.dropped)} later copies (keep-first): "
-                         + _ids([f"{sid} from {name}" for sid, name in self.dropped]))
+            lines.append(
+                f"  dropped {len(self.dropped)} later copies (keep-first): "
+                + _ids([f"{sid} from {name}" for sid, name in self.dropped])
+            )
         return lines
 
 
@@ -52,8 +54,9 @@ def _prefix(name: str) -> str:
     return stem
 
 
-def merge_sets(sources: Sequence[tuple[str, Sequence[ParaphraseSet]]], on_duplicate: OnDuplicate = "error"
-               ) -> tuple[list[ParaphraseSet], MergeReport]:
+def merge_sets(
+    sources: Sequence[tuple[str, Sequence[ParaphraseSet]]], on_duplicate: OnDuplicate = "error"
+) -> tuple[list[ParaphraseSet], MergeReport]:
     """Concatenate the sets of several files, in order, resolving set ids that occur in more than one file.
 
     ``error``: refuse, naming the ids and files. ``prefix``: every copy of a shared id becomes
@@ -71,9 +74,11 @@ def merge_sets(sources: Sequence[tuple[str, Sequence[ParaphraseSet]]], on_duplic
     report.duplicates = {sid: names for sid, names in holders.items() if len(names) > 1}
     if report.duplicates and on_duplicate == "error":
         detail = "; ".join(f"{sid} in {', '.join(names)}" for sid, names in list(report.duplicates.items())[:10])
-        raise DataError(f"{len(report.duplicates)} set id(s) occur in more than one file ({detail}"
-                        f"{' ...' if len(report.duplicates) > 10 else ''}): choose --on-duplicate prefix (rename every "
-                        "copy to FILENAME:ID) or --on-duplicate keep-first (keep the first file's set)")
+        raise DataError(
+            f"{len(report.duplicates)} set id(s) occur in more than one file ({detail}"
+            f"{' ...' if len(report.duplicates) > 10 else ''}): choose --on-duplicate prefix (rename every "
+            "copy to FILENAME:ID) or --on-duplicate keep-first (keep the first file's set)"
+        )
     merged: list[ParaphraseSet] = []
     seen: set[str] = set()
     for name, sets in sources:
@@ -86,11 +91,17 @@ def merge_sets(sources: Sequence[tuple[str, Sequence[ParaphraseSet]]], on_duplic
                 else:
                     new_id = f"{_prefix(name)}:{s.set_id}"
                     report.renamed.setdefault(s.set_id, []).append(new_id)
-                    s = s.model_copy(update={"set_id": new_id, "metadata": {
-                        **s.metadata, "merged_from": {"file": name, "set_id": s.set_id}}})
+                    s = s.model_copy(
+                        update={
+                            "set_id": new_id,
+                            "metadata": {**s.metadata, "merged_from": {"file": name, "set_id": s.set_id}},
+                        }
+                    )
             if s.set_id in seen:
-                raise DataError(f"set id {s.set_id!r} ({name}) collides with another set after renaming: give the "
-                                "files different names or use --on-duplicate keep-first")
+                raise DataError(
+                    f"set id {s.set_id!r} ({name}) collides with another set after renaming: give the "
+                    "files different names or use --on-duplicate keep-first"
+                )
             seen.add(s.set_id)
             merged.append(s)
     return merged, report
@@ -110,11 +121,15 @@ class FilterReport:
             by_count: dict[int, list[str]] = {}
             for sid, n in self.dropped_short:
                 by_count.setdefault(n, []).append(sid)
-            lines.append(f"  dropped {len(self.dropped_short)} set(s) with fewer than {minimum} paraphrases"
-                         + "".join(f"\n    {len(ids)} with {n}: {_ids(ids)}" for n, ids in sorted(by_count.items())))
+            lines.append(
+                f"  dropped {len(self.dropped_short)} set(s) with fewer than {minimum} paraphrases"
+                + "".join(f"\n    {len(ids)} with {n}: {_ids(ids)}" for n, ids in sorted(by_count.items()))
+            )
         if keep is not None:
-            lines.append(f"  truncated {self.truncated} set(s) to their first {keep} paraphrases "
-                         f"({self.paraphrases_removed} paraphrases removed)")
+            lines.append(
+                f"  truncated {self.truncated} set(s) to their first {keep} paraphrases "
+                f"({self.paraphrases_removed} paraphrases removed)"
+            )
         return lines
 
 
@@ -127,8 +142,9 @@ def keep_first_paraphrases(sets: Sequence[ParaphraseSet], n: int) -> list[Paraph
     return [s.model_copy(update={"paraphrases": s.paraphrases[:n]}) for s in sets]
 
 
-def filter_sets(sets: Sequence[ParaphraseSet], min_paraphrases: int | None = None,
-                paraphrases_per_set: int | None = None) -> tuple[list[ParaphraseSet], FilterReport]:
+def filter_sets(
+    sets: Sequence[ParaphraseSet], min_paraphrases: int | None = None, paraphrases_per_set: int | None = None
+) -> tuple[list[ParaphraseSet], FilterReport]:
     """Drop sets with fewer than ``min_paraphrases`` (default: ``paraphrases_per_set``) paraphrases, then keep the
     first ``paraphrases_per_set`` of every remaining set (equal counts, as the trainer needs)."""
     if min_paraphrases is None and paraphrases_per_set is None:
@@ -145,8 +161,9 @@ def filter_sets(sets: Sequence[ParaphraseSet], min_paraphrases: int | None = Non
     return kept, report
 
 
-def training_problems(sets: Sequence[ParaphraseSet], paraphrases_per_set: int | None = None,
-                      what: str = "data") -> list[str]:
+def training_problems(
+    sets: Sequence[ParaphraseSet], paraphrases_per_set: int | None = None, what: str = "data"
+) -> list[str]:
     """Every reason the trainer rejects these sets as ``data.train``: sets shorter than ``paraphrases_per_set``,
     then the set layout checks of :func:`grpo_sim.sampler.set_layout_problems` on what the trainer keeps."""
     from ..sampler import set_layout_problems  # torch: only when asked
@@ -155,10 +172,13 @@ def training_problems(sets: Sequence[ParaphraseSet], paraphrases_per_set: int | 
     if paraphrases_per_set is not None:
         short = sets_shorter_than(sets, paraphrases_per_set)
         if short:
-            problems.append(f"{len(short)} set(s) have fewer than data.paraphrases_per_set={paraphrases_per_set} "
-                            f"paraphrases: {', '.join(repr(s.set_id) for s in short)}")
-        sets = keep_first_paraphrases([s for s in sets if len(s.paraphrases) >= paraphrases_per_set],
-                                      paraphrases_per_set)
+            problems.append(
+                f"{len(short)} set(s) have fewer than data.paraphrases_per_set={paraphrases_per_set} "
+                f"paraphrases: {', '.join(repr(s.set_id) for s in short)}"
+            )
+        sets = keep_first_paraphrases(
+            [s for s in sets if len(s.paraphrases) >= paraphrases_per_set], paraphrases_per_set
+        )
     if sets:
         rows = [(s.set_id, p.paraphrase_id) for s in sets for p in s.paraphrases]
         problems += set_layout_problems([r[0] for r in rows], [r[1] for r in rows], what)
@@ -167,5 +187,13 @@ def training_problems(sets: Sequence[ParaphraseSet], paraphrases_per_set: int | 
     return problems
 
 
-__all__ = ["FilterReport", "MergeReport", "ON_DUPLICATE", "filter_sets", "keep_first_paraphrases", "merge_sets",
-           "sets_shorter_than", "training_problems"]
+__all__ = [
+    "FilterReport",
+    "MergeReport",
+    "ON_DUPLICATE",
+    "filter_sets",
+    "keep_first_paraphrases",
+    "merge_sets",
+    "sets_shorter_than",
+    "training_problems",
+]

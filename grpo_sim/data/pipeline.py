@@ -95,8 +95,9 @@ def load_or_build_retriever(
 
         name = DEFAULT_MODEL_NAME if model is None else str(model)
         d = root / f"dense-{_slug(name)}" if root is not None else None
-        r, built = DenseRetriever.build_or_load(passages, d, model=model, device=device, batch_size=batch_size,
-                                                encoder=encoder, progress=progress)
+        r, built = DenseRetriever.build_or_load(
+            passages, d, model=model, device=device, batch_size=batch_size, encoder=encoder, progress=progress
+        )
         info = {"retriever": "dense", "model": name}
     else:
         raise ValueError(f"unknown retriever {kind!r}: use bm25 or dense")
@@ -165,8 +166,12 @@ def retrieve_for_sets(
                 total_sup += 1
                 hits += bool(sup_set & set(ids))
         meta = dict(s.metadata)
-        meta["retrieval"] = {"retriever": info.get("retriever"), "model": info.get("model"), "k": k,
-                             "consistency": round(c, 6)}
+        meta["retrieval"] = {
+            "retriever": info.get("retriever"),
+            "model": info.get("model"),
+            "k": k,
+            "consistency": round(c, 6),
+        }
         out.append(s.model_copy(update={"paraphrases": paras, "metadata": meta}))
     stats: dict[str, Any] = {
         "num_sets": len(sets),
@@ -200,8 +205,16 @@ def retrieve_file(
     Returns the stats of :func:`retrieve_for_sets` plus the index info."""
     sets = load_psets(in_path)
     passages = read_corpus(corpus_path)
-    r, info = load_or_build_retriever(retriever, passages, index_dir=index_dir, model=model, device=device,
-                                      batch_size=batch_size, progress=progress, encoder=encoder)
+    r, info = load_or_build_retriever(
+        retriever,
+        passages,
+        index_dir=index_dir,
+        model=model,
+        device=device,
+        batch_size=batch_size,
+        progress=progress,
+        encoder=encoder,
+    )
     new_sets, stats = retrieve_for_sets(sets, r, k=k, progress=progress, info=info)
     write_psets(out_path, new_sets)
     stats.update({f"index_{key}" if key in ("path",) else key: v for key, v in info.items()})

@@ -31,11 +31,12 @@ def read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})", [(lineno, "<line>", exc.msg)]) \
-                    from None
+                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})", [(lineno, "<line>", exc.msg)]) from None
             if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}",
-                                [(lineno, "<line>", "not an object")])
+                raise DataError(
+                    f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}",
+                    [(lineno, "<line>", "not an object")],
+                )
             rows.append(row)
     return rows
 
@@ -43,13 +44,19 @@ def read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
 def _messages(prompt: Any, system_prompt: str | None, where: str) -> list[dict[str, str]]:
     if isinstance(prompt, str):
         messages = [{"role": "user", "content": prompt}]
-    elif isinstance(prompt, list) and prompt and all(
+    elif (
+        isinstance(prompt, list)
+        and prompt
+        and all(
             isinstance(m, Mapping) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-            for m in prompt):
+            for m in prompt
+        )
+    ):
         messages = [{"role": m["role"], "content": m["content"]} for m in prompt]
     else:
-        raise ValueError(f"{where}: prompt must be a string or a list of {{role, content}} messages, got "
-                         f"{str(prompt)[:60]!r}")
+        raise ValueError(
+            f"{where}: prompt must be a string or a list of {{role, content}} messages, got {str(prompt)[:60]!r}"
+        )
     return with_system_prompt(messages, system_prompt)
 
 
@@ -61,8 +68,13 @@ def with_system_prompt(messages: list[dict[str, str]], system_prompt: str | None
     return messages
 
 
-def prompt_rows(rows: Iterable[Mapping[str, Any]], source: str, columns: Mapping[str, str] | None = None,
-                system_prompt: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+def prompt_rows(
+    rows: Iterable[Mapping[str, Any]],
+    source: str,
+    columns: Mapping[str, str] | None = None,
+    system_prompt: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
     """Training rows ``{prompt: [messages], answers: ..., <other columns>}``; DataError lists every bad row."""
     mapping = {name: (columns or {}).get(name, name) for name in STANDARD_COLUMNS}
     out, problems = [], []
@@ -72,13 +84,19 @@ def prompt_rows(rows: Iterable[Mapping[str, Any]], source: str, columns: Mapping
         row = dict(row)
         where = f"{source} row {rowno}"
         if mapping["prompt"] not in row:
-            problems.append((rowno, mapping["prompt"], f"no prompt column {mapping['prompt']!r} (has {sorted(row)}); "
-                             "map it with data.columns.prompt"))
+            problems.append(
+                (
+                    rowno,
+                    mapping["prompt"],
+                    f"no prompt column {mapping['prompt']!r} (has {sorted(row)}); map it with data.columns.prompt",
+                )
+            )
             continue
         prompt = row.pop(mapping["prompt"])
         answers = row.pop(mapping["answers"], None)
-        if answers is not None and not (isinstance(answers, str) or (
-                isinstance(answers, list) and all(isinstance(a, str) for a in answers))):
+        if answers is not None and not (
+            isinstance(answers, str) or (isinstance(answers, list) and all(isinstance(a, str) for a in answers))
+        ):
             problems.append((rowno, mapping["answers"], "references must be a string or a list of strings"))
             continue
         try:

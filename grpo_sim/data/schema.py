@@ -150,7 +150,7 @@ def _hint(err: dict[str, Any]) -> str:
     if etype.endswith("_type") or etype.endswith("_parsing"):
         return f"{msg} (got {err.get('input')!r}): change it to that type"
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     return msg
 
 
@@ -168,8 +168,13 @@ def _format_problems(source: str, problems: Sequence[tuple[int | None, str, str]
     return "\n".join(lines)
 
 
-_COMPRESSED_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ": "xz", b"PK\x03\x04": "zip",
-                     b"(\xb5/\xfd": "zstd"}
+_COMPRESSED_MAGIC = {
+    b"\x1f\x8b": "gzip",
+    b"BZh": "bzip2",
+    b"\xfd7zXZ": "xz",
+    b"PK\x03\x04": "zip",
+    b"(\xb5/\xfd": "zstd",
+}
 
 
 def _text_lines(path: Path, problems: list[Problem]) -> Iterator[tuple[int, str]]:
@@ -192,16 +197,24 @@ def _text_lines(path: Path, problems: list[Problem]) -> Iterator[tuple[int, str]
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                problems.append((lineno, "<encoding>", f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
-                                                       f"{e.start + 1}): a binary file? save it as UTF-8 JSONL"))
+                problems.append(
+                    (
+                        lineno,
+                        "<encoding>",
+                        f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+                        f"{e.start + 1}): a binary file? save it as UTF-8 JSONL",
+                    )
+                )
                 if sum(1 for _, f, _ in problems if f == "<encoding>") >= 5:
-                    problems.append((None, "<file>", f"{path}: stopped reading after 5 lines that are not UTF-8 "
-                                                     "(a binary file?)"))
+                    problems.append(
+                        (None, "<file>", f"{path}: stopped reading after 5 lines that are not UTF-8 (a binary file?)")
+                    )
                     return
                 continue
             if "\x00" in text:
-                problems.append((lineno, "<encoding>", "contains NUL bytes: is this a binary file? save it as UTF-8 "
-                                                       "JSONL"))
+                problems.append(
+                    (lineno, "<encoding>", "contains NUL bytes: is this a binary file? save it as UTF-8 JSONL")
+                )
                 continue
             yield lineno, text
 
@@ -223,8 +236,9 @@ def _read_jsonl_models(path: Path, model: type[BaseModel], key: str, what: str) 
             problems.append((lineno, "<json>", "JSON nested too deeply to read: one paraphrase set per line"))
             continue
         if not isinstance(obj, dict):
-            problems.append((lineno, "<row>", f"expected a JSON object, got {type(obj).__name__}: "
-                                              "write one object per line"))
+            problems.append(
+                (lineno, "<row>", f"expected a JSON object, got {type(obj).__name__}: write one object per line")
+            )
             continue
         try:
             row = model.model_validate(obj)
@@ -233,8 +247,9 @@ def _read_jsonl_models(path: Path, model: type[BaseModel], key: str, what: str) 
             continue
         value = getattr(row, key)
         if value in first_line_of:
-            problems.append((lineno, key, f"duplicate {what} {value!r} (first on line {first_line_of[value]}): "
-                                          "make it unique"))
+            problems.append(
+                (lineno, key, f"duplicate {what} {value!r} (first on line {first_line_of[value]}): make it unique")
+            )
             continue
         first_line_of[value] = lineno
         rows.append(row)
@@ -316,18 +331,24 @@ def check_prompt_template(template: str) -> str:
     try:
         fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
     except ValueError as exc:
-        raise ValueError(f"prompt template {template!r} is not a valid format string ({exc}); "
-                         "write literal braces as '{{' and '}}'") from None
+        raise ValueError(
+            f"prompt template {template!r} is not a valid format string ({exc}); "
+            "write literal braces as '{{' and '}}'"
+        ) from None
     if "question" not in {re.split(r"[.\[]", f)[0] for f in fields}:
         close = difflib.get_close_matches(template, list(PROMPT_TEMPLATES), n=1, cutoff=0.6)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(f"unknown prompt template {template!r}: {hint}use one of {sorted(PROMPT_TEMPLATES)} "
-                         "or a format string containing '{question}'")
+        raise ValueError(
+            f"unknown prompt template {template!r}: {hint}use one of {sorted(PROMPT_TEMPLATES)} "
+            "or a format string containing '{question}'"
+        )
     unknown = sorted({f for f in fields if f not in _TEMPLATE_FIELDS})  # also {question.x}, {0}, {}
     if unknown:
-        raise ValueError(f"prompt template {template!r} uses unknown placeholder(s) "
-                         f"{', '.join('{' + f + '}' for f in unknown)}: only {{question}} and {{passages}} are "
-                         "filled in (write literal braces as '{{' and '}}')")
+        raise ValueError(
+            f"prompt template {template!r} uses unknown placeholder(s) "
+            f"{', '.join('{' + f + '}' for f in unknown)}: only {{question}} and {{passages}} are "
+            "filled in (write literal braces as '{{' and '}}')"
+        )
     return template
 
 
@@ -380,7 +401,6 @@ def to_training_rows(
     return rows
 
 
-
 # ------------------------------------------------------------------------------------------
 # Validation reports, Hugging Face ``datasets`` form, passage corpora
 # ------------------------------------------------------------------------------------------
@@ -430,8 +450,11 @@ def psets_from_hf(dataset: Any, source: str = "<dataset>") -> list[ParaphraseSet
             continue
         if pset.set_id in first_row_of:
             problems.append(
-                (rowno, "set_id",
-                 f"duplicate set_id {pset.set_id!r} (first in row {first_row_of[pset.set_id]}): make it unique")
+                (
+                    rowno,
+                    "set_id",
+                    f"duplicate set_id {pset.set_id!r} (first in row {first_row_of[pset.set_id]}): make it unique",
+                )
             )
             continue
         first_row_of[pset.set_id] = rowno
@@ -477,9 +500,11 @@ def load_psets(source: Any) -> list[ParaphraseSet]:
     sets = _load_psets(source)
     if not sets:
         name = str(source) if isinstance(source, (str, os.PathLike)) else "<dataset>"
-        raise DataError(f"{name}: the file holds no paraphrase sets (it is empty or has only blank lines); "
-                        "expected one JSON object per line", [(None, "<file>", f"{name} holds no paraphrase sets "
-                                                              "(it is empty or has only blank lines)")])
+        raise DataError(
+            f"{name}: the file holds no paraphrase sets (it is empty or has only blank lines); "
+            "expected one JSON object per line",
+            [(None, "<file>", f"{name} holds no paraphrase sets (it is empty or has only blank lines)")],
+        )
     return sets
 
 
@@ -523,8 +548,9 @@ def read_corpus(path: str | os.PathLike[str]) -> list[Passage]:
         raise DataError(f"{path}: corpus file not found (expected JSONL passages: id, title, text)")
     out, problems = _read_jsonl_models(path, Passage, "id", "passage id")
     if problems:
-        raise DataError(_format_problems(str(path), problems).replace("paraphrase-set data", "passage corpus"),
-                        problems)
+        raise DataError(
+            _format_problems(str(path), problems).replace("paraphrase-set data", "passage corpus"), problems
+        )
     if not out:
         raise DataError(f"{path}: the corpus holds no passages")
     return out

@@ -43,9 +43,13 @@ def _progress_callback(name: str, max_steps: int):
             if "reward" not in logs or (state.global_step % PROGRESS_EVERY and state.global_step != max_steps):
                 return
             parts = [f"  [{name}] step {state.global_step}/{max_steps} ({time.perf_counter() - self.start:.0f}s)"]
-            for key, label in (("rewards/accuracy/mean", "acc"), ("rewards/consistency/mean", "cons"),
-                               ("ps_grpo/agreement", "agree"), ("frac_reward_zero_std", "zero-std"),
-                               ("entropy", "entropy")):
+            for key, label in (
+                ("rewards/accuracy/mean", "acc"),
+                ("rewards/consistency/mean", "cons"),
+                ("ps_grpo/agreement", "agree"),
+                ("frac_reward_zero_std", "zero-std"),
+                ("entropy", "entropy"),
+            ):
                 if key in logs:
                     parts.append(f"{label} {float(logs[key]):.3f}")
             print("  ".join(parts), flush=True)
@@ -83,8 +87,7 @@ def train_arm(
     args = arm_config(recipe, str(out / "trainer"))
     train_dataset = training_rows(load_sets(recipe.data.train, recipe, "train"), recipe)
     if labels is not None:
-        train_dataset = train_dataset.map(
-            lambda row: {"answers": [labels[(row["set_id"], row["paraphrase_id"])]]})
+        train_dataset = train_dataset.map(lambda row: {"answers": [labels[(row["set_id"], row["paraphrase_id"])]]})
     model, tokenizer = load_policy(str(policy_dir))
     if recipe.model.freeze_embeddings:
         # tied input/output embeddings stay as in the warm start (see grpo_sim.demo.warmstart)
@@ -141,12 +144,20 @@ def train_stats(arm_dir: Path) -> dict[str, Any]:
     out["reward_seconds"] = reward_seconds(logged, logging_steps, int(log["max_steps"]))
     if not logged:
         return out
-    keys = ("frac_reward_zero_std", "ps_grpo/frac_reward_zero_std_paraphrase", "ps_grpo/frac_reward_zero_std_set",
-            "ps_grpo/agreement", "rewards/accuracy/mean", "rewards/consistency/mean", "entropy")
+    keys = (
+        "frac_reward_zero_std",
+        "ps_grpo/frac_reward_zero_std_paraphrase",
+        "ps_grpo/frac_reward_zero_std_set",
+        "ps_grpo/agreement",
+        "rewards/accuracy/mean",
+        "rewards/consistency/mean",
+        "entropy",
+    )
     k = max(1, len(logged) // 10)
     for name, part in (("first", logged[:k]), ("last", logged[-k:])):
-        out[name] = {key: round(sum(h[key] for h in part) / len(part), 4)
-                     for key in keys if all(key in h for h in part)}
+        out[name] = {
+            key: round(sum(h[key] for h in part) / len(part), 4) for key in keys if all(key in h for h in part)
+        }
     return out
 
 
@@ -185,16 +196,16 @@ def _call(job: Job) -> Any:
     try:
         return job.function(**job.kwargs)
     except Exception as exc:  # noqa: BLE001 - sent back to the parent as text, with its traceback
-        raise ArmFailed(f"{job.label} failed: {type(exc).__name__}: {exc}\n"
-                        f"{''.join(traceback.format_exception(exc)).rstrip()}") from None
+        raise ArmFailed(
+            f"{job.label} failed: {type(exc).__name__}: {exc}\n{''.join(traceback.format_exception(exc)).rstrip()}"
+        ) from None
 
 
 def _call_in_worker(job: Job) -> Any:
     """:func:`_call` in a worker process, whose log lines (collapse warnings, errors) name the job."""
     import logging
 
-    logging.basicConfig(level=logging.WARNING, format=f"[{job.label}] %(levelname)s %(name)s: %(message)s",
-                        force=True)
+    logging.basicConfig(level=logging.WARNING, format=f"[{job.label}] %(levelname)s %(name)s: %(message)s", force=True)
     return _call(job)
 
 
@@ -215,8 +226,12 @@ class JobPool:
             from concurrent.futures import ProcessPoolExecutor
 
             context = multiprocessing.get_context("spawn")  # fork after torch/OpenMP initialised can hang
-            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
-                                                 initializer=quiet_torch_process, initargs=(self.num_threads,))
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=context,
+                initializer=quiet_torch_process,
+                initargs=(self.num_threads,),
+            )
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

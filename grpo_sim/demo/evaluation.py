@@ -71,8 +71,9 @@ def identical_wrong(sets: Sequence[Any], answers: Sequence[Sequence[str]]) -> li
     return out
 
 
-def wording_accuracy(sets: Sequence[Any], answers: Sequence[Sequence[str]],
-                     noisy: Mapping[str, Any]) -> dict[str, float]:
+def wording_accuracy(
+    sets: Sequence[Any], answers: Sequence[Sequence[str]], noisy: Mapping[str, Any]
+) -> dict[str, float]:
     """Exact-match accuracy on the wordings whose warm-start labels were noisy vs the clean ones
     (``noisy``: relation -> template ids, :data:`grpo_sim.demo.warmstart.NOISY_TEMPLATES`): where the warm
     start's inconsistency comes from."""
@@ -90,8 +91,14 @@ def wording_accuracy(sets: Sequence[Any], answers: Sequence[Sequence[str]],
     return {f"accuracy_em_{k}_wordings": (sum(v) / len(v) if v else float("nan")) for k, v in hits.items()}
 
 
-def evaluate_policy(model, tokenizer, sets: Sequence[Any], noisy_templates: Mapping[str, Any],
-                    max_new_tokens: int = 4, batch_size: int = 128) -> dict[str, Any]:
+def evaluate_policy(
+    model,
+    tokenizer,
+    sets: Sequence[Any],
+    noisy_templates: Mapping[str, Any],
+    max_new_tokens: int = 4,
+    batch_size: int = 128,
+) -> dict[str, Any]:
     """Greedy evaluation of one policy at the three levels -> flat summary dict (the evaluator's keys plus
     ``frac_empty`` = ``empty_answer_rate``, ``frac_sets_identical_wrong`` and the accuracy on noisy vs clean
     wordings). ``_answers`` (end-to-end answers per set) and ``_per_set`` (the evaluator's per-set rows, with
@@ -100,9 +107,17 @@ def evaluate_policy(model, tokenizer, sets: Sequence[Any], noisy_templates: Mapp
 
     preds = []
     for level in EVAL_LEVELS:
-        preds += generate_predictions(model, tokenizer, sets, level=level, template="rag_short_answer",
-                                      max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=False,
-                                      progress=False)
+        preds += generate_predictions(
+            model,
+            tokenizer,
+            sets,
+            level=level,
+            template="rag_short_answer",
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            do_sample=False,
+            progress=False,
+        )
     table = {(p["set_id"], p["paraphrase_id"]): p["answer"] for p in preds if p["level"] == "e2e"}
     answers = [[table[(s.set_id, p.paraphrase_id)] for p in s.paraphrases] for s in sets]
     summary, per_set = summarize_with_details(sets, preds, metrics=("bleu2", "rouge_l", "exact_match", "embedding"))
@@ -118,8 +133,9 @@ def evaluate_policy(model, tokenizer, sets: Sequence[Any], noisy_templates: Mapp
     return summary
 
 
-def paired_comparisons(per_set: Mapping[str, Sequence[Mapping[str, Any]]], n_boot: int = 2000,
-                       seed: int = 0) -> dict[str, Any]:
+def paired_comparisons(
+    per_set: Mapping[str, Sequence[Mapping[str, Any]]], n_boot: int = 2000, seed: int = 0
+) -> dict[str, Any]:
     """Paired differences over the same held-out sets (:func:`grpo_sim.eval.metrics.paired_difference`:
     ``{"diff", "ci", "num_sets"}`` with a 95% percentile-bootstrap interval) of :data:`COMPARED_KEYS` for
     :data:`COMPARISONS`; ``per_set`` maps a policy to its evaluator per-set rows. Pairs with a missing side and
@@ -131,6 +147,7 @@ def paired_comparisons(per_set: Mapping[str, Sequence[Mapping[str, Any]]], n_boo
         if a not in per_set or b not in per_set:
             continue
         keys = [k for k in COMPARED_KEYS if per_set[a] and k in per_set[a][0] and k in per_set[b][0]]
-        out[f"{a}_minus_{b}"] = {key: paired_difference(per_set[a], per_set[b], key, n_boot=n_boot, seed=seed)
-                                 for key in keys}
+        out[f"{a}_minus_{b}"] = {
+            key: paired_difference(per_set[a], per_set[b], key, n_boot=n_boot, seed=seed) for key in keys
+        }
     return out

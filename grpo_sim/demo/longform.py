@@ -663,14 +663,27 @@ def run_longform_seeds(
     out = Path(output_dir)
     cache = Path(cache_dir) if cache_dir is not None else out.resolve().parent / ".cache"
     (out / "seeds.md").unlink(missing_ok=True)
-    summaries = {s: run_longform_demo(out / f"seed-{s}", quick=quick, seed=s, progress=progress, cache_dir=cache,
-                                      num_threads=num_threads) for s in seeds}
-    notes = [f"Target (PS-GRPO minus accuracy-only: BLEU-2 consistency interval above 0, token-F1 interval's lower "
-             f"end >= {ACCURACY_NOT_LOWER_MARGIN}): "
-             + ", ".join(f"seed {s} {'met' if summaries[s]['target']['met'] else 'not met'}" for s in seeds)]
-    combined = write_seeds_report(out, summaries, cpu_model(), figures=COLUMNS, labels=ROW_LABELS,
-                                  title="PS-GRPO long-form CPU demo", notes=notes,
-                                  extra={"target": {s: summaries[s]["target"] for s in seeds}})
+    summaries = {
+        s: run_longform_demo(
+            out / f"seed-{s}", quick=quick, seed=s, progress=progress, cache_dir=cache, num_threads=num_threads
+        )
+        for s in seeds
+    }
+    notes = [
+        f"Target (PS-GRPO minus accuracy-only: BLEU-2 consistency interval above 0, token-F1 interval's lower "
+        f"end >= {ACCURACY_NOT_LOWER_MARGIN}): "
+        + ", ".join(f"seed {s} {'met' if summaries[s]['target']['met'] else 'not met'}" for s in seeds)
+    ]
+    combined = write_seeds_report(
+        out,
+        summaries,
+        cpu_model(),
+        figures=COLUMNS,
+        labels=ROW_LABELS,
+        title="PS-GRPO long-form CPU demo",
+        notes=notes,
+        extra={"target": {s: summaries[s]["target"] for s in seeds}},
+    )
     if progress:
         print((out / "seeds.md").read_text(encoding="utf-8"), flush=True)
     return combined

@@ -240,7 +240,7 @@ def sft_examples(sets: Sequence[ParaphraseSet], config: LongformWarmStartConfig)
                     if gold is None
                     else [{"role": "user", "content": build_rag_prompt(p.question, [gold], LONGFORM_TEMPLATE)}],
                     "target": phrase(rel, entity, chosen),
-                "name": entity,
+                    "name": entity,
                     "phrasing": chosen,
                     "preferred": preferred,
                     "set_id": s.set_id,
@@ -319,8 +319,7 @@ def longform_warm_start(
 
         def report(step: int, loss: float, stage=stage, total=total) -> None:
             if step % 500 == 0 or step == total:
-                log(f"  sft stage {stage} step {step}/{total}  loss {loss:.3f}  "
-                    f"({time.perf_counter() - t_train:.0f}s)")
+                log(f"  sft stage {stage} step {step}/{total}  loss {loss:.3f}  ({time.perf_counter() - t_train:.0f}s)")
 
         losses += train_sft(
             model,

@@ -46,8 +46,10 @@ def print_table(summary: Mapping[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"PS-GRPO CPU demo — held-out sets (n={summary['base'].get('num_sets')}), "
-                        f"seed {summary['settings']['data']['seed']}")
+    table = Table(
+        title=f"PS-GRPO CPU demo — held-out sets (n={summary['base'].get('num_sets')}), "
+        f"seed {summary['settings']['data']['seed']}"
+    )
     table.add_column("policy", no_wrap=True)
     for _, label in COLUMNS:
         table.add_column(label, justify="right", no_wrap=True)
@@ -85,15 +87,25 @@ def plot_summary(summary: Mapping[str, Any], path: str | os.PathLike[str]) -> Pa
         if all(isinstance(c, (list, tuple)) and len(c) == 2 and None not in c for c in cis):
             yerr = np.array([[v - c[0] for v, c in zip(vals, cis)], [c[1] - v for v, c in zip(vals, cis)]]).clip(0)
             drew_ci = True
-        bars = ax.bar(x + (i - (len(keys) - 1) / 2) * width, vals, width, label=ARM_LABELS[key], yerr=yerr,
-                      capsize=2, error_kw={"elinewidth": 0.8, "alpha": 0.6})
+        bars = ax.bar(
+            x + (i - (len(keys) - 1) / 2) * width,
+            vals,
+            width,
+            label=ARM_LABELS[key],
+            yerr=yerr,
+            capsize=2,
+            error_kw={"elinewidth": 0.8, "alpha": 0.6},
+        )
         ax.bar_label(bars, fmt="%.2f", fontsize=6)
     ax.set_xticks(x, [label for _, label in cols])
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("held-out score")
     retriever = summary["base"].get("consistency_retriever_jaccard")
-    ax.set_title(f"PS-GRPO CPU demo ({summary['base'].get('num_sets')} held-out sets"
-                 f"{', 95% CI' if drew_ci else ''}; retriever Jaccard {retriever or 0:.2f} for all)", fontsize=10)
+    ax.set_title(
+        f"PS-GRPO CPU demo ({summary['base'].get('num_sets')} held-out sets"
+        f"{', 95% CI' if drew_ci else ''}; retriever Jaccard {retriever or 0:.2f} for all)",
+        fontsize=10,
+    )
     ax.legend(loc="upper left", fontsize=7, ncol=len(keys))
     fig.tight_layout()
     path = Path(path)
@@ -112,26 +124,40 @@ def _spread(values: Sequence[float]) -> dict[str, float | None]:
     vals = [v for v in values if v is not None]
     if not vals:
         return {"mean": None, "min": None, "max": None, "sd": None}
-    return {"mean": statistics.fmean(vals), "min": min(vals), "max": max(vals),
-            "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+    return {
+        "mean": statistics.fmean(vals),
+        "min": min(vals),
+        "max": max(vals),
+        "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+    }
 
 
-def combine_seeds(summaries: Mapping[int, Mapping[str, Any]], figures: Sequence[tuple[str, str]] = SEED_FIGURES,
-                  labels: Mapping[str, str] = ARM_LABELS) -> dict[str, Any]:
+def combine_seeds(
+    summaries: Mapping[int, Mapping[str, Any]],
+    figures: Sequence[tuple[str, str]] = SEED_FIGURES,
+    labels: Mapping[str, str] = ARM_LABELS,
+) -> dict[str, Any]:
     """The combined view of per-seed summaries: per policy and figure, the value at each seed and the spread
     (mean, min, max, sd); per comparison and figure, the paired difference and its interval at each seed and the
     spread of the differences; the reward time of every arm at each seed."""
     seeds = sorted(summaries)
     first = summaries[seeds[0]]
-    out: dict[str, Any] = {"seeds": seeds, "policies": {}, "comparisons": {}, "reward_seconds": {},
-                           "figures": [list(f) for f in figures], "labels": dict(labels)}
+    out: dict[str, Any] = {
+        "seeds": seeds,
+        "policies": {},
+        "comparisons": {},
+        "reward_seconds": {},
+        "figures": [list(f) for f in figures],
+        "labels": dict(labels),
+    }
     for key in [k for k in labels if k in first]:
         out["policies"][key] = {}
         for fig, _ in figures:
             per_seed = {s: summaries[s][key].get(fig) for s in seeds}
             out["policies"][key][fig] = {"per_seed": per_seed, **_spread(list(per_seed.values()))}
-        out["reward_seconds"][key] = {s: summaries[s].get("train_stats", {}).get(key, {}).get("reward_seconds")
-                                      for s in seeds}
+        out["reward_seconds"][key] = {
+            s: summaries[s].get("train_stats", {}).get(key, {}).get("reward_seconds") for s in seeds
+        }
     for name in first.get("comparisons", {}):
         out["comparisons"][name] = {}
         for fig in first["comparisons"][name]:
@@ -139,7 +165,8 @@ def combine_seeds(summaries: Mapping[int, Mapping[str, Any]], figures: Sequence[
             out["comparisons"][name][fig] = {
                 "per_seed": per_seed,
                 "ci_excludes_zero_at_every_seed": all(
-                    v["ci"] is not None and (v["ci"][0] > 0 or v["ci"][1] < 0) for v in per_seed.values()),
+                    v["ci"] is not None and (v["ci"][0] > 0 or v["ci"][1] < 0) for v in per_seed.values()
+                ),
                 **_spread([v["diff"] for v in per_seed.values()]),
             }
     return out
@@ -149,27 +176,39 @@ def _fmt(v: float | None, signed: bool = False) -> str:
     return "-" if v is None else (f"{v:+.3f}" if signed else f"{v:.3f}")
 
 
-def seeds_markdown(combined: Mapping[str, Any], cpu: str | None = None, title: str = "PS-GRPO CPU demo",
-                   notes: Sequence[str] = ()) -> str:
+def seeds_markdown(
+    combined: Mapping[str, Any], cpu: str | None = None, title: str = "PS-GRPO CPU demo", notes: Sequence[str] = ()
+) -> str:
     """Markdown tables of :func:`combine_seeds`: policies by seed with the spread, then paired differences with
     their 95% intervals by seed."""
     seeds = combined["seeds"]
     labels = combined.get("labels", ARM_LABELS)
     lines = [f"# {title}, seeds {', '.join(map(str, seeds))}", ""]
     if cpu:
-        lines += [f"Measured on {cpu}. Exact numbers differ across CPU types (different kernels make the runs "
-                  "diverge); the conclusions should not.", ""]
-    lines += ["| policy | figure | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | min-max |",
-              "|---|---|" + "---|" * len(seeds) + "---|---|"]
+        lines += [
+            f"Measured on {cpu}. Exact numbers differ across CPU types (different kernels make the runs "
+            "diverge); the conclusions should not.",
+            "",
+        ]
+    lines += [
+        "| policy | figure | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | min-max |",
+        "|---|---|" + "---|" * len(seeds) + "---|---|",
+    ]
     for key, figs in combined["policies"].items():
         for fig, label in combined.get("figures", SEED_FIGURES):
             e = figs[fig]
-            lines.append(f"| {labels[key]} | {label} | "
-                         + " | ".join(_fmt(e["per_seed"][s]) for s in seeds)
-                         + f" | {_fmt(e['mean'])} | {_fmt(e['min'])}-{_fmt(e['max'])} |")
-    lines += ["", "Paired differences over the same held-out sets, 95% bootstrap interval per seed:", "",
-              "| comparison | figure | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | excludes 0 at all |",
-              "|---|---|" + "---|" * len(seeds) + "---|---|"]
+            lines.append(
+                f"| {labels[key]} | {label} | "
+                + " | ".join(_fmt(e["per_seed"][s]) for s in seeds)
+                + f" | {_fmt(e['mean'])} | {_fmt(e['min'])}-{_fmt(e['max'])} |"
+            )
+    lines += [
+        "",
+        "Paired differences over the same held-out sets, 95% bootstrap interval per seed:",
+        "",
+        "| comparison | figure | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | excludes 0 at all |",
+        "|---|---|" + "---|" * len(seeds) + "---|---|",
+    ]
     for name, figs in combined["comparisons"].items():
         for fig, e in figs.items():
             cells = []
@@ -177,10 +216,18 @@ def seeds_markdown(combined: Mapping[str, Any], cpu: str | None = None, title: s
                 v = e["per_seed"][s]
                 ci = v["ci"]
                 cells.append(_fmt(v["diff"], True) + ("" if ci is None else f" [{ci[0]:+.3f}, {ci[1]:+.3f}]"))
-            lines.append(f"| {name.replace('_minus_', ' - ')} | {fig} | " + " | ".join(cells)
-                         + f" | {_fmt(e['mean'], True)} | {'yes' if e['ci_excludes_zero_at_every_seed'] else 'no'} |")
-    lines += ["", "Seconds spent in the reward functions per arm:", "",
-              "| arm | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+            lines.append(
+                f"| {name.replace('_minus_', ' - ')} | {fig} | "
+                + " | ".join(cells)
+                + f" | {_fmt(e['mean'], True)} | {'yes' if e['ci_excludes_zero_at_every_seed'] else 'no'} |"
+            )
+    lines += [
+        "",
+        "Seconds spent in the reward functions per arm:",
+        "",
+        "| arm | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+        "|---|" + "---|" * len(seeds),
+    ]
     for key, per_seed in combined["reward_seconds"].items():
         if key == "base":
             continue
@@ -190,10 +237,16 @@ def seeds_markdown(combined: Mapping[str, Any], cpu: str | None = None, title: s
     return "\n".join(lines) + "\n"
 
 
-def write_seeds_report(out: Path, summaries: Mapping[int, Mapping[str, Any]], cpu: str | None,
-                       figures: Sequence[tuple[str, str]] = SEED_FIGURES, labels: Mapping[str, str] = ARM_LABELS,
-                       title: str = "PS-GRPO CPU demo", notes: Sequence[str] = (),
-                       extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def write_seeds_report(
+    out: Path,
+    summaries: Mapping[int, Mapping[str, Any]],
+    cpu: str | None,
+    figures: Sequence[tuple[str, str]] = SEED_FIGURES,
+    labels: Mapping[str, str] = ARM_LABELS,
+    title: str = "PS-GRPO CPU demo",
+    notes: Sequence[str] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """``seeds.json`` and ``seeds.md`` in ``out`` (the markdown is written last); ``figures`` ((summary key, label)
     pairs) and ``labels`` (policy key -> row label) default to the short demo's."""
     combined = combine_seeds(summaries, figures, labels)

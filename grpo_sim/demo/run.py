@@ -74,15 +74,25 @@ def cpu_model() -> str | None:
 def _built(num_train_sets: int, num_eval_sets: int, num_paraphrases: int, passages_per_prompt: int, seed: int):
     from .world import build_demo_dataset
 
-    return build_demo_dataset(num_train_sets, num_eval_sets, num_paraphrases=num_paraphrases,
-                              passages_per_prompt=passages_per_prompt, seed=seed)
+    return build_demo_dataset(
+        num_train_sets,
+        num_eval_sets,
+        num_paraphrases=num_paraphrases,
+        passages_per_prompt=passages_per_prompt,
+        seed=seed,
+    )
 
 
 def _built_demo(settings: Any):
     """(train_sets, eval_sets, corpus) for ``data.demo`` settings (an object or a mapping with its fields)."""
     get = settings.get if isinstance(settings, Mapping) else functools.partial(getattr, settings)
-    return _built(int(get("num_train_sets")), int(get("num_eval_sets")), int(get("num_paraphrases")),
-                  int(get("passages_per_prompt")), int(get("seed")))
+    return _built(
+        int(get("num_train_sets")),
+        int(get("num_eval_sets")),
+        int(get("num_paraphrases")),
+        int(get("passages_per_prompt")),
+        int(get("seed")),
+    )
 
 
 def demo_data(settings: Any):
@@ -91,8 +101,12 @@ def demo_data(settings: Any):
     return train, eval_
 
 
-def demo_warmstart(settings: Any, cache_dir: str | os.PathLike[str] | None = None,
-                   warmstart: Mapping[str, Any] | None = None, progress: bool = True) -> Path:
+def demo_warmstart(
+    settings: Any,
+    cache_dir: str | os.PathLike[str] | None = None,
+    warmstart: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> Path:
     """The demo's warm-started policy for ``data.demo`` settings (built once, then cached), for
     ``grpo-sim:demo-warmstart``. ``warmstart``: :class:`~grpo_sim.demo.warmstart.WarmStartConfig` fields (default:
     the demo's, with the data's seed)."""
@@ -106,14 +120,16 @@ def demo_warmstart(settings: Any, cache_dir: str | os.PathLike[str] | None = Non
     config = WarmStartConfig(**(warmstart if warmstart is not None else {**DEMO_WARMSTART_SETTINGS, "seed": seed}))
     log = None
     if progress:
+
         def log(message: str) -> None:
             print(f"[warm start seed {seed}] {message}", flush=True)
-    return warm_start(train, corpus, demo_text_corpus(train + eval_, corpus), cache, config, progress=progress,
-                      log=log)
+
+    return warm_start(train, corpus, demo_text_corpus(train + eval_, corpus), cache, config, progress=progress, log=log)
 
 
-def cached_demo_warmstart(settings: Any, cache_dir: str | os.PathLike[str],
-                          warmstart: Mapping[str, Any]) -> Path | None:
+def cached_demo_warmstart(
+    settings: Any, cache_dir: str | os.PathLike[str], warmstart: Mapping[str, Any]
+) -> Path | None:
     """The finished warm start :func:`demo_warmstart` would return without training, or None."""
     from .warmstart import WarmStartConfig, policy_dir
     from .world import demo_text_corpus
@@ -186,16 +202,25 @@ def run_seeds(
     out = Path(output_dir)
     cache = Path(cache_dir) if cache_dir is not None else out.resolve().parent / ".cache"
     (out / "seeds.md").unlink(missing_ok=True)
-    summaries = _run_many({s: out / f"seed-{s}" for s in seeds}, quick, progress, cache, reward_labels,
-                          num_threads, workers, arms)
+    summaries = _run_many(
+        {s: out / f"seed-{s}" for s in seeds}, quick, progress, cache, reward_labels, num_threads, workers, arms
+    )
     combined = write_seeds_report(out, summaries, cpu_model())
     if progress:
         print((out / "seeds.md").read_text(encoding="utf-8"), flush=True)
     return combined
 
 
-def _run_many(dirs: Mapping[int, Path], quick: bool, progress: bool, cache_dir, reward_labels: str,
-              num_threads: int | None, workers: int, arms: Sequence[str] | None) -> dict[int, dict[str, Any]]:
+def _run_many(
+    dirs: Mapping[int, Path],
+    quick: bool,
+    progress: bool,
+    cache_dir,
+    reward_labels: str,
+    num_threads: int | None,
+    workers: int,
+    arms: Sequence[str] | None,
+) -> dict[int, dict[str, Any]]:
     if reward_labels not in REWARD_LABELS:
         raise ValueError(f"reward_labels must be one of {REWARD_LABELS}, got {reward_labels!r}")
     arms = list(ARMS) if arms is None else list(arms)
@@ -219,8 +244,16 @@ def _run_many(dirs: Mapping[int, Path], quick: bool, progress: bool, cache_dir, 
             hf_logging.enable_progress_bar()
 
 
-def _run(dirs: Mapping[int, Path], quick: bool, progress: bool, cache_dir, reward_labels: str,
-         num_threads: int | None, workers: int, arms: list[str]) -> dict[int, dict[str, Any]]:
+def _run(
+    dirs: Mapping[int, Path],
+    quick: bool,
+    progress: bool,
+    cache_dir,
+    reward_labels: str,
+    num_threads: int | None,
+    workers: int,
+    arms: list[str],
+) -> dict[int, dict[str, Any]]:
     from concurrent.futures import FIRST_COMPLETED, wait
 
     from .warmstart import WarmStartConfig
@@ -243,15 +276,19 @@ def _run(dirs: Mapping[int, Path], quick: bool, progress: bool, cache_dir, rewar
         d = settings[s]["data"]
         data[s] = _built_demo(d)
         timings[s]["data_s"] = time.perf_counter() - t0
-        log(f"seed {s} data: {len(data[s][0])} train / {len(data[s][1])} held-out sets x {d['num_paraphrases']} "
-            f"paraphrases, {len(data[s][2])} passages ({timings[s]['data_s']:.1f}s)")
+        log(
+            f"seed {s} data: {len(data[s][0])} train / {len(data[s][1])} held-out sets x {d['num_paraphrases']} "
+            f"paraphrases, {len(data[s][2])} passages ({timings[s]['data_s']:.1f}s)"
+        )
 
     # 2. warm starts (cached) and 3. arms share `workers` processes: a seed's arms start once its warm start is there
     # (identical settings and budget, different reward), and its summary is written as soon as they are done
     ws_configs = {s: WarmStartConfig(**settings[s]["warmstart"]) for s in seeds}
     before = {p.name for p in cache.glob("warmstart-*")} if cache.is_dir() else set()
-    log(f"GRPO arms {', '.join(arms)} ({'quick' if quick else 'recipe'} budget, accuracy against {reward_labels} "
-        f"labels), {workers} job(s) at a time, seed(s) {', '.join(map(str, seeds))}")
+    log(
+        f"GRPO arms {', '.join(arms)} ({'quick' if quick else 'recipe'} budget, accuracy against {reward_labels} "
+        f"labels), {workers} job(s) at a time, seed(s) {', '.join(map(str, seeds))}"
+    )
     summaries: dict[int, dict[str, Any]] = {}
     # Jobs wait in `ready` and start `workers` at a time in seed order (a seed's warm start, then its arms, then the
     # next seed's), so that the first seeds' summaries come first; all seeds use both workers throughout.
@@ -267,9 +304,25 @@ def _run(dirs: Mapping[int, Path], quick: bool, progress: bool, cache_dir, rewar
         labels = training_labels(data[s][0], ws_configs[s]) if reward_labels == "warmstart" else None
         for a in arms:
             label = a if len(seeds) == 1 else f"{a} seed {s}"
-            ready.append(((s, 1), Job(f"arm {label}", train_arm, {
-                "arm": a, "policy_dir": str(path), "output_dir": str(dirs[s] / a), "settings": settings[s],
-                "progress": progress, "labels": labels, "label": label}), (s, a)))
+            ready.append(
+                (
+                    (s, 1),
+                    Job(
+                        f"arm {label}",
+                        train_arm,
+                        {
+                            "arm": a,
+                            "policy_dir": str(path),
+                            "output_dir": str(dirs[s] / a),
+                            "settings": settings[s],
+                            "progress": progress,
+                            "labels": labels,
+                            "label": label,
+                        },
+                    ),
+                    (s, a),
+                )
+            )
 
     for s in seeds:  # a cached warm start needs no job (it would hold a worker that an arm could use)
         cached = cached_demo_warmstart(settings[s]["data"], cache, settings[s]["warmstart"])
@@ -277,9 +330,22 @@ def _run(dirs: Mapping[int, Path], quick: bool, progress: bool, cache_dir, rewar
             log(f"warm start seed {s}: cached policy {cached}")
             warm_started(s, cached)
         else:
-            ready.append(((s, 0), Job(f"warm start (seed {s})", demo_warmstart, {
-                "settings": settings[s]["data"], "cache_dir": cache, "warmstart": settings[s]["warmstart"],
-                "progress": progress}), (s, None)))
+            ready.append(
+                (
+                    (s, 0),
+                    Job(
+                        f"warm start (seed {s})",
+                        demo_warmstart,
+                        {
+                            "settings": settings[s]["data"],
+                            "cache_dir": cache,
+                            "warmstart": settings[s]["warmstart"],
+                            "progress": progress,
+                        },
+                    ),
+                    (s, None),
+                )
+            )
     with JobPool(workers, num_threads) as pool:
         owner: dict[Any, tuple[int, str | None]] = {}
         arms_left = {s: len(arms) for s in seeds}
@@ -288,8 +354,11 @@ def _run(dirs: Mapping[int, Path], quick: bool, progress: bool, cache_dir, rewar
             while ready and len(owner) < max(1, workers):
                 # an arm waits while a lower seed's warm start runs (that seed's arms go first once it is there)
                 warming = [seed for seed, arm in owner.values() if arm is None]
-                eligible = [k for k, (_, _, (seed, arm)) in enumerate(ready)
-                            if arm is None or not any(w < seed for w in warming)]
+                eligible = [
+                    k
+                    for k, (_, _, (seed, arm)) in enumerate(ready)
+                    if arm is None or not any(w < seed for w in warming)
+                ]
                 if not eligible:
                     break
                 _, job, key = ready.pop(eligible[0])
@@ -306,16 +375,43 @@ def _run(dirs: Mapping[int, Path], quick: bool, progress: bool, cache_dir, rewar
                     continue
                 timings[s]["arms_s"] = time.perf_counter() - started[s]
                 log(f"seed {s}: arms trained in {timings[s]['arms_s']:.0f}s")
-                summaries[s] = _evaluate_seed(dirs[s], s, data[s], settings[s], timings[s], policy_dirs[s],
-                                              ws_configs[s].noisy_map(), arms, reward_labels, quick, num_threads,
-                                              workers, log, t_all)
+                summaries[s] = _evaluate_seed(
+                    dirs[s],
+                    s,
+                    data[s],
+                    settings[s],
+                    timings[s],
+                    policy_dirs[s],
+                    ws_configs[s].noisy_map(),
+                    arms,
+                    reward_labels,
+                    quick,
+                    num_threads,
+                    workers,
+                    log,
+                    t_all,
+                )
                 if progress:
                     _print_summary(summaries[s], log)
     return {s: summaries[s] for s in seeds}
 
 
-def _evaluate_seed(out: Path, s: int, data, settings, timings, policy_dir: Path, noisy, arms, reward_labels,
-                   quick, num_threads, workers, log, t_all) -> dict[str, Any]:
+def _evaluate_seed(
+    out: Path,
+    s: int,
+    data,
+    settings,
+    timings,
+    policy_dir: Path,
+    noisy,
+    arms,
+    reward_labels,
+    quick,
+    num_threads,
+    workers,
+    log,
+    t_all,
+) -> dict[str, Any]:
     """Evaluate the warm start and the arms of one seed and write its summary."""
     from ..models import load_policy
 
@@ -331,16 +427,48 @@ def _evaluate_seed(out: Path, s: int, data, settings, timings, policy_dir: Path,
         per_set[name] = row.pop("_per_set")
         results[name] = row
         timings[f"eval_{name}_s"] = time.perf_counter() - t
-        log(f"seed {s} eval {name}: EM {row['accuracy_em']:.3f}  consistency e2e {row['consistency_e2e_exact']:.3f}"
+        log(
+            f"seed {s} eval {name}: EM {row['accuracy_em']:.3f}  consistency e2e {row['consistency_e2e_exact']:.3f}"
             f" generator {row['consistency_generator_exact']:.3f}  EM clean/noisy wordings "
-            f"{row['accuracy_em_clean_wordings']:.3f}/{row['accuracy_em_noisy_wordings']:.3f}")
+            f"{row['accuracy_em_clean_wordings']:.3f}/{row['accuracy_em_noisy_wordings']:.3f}"
+        )
     timings["total_s"] = time.perf_counter() - t_all
-    return _write_summary(out, s, results, answers, per_set, eval_sets, settings, timings, policy_dir, noisy, arms,
-                          reward_labels, quick, num_threads, workers)
+    return _write_summary(
+        out,
+        s,
+        results,
+        answers,
+        per_set,
+        eval_sets,
+        settings,
+        timings,
+        policy_dir,
+        noisy,
+        arms,
+        reward_labels,
+        quick,
+        num_threads,
+        workers,
+    )
 
 
-def _write_summary(out: Path, seed: int, results, answers, per_set, eval_sets, settings, timings, policy_dir,
-                   noisy, arms, reward_labels, quick, num_threads, workers) -> dict[str, Any]:
+def _write_summary(
+    out: Path,
+    seed: int,
+    results,
+    answers,
+    per_set,
+    eval_sets,
+    settings,
+    timings,
+    policy_dir,
+    noisy,
+    arms,
+    reward_labels,
+    quick,
+    num_threads,
+    workers,
+) -> dict[str, Any]:
     ws_meta = json.loads((Path(policy_dir) / "warmstart.json").read_text(encoding="utf-8"))
     timings = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in timings.items()}
     summary: dict[str, Any] = {name: results[name] for name in ["base", *arms]}
@@ -355,14 +483,20 @@ def _write_summary(out: Path, seed: int, results, answers, per_set, eval_sets, s
         "workers": workers,
         "cpu": cpu_model(),
         "warm_start_dir": str(policy_dir),
-        "warm_start": {k: ws_meta[k] for k in ("num_examples", "num_noisy_wording", "num_corrupted_labels",
-                                               "num_parameters", "train_seconds")},
+        "warm_start": {
+            k: ws_meta[k]
+            for k in ("num_examples", "num_noisy_wording", "num_corrupted_labels", "num_parameters", "train_seconds")
+        },
     }
     summary["comparisons"] = paired_comparisons(per_set, seed=seed)
     summary["train_stats"] = {arm: train_stats(out / arm) for arm in arms}
     # answers first, summary last: a summary.json on disk always comes with the answers and arms it summarises
-    atomic_write_text(out / "answers.json", json.dumps(
-        {name: {s.set_id: a for s, a in zip(eval_sets, groups)} for name, groups in answers.items()}, indent=1))
+    atomic_write_text(
+        out / "answers.json",
+        json.dumps(
+            {name: {s.set_id: a for s, a in zip(eval_sets, groups)} for name, groups in answers.items()}, indent=1
+        ),
+    )
     plot_summary(summary, out / "summary.png")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
     return summary
@@ -371,8 +505,10 @@ def _write_summary(out: Path, seed: int, results, answers, per_set, eval_sets, s
 def _print_summary(summary: Mapping[str, Any], log: Callable[[str], None]) -> None:
     print_table(summary)
     for name, entry in summary["comparisons"].items():
-        log(f"{name}: " + "; ".join(
-            f"{k} {v['diff']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]" for k, v in entry.items()))
+        log(
+            f"{name}: "
+            + "; ".join(f"{k} {v['diff']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]" for k, v in entry.items())
+        )
     seconds = {k: summary["train_stats"][k].get("reward_seconds") for k in policies(summary) if k != "base"}
     log("reward time (s): " + ", ".join(f"{k}={v}" for k, v in seconds.items()))
     log("timings (s): " + ", ".join(f"{k}={v}" for k, v in summary["timings"].items()))
@@ -388,4 +524,3 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-

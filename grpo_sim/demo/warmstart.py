@@ -144,8 +144,9 @@ class WarmStartConfig:
     def __post_init__(self) -> None:
         # accept {relation: [templates]} or [[relation, [templates]], ...] (YAML / to_dict round trip)
         items = self.noisy_templates.items() if isinstance(self.noisy_templates, Mapping) else self.noisy_templates
-        object.__setattr__(self, "noisy_templates",
-                           tuple(sorted((str(rel), tuple(int(t) for t in tids)) for rel, tids in items)))
+        object.__setattr__(
+            self, "noisy_templates", tuple(sorted((str(rel), tuple(int(t) for t in tids)) for rel, tids in items))
+        )
         if not 0.0 <= self.noise_rate <= 1.0:
             raise ValueError(f"noise_rate must lie in [0, 1], got {self.noise_rate}")
         if self.steps < 1 or self.batch_size < 1:
@@ -228,8 +229,9 @@ def sft_examples(sets: Sequence[ParaphraseSet], config: WarmStartConfig) -> list
                 {
                     "prompt": [{"role": "user", "content": build_rag_prompt(p.question, p.passages, config.template)}],
                     # curriculum prompt: only the passage the target was taken from
-                    "easy_prompt": None if source is None else [
-                        {"role": "user", "content": build_rag_prompt(p.question, [source], config.template)}],
+                    "easy_prompt": None
+                    if source is None
+                    else [{"role": "user", "content": build_rag_prompt(p.question, [source], config.template)}],
                     "target": target,
                     "gold": s.answers[0],
                     "set_id": s.set_id,
@@ -350,8 +352,11 @@ def train_sft(
             model.get_input_embeddings().weight.requires_grad_(False)
         params = [p for p in model.parameters() if p.requires_grad]
         emb = model.get_input_embeddings().weight
-        redraw_rows = [(torch.tensor(list(ids), dtype=torch.long), vec) for ids, vec in (redraw or {}).values()
-                       if len(ids)] if config.freeze_embeddings and config.name_redraw else []
+        redraw_rows = (
+            [(torch.tensor(list(ids), dtype=torch.long), vec) for ids, vec in (redraw or {}).values() if len(ids)]
+            if config.freeze_embeddings and config.name_redraw
+            else []
+        )
         opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config))
         model.train()
@@ -382,7 +387,8 @@ def train_sft(
                 with torch.no_grad():
                     for ids, kind_vec in redraw_rows:
                         emb[ids] = kind_vec + config.embedding_std * torch.randn(
-                            (len(ids), emb.shape[1]), generator=gen)
+                            (len(ids), emb.shape[1]), generator=gen
+                        )
             loss = _answer_loss(model, input_ids, mask, labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -467,8 +473,13 @@ def cache_key(config: WarmStartConfig, train_sets, corpus, tokenizer_texts_finge
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
-def policy_dir(train_sets: Sequence[ParaphraseSet], corpus: Sequence[Passage], tokenizer_texts: Sequence[str],
-               cache_dir: str | os.PathLike[str], config: WarmStartConfig) -> Path:
+def policy_dir(
+    train_sets: Sequence[ParaphraseSet],
+    corpus: Sequence[Passage],
+    tokenizer_texts: Sequence[str],
+    cache_dir: str | os.PathLike[str],
+    config: WarmStartConfig,
+) -> Path:
     """Where :func:`warm_start` keeps this policy: ``cache_dir/warmstart-<key>`` (finished when it holds
     ``warmstart.json``)."""
     texts_fp = hashlib.sha256("\n".join(tokenizer_texts).encode("utf-8")).hexdigest()
@@ -517,8 +528,9 @@ def warm_start(
     )
     redraw = None
     if config.freeze_embeddings:
-        kind_vectors = init_embeddings(model, config.embedding_std, config.seed,
-                                        corpus_name_kinds(tokenizer, corpus), config.kind_scale)
+        kind_vectors = init_embeddings(
+            model, config.embedding_std, config.seed, corpus_name_kinds(tokenizer, corpus), config.kind_scale
+        )
         if config.name_redraw:
             pools = name_pools(tokenizer, train_sets)
             redraw = {kind: (ids, kind_vectors[kind]) for kind, ids in pools.items()}

@@ -57,26 +57,50 @@ def _one_line(exc: BaseException) -> str:
 
 
 def eval_command(
-    model: Annotated[Optional[str], typer.Argument(
-        help="Model: local directory, hub id, or training output dir (LoRA adapters / checkpoint-N). "
-             "With --replay, omit it and give only DATA.", show_default=False)] = None,
-    data: Annotated[Optional[Path], typer.Argument(
-        help="Paraphrase-set JSONL (the project's format). Optional with --replay.", show_default=False)] = None,
-    output_dir: Annotated[Path, typer.Option(
-        "--output-dir", "-o", help="Directory for predictions.jsonl, per_set.jsonl, summary.json, "
-                                   "report.md and plots.")] = Path("eval_results"),
-    baseline: Annotated[Optional[str], typer.Option(
-        "--baseline", help="Compare against: a model (path/hub id/training dir) or an earlier output directory, "
-                           "summary.json or predictions.jsonl.")] = None,
-    replay: Annotated[Optional[Path], typer.Option(
-        "--replay", help="Score an existing predictions.jsonl without running any model.")] = None,
-    levels: Annotated[str, typer.Option(
-        "--levels", help="Comma-separated: e2e, generator "
-                         "(retriever consistency is computed whenever passage ids exist).")] = "e2e,generator",
-    metrics: Annotated[str, typer.Option("--metrics", help="Similarity registry specs, comma-separated; "
-                                         "'alias=spec' names a key.")] = _DEFAULT_METRICS,
-    template: Annotated[str, typer.Option(
-        "--template", help="Prompt template name or format string.")] = "rag_short_answer",
+    model: Annotated[
+        Optional[str],
+        typer.Argument(
+            help="Model: local directory, hub id, or training output dir (LoRA adapters / checkpoint-N). "
+            "With --replay, omit it and give only DATA.",
+            show_default=False,
+        ),
+    ] = None,
+    data: Annotated[
+        Optional[Path],
+        typer.Argument(help="Paraphrase-set JSONL (the project's format). Optional with --replay.", show_default=False),
+    ] = None,
+    output_dir: Annotated[
+        Path,
+        typer.Option(
+            "--output-dir",
+            "-o",
+            help="Directory for predictions.jsonl, per_set.jsonl, summary.json, report.md and plots.",
+        ),
+    ] = Path("eval_results"),
+    baseline: Annotated[
+        Optional[str],
+        typer.Option(
+            "--baseline",
+            help="Compare against: a model (path/hub id/training dir) or an earlier output directory, "
+            "summary.json or predictions.jsonl.",
+        ),
+    ] = None,
+    replay: Annotated[
+        Optional[Path], typer.Option("--replay", help="Score an existing predictions.jsonl without running any model.")
+    ] = None,
+    levels: Annotated[
+        str,
+        typer.Option(
+            "--levels",
+            help="Comma-separated: e2e, generator (retriever consistency is computed whenever passage ids exist).",
+        ),
+    ] = "e2e,generator",
+    metrics: Annotated[
+        str, typer.Option("--metrics", help="Similarity registry specs, comma-separated; 'alias=spec' names a key.")
+    ] = _DEFAULT_METRICS,
+    template: Annotated[
+        str, typer.Option("--template", help="Prompt template name or format string.")
+    ] = "rag_short_answer",
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 32,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     sample: Annotated[bool, typer.Option("--sample/--greedy", help="Sample instead of greedy decoding.")] = False,
@@ -84,27 +108,43 @@ def eval_command(
     top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling (with --sample).")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed for sampling and the bootstrap.")] = 0,
     backend: Annotated[str, typer.Option("--backend", help="hf (batched transformers generate) or vllm.")] = "hf",
-    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if "
-                                                  "available).")] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="Model dtype, e.g. bfloat16 (default: the "
-                                                 "checkpoint's).")] = None,
-    n_boot: Annotated[int, typer.Option(
-        "--n-boot", min=0, help="Bootstrap replicates for the 95% intervals.")] = 1000,
-    max_sets: Annotated[Optional[int], typer.Option(
-        "--max-sets", min=1, help="Evaluate only the first N sets.")] = None,
-    embedding_model: Annotated[Optional[str], typer.Option(
-        "--embedding-model", help="Sentence-transformers model for 'embedding' (default: packaged MiniLM).")] = None,
-    judge_url: Annotated[Optional[str], typer.Option(
-        "--judge-url", help="OpenAI-compatible endpoint for LLM-judge consistency/accuracy, "
-                            "e.g. http://127.0.0.1:8000/v1.")] = None,
-    judge_model: Annotated[Optional[str], typer.Option(
-        "--judge-model", help="Model name at the judge endpoint.")] = None,
-    judge_cache: Annotated[Optional[Path], typer.Option(
-        "--judge-cache", help="Judge reply cache (default: OUTPUT_DIR/judge_cache.json).")] = None,
+    device: Annotated[
+        Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+    ] = None,
+    dtype: Annotated[
+        Optional[str], typer.Option("--dtype", help="Model dtype, e.g. bfloat16 (default: the checkpoint's).")
+    ] = None,
+    n_boot: Annotated[int, typer.Option("--n-boot", min=0, help="Bootstrap replicates for the 95% intervals.")] = 1000,
+    max_sets: Annotated[
+        Optional[int], typer.Option("--max-sets", min=1, help="Evaluate only the first N sets.")
+    ] = None,
+    embedding_model: Annotated[
+        Optional[str],
+        typer.Option(
+            "--embedding-model", help="Sentence-transformers model for 'embedding' (default: packaged MiniLM)."
+        ),
+    ] = None,
+    judge_url: Annotated[
+        Optional[str],
+        typer.Option(
+            "--judge-url",
+            help="OpenAI-compatible endpoint for LLM-judge consistency/accuracy, e.g. http://127.0.0.1:8000/v1.",
+        ),
+    ] = None,
+    judge_model: Annotated[
+        Optional[str], typer.Option("--judge-model", help="Model name at the judge endpoint.")
+    ] = None,
+    judge_cache: Annotated[
+        Optional[Path], typer.Option("--judge-cache", help="Judge reply cache (default: OUTPUT_DIR/judge_cache.json).")
+    ] = None,
     judge_timeout: Annotated[float, typer.Option("--judge-timeout", help="Seconds per judge request.")] = 60.0,
     judge_retries: Annotated[int, typer.Option("--judge-retries", min=0, help="Retries per judge request.")] = 4,
-    judge_max_tokens: Annotated[int, typer.Option("--judge-max-tokens", min=1, help="Reply budget per judge "
-                                                  "request (raise it for reasoning models).")] = 8,
+    judge_max_tokens: Annotated[
+        int,
+        typer.Option(
+            "--judge-max-tokens", min=1, help="Reply budget per judge request (raise it for reasoning models)."
+        ),
+    ] = 8,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write the PNG plots.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no table.")] = False,
 ) -> None:
@@ -124,12 +164,37 @@ def eval_command(
         raise typer.Exit(2)
 
 
-def _run(model: Optional[str], data: Optional[Path], output_dir: Path, baseline: Optional[str],
-         replay: Optional[Path], levels: str, metrics: str, template: str, max_new_tokens: int, batch_size: int,
-         sample: bool, temperature: float, top_p: float, seed: int, backend: str, device: Optional[str],
-         dtype: Optional[str], n_boot: int, max_sets: Optional[int], embedding_model: Optional[str],
-         judge_url: Optional[str], judge_model: Optional[str], judge_cache: Optional[Path], judge_timeout: float,
-         judge_retries: int, judge_max_tokens: int, plots: bool, quiet: bool, **_: Any) -> None:
+def _run(
+    model: Optional[str],
+    data: Optional[Path],
+    output_dir: Path,
+    baseline: Optional[str],
+    replay: Optional[Path],
+    levels: str,
+    metrics: str,
+    template: str,
+    max_new_tokens: int,
+    batch_size: int,
+    sample: bool,
+    temperature: float,
+    top_p: float,
+    seed: int,
+    backend: str,
+    device: Optional[str],
+    dtype: Optional[str],
+    n_boot: int,
+    max_sets: Optional[int],
+    embedding_model: Optional[str],
+    judge_url: Optional[str],
+    judge_model: Optional[str],
+    judge_cache: Optional[Path],
+    judge_timeout: float,
+    judge_retries: int,
+    judge_max_tokens: int,
+    plots: bool,
+    quiet: bool,
+    **_: Any,
+) -> None:
     from .evaluate import evaluate_model
     from .judge import LLMJudge
     from .predictions import EvalError
@@ -137,8 +202,10 @@ def _run(model: Optional[str], data: Optional[Path], output_dir: Path, baseline:
 
     if replay is not None:
         if model is not None and data is not None:
-            raise EvalError("--replay scores an existing predictions file without a model: give only the data "
-                            "file (or nothing), not a model")
+            raise EvalError(
+                "--replay scores an existing predictions file without a model: give only the data "
+                "file (or nothing), not a model"
+            )
         if model is not None and data is None:
             data, model = Path(model), None
         if not replay.is_file():
@@ -154,8 +221,14 @@ def _run(model: Optional[str], data: Optional[Path], output_dir: Path, baseline:
     if judge_url or judge_model:
         if not (judge_url and judge_model):
             raise EvalError("the LLM judge needs both --judge-url and --judge-model")
-        judge = LLMJudge(judge_url, judge_model, cache_path=judge_cache or output_dir / "judge_cache.json",
-                         timeout=judge_timeout, max_retries=judge_retries, max_tokens=judge_max_tokens)
+        judge = LLMJudge(
+            judge_url,
+            judge_model,
+            cache_path=judge_cache or output_dir / "judge_cache.json",
+            timeout=judge_timeout,
+            max_retries=judge_retries,
+            max_tokens=judge_max_tokens,
+        )
     result = evaluate_model(
         model,
         str(data) if data is not None else None,

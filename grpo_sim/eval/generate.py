@@ -63,22 +63,29 @@ def resolve_model_dir(path_or_id: str | os.PathLike[str]) -> tuple[str, str]:
     p = Path(src).expanduser()
     if p.exists():
         if not p.is_dir():
-            raise FileNotFoundError(f"model {src!r} is a file; expected a model directory (config.json), "
-                                    "a training output directory (adapter_config.json / checkpoint-N) or a hub id")
+            raise FileNotFoundError(
+                f"model {src!r} is a file; expected a model directory (config.json), "
+                "a training output directory (adapter_config.json / checkpoint-N) or a hub id"
+            )
         if (p / "adapter_config.json").is_file():
             return "adapter", str(p)
         if (p / "config.json").is_file():
             return "model", str(p)
-        ckpts = sorted((c for c in p.glob("checkpoint-*") if c.is_dir() and _checkpoint_step(c) >= 0),
-                       key=_checkpoint_step)
+        ckpts = sorted(
+            (c for c in p.glob("checkpoint-*") if c.is_dir() and _checkpoint_step(c) >= 0), key=_checkpoint_step
+        )
         if ckpts:
             return resolve_model_dir(ckpts[-1])
-        raise FileNotFoundError(f"model directory {src!r} has no config.json, adapter_config.json or "
-                                "checkpoint-N subdirectory: not a saved model or training output")
+        raise FileNotFoundError(
+            f"model directory {src!r} has no config.json, adapter_config.json or "
+            "checkpoint-N subdirectory: not a saved model or training output"
+        )
     looks_local = src.startswith((".", "/", "~")) or os.sep + os.sep in src or src.count("/") > 1 or "\\" in src
     if looks_local or not _HUB_ID.match(src):
-        raise FileNotFoundError(f"model path {src!r} does not exist (give a model directory, a training output "
-                                "directory or a Hugging Face hub id)")
+        raise FileNotFoundError(
+            f"model path {src!r} does not exist (give a model directory, a training output "
+            "directory or a Hugging Face hub id)"
+        )
     return "hub", src
 
 
@@ -127,8 +134,10 @@ def _load(load_policy: Any, loc: str, dtype: Any) -> tuple[Any, Any]:
     except (OSError, ValueError) as exc:
         if Path(loc).exists():
             raise ValueError(f"cannot load model {loc!r}: {exc}") from exc
-        raise FileNotFoundError(f"model {loc!r}: no such local directory, and loading it as a Hugging Face hub "
-                                f"id failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+        raise FileNotFoundError(
+            f"model {loc!r}: no such local directory, and loading it as a Hugging Face hub "
+            f"id failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from exc
 
 
 def _to_device(model: Any, device: str | None) -> Any:
@@ -153,13 +162,15 @@ def _reference_paraphrase(s: ParaphraseSet) -> Any:
     return s.paraphrases[0]
 
 
-def render_prompt(tokenizer: Any, messages: list[dict[str, str]],
-                  chat_template_kwargs: Mapping[str, Any] | None = None) -> str:
+def render_prompt(
+    tokenizer: Any, messages: list[dict[str, str]], chat_template_kwargs: Mapping[str, Any] | None = None
+) -> str:
     """The chat-template text of ``messages`` with the generation prompt and ``chat_template_kwargs``, as TRL renders
     a conversational prompt (plain text of the last message without a template)."""
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                             **(chat_template_kwargs or {}))
+        return tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, **(chat_template_kwargs or {})
+        )
     return messages[-1]["content"]
 
 
@@ -185,17 +196,20 @@ def build_eval_prompts(
         for p in s.paraphrases:
             passages = p.passages if level == "e2e" else ref.passages
             messages = with_system_prompt(
-                [{"role": "user", "content": build_rag_prompt(p.question, passages, template=template)}], system_prompt)
-            rows.append({
-                "set_id": s.set_id,
-                "paraphrase_id": p.paraphrase_id,
-                "question": p.question,
-                "passage_ids": [x.id for x in passages],
-                "answers": list(s.answers),
-                "level": level,
-                "messages": messages,
-                "prompt": render_prompt(tokenizer, messages, chat_template_kwargs),
-            })
+                [{"role": "user", "content": build_rag_prompt(p.question, passages, template=template)}], system_prompt
+            )
+            rows.append(
+                {
+                    "set_id": s.set_id,
+                    "paraphrase_id": p.paraphrase_id,
+                    "question": p.question,
+                    "passage_ids": [x.id for x in passages],
+                    "answers": list(s.answers),
+                    "level": level,
+                    "messages": messages,
+                    "prompt": render_prompt(tokenizer, messages, chat_template_kwargs),
+                }
+            )
     return rows
 
 
@@ -212,8 +226,13 @@ def _progress(enabled: bool, total: int, description: str):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=Console(stderr=True))
+    prog = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
     return _ProgressCtx(prog, total, description)
 
 
@@ -233,8 +252,19 @@ class _ProgressCtx:
         self.prog.__exit__(*exc)
 
 
-def _generate_hf(model: Any, tokenizer: Any, texts: list[str], max_new_tokens: int, batch_size: int,
-                 do_sample: bool, temperature: float, top_p: float, seed: int, progress: bool, label: str) -> list[str]:
+def _generate_hf(
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    max_new_tokens: int,
+    batch_size: int,
+    do_sample: bool,
+    temperature: float,
+    top_p: float,
+    seed: int,
+    progress: bool,
+    label: str,
+) -> list[str]:
     import torch
 
     add_special = not bool(getattr(tokenizer, "chat_template", None))
@@ -261,15 +291,18 @@ def _generate_hf(model: Any, tokenizer: Any, texts: list[str], max_new_tokens: i
     tokenizer.padding_side = "left"
     fork_devices = [device.index or 0] if getattr(device, "type", "cpu") == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=fork_devices), torch.inference_mode(), \
-                _progress(progress, len(texts), f"generating ({label})") as bar:
+        with (
+            torch.random.fork_rng(devices=fork_devices),
+            torch.inference_mode(),
+            _progress(progress, len(texts), f"generating ({label})") as bar,
+        ):
             torch.manual_seed(int(seed))
             for start in range(0, len(order), max(1, int(batch_size))):
-                idx = order[start:start + max(1, int(batch_size))]
+                idx = order[start : start + max(1, int(batch_size))]
                 batch = tokenizer.pad({"input_ids": [encoded[k] for k in idx]}, padding=True, return_tensors="pt")
                 input_ids = batch["input_ids"].to(device)
                 out = model.generate(input_ids=input_ids, attention_mask=batch["attention_mask"].to(device), **kwargs)
-                new = out[:, input_ids.shape[1]:]
+                new = out[:, input_ids.shape[1] :]
                 for k, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True)):
                     answers[k] = text.strip()
                 if bar is not None:
@@ -279,8 +312,17 @@ def _generate_hf(model: Any, tokenizer: Any, texts: list[str], max_new_tokens: i
     return answers
 
 
-def _generate_vllm(llm: Any, tokenizer: Any, texts: list[str], max_new_tokens: int, do_sample: bool,
-                   temperature: float, top_p: float, seed: int, progress: bool) -> list[str]:
+def _generate_vllm(
+    llm: Any,
+    tokenizer: Any,
+    texts: list[str],
+    max_new_tokens: int,
+    do_sample: bool,
+    temperature: float,
+    top_p: float,
+    seed: int,
+    progress: bool,
+) -> list[str]:
     try:
         from vllm import SamplingParams
     except ImportError as exc:
@@ -321,8 +363,9 @@ def _vllm_engine(model: Any, seed: int, **llm_kwargs: Any) -> Any:
         base = cfg.get("base_model_name_or_path")
         if not base:
             raise ValueError(f"{loc}/adapter_config.json has no 'base_model_name_or_path'")
-        llm = LLM(model=base, seed=int(seed), enable_lora=True, max_lora_rank=max(8, int(cfg.get("r", 8))),
-                  **llm_kwargs)
+        llm = LLM(
+            model=base, seed=int(seed), enable_lora=True, max_lora_rank=max(8, int(cfg.get("r", 8))), **llm_kwargs
+        )
         return llm, LoRARequest("eval-adapter", 1, loc)
     return LLM(model=loc, seed=int(seed), **llm_kwargs)
 
@@ -344,8 +387,9 @@ class GenerationOptions:
     system_prompt: str | None = None
     chat_template_kwargs: Mapping[str, Any] | None = None
 
-    def generate(self, model: Any, tokenizer: Any, sets: Iterable[ParaphraseSet | Mapping[str, Any]],
-                 level: str = "e2e") -> list[dict[str, Any]]:
+    def generate(
+        self, model: Any, tokenizer: Any, sets: Iterable[ParaphraseSet | Mapping[str, Any]], level: str = "e2e"
+    ) -> list[dict[str, Any]]:
         """:func:`generate_predictions` with these options."""
         return generate_predictions(model, tokenizer, sets, level=level, **dataclasses.asdict(self))
 
@@ -391,27 +435,37 @@ def generate_predictions(
             tokenizer = load_tokenizer(loc)
         else:
             raise ValueError("generate_predictions needs the model's tokenizer")
-    rows = build_eval_prompts(sets, level=level, template=template, tokenizer=tokenizer, system_prompt=system_prompt,
-                              chat_template_kwargs=chat_template_kwargs)
+    rows = build_eval_prompts(
+        sets,
+        level=level,
+        template=template,
+        tokenizer=tokenizer,
+        system_prompt=system_prompt,
+        chat_template_kwargs=chat_template_kwargs,
+    )
     texts = [r["prompt"] for r in rows]
     if not texts:
         return []
     if backend == "hf":
-        answers = _generate_hf(model, tokenizer, texts, max_new_tokens, batch_size, do_sample, temperature, top_p,
-                               seed, progress, level)
+        answers = _generate_hf(
+            model, tokenizer, texts, max_new_tokens, batch_size, do_sample, temperature, top_p, seed, progress, level
+        )
     else:
-        answers = _generate_vllm(_vllm_engine(model, seed), tokenizer, texts, max_new_tokens, do_sample,
-                                 temperature, top_p, seed, progress)
+        answers = _generate_vllm(
+            _vllm_engine(model, seed), tokenizer, texts, max_new_tokens, do_sample, temperature, top_p, seed, progress
+        )
     out = []
     for r, a in zip(rows, answers):
-        out.append({
-            "set_id": r["set_id"],
-            "paraphrase_id": r["paraphrase_id"],
-            "level": r["level"],
-            "question": r["question"],
-            "prompt": r["prompt"],
-            "passage_ids": r["passage_ids"],
-            "answer": a,
-            "answers": r["answers"],
-        })
+        out.append(
+            {
+                "set_id": r["set_id"],
+                "paraphrase_id": r["paraphrase_id"],
+                "level": r["level"],
+                "question": r["question"],
+                "prompt": r["prompt"],
+                "passage_ids": r["passage_ids"],
+                "answer": a,
+                "answers": r["answers"],
+            }
+        )
     return out

@@ -167,8 +167,10 @@ class LLMJudge:
                 data = json.loads(self.cache_path.read_text(encoding="utf-8"))
                 self._cache = dict(data.get("entries", {}))
             except (OSError, ValueError, AttributeError) as exc:
-                raise JudgeError(f"judge cache {self.cache_path} is not a readable JSON cache ({exc}); "
-                                 "delete it to start a fresh cache") from exc
+                raise JudgeError(
+                    f"judge cache {self.cache_path} is not a readable JSON cache ({exc}); "
+                    "delete it to start a fresh cache"
+                ) from exc
 
     # HTTP ------------------------------------------------------------------------------------
     def _key(self, prompt: str) -> str:
@@ -182,12 +184,25 @@ class LLMJudge:
         return bump
 
     def _post(self, prompt: str) -> str:
-        payload = {"model": self.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0.0,
-                   "max_tokens": self.max_tokens}
+        payload = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": 0.0,
+            "max_tokens": self.max_tokens,
+        }
         try:
-            return post_json(self.url, payload, chat_content, api_key=self.api_key, timeout=self.timeout,
-                             max_retries=self.max_retries, backoff=self.backoff, max_backoff=self.max_backoff,
-                             on_request=self._count("requests"), on_retry=self._count("retries"))
+            return post_json(
+                self.url,
+                payload,
+                chat_content,
+                api_key=self.api_key,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+                backoff=self.backoff,
+                max_backoff=self.max_backoff,
+                on_request=self._count("requests"),
+                on_retry=self._count("retries"),
+            )
         except HTTPRequestError as exc:
             if exc.status is not None:
                 raise JudgeError(
@@ -272,8 +287,9 @@ class LLMJudge:
                 out[k] = 1.0
             else:
                 ask.append(k)
-        prompts = [EQUIVALENCE_PROMPT.format(question=items[k][0], answer_a=items[k][1], answer_b=items[k][2])
-                   for k in ask]
+        prompts = [
+            EQUIVALENCE_PROMPT.format(question=items[k][0], answer_a=items[k][1], answer_b=items[k][2]) for k in ask
+        ]
         for k, v in zip(ask, self._verdicts(prompts) if prompts else []):
             out[k] = v
         return out

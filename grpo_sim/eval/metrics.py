@@ -200,8 +200,9 @@ def _set_consistency(metric: Similarity, answer_groups: Sequence[Sequence[str]])
     if not len(left):
         return out
     enc = metric.encode(flat)
-    vals = _check_range(np.asarray(metric.paired(metric.select(enc, left), metric.select(enc, right)),
-                                   dtype=np.float64), metric)
+    vals = _check_range(
+        np.asarray(metric.paired(metric.select(enc, left), metric.select(enc, right)), dtype=np.float64), metric
+    )
     sums = np.bincount(owner, weights=vals, minlength=len(sizes))
     counts = np.bincount(owner, minlength=len(sizes))
     has = counts > 0
@@ -261,9 +262,11 @@ def collapse_warnings(summary: Mapping[str, Any], who: str | None = None) -> lis
     prefix = f"{who}: " if who else ""
     empty = summary.get("empty_answer_rate")
     if empty is not None and empty >= EMPTY_ANSWER_WARN_RATE:
-        out.append(f"{prefix}{100 * empty:.0f}% of the answers are empty (warning at "
-                   f"{100 * EMPTY_ANSWER_WARN_RATE:.0f}%): empty answers agree with each other, so consistency is "
-                   "inflated (collapse); read consistency together with accuracy")
+        out.append(
+            f"{prefix}{100 * empty:.0f}% of the answers are empty (warning at "
+            f"{100 * EMPTY_ANSWER_WARN_RATE:.0f}%): empty answers agree with each other, so consistency is "
+            "inflated (collapse); read consistency together with accuracy"
+        )
     share = summary.get("cross_set_modal_answer_share")
     answer = summary.get("cross_set_modal_answer")
     n_sets = summary.get("cross_set_modal_answer_sets")
@@ -271,14 +274,24 @@ def collapse_warnings(summary: Mapping[str, Any], who: str | None = None) -> lis
     if share is not None and share >= MODAL_ANSWER_WARN_SHARE and not (answer == "" and out):
         if gold_sets is not None and n_sets and gold_sets >= n_sets:
             return out
-        what = "the empty answer" if answer == "" else (f"the answer {answer!r}" if answer is not None
-                                                         else "one answer")
+        what = (
+            "the empty answer" if answer == "" else (f"the answer {answer!r}" if answer is not None else "one answer")
+        )
         where = f" in {n_sets} different sets (questions)" if n_sets else " across different sets (questions)"
-        gold = "" if gold_sets is None or not n_sets else (
-            ", the gold answer of none of them" if gold_sets == 0 else f", the gold answer of only {gold_sets} of them")
-        out.append(f"{prefix}{100 * share:.0f}% of the answers are {what}, given{where}{gold} (warning at "
-                   f"{100 * MODAL_ANSWER_WARN_SHARE:.0f}%): one answer to different questions agrees with itself, "
-                   "so consistency is inflated (collapse); read consistency together with accuracy")
+        gold = (
+            ""
+            if gold_sets is None or not n_sets
+            else (
+                ", the gold answer of none of them"
+                if gold_sets == 0
+                else f", the gold answer of only {gold_sets} of them"
+            )
+        )
+        out.append(
+            f"{prefix}{100 * share:.0f}% of the answers are {what}, given{where}{gold} (warning at "
+            f"{100 * MODAL_ANSWER_WARN_SHARE:.0f}%): one answer to different questions agrees with itself, "
+            "so consistency is inflated (collapse); read consistency together with accuracy"
+        )
     return out
 
 
@@ -348,14 +361,18 @@ def summarize_with_details(
     accuracy_metrics: dict[str, Any] = dict(_ACCURACY_METRICS)
     if answer_form == "long":
         embedding = dict(resolved).get("embedding")
-        accuracy_metrics = {k: (embedding if k == "embedding" else v) for k, v in _LONG_ACCURACY_METRICS.items()
-                            if k != "embedding" or embedding is not None}
+        accuracy_metrics = {
+            k: (embedding if k == "embedding" else v)
+            for k, v in _LONG_ACCURACY_METRICS.items()
+            if k != "embedding" or embedding is not None
+        }
         summary_notes["accuracy"] = (
             "long-form answers (median gold answer longer than "
             f"{LONG_FORM_WORDS} words): accuracy is ROUGE-L, BLEU-2"
             + (" and embedding similarity" if embedding is not None else "")
             + " to the best-matching reference; EM and token F1 do not fit long answers and are not reported"
-            + ("" if embedding is not None else " (add 'embedding' to the metrics for semantic accuracy)"))
+            + ("" if embedding is not None else " (add 'embedding' to the metrics for semantic accuracy)")
+        )
     for suffix, name in accuracy_metrics.items():
         key = f"accuracy_{suffix}"
         if has_gold:
@@ -376,21 +393,26 @@ def summarize_with_details(
     if empty.mean() >= EMPTY_ANSWER_WARN_RATE:
         summary_notes["empty_answer_rate"] = (
             f"{100 * empty.mean():.0f}% of the {acc_level} answers are empty: empty answers agree with each "
-            "other, so consistency is inflated (collapse); read it together with accuracy")
+            "other, so consistency is inflated (collapse); read it together with accuracy"
+        )
     modal, modal_sets, _ = cross_set_modal_answer(flat_answers, owners.tolist())
     is_modal = np.asarray([a == modal for a in normalised], dtype=np.float64)
     columns["cross_set_modal_answer_share"] = _group_mean(is_modal, owners, n)
     modal_gold_sets = None
     if modal is not None and has_gold:
-        modal_gold_sets = sum(1 for i, v in enumerate(views) if is_modal[owners == i].any()
-                              and modal in {normalize_answer(g) for g in v.answers})
+        modal_gold_sets = sum(
+            1
+            for i, v in enumerate(views)
+            if is_modal[owners == i].any() and modal in {normalize_answer(g) for g in v.answers}
+        )
     if n < 2:
         summary_notes["cross_set_modal_answer_share"] = "one set only: no answer can be shared by different sets"
 
     judge_cols: dict[str, np.ndarray] = {}
     if judge is not None and "e2e" in table:
-        judge_cols = _judge_columns(judge, views, answers_of("e2e"), flat_answers if acc_level == "e2e" else None,
-                                    golds, owners, n)
+        judge_cols = _judge_columns(
+            judge, views, answers_of("e2e"), flat_answers if acc_level == "e2e" else None, golds, owners, n
+        )
 
     if has_gold:
         columns.update({k: v for k, v in judge_cols.items() if k == "accuracy_judge"})
@@ -417,8 +439,7 @@ def summarize_with_details(
             retr[i] = retriever_consistency(ids)
     columns["consistency_retriever_jaccard"] = retr
     if not np.isfinite(retr).any():
-        summary_notes["consistency_retriever_jaccard"] = (
-            "no passage ids in the data: retriever consistency skipped")
+        summary_notes["consistency_retriever_jaccard"] = "no passage ids in the data: retriever consistency skipped"
 
     keys = list(columns)
     matrix = np.stack([columns[k] for k in keys], axis=1) if keys else np.zeros((n, 0))
@@ -474,8 +495,15 @@ def _group_mean(values: np.ndarray, owners: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _judge_columns(judge: Any, views: Sequence[SetView], groups: list[list[str]], flat_answers: list[str] | None,
-                   golds: list[list[str] | None], owners: np.ndarray, n: int) -> dict[str, np.ndarray]:
+def _judge_columns(
+    judge: Any,
+    views: Sequence[SetView],
+    groups: list[list[str]],
+    flat_answers: list[str] | None,
+    golds: list[list[str] | None],
+    owners: np.ndarray,
+    n: int,
+) -> dict[str, np.ndarray]:
     """LLM-judge consistency (unordered pairs; identical normalised answers count as equivalent
     without a call) and accuracy (answers with gold only)."""
     items, owner = [], []
@@ -510,12 +538,24 @@ class ScoringOptions:
     judge: Any = None
     confidence: float = 0.95
 
-    def score(self, sets: Iterable[ParaphraseSet | Mapping[str, Any]] | None, predictions: Sequence[Mapping[str, Any]],
-              source: str = "predictions") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def score(
+        self,
+        sets: Iterable[ParaphraseSet | Mapping[str, Any]] | None,
+        predictions: Sequence[Mapping[str, Any]],
+        source: str = "predictions",
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """``(summary, per_set_rows)`` of ``predictions`` scored with these options."""
-        return summarize_with_details(sets, predictions, metrics=self.metrics, n_boot=self.n_boot, seed=self.seed,
-                                      embedding_model=self.embedding_model, judge=self.judge,
-                                      confidence=self.confidence, source=source)
+        return summarize_with_details(
+            sets,
+            predictions,
+            metrics=self.metrics,
+            n_boot=self.n_boot,
+            seed=self.seed,
+            embedding_model=self.embedding_model,
+            judge=self.judge,
+            confidence=self.confidence,
+            source=source,
+        )
 
 
 def summarize(
@@ -551,8 +591,9 @@ def summarize(
     * counts: ``num_sets``, ``num_predictions``, ``num_paraphrases``, ``num_sets_with_gold``;
       ``answer_form`` (``"short"``/``"long"`` from the median gold length, ``None`` without gold).
     """
-    options = ScoringOptions(metrics=metrics, n_boot=n_boot, seed=seed, embedding_model=embedding_model, judge=judge,
-                             confidence=confidence)
+    options = ScoringOptions(
+        metrics=metrics, n_boot=n_boot, seed=seed, embedding_model=embedding_model, judge=judge, confidence=confidence
+    )
     return options.score(sets, predictions)[0]
 
 
@@ -561,5 +602,12 @@ def numeric_keys(summary: Mapping[str, Any]) -> list[str]:
     return [k for k in summary if f"{k}_ci" in summary and not k.endswith("_ci")]
 
 
-__all__ += ["SetView", "views_from_sets", "views_from_predictions", "numeric_keys", "DataError",
-            "check_sets_for_consistency", "LONG_FORM_WORDS"]
+__all__ += [
+    "SetView",
+    "views_from_sets",
+    "views_from_predictions",
+    "numeric_keys",
+    "DataError",
+    "check_sets_for_consistency",
+    "LONG_FORM_WORDS",
+]

@@ -21,6 +21,7 @@ LEVELS: tuple[str, ...] = ("e2e", "generator")
 class EvalError(ValueError):
     """Bad evaluation input; the message names the file, row and field and says what to change."""
 
+
 # --------------------------------------------------------------------------------------------
 # Predictions: reading and checking
 # --------------------------------------------------------------------------------------------
@@ -28,8 +29,9 @@ class EvalError(ValueError):
 REQUIRED_PREDICTION_FIELDS = ("set_id", "paraphrase_id", "answer")
 
 
-def check_predictions(predictions: Iterable[Mapping[str, Any]], source: str = "predictions",
-                      line_numbers: Sequence[int] | None = None) -> list[dict[str, Any]]:
+def check_predictions(
+    predictions: Iterable[Mapping[str, Any]], source: str = "predictions", line_numbers: Sequence[int] | None = None
+) -> list[dict[str, Any]]:
     """Validate and normalise prediction rows (copies).
 
     Required fields: ``set_id`` (string or integer), ``paraphrase_id`` (integer), ``answer``
@@ -42,12 +44,16 @@ def check_predictions(predictions: Iterable[Mapping[str, Any]], source: str = "p
     for k, row in enumerate(predictions):
         where = f"{source}: line {line_numbers[k]}" if line_numbers is not None else f"{source}: row {k + 1}"
         if not isinstance(row, Mapping):
-            raise EvalError(f"{where}: expected a JSON object with {', '.join(REQUIRED_PREDICTION_FIELDS)}, "
-                            f"got {type(row).__name__}")
+            raise EvalError(
+                f"{where}: expected a JSON object with {', '.join(REQUIRED_PREDICTION_FIELDS)}, "
+                f"got {type(row).__name__}"
+            )
         missing = [f for f in REQUIRED_PREDICTION_FIELDS if f not in row]
         if missing:
-            raise EvalError(f"{where}: missing field '{missing[0]}' (every prediction row needs "
-                            f"{', '.join(REQUIRED_PREDICTION_FIELDS)})")
+            raise EvalError(
+                f"{where}: missing field '{missing[0]}' (every prediction row needs "
+                f"{', '.join(REQUIRED_PREDICTION_FIELDS)})"
+            )
         r = dict(row)
         if not isinstance(r["set_id"], (str, int)) or isinstance(r["set_id"], bool) or str(r["set_id"]) == "":
             raise EvalError(f"{where}: field 'set_id' must be a non-empty string, got {r['set_id']!r}")
@@ -80,8 +86,10 @@ def check_predictions(predictions: Iterable[Mapping[str, Any]], source: str = "p
             r["answers"] = gold
         key = (level, r["set_id"], r["paraphrase_id"])
         if key in seen:
-            raise EvalError(f"{where}: duplicate prediction for set {key[1]!r} paraphrase {key[2]} "
-                            f"(level {level}; first at row {seen[key] + 1}): keep one row per paraphrase")
+            raise EvalError(
+                f"{where}: duplicate prediction for set {key[1]!r} paraphrase {key[2]} "
+                f"(level {level}; first at row {seen[key] + 1}): keep one row per paraphrase"
+            )
         seen[key] = k
         out.append(r)
     return out
@@ -128,8 +136,15 @@ def views_from_sets(sets: Iterable[ParaphraseSet | Mapping[str, Any]]) -> list[S
     views = []
     for s in _coerce_sets(sets):
         ids = [[p.id for p in para.passages] for para in s.paraphrases]
-        views.append(SetView(s.set_id, s.question, [p.paraphrase_id for p in s.paraphrases],
-                             ids if any(ids) else None, list(s.answers)))
+        views.append(
+            SetView(
+                s.set_id,
+                s.question,
+                [p.paraphrase_id for p in s.paraphrases],
+                ids if any(ids) else None,
+                list(s.answers),
+            )
+        )
     return views
 
 
@@ -144,8 +159,9 @@ def views_from_predictions(preds: Sequence[Mapping[str, Any]]) -> list[SetView]:
             continue
         v = views.get(r["set_id"])
         if v is None:
-            v = views[r["set_id"]] = SetView(r["set_id"], str(r.get("question") or ""), [], [],
-                                             list(r.get("answers") or []))
+            v = views[r["set_id"]] = SetView(
+                r["set_id"], str(r.get("question") or ""), [], [], list(r.get("answers") or [])
+            )
         v.paraphrase_ids.append(r["paraphrase_id"])
         v.passage_ids.append(list(r.get("passage_ids") or []))
         if not v.question and r.get("question"):
@@ -156,19 +172,24 @@ def views_from_predictions(preds: Sequence[Mapping[str, Any]]) -> list[SetView]:
     return list(views.values())
 
 
-def organise_predictions(views: list[SetView], preds: list[dict[str, Any]], source: str
-              ) -> tuple[list[SetView], dict[str, dict[str, dict[int, dict[str, Any]]]], list[str]]:
+def organise_predictions(
+    views: list[SetView], preds: list[dict[str, Any]], source: str
+) -> tuple[list[SetView], dict[str, dict[str, dict[int, dict[str, Any]]]], list[str]]:
     """Match predictions to sets: ``(evaluated views, level -> set -> pid -> row, notes)``."""
     by_id = {v.set_id: v for v in views}
     table: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
     for k, r in enumerate(preds):
         v = by_id.get(r["set_id"])
         if v is None:
-            raise EvalError(f"{source}: row {k + 1}: set_id {r['set_id']!r} is not in the data "
-                            "(predictions and data must come from the same paraphrase-set file)")
+            raise EvalError(
+                f"{source}: row {k + 1}: set_id {r['set_id']!r} is not in the data "
+                "(predictions and data must come from the same paraphrase-set file)"
+            )
         if r["paraphrase_id"] not in v.paraphrase_ids:
-            raise EvalError(f"{source}: row {k + 1}: set {r['set_id']!r} has no paraphrase_id "
-                            f"{r['paraphrase_id']} (it has {v.paraphrase_ids})")
+            raise EvalError(
+                f"{source}: row {k + 1}: set {r['set_id']!r} has no paraphrase_id "
+                f"{r['paraphrase_id']} (it has {v.paraphrase_ids})"
+            )
         table.setdefault(r["level"], {}).setdefault(r["set_id"], {})[r["paraphrase_id"]] = r
     if not table:
         raise EvalError(f"{source}: no predictions to score")
@@ -176,19 +197,24 @@ def organise_predictions(views: list[SetView], preds: list[dict[str, Any]], sour
     evaluated = [v for v in views if v.set_id in covered]
     notes = []
     if len(evaluated) < len(views):
-        notes.append(f"{len(views) - len(evaluated)} of {len(views)} sets of the data have no predictions "
-                     "and were left out")
+        notes.append(
+            f"{len(views) - len(evaluated)} of {len(views)} sets of the data have no predictions and were left out"
+        )
     for level, sets in table.items():
         for v in evaluated:
             got = sets.get(v.set_id, {})
             missing = [p for p in v.paraphrase_ids if p not in got]
             if missing:
-                raise EvalError(f"{source}: level '{level}': no prediction for set {v.set_id!r} "
-                                f"paraphrase_id {missing[0]} (each set needs one answer per paraphrase)")
+                raise EvalError(
+                    f"{source}: level '{level}': no prediction for set {v.set_id!r} "
+                    f"paraphrase_id {missing[0]} (each set needs one answer per paraphrase)"
+                )
     for v in evaluated:
         if len(v.paraphrase_ids) < 2:
-            raise EvalError(f"set {v.set_id!r} has {len(v.paraphrase_ids)} paraphrase: consistency needs at "
-                            "least 2 paraphrases per set (add paraphrases or drop the set)")
+            raise EvalError(
+                f"set {v.set_id!r} has {len(v.paraphrase_ids)} paraphrase: consistency needs at "
+                "least 2 paraphrases per set (add paraphrases or drop the set)"
+            )
     return evaluated, table, notes
 
 
@@ -197,5 +223,7 @@ def check_sets_for_consistency(views: Sequence[SetView], source: str = "data") -
         raise EvalError(f"{source}: no paraphrase sets to evaluate")
     for v in views:
         if len(v.paraphrase_ids) < 2:
-            raise EvalError(f"{source}: set {v.set_id!r} has {len(v.paraphrase_ids)} paraphrase: consistency "
-                            "needs at least 2 paraphrases per set (add paraphrases or drop the set)")
+            raise EvalError(
+                f"{source}: set {v.set_id!r} has {len(v.paraphrase_ids)} paraphrase: consistency "
+                "needs at least 2 paraphrases per set (add paraphrases or drop the set)"
+            )

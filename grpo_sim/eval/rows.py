@@ -28,20 +28,24 @@ from .results import PREDICTIONS_FILE, REPORT_FILE, SUMMARY_FILE, write_json, wr
 __all__ = ["evaluate_rows", "row_prompts", "score_rows"]
 
 
-def row_prompts(rows: Sequence[Mapping[str, Any]], tokenizer: Any,
-                chat_template_kwargs: Mapping[str, Any] | None = None) -> list[str]:
+def row_prompts(
+    rows: Sequence[Mapping[str, Any]], tokenizer: Any, chat_template_kwargs: Mapping[str, Any] | None = None
+) -> list[str]:
     """The rendered prompt of each row, as TRL renders a conversational training prompt."""
     return [render_prompt(tokenizer, list(row["prompt"]), chat_template_kwargs) for row in rows]
 
 
-def score_rows(answers: Sequence[str], rows: Sequence[Mapping[str, Any]],
-               similarities: Mapping[str, tuple[str, str]]) -> dict[str, np.ndarray]:
+def score_rows(
+    answers: Sequence[str], rows: Sequence[Mapping[str, Any]], similarities: Mapping[str, tuple[str, str]]
+) -> dict[str, np.ndarray]:
     """``{key: per-row score}`` for ``similarities`` ``{key: (similarity spec, reference column)}``: the best
     similarity of the answer to the row's reference(s) in that column; NaN for a row without references."""
     from ..rewards import reference_rewards
 
-    return {key: reference_rewards(list(answers), [row.get(column) for row in rows], similarity=spec)
-            for key, (spec, column) in similarities.items()}
+    return {
+        key: reference_rewards(list(answers), [row.get(column) for row in rows], similarity=spec)
+        for key, (spec, column) in similarities.items()
+    }
 
 
 def evaluate_rows(
@@ -69,8 +73,19 @@ def evaluate_rows(
         if tokenizer is None:
             raise ValueError("evaluate_rows: a model object needs its tokenizer (tokenizer=...)")
     prompts = row_prompts(rows, tokenizer, chat_template_kwargs)
-    answers = _generate_hf(model, tokenizer, prompts, max_new_tokens, batch_size, do_sample=False, temperature=1.0,
-                           top_p=1.0, seed=seed, progress=progress, label="held-out rows")
+    answers = _generate_hf(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens,
+        batch_size,
+        do_sample=False,
+        temperature=1.0,
+        top_p=1.0,
+        seed=seed,
+        progress=progress,
+        label="held-out rows",
+    )
     scores = score_rows(answers, rows, similarities)
     summary: dict[str, Any] = {"schema_version": 1, "kind": "rows", "name": str(name), "num_rows": len(rows)}
     for key, values in scores.items():
@@ -80,20 +95,33 @@ def evaluate_rows(
         summary[f"{key}_rows"] = int(finite.size)
     empty = float(np.mean([not answer.split() for answer in answers])) if answers else 0.0
     summary["empty_answer_rate"] = empty
-    summary["warnings"] = ([f"{100 * empty:.0f}% of the answers are empty (warning at "
-                            f"{100 * EMPTY_ANSWER_WARN_RATE:.0f}%)"] if empty >= EMPTY_ANSWER_WARN_RATE else [])
-    summary["config"] = {"similarities": {key: spec for key, (spec, _) in similarities.items()},
-                         "columns": {key: column for key, (_, column) in similarities.items()},
-                         "max_new_tokens": max_new_tokens, "chat_template_kwargs": dict(chat_template_kwargs or {}),
-                         "decoding": "greedy", "n_boot": n_boot, "seed": seed}
+    summary["warnings"] = (
+        [f"{100 * empty:.0f}% of the answers are empty (warning at {100 * EMPTY_ANSWER_WARN_RATE:.0f}%)"]
+        if empty >= EMPTY_ANSWER_WARN_RATE
+        else []
+    )
+    summary["config"] = {
+        "similarities": {key: spec for key, (spec, _) in similarities.items()},
+        "columns": {key: column for key, (_, column) in similarities.items()},
+        "max_new_tokens": max_new_tokens,
+        "chat_template_kwargs": dict(chat_template_kwargs or {}),
+        "decoding": "greedy",
+        "n_boot": n_boot,
+        "seed": seed,
+    }
     if output_dir is not None:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        predictions = [{"index": k, "prompt": prompt, "answer": answer,
-                        "references": {column: row.get(column) for _, column in similarities.values()},
-                        **{key: (None if not np.isfinite(values[k]) else float(values[k]))
-                           for key, values in scores.items()}}
-                       for k, (row, prompt, answer) in enumerate(zip(rows, prompts, answers))]
+        predictions = [
+            {
+                "index": k,
+                "prompt": prompt,
+                "answer": answer,
+                "references": {column: row.get(column) for _, column in similarities.values()},
+                **{key: (None if not np.isfinite(values[k]) else float(values[k])) for key, values in scores.items()},
+            }
+            for k, (row, prompt, answer) in enumerate(zip(rows, prompts, answers))
+        ]
         write_jsonl(out / PREDICTIONS_FILE, predictions)
         summary["files"] = {"predictions": PREDICTIONS_FILE, "summary": SUMMARY_FILE, "report": REPORT_FILE}
         atomic_write_text(out / REPORT_FILE, render_rows_report(summary))
@@ -104,9 +132,14 @@ def evaluate_rows(
 def render_rows_report(summary: Mapping[str, Any]) -> str:
     lines = [f"# Evaluation on held-out rows: {summary.get('name')}", ""]
     lines += [f"**Warning:** {warning}" for warning in summary.get("warnings", [])]
-    lines += ["", f"{summary['num_rows']} rows, greedy answers scored against their references (mean over the rows "
-              "that have references, 95% bootstrap interval over rows).", "",
-              "| metric | similarity | value | 95% interval | rows |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"{summary['num_rows']} rows, greedy answers scored against their references (mean over the rows "
+        "that have references, 95% bootstrap interval over rows).",
+        "",
+        "| metric | similarity | value | 95% interval | rows |",
+        "|---|---|---|---|---|",
+    ]
     for key, spec in summary["config"]["similarities"].items():
         value, ci = summary.get(key), summary.get(f"{key}_ci")
         shown = "n/a" if value is None else f"{value:.4f}"

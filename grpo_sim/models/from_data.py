@@ -82,9 +82,16 @@ def data_texts(sets, prompt: str) -> tuple[list[str], list[str]]:
     return [row["prompt"][-1]["content"] for row in rows], [a for s in sets for a in s.answers]
 
 
-def plan_model(data_files: Sequence[str | Path], corpus_files: Sequence[str | Path] = (),
-               prompt: str = "rag_short_answer", max_completion_length: int = 32, hidden_size: int | None = None,
-               num_layers: int | None = None, num_heads: int | None = None, seed: int = 0):
+def plan_model(
+    data_files: Sequence[str | Path],
+    corpus_files: Sequence[str | Path] = (),
+    prompt: str = "rag_short_answer",
+    max_completion_length: int = 32,
+    hidden_size: int | None = None,
+    num_layers: int | None = None,
+    num_heads: int | None = None,
+    seed: int = 0,
+):
     """Read the files, build the tokenizer and decide the sizes; returns ``(plan, tokenizer)``."""
     from ..data.schema import check_prompt_template, load_psets, read_corpus
     from .tiny import build_word_tokenizer
@@ -101,8 +108,10 @@ def plan_model(data_files: Sequence[str | Path], corpus_files: Sequence[str | Pa
     def length(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    chat = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-            for p in prompts]
+    chat = [
+        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        for p in prompts
+    ]
     training_tokens = sum(length(t) for t in prompts) + sum(length(a) for a in answers)
     rule_hidden, rule_layers, rule_heads = size_for_tokens(training_tokens)
     hidden = hidden_size or rule_hidden
@@ -112,12 +121,24 @@ def plan_model(data_files: Sequence[str | Path], corpus_files: Sequence[str | Pa
     longest_prompt = max(length(t) for t in chat)
     longest_answer = max((length(a) for a in answers), default=0)
     plan = ModelInitPlan(
-        data_files=[str(f) for f in data_files], corpus_files=[str(f) for f in corpus_files], prompt=prompt,
-        sets=len(sets), prompts=len(prompts), answers=len(answers), corpus_passages=len(passages),
-        training_tokens=training_tokens, longest_prompt_tokens=longest_prompt, longest_answer_tokens=longest_answer,
-        max_completion_length=max_completion_length, vocab_size=len(tokenizer), hidden_size=hidden,
-        num_layers=num_layers or rule_layers, num_heads=heads,
-        max_position_embeddings=positions_for(longest_prompt, longest_answer, max_completion_length), seed=seed)
+        data_files=[str(f) for f in data_files],
+        corpus_files=[str(f) for f in corpus_files],
+        prompt=prompt,
+        sets=len(sets),
+        prompts=len(prompts),
+        answers=len(answers),
+        corpus_passages=len(passages),
+        training_tokens=training_tokens,
+        longest_prompt_tokens=longest_prompt,
+        longest_answer_tokens=longest_answer,
+        max_completion_length=max_completion_length,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_layers=num_layers or rule_layers,
+        num_heads=heads,
+        max_position_embeddings=positions_for(longest_prompt, longest_answer, max_completion_length),
+        seed=seed,
+    )
     return plan, tokenizer
 
 
@@ -131,9 +152,14 @@ def init_model(out: str | Path, plan: ModelInitPlan, tokenizer, overwrite: bool 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty: choose another --out or pass --overwrite")
-    model = build_tiny_qwen2(tokenizer, hidden_size=plan.hidden_size, num_layers=plan.num_layers,
-                             num_heads=plan.num_heads, seed=plan.seed,
-                             max_position_embeddings=plan.max_position_embeddings)
+    model = build_tiny_qwen2(
+        tokenizer,
+        hidden_size=plan.hidden_size,
+        num_layers=plan.num_layers,
+        num_heads=plan.num_heads,
+        seed=plan.seed,
+        max_position_embeddings=plan.max_position_embeddings,
+    )
     plan.parameters = count_parameters(model)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -146,8 +172,9 @@ def init_model(out: str | Path, plan: ModelInitPlan, tokenizer, overwrite: bool 
 
 
 def describe(plan: ModelInitPlan) -> list[str]:
-    rule = next(f"{h} hidden, {layer} layers, {hd} heads" for bound, h, layer, hd in SIZE_RULE
-                if plan.training_tokens < bound)
+    rule = next(
+        f"{h} hidden, {layer} layers, {hd} heads" for bound, h, layer, hd in SIZE_RULE if plan.training_tokens < bound
+    )
     return [
         f"data: {plan.sets} sets, {plan.prompts} prompts (template {plan.prompt}), {plan.answers} answers"
         + (f", {plan.corpus_passages} corpus passages" if plan.corpus_passages else ""),

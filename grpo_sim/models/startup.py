@@ -78,12 +78,16 @@ def check_tokenizer_coverage(tokenizer, texts: Sequence[str], what: str, model: 
     fraction = coverage.unknown_fraction
     if fraction < UNKNOWN_WARN_FRACTION:
         return coverage
-    detail = (f"the tokenizer of {model} maps {fraction:.1%} of the tokens of {what} to "
-              f"{tokenizer.unk_token!r} ({coverage.unknown} of {coverage.tokens} tokens in {coverage.texts} prompts; "
-              f"e.g. {coverage.examples()})")
-    fix = ("Build a policy whose tokenizer is trained on your own text: grpo-sim model init --data TRAIN.jsonl "
-           "--data EVAL.jsonl --corpus CORPUS.jsonl --out DIR, then model.name_or_path: DIR (docs/own-data.md); or use "
-           "a model with a byte-level tokenizer (any hub LLM)")
+    detail = (
+        f"the tokenizer of {model} maps {fraction:.1%} of the tokens of {what} to "
+        f"{tokenizer.unk_token!r} ({coverage.unknown} of {coverage.tokens} tokens in {coverage.texts} prompts; "
+        f"e.g. {coverage.examples()})"
+    )
+    fix = (
+        "Build a policy whose tokenizer is trained on your own text: grpo-sim model init --data TRAIN.jsonl "
+        "--data EVAL.jsonl --corpus CORPUS.jsonl --out DIR, then model.name_or_path: DIR (docs/own-data.md); or use "
+        "a model with a byte-level tokenizer (any hub LLM)"
+    )
     if fraction >= UNKNOWN_REFUSE_FRACTION:
         raise TokenizerCoverageError(f"{detail}: the model cannot read these prompts. {fix}.")
     logger.warning("%s. Words outside the vocabulary are invisible to the model. %s.", detail, fix)
@@ -106,13 +110,14 @@ class TiedWeightsResumeFilter(logging.Filter):
         if not message.startswith(self.PREFIX):
             return True
         try:
-            missing = ast.literal_eval(message[len(self.PREFIX):].rstrip("."))
+            missing = ast.literal_eval(message[len(self.PREFIX) :].rstrip("."))
         except (ValueError, SyntaxError):
             return True
         if not missing or not all(any(k == t or k.endswith("." + t) for t in self.tied_keys) for k in missing):
             return True
-        logger.info("resume: %s tied to the input embeddings (not stored separately; restored with them)",
-                    ", ".join(missing))
+        logger.info(
+            "resume: %s tied to the input embeddings (not stored separately; restored with them)", ", ".join(missing)
+        )
         return False
 
 

@@ -86,9 +86,7 @@ def clear_model_cache() -> None:
 def _unique(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """Distinct texts in order of first appearance and, for each text, its index among them."""
     positions: dict[str, int] = {}
-    inverse = np.fromiter(
-        (positions.setdefault(t, len(positions)) for t in texts), dtype=np.int64, count=len(texts)
-    )
+    inverse = np.fromiter((positions.setdefault(t, len(positions)) for t in texts), dtype=np.int64, count=len(texts))
     return list(positions), inverse
 
 

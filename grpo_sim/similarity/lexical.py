@@ -201,15 +201,16 @@ class BLEUSimilarity(Similarity):
         try:
             self._tokenizer = tokenize_13a if self.tokenize == "13a" else BLEU(tokenize=self.tokenize).tokenizer
         except KeyError as exc:
-            raise ValueError(
-                f"bleu: unknown tokenize={tokenize!r}; sacrebleu knows {sorted(BLEU.TOKENIZERS)}"
-            ) from exc
+            raise ValueError(f"bleu: unknown tokenize={tokenize!r}; sacrebleu knows {sorted(BLEU.TOKENIZERS)}") from exc
         self._vocab = TokenVocab()
         if self.tokenize == "13a" and not self.lowercase:
             self.name = f"bleu{self.n}"
         else:
-            self.name = _spec("bleu", {"n": self.n, "tokenize": self.tokenize, "lowercase": self.lowercase},
-                              {"tokenize": "13a", "lowercase": False})
+            self.name = _spec(
+                "bleu",
+                {"n": self.n, "tokenize": self.tokenize, "lowercase": self.lowercase},
+                {"tokenize": "13a", "lowercase": False},
+            )
 
     def tokens(self, text: str) -> list[str]:
         """The tokens sacrebleu's BLEU uses for ``text``."""
@@ -291,10 +292,10 @@ _MAX_CODEPOINT = 0x10FFFF - 0x800
 def _ids_to_strings(flat: np.ndarray, offsets: np.ndarray) -> list:
     """One string per sequence, token id -> one code point (surrogate range skipped)."""
     if len(flat) and int(flat.max()) > _MAX_CODEPOINT:  # > 1.1M distinct tokens: int lists
-        return [flat[offsets[i]:offsets[i + 1]].tolist() for i in range(len(offsets) - 1)]
+        return [flat[offsets[i] : offsets[i + 1]].tolist() for i in range(len(offsets) - 1)]
     cps = (flat + np.where(flat >= 0xD800, 0x800, 0)).astype("<u4")
     big = cps.tobytes().decode("utf-32-le")
-    return [big[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+    return [big[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
 
 
 class RougeLSimilarity(Similarity):
@@ -542,8 +543,10 @@ class CHRFSimilarity(Similarity):
 
     def __init__(self, char_order: int = 6, word_order: int = 0, beta: int = 2, lowercase: bool = False):
         if int(char_order) < 0 or int(word_order) < 0 or int(char_order) + int(word_order) < 1:
-            raise ValueError(f"chrf: need char_order >= 0, word_order >= 0 and at least one order, got "
-                             f"char_order={char_order}, word_order={word_order}")
+            raise ValueError(
+                f"chrf: need char_order >= 0, word_order >= 0 and at least one order, got "
+                f"char_order={char_order}, word_order={word_order}"
+            )
         self.char_order = int(char_order)
         self.word_order = int(word_order)
         self.beta = beta
@@ -579,9 +582,7 @@ class CHRFSimilarity(Similarity):
         return len(encoded)
 
     def block(self, enc_a: NgramEncoding, enc_b: NgramEncoding) -> np.ndarray:
-        stats = [
-            (ta[:, None], tb[None, :], m) for ta, tb, m in zip(enc_a.totals, enc_b.totals, enc_a.matches(enc_b))
-        ]
+        stats = [(ta[:, None], tb[None, :], m) for ta, tb, m in zip(enc_a.totals, enc_b.totals, enc_a.matches(enc_b))]
         return _chrf_scores(stats, self.beta)
 
     def paired(self, enc_a: NgramEncoding, enc_b: NgramEncoding) -> np.ndarray:

@@ -32,11 +32,15 @@ def _claim(name: str, factory: Callable[..., Similarity], replace: bool) -> None
     if current is None or replace or current is factory:
         return
     same_definition = (getattr(current, "__module__", None), getattr(current, "__qualname__", None)) == (
-        getattr(factory, "__module__", None), getattr(factory, "__qualname__", None))
+        getattr(factory, "__module__", None),
+        getattr(factory, "__qualname__", None),
+    )
     if not same_definition:  # the same class re-registered by a reloaded module is not a clash
-        raise ValueError(f"similarity {name!r} is already registered "
-                         f"({current.__module__}.{current.__qualname__}); choose another name, or pass "
-                         "replace=True to register() to override it on purpose")
+        raise ValueError(
+            f"similarity {name!r} is already registered "
+            f"({current.__module__}.{current.__qualname__}); choose another name, or pass "
+            "replace=True to register() to override it on purpose"
+        )
 
 
 def register(name: str, replace: bool = False, **defaults: Any) -> Callable:
@@ -131,8 +135,10 @@ def get_similarity(spec: Any) -> Similarity:
         return _build(name, kwargs, spec)
     if callable(spec):
         return CallableSimilarity(spec)
-    raise ValueError(f"cannot interpret {spec!r} as a similarity: give a name ({', '.join(available())}), "
-                     "a 'module:function' path, or a callable")
+    raise ValueError(
+        f"cannot interpret {spec!r} as a similarity: give a name ({', '.join(available())}), "
+        "a 'module:function' path, or a callable"
+    )
 
 
 def _build(name: str, kwargs: dict[str, Any], spec: str) -> Similarity:

@@ -188,13 +188,13 @@ class NgramSpace:
                 ka = ja[self.gram_prefix[k]] * base + la
                 kb = jb[other.gram_prefix[k]] * base + lb
             joint, _ = _dense_ids(np.concatenate([ka, kb]))
-            ja, jb = joint[: len(ka)], joint[len(ka):]
+            ja, jb = joint[: len(ka)], joint[len(ka) :]
             ra, rb = self.feat_rank[k], other.feat_rank[k]
             width = int(max(ra.max(initial=0), rb.max(initial=0))) + 1
             fa = ja[self.feat_gram[k]] * width + ra
             fb = jb[other.feat_gram[k]] * width + rb
             cols, n_joint = _dense_ids(np.concatenate([fa, fb]))
-            out.append((cols[: len(fa)], cols[len(fa):], n_joint))
+            out.append((cols[: len(fa)], cols[len(fa) :], n_joint))
         if len(self._align_cache) >= 8:
             self._align_cache.clear()
         self._align_cache[id(other)] = (weakref.ref(other), out)

@@ -59,19 +59,24 @@ def read_metric(metric: str, trial_dir: Path) -> float:
                 return value
         if source == "eval":
             if summary is None:
-                raise ObjectiveError(f"{metric}: {summary_path} was not written (is data.eval set and "
-                                     "evaluation.enabled true?)")
+                raise ObjectiveError(
+                    f"{metric}: {summary_path} was not written (is data.eval set and evaluation.enabled true?)"
+                )
             keys = [k for k, v in summary.items() if _number(v) is not None] if isinstance(summary, dict) else []
-            raise ObjectiveError(f"{metric}: no number {key!r} in {summary_path}{did_you_mean(key, keys)} "
-                                 f"(has: {', '.join(sorted(keys)[:12])})")
+            raise ObjectiveError(
+                f"{metric}: no number {key!r} in {summary_path}{did_you_mean(key, keys)} "
+                f"(has: {', '.join(sorted(keys)[:12])})"
+            )
     rows = _read_metrics_rows(trial_dir / "metrics.jsonl")
     for row in reversed(rows):
         value = _number(row.get(key))
         if value is not None:
             return value
     keys = sorted({k for r in rows for k, v in r.items() if _number(v) is not None})
-    raise ObjectiveError(f"{metric}: never logged in {trial_dir / 'metrics.jsonl'}{did_you_mean(key, keys)}"
-                         + (f" (logged: {', '.join(keys[:12])}{' ...' if len(keys) > 12 else ''})" if keys else ""))
+    raise ObjectiveError(
+        f"{metric}: never logged in {trial_dir / 'metrics.jsonl'}{did_you_mean(key, keys)}"
+        + (f" (logged: {', '.join(keys[:12])}{' ...' if len(keys) > 12 else ''})" if keys else "")
+    )
 
 
 def read_objective(objective: Objective, trial_dir: Path) -> tuple[float, dict[str, float]]:
@@ -111,5 +116,3 @@ class MetricWatcher:
             if value is not None and isinstance(row.get("step"), int):
                 points.append((row["step"], value))
         return points
-
-

@@ -46,15 +46,23 @@ def trial_rows(study) -> list[dict[str, Any]]:
             note = (note + "; " if note else "") + f"rerun as trial {retried_as[t.number]}"
         if reruns[t.number] is not None:
             note = (note + "; " if note else "") + f"rerun of trial {reruns[t.number]}"
-        rows.append({
-            "number": t.number, "state": t.state.name,
-            "objective": t.value if t.state.name == "COMPLETE" else None,
-            "params": dict(t.params), "duration_s": duration,
-            "objective_parts": attrs.get("objective_parts"), "returncode": attrs.get("returncode"),
-            "trial_dir": attrs.get("trial_dir"), "log": attrs.get("log"), "error": attrs.get("error"),
-            "note": note, "worker": attrs.get("worker"),
-            "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())} or None,
-        })
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "objective": t.value if t.state.name == "COMPLETE" else None,
+                "params": dict(t.params),
+                "duration_s": duration,
+                "objective_parts": attrs.get("objective_parts"),
+                "returncode": attrs.get("returncode"),
+                "trial_dir": attrs.get("trial_dir"),
+                "log": attrs.get("log"),
+                "error": attrs.get("error"),
+                "note": note,
+                "worker": attrs.get("worker"),
+                "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())} or None,
+            }
+        )
     return rows
 
 
@@ -66,17 +74,39 @@ def write_report(sweep: Sweep, study=None, print_table: bool = True) -> ReportFi
     rows = trial_rows(study)
     best = best_trial(study)
     names = list(sweep.spec.parameters)
-    atomic_write_text(out / "trials.json", json.dumps({
-        "sweep": str(sweep.path), "name": sweep.name, "storage": sweep.storage,
-        "objective": sweep.spec.objective.describe(), "direction": sweep.spec.objective.direction,
-        "best_trial": best.number if best else None, "trials": rows}, indent=2, default=str) + "\n")
+    atomic_write_text(
+        out / "trials.json",
+        json.dumps(
+            {
+                "sweep": str(sweep.path),
+                "name": sweep.name,
+                "storage": sweep.storage,
+                "objective": sweep.spec.objective.describe(),
+                "direction": sweep.spec.objective.direction,
+                "best_trial": best.number if best else None,
+                "trials": rows,
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n",
+    )
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["number", "state", "objective", *names, "duration_s", "trial_dir", "log", "note"])
     for r in rows:
-        writer.writerow([r["number"], r["state"], "" if r["objective"] is None else r["objective"],
-                         *[r["params"].get(n, "") for n in names], r["duration_s"], r["trial_dir"], r["log"],
-                         r["note"]])
+        writer.writerow(
+            [
+                r["number"],
+                r["state"],
+                "" if r["objective"] is None else r["objective"],
+                *[r["params"].get(n, "") for n in names],
+                r["duration_s"],
+                r["trial_dir"],
+                r["log"],
+                r["note"],
+            ]
+        )
     atomic_write_text(out / "trials.csv", buf.getvalue())
     best_path = _write_best_recipe(sweep, best) if best else None
     objective_plot = params_plot = None
@@ -97,10 +127,12 @@ def _write_best_recipe(sweep: Sweep, best) -> Path:
         raw = sweep.trial_raw(dict(best.params))
     shown = ", ".join(f"{k}={v}" for k, v in best.params.items())
     path = sweep.output_dir / "best_recipe.yaml"
-    header = (f"# Best trial of sweep {sweep.name!r} ({sweep.path}): trial {best.number}, "
-              f"objective {best.value:.6g} ({sweep.spec.objective.describe()}, {sweep.spec.objective.direction})\n"
-              f"# base recipe {sweep.base_recipe} with {shown}\n"
-              f"# run it:  grpo-sim train {path}\n")
+    header = (
+        f"# Best trial of sweep {sweep.name!r} ({sweep.path}): trial {best.number}, "
+        f"objective {best.value:.6g} ({sweep.spec.objective.describe()}, {sweep.spec.objective.direction})\n"
+        f"# base recipe {sweep.base_recipe} with {shown}\n"
+        f"# run it:  grpo-sim train {path}\n"
+    )
     atomic_write_text(path, header + yaml.safe_dump(raw, sort_keys=False))
     return path
 
@@ -145,8 +177,14 @@ def _print_table(sweep: Sweep, rows, best, files: ReportFiles) -> None:
         if r["state"] == "FAIL" and r["log"]:
             where = _relative(Path(r["log"]), sweep.output_dir)
             note = f"{note} (log: {where})" if note else f"log: {where}"
-        table.add_row(str(r["number"]), *[_fmt(r["params"].get(n)) for n in names], _fmt(r["objective"]), status,
-                      "" if r["duration_s"] is None else f"{r['duration_s']:.0f} s", note)
+        table.add_row(
+            str(r["number"]),
+            *[_fmt(r["params"].get(n)) for n in names],
+            _fmt(r["objective"]),
+            status,
+            "" if r["duration_s"] is None else f"{r['duration_s']:.0f} s",
+            note,
+        )
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)
     lines = [f"trials: {files.trials_csv}, {files.trials_json}"]
@@ -247,5 +285,3 @@ def _plot_params(sweep: Sweep, study, rows, path: Path) -> Path:
     fig.suptitle(f"sweep {sweep.name}: objective by parameter")
     fig.tight_layout()
     return _save_figure(fig, path)
-
-

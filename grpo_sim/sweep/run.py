@@ -30,8 +30,13 @@ class SweepResult:
     report: "ReportFiles | None" = None
 
 
-def run_sweep(sweep: Sweep | str | os.PathLike[str], worker: bool = False, n_trials: int | None = None,
-              report: bool = True, log=None) -> SweepResult:
+def run_sweep(
+    sweep: Sweep | str | os.PathLike[str],
+    worker: bool = False,
+    n_trials: int | None = None,
+    report: bool = True,
+    log=None,
+) -> SweepResult:
     """Run (or continue) a sweep until its budget is spent. ``worker``: join it, write no report."""
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep, n_trials=n_trials)
@@ -59,8 +64,9 @@ def run_sweep(sweep: Sweep | str | os.PathLike[str], worker: bool = False, n_tri
                 check_stop(stop)
                 with quiet_optuna():  # "heartbeat is supposed to be used with Study.optimize": we beat ourselves
                     trial = study.ask()
-                outcome = run_trial(sweep, study, trial, log=lambda m, d=done: log(f"[{d + 1}/{sweep.n_trials}] {m}"),
-                                    stop=stop)
+                outcome = run_trial(
+                    sweep, study, trial, log=lambda m, d=done: log(f"[{d + 1}/{sweep.n_trials}] {m}"), stop=stop
+                )
                 ran.append(trial.number)
                 log(_outcome_line(trial.number, outcome, sweep))
                 recover_stale(study)
@@ -71,8 +77,15 @@ def run_sweep(sweep: Sweep | str | os.PathLike[str], worker: bool = False, n_tri
     trials = study.get_trials(deepcopy=False)
     counts = {s: sum(1 for t in trials if t.state.name == s) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
     best = best_trial(study)
-    result = SweepResult(sweep.name, sweep.output_dir, sweep.storage, ran, counts,
-                         best.number if best else None, best.value if best else None)
+    result = SweepResult(
+        sweep.name,
+        sweep.output_dir,
+        sweep.storage,
+        ran,
+        counts,
+        best.number if best else None,
+        best.value if best else None,
+    )
     if report and not worker:
         result.report = write_report(sweep, study)
     if interrupted is not None:
@@ -94,8 +107,6 @@ def _stderr_log(message: str) -> None:
     Console(stderr=True).print(f"[bold cyan]sweep[/bold cyan] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-
-
 def _fail(message: str, code: int = 2) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -107,8 +118,9 @@ def _fail(message: str, code: int = 2) -> None:
 def sweep_command(
     sweep_file: Path = typer.Argument(..., help="sweep YAML (see recipes/sweeps/)"),
     report: bool = typer.Option(False, "--report", help="only print the trials table and write the report files"),
-    worker: bool = typer.Option(False, "--worker", help="join the study (shared storage) and run trials until the "
-                                                        "budget is spent; no report"),
+    worker: bool = typer.Option(
+        False, "--worker", help="join the study (shared storage) and run trials until the budget is spent; no report"
+    ),
     n_trials: Optional[int] = typer.Option(None, "--n-trials", min=1, help="override the sweep's trial budget"),
 ) -> None:
     """Hyper-parameter sweep over a recipe (Optuna: grid, random, TPE); rerun to continue an interrupted one."""
@@ -121,8 +133,11 @@ def sweep_command(
     except SweepInterrupted as stop:
         from rich.console import Console
 
-        Console(stderr=True).print(f"[yellow]sweep stopped ({stop})[/yellow]; the running trial will run again. "
-                                   f"Continue with:\n  grpo-sim sweep {sweep_file}", highlight=False)
+        Console(stderr=True).print(
+            f"[yellow]sweep stopped ({stop})[/yellow]; the running trial will run again. "
+            f"Continue with:\n  grpo-sim sweep {sweep_file}",
+            highlight=False,
+        )
         raise typer.Exit(128 + stop.signum)
     except (SweepError, RecipeError) as exc:
         _fail(str(exc))

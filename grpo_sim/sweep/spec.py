@@ -22,8 +22,17 @@ TRIALS_DIR = "trials"
 TRIAL_RECIPE = "trial_recipe.yaml"
 TRIAL_LOG = "train.log"
 PLACEHOLDERS = ("python", "recipe", "trial_dir", "trial_number", "name")
-DEFAULT_COMMAND = ["{python}", "-m", "grpo_sim.cli", "train", "{recipe}", "--output-dir", "{trial_dir}",
-                   "--resume", "auto"]
+DEFAULT_COMMAND = [
+    "{python}",
+    "-m",
+    "grpo_sim.cli",
+    "train",
+    "{recipe}",
+    "--output-dir",
+    "{trial_dir}",
+    "--resume",
+    "auto",
+]
 _FLOAT_STRING = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")  # YAML 1.1 reads 1e-4 as a string
 
 
@@ -31,10 +40,8 @@ class SweepError(ValueError):
     """The sweep file (or the study it points at) is unusable; the message says where and what to change."""
 
 
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
 
 
 class ParamSpec(_Strict):
@@ -67,8 +74,10 @@ class ParamSpec(_Strict):
                 if isinstance(value, str) and _FLOAT_STRING.match(value.strip()):
                     value = float(value)
                 if not isinstance(value, (bool, int, float, str, type(None))):
-                    raise ValueError(f"values must be numbers, strings, booleans or null, got {value!r} "
-                                     "(set lists/mappings as separate recipe keys)")
+                    raise ValueError(
+                        f"values must be numbers, strings, booleans or null, got {value!r} "
+                        "(set lists/mappings as separate recipe keys)"
+                    )
                 values.append(value)
             self.values = values
             return self
@@ -212,8 +221,9 @@ def _check_metric_key(key: str) -> None:
     source, sep, name = key.partition(":")
     if sep and source not in ("eval", "train"):
         hint = did_you_mean(source, ["eval", "train"])
-        raise ValueError(f"{key!r}: the source prefix must be 'eval:' (eval/summary.json) or 'train:' "
-                         f"(metrics.jsonl){hint}")
+        raise ValueError(
+            f"{key!r}: the source prefix must be 'eval:' (eval/summary.json) or 'train:' (metrics.jsonl){hint}"
+        )
     if sep and not name:
         raise ValueError(f"{key!r}: no metric name after '{source}:'")
     if not key.strip():
@@ -246,12 +256,18 @@ class Sweep:
 
     def fingerprint(self) -> dict[str, Any]:
         spec = self.spec
-        return json.loads(json.dumps({
-            "parameters": {k: v.model_dump(exclude_defaults=True) for k, v in spec.parameters.items()},
-            "objective": spec.objective.model_dump(exclude_defaults=True),
-            "direction": spec.objective.direction,
-            "sampler": self.sampler,
-        }, sort_keys=True, default=str))
+        return json.loads(
+            json.dumps(
+                {
+                    "parameters": {k: v.model_dump(exclude_defaults=True) for k, v in spec.parameters.items()},
+                    "objective": spec.objective.model_dump(exclude_defaults=True),
+                    "direction": spec.objective.direction,
+                    "sampler": self.sampler,
+                },
+                sort_keys=True,
+                default=str,
+            )
+        )
 
 
 def _yaml_inline(value: Any) -> str:
@@ -269,8 +285,10 @@ def load_sweep(path: str | os.PathLike[str], n_trials: int | None = None) -> Swe
     except yaml.YAMLError as exc:
         raise SweepError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):
-        raise SweepError(f"{path}: a sweep file must be a mapping (base_recipe, parameters, objective, ...), "
-                         f"got {type(data).__name__}")
+        raise SweepError(
+            f"{path}: a sweep file must be a mapping (base_recipe, parameters, objective, ...), "
+            f"got {type(data).__name__}"
+        )
     try:
         spec = SweepFile.model_validate(data)
     except ValidationError as exc:
@@ -282,16 +300,20 @@ def load_sweep(path: str | os.PathLike[str], n_trials: int | None = None) -> Swe
     output_dir = Path(spec.output_dir or f"runs/sweeps/{name}").expanduser().resolve()
     storage = spec.storage or f"sqlite:///{output_dir / 'study.db'}"
     if "://" not in storage:
-        problems.append(f"storage: {storage!r} is not a database URL (e.g. sqlite:///runs/study.db, "
-                        "postgresql://user:pass@host/db, mysql+pymysql://...)")
+        problems.append(
+            f"storage: {storage!r} is not a database URL (e.g. sqlite:///runs/study.db, "
+            "postgresql://user:pass@host/db, mysql+pymysql://...)"
+        )
 
     base_path = Path(spec.base_recipe).expanduser()
     if not base_path.is_absolute():
         base_path = path.parent / base_path
     base_raw: dict[str, Any] = {}
     if not base_path.exists():
-        problems.append(f"base_recipe: {spec.base_recipe!r} does not exist (looked for {base_path}; "
-                        "the path is relative to the sweep file)")
+        problems.append(
+            f"base_recipe: {spec.base_recipe!r} does not exist (looked for {base_path}; "
+            "the path is relative to the sweep file)"
+        )
     else:
         try:
             base_raw = load_raw(base_path)
@@ -306,8 +328,10 @@ def load_sweep(path: str | os.PathLike[str], n_trials: int | None = None) -> Swe
         for key, param in spec.parameters.items():
             points = param.grid_values()
             if points is None:
-                problems.append(f"parameters[{key}]: sampler grid needs a list of values or a range with a step; "
-                                "a continuous float range needs sampler random or tpe")
+                problems.append(
+                    f"parameters[{key}]: sampler grid needs a list of values or a range with a step; "
+                    "a continuous float range needs sampler random or tpe"
+                )
             else:
                 grid[key] = points
         size = math.prod(len(v) for v in grid.values()) if grid else 0
@@ -319,8 +343,18 @@ def load_sweep(path: str | os.PathLike[str], n_trials: int | None = None) -> Swe
         problems += _check_parameters(spec, base_raw, base_path)
     if problems:
         raise SweepError(f"{path}: {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
-    return Sweep(path=path, spec=spec, name=name, output_dir=output_dir, storage=storage,
-                 base_recipe=base_path, base_raw=base_raw, sampler=sampler, n_trials=int(budget or 0), grid=grid)
+    return Sweep(
+        path=path,
+        spec=spec,
+        name=name,
+        output_dir=output_dir,
+        storage=storage,
+        base_recipe=base_path,
+        base_raw=base_raw,
+        sampler=sampler,
+        n_trials=int(budget or 0),
+        grid=grid,
+    )
 
 
 def _check_launch(launch: Launch) -> list[str]:
@@ -337,18 +371,22 @@ def _check_launch(launch: Launch) -> list[str]:
             continue
         for field in fields:
             if field not in PLACEHOLDERS:
-                problems.append(f"{where}: unknown placeholder {{{field}}}{did_you_mean(field, PLACEHOLDERS)} "
-                                f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}; "
-                                "write {{ and }} for literal braces)")
+                problems.append(
+                    f"{where}: unknown placeholder {{{field}}}{did_you_mean(field, PLACEHOLDERS)} "
+                    f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}; "
+                    "write {{ and }} for literal braces)"
+                )
     command = launch.command
     joined = " ".join(command)
-    runs_train = ("grpo_sim.train" in command or
-                  any(("grpo_sim.cli" in a or a.endswith("grpo-sim")) and "train" in command[i + 1:]
-                      for i, a in enumerate(command)))
+    runs_train = "grpo_sim.train" in command or any(
+        ("grpo_sim.cli" in a or a.endswith("grpo-sim")) and "train" in command[i + 1 :] for i, a in enumerate(command)
+    )
     if runs_train and "{trial_dir}" in joined and "--resume" not in command:
-        problems.append("launch.command: the trial directory already holds trial_recipe.yaml and train.log when "
-                        "the command starts, so the train command needs '--resume', 'auto' (it then starts "
-                        "from step 0 in that directory)")
+        problems.append(
+            "launch.command: the trial directory already holds trial_recipe.yaml and train.log when "
+            "the command starts, so the train command needs '--resume', 'auto' (it then starts "
+            "from step 0 in that directory)"
+        )
     return problems
 
 
@@ -391,8 +429,8 @@ def _check_parameters(spec: SweepFile, base_raw: dict[str, Any], base_path: Path
     uses_eval = any(k.startswith("eval:") for k, _ in spec.objective.terms())
     if uses_eval and not ({"data.eval", "evaluation.enabled"} & set(keys)):
         if not recipe.data.eval or not recipe.evaluation.enabled:
-            problems.append("objective: uses eval: metrics, but the base recipe does not evaluate "
-                            "(set data.eval and evaluation.enabled: true), or use train: metrics")
+            problems.append(
+                "objective: uses eval: metrics, but the base recipe does not evaluate "
+                "(set data.eval and evaluation.enabled: true), or use train: metrics"
+            )
     return problems
-
-

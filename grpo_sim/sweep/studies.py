@@ -68,9 +68,11 @@ def _grid_sampler(sweep: Sweep):
             return dict(free[0] if free else points[trial.number % len(points)])
 
         def sample_independent(self, study, trial, param_name, param_distribution):
-            raise SweepError(f"{sweep.path}: parameters[{param_name}]: the grid point "
-                             f"{self.sample_relative(study, trial, space).get(param_name)!r} is outside "
-                             f"{param_distribution}")
+            raise SweepError(
+                f"{sweep.path}: parameters[{param_name}]: the grid point "
+                f"{self.sample_relative(study, trial, space).get(param_name)!r} is outside "
+                f"{param_distribution}"
+            )
 
     return DeclaredOrderGridSampler()
 
@@ -92,9 +94,11 @@ def _make_pruner(sweep: Sweep):
     pruning = sweep.spec.pruning
     if pruning is None:
         return optuna.pruners.NopPruner()
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=pruning.startup_trials,
-                                         n_warmup_steps=pruning.warmup_steps,
-                                         interval_steps=pruning.interval_steps)
+    pruner = optuna.pruners.MedianPruner(
+        n_startup_trials=pruning.startup_trials,
+        n_warmup_steps=pruning.warmup_steps,
+        interval_steps=pruning.interval_steps,
+    )
     if pruning.patience:
         pruner = optuna.pruners.PatientPruner(pruner, patience=pruning.patience)
     return pruner
@@ -108,16 +112,21 @@ def _storage(sweep: Sweep, must_exist: bool = False):
         db = url.split(":///", 1)[1] if ":///" in url else ""
         if db and db != ":memory:":
             if must_exist and not Path(db).exists():
-                raise SweepError(f"{sweep.path}: no study yet ({db} does not exist); run "
-                                 f"`grpo-sim sweep {sweep.path}` first")
+                raise SweepError(
+                    f"{sweep.path}: no study yet ({db} does not exist); run `grpo-sim sweep {sweep.path}` first"
+                )
             Path(db).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs["connect_args"] = {"timeout": 60}
     for attempt in range(4):  # workers starting together may race to create the tables
         try:
             with quiet_optuna():
                 return optuna.storages.RDBStorage(
-                    url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=STALE_AFTER_S,
-                    heartbeat_stale_trial_callback=enqueue_retry)
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_S,
+                    grace_period=STALE_AFTER_S,
+                    heartbeat_stale_trial_callback=enqueue_retry,
+                )
         except (SQLAlchemyError, ImportError, ValueError) as exc:  # bad URL, missing driver, unreachable server
             if attempt == 3 or not re.search(r"already exists|locked|UNIQUE", str(exc)):
                 raise SweepError(f"{sweep.path}: storage {url!r}: {exc}") from None
@@ -151,29 +160,36 @@ def open_study(sweep: Sweep, create: bool = True, sampler_offset: int = 0):
     storage = _storage(sweep, must_exist=not create)
     try:
         if create:
-            optuna.create_study(storage=storage, study_name=sweep.name, load_if_exists=True,
-                                direction=sweep.spec.objective.direction)
+            optuna.create_study(
+                storage=storage, study_name=sweep.name, load_if_exists=True, direction=sweep.spec.objective.direction
+            )
         study = _study_class()(sweep.name, storage, optuna.samplers.RandomSampler(), _make_pruner(sweep))
     except KeyError:
-        raise SweepError(f"{sweep.path}: storage {sweep.storage} has no study named {sweep.name!r}; run "
-                         f"`grpo-sim sweep {sweep.path}` first") from None
+        raise SweepError(
+            f"{sweep.path}: storage {sweep.storage} has no study named {sweep.name!r}; run "
+            f"`grpo-sim sweep {sweep.path}` first"
+        ) from None
     except (SQLAlchemyError, ValueError) as exc:
         raise SweepError(f"{sweep.path}: cannot open study {sweep.name!r} in {sweep.storage}: {exc}") from None
     mine = sweep.fingerprint()
     stored = study.user_attrs.get(SWEEP_ATTR)
     if stored is None and create:
-        study.set_user_attr(SWEEP_ATTR, {**mine, "base_recipe": str(sweep.base_recipe),
-                                         "base_recipe_sha256": base_recipe_digest(sweep)})
+        study.set_user_attr(
+            SWEEP_ATTR, {**mine, "base_recipe": str(sweep.base_recipe), "base_recipe_sha256": base_recipe_digest(sweep)}
+        )
     elif stored is not None:
         differ = [k for k in mine if stored.get(k) != mine[k]]
         if differ:
             raise SweepError(
                 f"{sweep.path}: study {sweep.name!r} in {sweep.storage} was started with different "
                 f"{', '.join(differ)} (stored: {json.dumps({k: stored.get(k) for k in differ})}). Rerun with the "
-                "original settings, or give this sweep another name or output_dir/storage.")
+                "original settings, or give this sweep another name or output_dir/storage."
+            )
     if study.direction.name.lower() != sweep.spec.objective.direction:
-        raise SweepError(f"{sweep.path}: study {sweep.name!r} maximizes/minimizes differently "
-                         f"({study.direction.name.lower()}); give this sweep another name")
+        raise SweepError(
+            f"{sweep.path}: study {sweep.name!r} maximizes/minimizes differently "
+            f"({study.direction.name.lower()}); give this sweep another name"
+        )
     study.sampler = _make_sampler(sweep, sampler_offset + len(study.get_trials(deepcopy=False)))
     return study
 
@@ -256,8 +272,9 @@ def recover_stale(study) -> list[int]:
         trial_id = study.trial_id(frozen.number)
         try:
             study.rdb.set_trial_user_attr(trial_id, "interrupted", True)
-            study.rdb.set_trial_user_attr(trial_id, "error",
-                                          f"interrupted: the sweep process {worker} died while it ran")
+            study.rdb.set_trial_user_attr(
+                trial_id, "error", f"interrupted: the sweep process {worker} died while it ran"
+            )
             if not study.rdb.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -286,8 +303,6 @@ def budget_status(trials) -> tuple[int, int]:
     return done, running
 
 
-
-
 def best_trial(study):
     """The best COMPLETE trial (ties: the earliest), or None."""
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.value is not None]
@@ -295,5 +310,3 @@ def best_trial(study):
         return None
     sign = 1.0 if study.direction.name == "MAXIMIZE" else -1.0
     return max(complete, key=lambda t: (sign * t.value, -t.number))  # ties: the earliest trial
-
-

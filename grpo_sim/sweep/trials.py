@@ -36,7 +36,6 @@ class SweepInterrupted(Exception):
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
 
 
-
 _CHILD_SHIM = """\
 import ctypes, os, signal, sys
 try:
@@ -138,8 +137,10 @@ def run_trial(sweep: Sweep, study, trial, log=print, stop: StopSignals | None = 
         _fresh_trial_dir(trial_dir)
         try:
             raw = sweep.trial_raw(params)
-            text = (f"# grpo-sim sweep {sweep.name!r}, trial {number}: {sweep.base_recipe} with {shown}\n"
-                    + yaml.safe_dump(raw, sort_keys=False))
+            text = (
+                f"# grpo-sim sweep {sweep.name!r}, trial {number}: {sweep.base_recipe} with {shown}\n"
+                + yaml.safe_dump(raw, sort_keys=False)
+            )
             atomic_write_text(recipe_path, text)
             parse_recipe(raw, source=str(recipe_path))
             check_stop(stop)
@@ -153,9 +154,13 @@ def run_trial(sweep: Sweep, study, trial, log=print, stop: StopSignals | None = 
         outcome = TrialOutcome("FAIL", error=f"interrupted: the sweep was stopped ({why}) while it ran")
     else:
         interrupted = None
-    attrs: dict[str, Any] = {"duration_s": round(time.time() - start, 3), "returncode": outcome.returncode,
-                             "error": outcome.error, "objective_parts": outcome.parts,
-                             "interrupted": True if interrupted is not None else None}
+    attrs: dict[str, Any] = {
+        "duration_s": round(time.time() - start, 3),
+        "returncode": outcome.returncode,
+        "error": outcome.error,
+        "objective_parts": outcome.parts,
+        "interrupted": True if interrupted is not None else None,
+    }
     try:
         for key, value in attrs.items():
             if value is not None:
@@ -165,8 +170,9 @@ def run_trial(sweep: Sweep, study, trial, log=print, stop: StopSignals | None = 
         else:
             study.tell(trial, state=getattr(optuna.trial.TrialState, outcome.state))
     except optuna.exceptions.UpdateFinishedTrialError:  # declared dead by another worker (no heartbeat)
-        outcome = TrialOutcome("FAIL", error="another worker marked this trial failed (its heartbeat was late); "
-                                             "the result was dropped")
+        outcome = TrialOutcome(
+            "FAIL", error="another worker marked this trial failed (its heartbeat was late); the result was dropped"
+        )
         interrupted = None
     if interrupted is not None:
         enqueue_retry(study, study.rdb.get_trial(study.trial_id(number)))
@@ -175,16 +181,29 @@ def run_trial(sweep: Sweep, study, trial, log=print, stop: StopSignals | None = 
 
 
 def _command(sweep: Sweep, recipe_path: Path, trial_dir: Path, number: int) -> tuple[list[str], dict[str, str]]:
-    values = {"python": sys.executable, "recipe": str(recipe_path), "trial_dir": str(trial_dir),
-              "trial_number": str(number), "name": sweep.name}
+    values = {
+        "python": sys.executable,
+        "recipe": str(recipe_path),
+        "trial_dir": str(trial_dir),
+        "trial_number": str(number),
+        "name": sweep.name,
+    }
     argv = [arg.format(**values) for arg in sweep.spec.launch.command]
     env = dict(os.environ, PYTHONUNBUFFERED="1", GRPO_SIM_SWEEP=sweep.name, GRPO_SIM_SWEEP_TRIAL=str(number))
     env.update({k: v.format(**values) for k, v in sweep.spec.launch.env.items()})
     return argv, env
 
 
-def _launch(sweep: Sweep, study, trial, trial_dir: Path, recipe_path: Path, log_path: Path,
-            start: float, stop: StopSignals | None) -> TrialOutcome:
+def _launch(
+    sweep: Sweep,
+    study,
+    trial,
+    trial_dir: Path,
+    recipe_path: Path,
+    log_path: Path,
+    start: float,
+    stop: StopSignals | None,
+) -> TrialOutcome:
     spec = sweep.spec
     argv, env = _command(sweep, recipe_path, trial_dir, trial.number)
     trial.set_user_attr("command", argv)
@@ -204,8 +223,14 @@ def _launch(sweep: Sweep, study, trial, trial_dir: Path, recipe_path: Path, log_
         skip = log_fh.tell()
         shim = [sys.executable, "-c", _CHILD_SHIM, str(os.getpid())] if sys.platform == "linux" else []
         try:
-            proc = subprocess.Popen([*shim, *argv], stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, start_new_session=True)
+            proc = subprocess.Popen(
+                [*shim, *argv],
+                stdout=log_fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
         except OSError as exc:
             return TrialOutcome("FAIL", error=f"cannot start {argv[0]!r}: {exc}")
         try:
@@ -241,13 +266,20 @@ def _launch(sweep: Sweep, study, trial, trial_dir: Path, recipe_path: Path, log_
             raise
     returncode = proc.returncode
     if pruned_step is not None:
-        return TrialOutcome("PRUNED", returncode=returncode, pruned_step=pruned_step,
-                            error=f"pruned at step {pruned_step} ({pruning.metric})")
+        return TrialOutcome(
+            "PRUNED",
+            returncode=returncode,
+            pruned_step=pruned_step,
+            error=f"pruned at step {pruned_step} ({pruning.metric})",
+        )
     if timed_out:
         return TrialOutcome("FAIL", returncode=returncode, error=f"timed out after {spec.timeout_s:g} s")
     if returncode != 0:
-        how = (f"killed by {signal.Signals(-returncode).name}" if returncode < 0 and -returncode in
-               signal.valid_signals() else f"exit code {returncode}")
+        how = (
+            f"killed by {signal.Signals(-returncode).name}"
+            if returncode < 0 and -returncode in signal.valid_signals()
+            else f"exit code {returncode}"
+        )
         tail = _log_tail(log_path, skip)
         return TrialOutcome("FAIL", returncode=returncode, error=f"{how}" + (f": {tail}" if tail else ""))
     try:
@@ -255,5 +287,3 @@ def _launch(sweep: Sweep, study, trial, trial_dir: Path, recipe_path: Path, log_
     except (ObjectiveError, OSError, json.JSONDecodeError) as exc:
         return TrialOutcome("FAIL", returncode=0, error=f"objective: {exc}")
     return TrialOutcome("COMPLETE", value=value, returncode=0, parts=parts)
-
-

@@ -92,12 +92,21 @@ __all__ = [
 ]
 
 _ALIASES = {
-    "triviaqa": "triviaqa", "trivia_qa": "triviaqa", "trivia-qa": "triviaqa",
-    "hotpotqa": "hotpotqa", "hotpot_qa": "hotpotqa", "hotpot": "hotpotqa",
-    "2wikimultihopqa": "2wikimultihopqa", "2wiki": "2wikimultihopqa", "2wikimqa": "2wikimultihopqa",
+    "triviaqa": "triviaqa",
+    "trivia_qa": "triviaqa",
+    "trivia-qa": "triviaqa",
+    "hotpotqa": "hotpotqa",
+    "hotpot_qa": "hotpotqa",
+    "hotpot": "hotpotqa",
+    "2wikimultihopqa": "2wikimultihopqa",
+    "2wiki": "2wikimultihopqa",
+    "2wikimqa": "2wikimultihopqa",
     "2wikimultihop": "2wikimultihopqa",
     "musique": "musique",
-    "eli5": "eli5", "eli5_category": "eli5", "eli5-category": "eli5", "kilt_eli5": "eli5",
+    "eli5": "eli5",
+    "eli5_category": "eli5",
+    "eli5-category": "eli5",
+    "kilt_eli5": "eli5",
 }
 
 DATASETS = ("triviaqa", "hotpotqa", "2wikimultihopqa", "musique", "eli5")
@@ -112,9 +121,12 @@ HF_DEFAULTS: dict[str, tuple[str, str | None]] = {
     "eli5": ("rexarski/eli5_category", None),
 }
 _HF_CONFIGS = {
-    "trivia_qa": "rc.nocontext", "mandarjoshi/trivia_qa": "rc.nocontext",
-    "hotpot_qa": "distractor", "hotpotqa/hotpot_qa": "distractor",
-    "kilt_tasks": "eli5", "facebook/kilt_tasks": "eli5",
+    "trivia_qa": "rc.nocontext",
+    "mandarjoshi/trivia_qa": "rc.nocontext",
+    "hotpot_qa": "distractor",
+    "hotpotqa/hotpot_qa": "distractor",
+    "kilt_tasks": "eli5",
+    "facebook/kilt_tasks": "eli5",
 }
 
 _IMPORTERS: dict[str, Callable[..., list[ParaphraseSet]]] = {
@@ -134,16 +146,20 @@ def canonical_name(name: str) -> str:
 
 
 def _looks_like_path(s: str) -> bool:
-    return (os.sep in s and not re.fullmatch(r"[\w.-]+/[\w.-]+", s)) or s.startswith((".", "~")) or \
-        bool(re.search(r"\.(json|jsonl|gz)$", s))
+    return (
+        (os.sep in s and not re.fullmatch(r"[\w.-]+/[\w.-]+", s))
+        or s.startswith((".", "~"))
+        or bool(re.search(r"\.(json|jsonl|gz)$", s))
+    )
 
 
 def _hub_converter(
     name: str, split: str | None, kwargs: dict[str, Any]
 ) -> Callable[[dict[str, Any]], ParaphraseSet | None]:
     if name == "triviaqa":
-        return _triviaqa_converter(None, split, kwargs.get("chunk_words", TRIVIAQA_CHUNK_WORDS),
-                                   kwargs.get("max_chunks_per_doc"))
+        return _triviaqa_converter(
+            None, split, kwargs.get("chunk_words", TRIVIAQA_CHUNK_WORDS), kwargs.get("max_chunks_per_doc")
+        )
     if name == "hotpotqa":
         return _hotpot_converter(split)
     if name == "2wikimultihopqa":
@@ -155,8 +171,12 @@ def _hub_converter(
 
 
 def import_from_hub(
-    name: str, hf_name: str | None = None, split: str | None = None, limit: int | None = None,
-    hf_config: str | None = None, **kwargs: Any
+    name: str,
+    hf_name: str | None = None,
+    split: str | None = None,
+    limit: int | None = None,
+    hf_config: str | None = None,
+    **kwargs: Any,
 ) -> list[ParaphraseSet]:
     """Load a dataset with ``datasets.load_dataset(hf_name, hf_config, split=split)`` (needs hub
     access) and convert its rows with the same rules as the local importer of ``name``."""
@@ -171,9 +191,11 @@ def import_from_hub(
     try:
         ds = datasets.load_dataset(hf_name, hf_config, split=split, streaming=limit is not None)
     except Exception as e:  # noqa: BLE001 - hub/network errors become a clear message
-        raise DataError(f"could not load {hf_name!r} (config {hf_config!r}, split {split!r}) from the Hugging Face "
-                        f"hub: {type(e).__name__}: {e}. "
-                        "Give a local file instead, or check the name/config/split") from e
+        raise DataError(
+            f"could not load {hf_name!r} (config {hf_config!r}, split {split!r}) from the Hugging Face "
+            f"hub: {type(e).__name__}: {e}. "
+            "Give a local file instead, or check the name/config/split"
+        ) from e
     rows = ((i, dict(r)) for i, r in enumerate(ds, start=1))
     notes = kwargs.pop("notes", None)
     sets = _convert_rows(rows, _hub_converter(name, split, kwargs), f"hf:{hf_name}[{split}]", "row", limit)
@@ -241,8 +263,10 @@ def export_corpus(sets: Iterable[ParaphraseSet], path: str | os.PathLike[str]) -
     sets = list(sets)
     passages = corpus_from_sets(sets)
     if not passages:
-        raise DataError(f"{path}: not written, the corpus would be empty: "
-                        f"{missing_passages_message(sets) or 'no set has metadata.passages'}")
+        raise DataError(
+            f"{path}: not written, the corpus would be empty: "
+            f"{missing_passages_message(sets) or 'no set has metadata.passages'}"
+        )
     write_corpus(path, passages)
     return len(passages)
 

@@ -33,15 +33,21 @@ def missing_passages_message(sets: Sequence[ParaphraseSet]) -> str | None:
     n = len(sets)
     if sources == {"triviaqa"}:
         docs = sum(len(s.metadata.get("evidence") or []) for s in sets)
-        return (f"none of the {n} TriviaQA questions has passages in metadata.passages: the release keeps the "
-                f"texts of the {docs} referenced documents in its evidence/ folder; import with --evidence-dir "
-                "PATH/evidence (evidence_dir=...) to cut them into passages, or retrieve from a corpus of your own "
-                "(grpo-sim data retrieve --corpus)")
+        return (
+            f"none of the {n} TriviaQA questions has passages in metadata.passages: the release keeps the "
+            f"texts of the {docs} referenced documents in its evidence/ folder; import with --evidence-dir "
+            "PATH/evidence (evidence_dir=...) to cut them into passages, or retrieve from a corpus of your own "
+            "(grpo-sim data retrieve --corpus)"
+        )
     if sources == {"eli5"}:
-        return (f"none of the {n} ELI5 questions has passages in metadata.passages: ELI5 comes without passages; "
-                "build a corpus of your own (e.g. Wikipedia) and give it to grpo-sim data retrieve --corpus")
-    return (f"none of the {n} sets has passages in metadata.passages: give a corpus of your own to "
-            "grpo-sim data retrieve --corpus")
+        return (
+            f"none of the {n} ELI5 questions has passages in metadata.passages: ELI5 comes without passages; "
+            "build a corpus of your own (e.g. Wikipedia) and give it to grpo-sim data retrieve --corpus"
+        )
+    return (
+        f"none of the {n} sets has passages in metadata.passages: give a corpus of your own to "
+        "grpo-sim data retrieve --corpus"
+    )
 
 
 class _RowError(Exception):
@@ -58,8 +64,6 @@ class _BadLine:
 
     def __init__(self, message: str):
         self.message = message
-
-
 
 
 def _open_text(path: Path):
@@ -108,8 +112,10 @@ def _read_rows(path: Path, list_key: str | None = None) -> tuple[list[tuple[int,
         extras = {k: v for k, v in obj.items() if k != list_key}
         obj = obj[list_key]
     elif isinstance(obj, dict) and list_key is not None:
-        raise DataError(f"{path}: a JSON object without the '{list_key}' list this format keeps its rows in",
-                        [(None, list_key, "missing")])
+        raise DataError(
+            f"{path}: a JSON object without the '{list_key}' list this format keeps its rows in",
+            [(None, list_key, "missing")],
+        )
     if isinstance(obj, dict):  # a single row
         return [(1, obj)], extras, "row"
     if not isinstance(obj, list):
@@ -171,21 +177,27 @@ def _convert_rows(
     return out
 
 
-
-
-def _get(row: dict[str, Any], *names: str, required: bool = True, kind: type | tuple[type, ...] | None = None,
-         default: Any = None) -> Any:
+def _get(
+    row: dict[str, Any],
+    *names: str,
+    required: bool = True,
+    kind: type | tuple[type, ...] | None = None,
+    default: Any = None,
+) -> Any:
     for name in names:
         if name in row and row[name] is not None:
             value = row[name]
             if kind is not None and not isinstance(value, kind):
                 kinds = kind if isinstance(kind, tuple) else (kind,)
-                raise _RowError(name, f"expected {' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__} "
-                                      f"{_short(value)}")
+                raise _RowError(
+                    name,
+                    f"expected {' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__} {_short(value)}",
+                )
             return value
     if required:
-        raise _RowError(names[0],
-                        "field is missing" + (f" (also looked for {', '.join(names[1:])})" if len(names) > 1 else ""))
+        raise _RowError(
+            names[0], "field is missing" + (f" (also looked for {', '.join(names[1:])})" if len(names) > 1 else "")
+        )
     return default
 
 

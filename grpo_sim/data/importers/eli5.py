@@ -45,8 +45,13 @@ def _eli5_converter(
                     scores.append(s if isinstance(s, (int, float)) else None)
                 for pr in o.get("provenance") or []:
                     if isinstance(pr, dict):
-                        provenance.append({k: pr[k] for k in ("wikipedia_id", "title", "start_paragraph_id",
-                                                              "end_paragraph_id") if k in pr})
+                        provenance.append(
+                            {
+                                k: pr[k]
+                                for k in ("wikipedia_id", "title", "start_paragraph_id", "end_paragraph_id")
+                                if k in pr
+                            }
+                        )
             ids: list[Any] = [None] * len(texts)
             if provenance:
                 meta["provenance"] = provenance

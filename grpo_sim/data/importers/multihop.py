@@ -25,8 +25,9 @@ from .common import (
 )
 
 
-def _multihop_converter(source: str, split: str | None, keep: Sequence[str],
-                        aliases: Mapping[str, list[str]] | None = None) -> Callable[[dict[str, Any]], ParaphraseSet]:
+def _multihop_converter(
+    source: str, split: str | None, keep: Sequence[str], aliases: Mapping[str, list[str]] | None = None
+) -> Callable[[dict[str, Any]], ParaphraseSet]:
     """HotpotQA-style rows (``_id``, ``question``, ``answer``, ``context``, ``supporting_facts``):
     context paragraphs as passages, the non-empty ``keep`` fields in the metadata, and the
     ``aliases`` of the row's ``answer_id`` as extra gold answers (2WikiMultiHopQA)."""
@@ -58,8 +59,9 @@ def _hotpot_converter(split: str | None) -> Callable[[dict[str, Any]], Paraphras
     return _multihop_converter("hotpotqa", split, ("type", "level"))
 
 
-def import_hotpotqa(path: str | os.PathLike[str], limit: int | None = None, split: str | None = None,
-                   notes: list[str] | None = None) -> list[ParaphraseSet]:
+def import_hotpotqa(
+    path: str | os.PathLike[str], limit: int | None = None, split: str | None = None, notes: list[str] | None = None
+) -> list[ParaphraseSet]:
     """HotpotQA (``hotpot_{train_v1.1,dev_distractor_v1,dev_fullwiki_v1,test_fullwiki_v1}.json``).
 
     Question: ``question``; answers: ``[answer]`` (``yes``/``no`` for many comparison questions;
@@ -121,21 +123,32 @@ def import_2wikimultihopqa(
     return sets
 
 
-def _2wiki_alias_notes(sets: Sequence[ParaphraseSet], aliases: Mapping[str, list[str]] | None,
-                       aliases_path: Any, folder: Path | None, notes: list[str] | None) -> None:
+def _2wiki_alias_notes(
+    sets: Sequence[ParaphraseSet],
+    aliases: Mapping[str, list[str]] | None,
+    aliases_path: Any,
+    folder: Path | None,
+    notes: list[str] | None,
+) -> None:
     """Count the questions whose answer aliases were not added, and say how to add them."""
     with_id = [s for s in sets if isinstance(s.metadata.get("answer_id"), str)]
     if not with_id:
         return
     if aliases is None:
         where = f" or found next to the data file ({folder / 'id_aliases.json'})" if folder is not None else ""
-        _tell(notes, f"2WikiMultiHopQA: the answer aliases of {len(with_id)} of {len(sets)} questions were skipped: "
-                     f"no id_aliases.json given{where}, so each question keeps only its one written answer and "
-                     "EM/F1 reject the other names of the same entity; pass --aliases PATH/id_aliases.json "
-                     "(aliases_path=..., from the 2WikiMultiHopQA release)")
+        _tell(
+            notes,
+            f"2WikiMultiHopQA: the answer aliases of {len(with_id)} of {len(sets)} questions were skipped: "
+            f"no id_aliases.json given{where}, so each question keeps only its one written answer and "
+            "EM/F1 reject the other names of the same entity; pass --aliases PATH/id_aliases.json "
+            "(aliases_path=..., from the 2WikiMultiHopQA release)",
+        )
         return
     unknown = [s for s in with_id if s.metadata["answer_id"] not in aliases]
     if unknown:
-        _tell(notes, f"2WikiMultiHopQA: {len(unknown)} of {len(with_id)} answer ids are not in {aliases_path} "
-                     f"(e.g. {unknown[0].metadata['answer_id']} of question {unknown[0].set_id}); those questions "
-                     "keep only their written answer")
+        _tell(
+            notes,
+            f"2WikiMultiHopQA: {len(unknown)} of {len(with_id)} answer ids are not in {aliases_path} "
+            f"(e.g. {unknown[0].metadata['answer_id']} of question {unknown[0].set_id}); those questions "
+            "keep only their written answer",
+        )

@@ -65,7 +65,10 @@ def _musique_converter(split: str | None, answerable_only: bool) -> Callable[[di
 
 
 def import_musique(
-    path: str | os.PathLike[str], limit: int | None = None, split: str | None = None, answerable_only: bool = False,
+    path: str | os.PathLike[str],
+    limit: int | None = None,
+    split: str | None = None,
+    answerable_only: bool = False,
     notes: list[str] | None = None,
 ) -> list[ParaphraseSet]:
     """MuSiQue (``musique_{ans,full}_v1.0_{train,dev,test}.jsonl``).

@@ -60,11 +60,14 @@ def _triviaqa_converter(
             answers = [a for a in dedupe_answers([value, *aliases]) if a != "<unk>"]  # hub test rows: "<unk>"
             if value is not None and value.strip() == "":
                 raise _RowError("Answer.Value", "the answer is empty")
-            for k_src, k_dst in (("Type", "answer_type"), ("type", "answer_type"),
-                                 ("NormalizedAliases", "normalized_aliases"),
-                                 ("normalized_aliases", "normalized_aliases"),
-                                 ("MatchedWikiEntityName", "matched_wiki_entity"),
-                                 ("matched_wiki_entity_name", "matched_wiki_entity")):
+            for k_src, k_dst in (
+                ("Type", "answer_type"),
+                ("type", "answer_type"),
+                ("NormalizedAliases", "normalized_aliases"),
+                ("normalized_aliases", "normalized_aliases"),
+                ("MatchedWikiEntityName", "matched_wiki_entity"),
+                ("matched_wiki_entity_name", "matched_wiki_entity"),
+            ):
                 if answer.get(k_src) not in (None, ""):
                     meta[k_dst] = answer[k_src]
         src = row.get("QuestionSource", row.get("question_source"))
@@ -74,8 +77,10 @@ def _triviaqa_converter(
         passages: list[dict[str, str]] = []
         refs: list[dict[str, Any]] = []
         # release layout: lists of objects with Filename; hub layout: dict of lists with the text inline
-        for key, hub_key, sub in (("EntityPages", "entity_pages", "wikipedia"),
-                                  ("SearchResults", "search_results", "web")):
+        for key, hub_key, sub in (
+            ("EntityPages", "entity_pages", "wikipedia"),
+            ("SearchResults", "search_results", "web"),
+        ):
             items = row.get(key)
             if items is None and isinstance(row.get(hub_key), dict):
                 d = row[hub_key]
@@ -110,8 +115,11 @@ def _triviaqa_converter(
                     if f.exists():
                         text = f.read_text(encoding="utf-8", errors="replace")
                 if text:
-                    passages.extend(_triviaqa_doc_passages(title, filename or f"{qid}-{sub}-{i}", text,
-                                                           chunk_words, max_chunks_per_doc))
+                    passages.extend(
+                        _triviaqa_doc_passages(
+                            title, filename or f"{qid}-{sub}-{i}", text, chunk_words, max_chunks_per_doc
+                        )
+                    )
         meta["evidence"] = refs
         meta["passages"] = passages
         return _make_set(qid, question, answers, meta)
@@ -143,8 +151,10 @@ def import_triviaqa(
     split = split or extras.get("Split")
     ev = Path(evidence_dir) if evidence_dir is not None else None
     if ev is not None and not ev.is_dir():
-        raise DataError(f"{ev}: evidence_dir is not a directory (expected the TriviaQA 'evidence' folder "
-                        "with 'wikipedia/' and 'web/')")
+        raise DataError(
+            f"{ev}: evidence_dir is not a directory (expected the TriviaQA 'evidence' folder "
+            "with 'wikipedia/' and 'web/')"
+        )
     sets = _convert_rows(rows, _triviaqa_converter(ev, split, chunk_words, max_chunks_per_doc), str(path), unit, limit)
     if extras.get("Domain"):
         for s in sets:
@@ -164,9 +174,13 @@ def _triviaqa_notes(sets: Sequence[ParaphraseSet], evidence_dir: Path | None, no
     if evidence_dir is None or not no_passages:
         return
     found = {p["id"].rsplit("#", 1)[0].removeprefix("triviaqa:") for s in sets for p in s.metadata["passages"]}
-    refs = [(r.get("kind"), r.get("filename")) for s in sets for r in s.metadata.get("evidence") or []
-            if r.get("filename")]
+    refs = [
+        (r.get("kind"), r.get("filename")) for s in sets for r in s.metadata.get("evidence") or [] if r.get("filename")
+    ]
     missing = [f"{kind}/{name}" for kind, name in refs if name not in found]
-    _tell(notes, f"{len(no_passages)} of {len(sets)} TriviaQA questions have no passages: {len(missing)} of the "
-                 f"{len(refs)} referenced documents are not under {evidence_dir} (e.g. {', '.join(missing[:3])}); "
-                 "give the release's complete evidence/ folder (with wikipedia/ and web/)")
+    _tell(
+        notes,
+        f"{len(no_passages)} of {len(sets)} TriviaQA questions have no passages: {len(missing)} of the "
+        f"{len(refs)} referenced documents are not under {evidence_dir} (e.g. {', '.join(missing[:3])}); "
+        "give the release's complete evidence/ folder (with wikipedia/ and web/)",
+    )

@@ -101,20 +101,26 @@ class ParaphraseStats:
             return []
         total = sum(v["near_duplicates"] for v in dropped.values())
         short = sum(1 for v in dropped.values() if v["kept"] < v["needed"])
-        lines = [f"near-duplicate filter (character similarity >= {self.near_duplicate_threshold:g}) dropped {total} "
-                 f"of {self.candidates} candidates in {len(dropped)} set(s)"
-                 + (f", leaving {short} of them short:" if short else ":")]
+        lines = [
+            f"near-duplicate filter (character similarity >= {self.near_duplicate_threshold:g}) dropped {total} "
+            f"of {self.candidates} candidates in {len(dropped)} set(s)"
+            + (f", leaving {short} of them short:" if short else ":")
+        ]
         order = sorted(dropped, key=lambda k: -dropped[k]["near_duplicates"])
         for set_id in order[:max_sets]:
             v = dropped[set_id]
-            lines.append(f"  {set_id}: dropped {v['near_duplicates']} of {v['candidates']}, kept {v['kept']} "
-                         f"of {v['needed']} needed")
+            lines.append(
+                f"  {set_id}: dropped {v['near_duplicates']} of {v['candidates']}, kept {v['kept']} "
+                f"of {v['needed']} needed"
+            )
         if len(order) > max_sets:
             lines.append(f"  ... and {len(order) - max_sets} more sets")
         if short:
-            lines.append("  rewrites that only add a prefix to a long question look alike character by character; "
-                         f"raise --near-duplicate-threshold above {self.near_duplicate_threshold:g} to keep them, "
-                         "or lower it to demand more change")
+            lines.append(
+                "  rewrites that only add a prefix to a long question look alike character by character; "
+                f"raise --near-duplicate-threshold above {self.near_duplicate_threshold:g} to keep them, "
+                "or lower it to demand more change"
+            )
         return lines
 
     def as_dict(self) -> dict[str, Any]:
@@ -163,8 +169,9 @@ def paraphrase_sets(
     if filters is None and getattr(backend, "name", "") == "template":
         # wrapper rewrites of long questions differ by a short prefix only; keep them
         filters = FilterConfig(near_dup_threshold=0.98)
-    stats = ParaphraseStats(questions=len(sets),
-                            near_duplicate_threshold=(filters or FilterConfig()).near_dup_threshold)
+    stats = ParaphraseStats(
+        questions=len(sets), near_duplicate_threshold=(filters or FilterConfig()).near_dup_threshold
+    )
     model_id = getattr(backend, "model_id", getattr(backend, "name", "backend"))
     req0 = getattr(backend, "requests", 0)
     ret0 = getattr(backend, "retries", 0)
@@ -185,10 +192,17 @@ def paraphrase_sets(
             work.append((i, key, render_prompt(template, s.question, n)))
 
     def record(i: int, key: str, raw: str) -> None:
-        cache.put(key, {"model": model_id, "question": sets[i].question, "n": n,
-                        "template_sha256": hashlib.sha256(template.encode()).hexdigest()[:16],
-                        "raw": raw, "time": round(time.time(), 3)})
-
+        cache.put(
+            key,
+            {
+                "model": model_id,
+                "question": sets[i].question,
+                "n": n,
+                "template_sha256": hashlib.sha256(template.encode()).hexdigest()[:16],
+                "raw": raw,
+                "time": round(time.time(), 3),
+            },
+        )
 
     if work and hasattr(backend, "prepare"):
         backend.prepare()  # e.g. load the vLLM model; a missing dependency fails here, before any work
@@ -248,14 +262,22 @@ def paraphrase_sets(
             stats.filtered[r] += c
         if len(kept) < need:
             stats.short_sets += 1
-        stats.per_set[s.set_id] = {"candidates": len(candidates), "kept": len(kept), "needed": need,
-                                   "near_duplicates": counts["near_duplicate_of_question"]
-                                   + counts["near_duplicate_of_paraphrase"]}
+        stats.per_set[s.set_id] = {
+            "candidates": len(candidates),
+            "kept": len(kept),
+            "needed": need,
+            "near_duplicates": counts["near_duplicate_of_question"] + counts["near_duplicate_of_paraphrase"],
+        }
         next_id = max(p.paraphrase_id for p in base) + 1
         new = base + [Paraphrase(paraphrase_id=next_id + k, question=q) for k, q in enumerate(kept)]
         meta = dict(s.metadata)
-        meta["paraphrase"] = {"backend": getattr(backend, "name", "backend"), "model": model_id, "n_requested": n,
-                              "n_kept": len(kept), "filtered": {r: c for r, c in counts.items() if c}}
+        meta["paraphrase"] = {
+            "backend": getattr(backend, "name", "backend"),
+            "model": model_id,
+            "n_requested": n,
+            "n_kept": len(kept),
+            "filtered": {r: c for r, c in counts.items() if c},
+        }
         out.append(s.model_copy(update={"paraphrases": new, "metadata": meta}))
     return out, stats
 

@@ -28,8 +28,9 @@ class TemplateBackend:
     def __init__(self, seed: int | None = 0, wordings: Iterable[Sequence[str]] = ()):
         self.seed = seed
         self.wordings = [list(family) for family in wordings]
-        families = f":families={hashlib.sha256(json.dumps(self.wordings).encode()).hexdigest()[:12]}" \
-            if self.wordings else ""
+        families = (
+            f":families={hashlib.sha256(json.dumps(self.wordings).encode()).hexdigest()[:12]}" if self.wordings else ""
+        )
         self.model_id = f"template-rules-v1:seed={seed}{families}"
 
     def generate(self, question: str, prompt: str, n: int) -> str:
@@ -119,14 +120,23 @@ class OpenAIBackend:
 
     def generate(self, question: str, prompt: str, n: int) -> str:
         try:
-            return post_json(self.endpoint, self._payload(prompt), self._parse, api_key=self.api_key,
-                             timeout=self.timeout, max_retries=self.max_retries, backoff=self.backoff,
-                             max_backoff=self.max_backoff, on_request=self._count_request,
-                             on_retry=self._count_retry)
+            return post_json(
+                self.endpoint,
+                self._payload(prompt),
+                self._parse,
+                api_key=self.api_key,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+                backoff=self.backoff,
+                max_backoff=self.max_backoff,
+                on_request=self._count_request,
+                on_retry=self._count_retry,
+            )
         except HTTPRequestError as exc:
             if exc.status is not None:
-                raise GenerationError(f"{exc} from {self.endpoint} (not retried: check the URL, model name and "
-                                      "API key)") from exc
+                raise GenerationError(
+                    f"{exc} from {self.endpoint} (not retried: check the URL, model name and API key)"
+                ) from exc
             raise GenerationError(f"gave up after {exc.attempts} attempts: {exc}") from exc
 
 
@@ -137,8 +147,15 @@ class VLLMBackend:
     name = "vllm"
     concurrency = 1
 
-    def __init__(self, model: str, temperature: float = 0.8, max_tokens: int = 512, seed: int = 0,
-                 llm_kwargs: dict[str, Any] | None = None, llm: Any = None):
+    def __init__(
+        self,
+        model: str,
+        temperature: float = 0.8,
+        max_tokens: int = 512,
+        seed: int = 0,
+        llm_kwargs: dict[str, Any] | None = None,
+        llm: Any = None,
+    ):
         if not model and llm is None:
             raise ValueError("the vllm backend needs --model (a local path or hub id)")
         self.model = model
@@ -158,8 +175,10 @@ class VLLMBackend:
             try:
                 import vllm
             except ImportError as e:
-                raise GenerationError("the vllm backend needs vLLM (pip install 'grpo-sim[vllm]'); "
-                                      "or use --backend openai with a running server") from e
+                raise GenerationError(
+                    "the vllm backend needs vLLM (pip install 'grpo-sim[vllm]'); "
+                    "or use --backend openai with a running server"
+                ) from e
             self._llm = vllm.LLM(model=self.model, seed=self.seed, **self._llm_kwargs)
         return self._llm
 

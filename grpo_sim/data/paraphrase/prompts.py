@@ -31,8 +31,10 @@ def load_template(path: str | os.PathLike[str] | None) -> str:
         raise DataError(f"{p}: template file not found")
     text = p.read_text(encoding="utf-8")
     if "{question}" not in text:
-        raise DataError(f"{p}: the template must contain '{{question}}' (where the question goes); "
-                        "'{n}' (number of paraphrases) is optional")
+        raise DataError(
+            f"{p}: the template must contain '{{question}}' (where the question goes); "
+            "'{n}' (number of paraphrases) is optional"
+        )
     return text
 
 

@@ -11,11 +11,28 @@ from .filters import normalize_text
 # Template paraphrasing (no LLM)
 
 _WH = ("what", "who", "whom", "whose", "where", "when", "which", "why", "how")
-_AUX = ("is", "are", "was", "were", "does", "do", "did", "can", "could", "will", "would", "has", "have", "had",
-        "should", "may", "might")
-_LOWER_FIRST = set(_WH) | set(_AUX) | {
-    "in", "on", "at", "for", "from", "to", "of", "by", "with", "name", "the", "a", "an"
-}
+_AUX = (
+    "is",
+    "are",
+    "was",
+    "were",
+    "does",
+    "do",
+    "did",
+    "can",
+    "could",
+    "will",
+    "would",
+    "has",
+    "have",
+    "had",
+    "should",
+    "may",
+    "might",
+)
+_LOWER_FIRST = (
+    set(_WH) | set(_AUX) | {"in", "on", "at", "for", "from", "to", "of", "by", "with", "name", "the", "a", "an"}
+)
 
 
 def _family_paraphrases(question: str, wordings: Iterable[Sequence[str]]) -> list[str]:
@@ -35,10 +52,34 @@ def _lower_first(q: str) -> str:
     return q[0].lower() + q[1:] if first.lower() in _LOWER_FIRST and not first.isupper() else q
 
 
-_NP_STOP = {"and", "or", "but", "why", "how", "what", "who", "which", "when", "where", "for", "to", "from", "with",
-            "by", "in", "on", "at", "if", "that", "than"}
-_NP_VERBS = re.compile(r"\b(born|located|founded|made|built|called|named|released|written|played|known|based|"
-                       r"used|done|given|held|owned|set|shown)\b", re.I)
+_NP_STOP = {
+    "and",
+    "or",
+    "but",
+    "why",
+    "how",
+    "what",
+    "who",
+    "which",
+    "when",
+    "where",
+    "for",
+    "to",
+    "from",
+    "with",
+    "by",
+    "in",
+    "on",
+    "at",
+    "if",
+    "that",
+    "than",
+}
+_NP_VERBS = re.compile(
+    r"\b(born|located|founded|made|built|called|named|released|written|played|known|based|"
+    r"used|done|given|held|owned|set|shown)\b",
+    re.I,
+)
 
 
 def _rule_paraphrases(question: str) -> list[str]:
@@ -56,8 +97,12 @@ def _rule_paraphrases(question: str) -> list[str]:
     if m:
         wh, aux, rest = m.group(1).lower(), m.group(2).lower(), m.group(3)
         rest_words = rest.lower().split()
-        if (1 <= len(rest_words) <= 10 and not _NP_VERBS.search(rest) and not (set(rest_words) & _NP_STOP)
-                and rest_words[-1] not in ("of", "the", "a", "an")):
+        if (
+            1 <= len(rest_words) <= 10
+            and not _NP_VERBS.search(rest)
+            and not (set(rest_words) & _NP_STOP)
+            and rest_words[-1] not in ("of", "the", "a", "an")
+        ):
             out.append(f"Can you tell me {wh} {rest} {aux}?")
             out.append(f"Do you know {wh} {rest} {aux}?")
     # "Who <verb> ...?" (subject question): the embedded form keeps the word order
@@ -66,26 +111,29 @@ def _rule_paraphrases(question: str) -> list[str]:
         out.append(f"Do you know {lowered}?")
     # "Which N ..." <-> "What N ..." (when the next word is not an auxiliary)
     if w0 in ("which", "what") and w1 and w1 not in _AUX and w1 not in ("of", "one", "ones"):
-        out.append(("What" if w0 == "which" else "Which") + body[len(words[0]):] + "?")
+        out.append(("What" if w0 == "which" else "Which") + body[len(words[0]) :] + "?")
     # "In which X ..." -> "In what X ..."
     m = re.match(r"^(in|on|at|from|for|by)\s+which\s+(.+)$", body, re.I)
     if m:
         out.append(f"{m.group(1).capitalize()} what {m.group(2)}?")
     # neutral wrappers: grammatical for any question
-    out.extend([
-        f"I would like to know: {lowered}?",
-        f"Quick question: {lowered}?",
-        f"Can you tell me: {lowered}?",
-        f"Please answer this question: {body}?",
-        f"Here is my question: {lowered}?",
-        f"Could you answer this: {lowered}?",
-        f"Tell me, {lowered}?",
-    ])
+    out.extend(
+        [
+            f"I would like to know: {lowered}?",
+            f"Quick question: {lowered}?",
+            f"Can you tell me: {lowered}?",
+            f"Please answer this question: {body}?",
+            f"Here is my question: {lowered}?",
+            f"Could you answer this: {lowered}?",
+            f"Tell me, {lowered}?",
+        ]
+    )
     return out
 
 
-def template_paraphrases(question: str, n: int, seed: int | None = 0,
-                         wordings: Iterable[Sequence[str]] = ()) -> list[str]:
+def template_paraphrases(
+    question: str, n: int, seed: int | None = 0, wordings: Iterable[Sequence[str]] = ()
+) -> list[str]:
     """Up to ``n`` distinct rule-based wordings of ``question`` (never the question itself).
 
     ``wordings``: families of question templates with ``{s}`` for the subject (e.g. the synthetic
