@@ -11,11 +11,11 @@ from grpo_sim.demo.longform import (
     COMPARED_KEYS,
     LONGFORM_GRPO_SETTINGS,
     answer_figures,
-    arm_config_kwargs,
     paired_comparisons,
     run_longform_demo,
     target_check,
 )
+from grpo_sim.demo.longform_arms import arm_config_kwargs
 from grpo_sim.demo.longform_world import (
     PHRASINGS,
     WORDING_PHRASING,

@@ -30,462 +30,46 @@ differently from the answer to a paraphrase. This demo builds exactly that, at t
 
 Writes ``summary.json``, ``answers.json``, ``summary.png`` and one directory per arm under the
 output directory, and prints a table. Nothing is tuned on the held-out sets.
+
+Modules: :mod:`~grpo_sim.demo.longform_world` (world and warm start), :mod:`~grpo_sim.demo.longform_settings`
+(settings and arms), :mod:`~grpo_sim.demo.longform_arms` (training the arms), :mod:`~grpo_sim.demo.longform_eval`
+(evaluation, comparisons, target, table and plot) and this one (the run and several seeds).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
-from ..io import atomic_open, atomic_write_text
-from .longform_world import (
-    LONGFORM_TEMPLATE,
-    LongformWarmStartConfig,
-    build_longform_dataset,
-    longform_text_corpus,
-    longform_warm_start,
-    mentions,
-    phrasing_of,
+from ..io import atomic_write_text
+from .longform_arms import train_arms, train_longform_arm
+from .longform_eval import (
+    COLUMNS,
+    ROW_LABELS,
+    answer_figures,
+    evaluate_policy,
+    paired_comparisons,
+    plot_summary,
+    print_table,
+    target_check,
 )
-
-LONGFORM_DATA_SETTINGS: dict[str, Any] = {
-    "num_train_sets": 600,
-    "num_eval_sets": 200,
-    "num_paraphrases": 4,
-    "passages_per_prompt": 3,
-}
-
-#: Warm start (see :class:`grpo_sim.demo.longform_world.LongformWarmStartConfig`).
-LONGFORM_WARMSTART_SETTINGS: dict[str, Any] = {
-    "hidden_size": 64,
-    "num_layers": 2,
-    "num_heads": 8,
-    "curriculum_steps": 300,
-    "name_steps": 1200,
-    "steps": 1300,
-    "batch_size": 32,
-    "learning_rate": 3e-3,
-    "warmup_steps": 100,
-    "phrasing_fidelity": 0.75,
-}
-
-#: The GRPO settings shared by both arms (:class:`grpo_sim.trainer.PSGRPOConfig` fields, except
-#: ``sets_per_step``: paraphrase sets per generation batch = per optimizer step). As in the short
-#: demo, advantages are normalised over a whole set (``advantage_mode="set"``), embeddings stay
-#: frozen (held-out names keep their "pretrained" vectors) and the entropy warning is off (sentences
-#: of a fixed form legitimately become near-deterministic); the collapse penalty stays on.
-LONGFORM_GRPO_SETTINGS: dict[str, Any] = {
-    "max_steps": 250,
-    "sets_per_step": 4,
-    "num_generations": 4,
-    "temperature": 1.0,
-    "max_completion_length": 10,
-    "learning_rate": 1e-3,
-    "lr_scheduler_type": "constant",
-    "warmup_steps": 0,
-    "beta": 0.0,
-    "loss_type": "dapo",
-    "scale_rewards": "group",
-    "advantage_mode": "set",
-    "collapse_penalty": True,
-    "collapse_warn_entropy_ratio": 0.0,
-}
-
-_ACCURACY_TERM = {"type": "reference", "name": "accuracy", "weight": 1.0, "similarity": "token_f1"}
-#: The only difference between the arms: their reward terms (:mod:`grpo_sim.reward_terms`).
-ARM_REWARD_TERMS: dict[str, list[dict[str, Any]]] = {
-    "grpo_accuracy_only": [_ACCURACY_TERM],
-    "ps_grpo": [{"type": "consistency", "name": "consistency", "weight": 1.0, "similarity": "bleu2"}, _ACCURACY_TERM],
-}
-ARMS = tuple(ARM_REWARD_TERMS)
-POLICIES = ("base",) + ARMS
-
-#: ``quick=True``: a smoke test of the pipeline in seconds (the numbers mean nothing).
-QUICK_OVERRIDES: dict[str, dict[str, Any]] = {
-    "data": {"num_train_sets": 16, "num_eval_sets": 6},
-    "warmstart": {"name_steps": 10, "steps": 10, "curriculum_steps": 5, "batch_size": 8, "warmup_steps": 2},
-    "grpo": {"max_steps": 2, "sets_per_step": 1},
-}
-
-#: Paired comparisons ``a_minus_b`` in ``summary.json["comparisons"]`` and the keys compared.
-COMPARISONS = (("ps_grpo", "base"), ("grpo_accuracy_only", "base"), ("ps_grpo", "grpo_accuracy_only"))
-COMPARED_KEYS = (
-    "consistency_e2e_bleu2",
-    "consistency_e2e_embedding",
-    "phrasing_agreement",
-    "accuracy_f1",
-    "accuracy_rouge_l",
-    "accuracy_entity",
+from .longform_settings import (
+    ACCURACY_NOT_LOWER_MARGIN,
+    ARM_REWARD_TERMS,
+    ARMS,
+    COMPARED_KEYS,
+    COMPARISONS,
+    LONGFORM_DATA_SETTINGS,
+    LONGFORM_GRPO_SETTINGS,
+    LONGFORM_WARMSTART_SETTINGS,
+    POLICIES,
+    QUICK_OVERRIDES,
+    longform_settings,
 )
-#: The issue's criterion on PS-GRPO minus accuracy-only: consistency interval above 0, accuracy not lower.
-ACCURACY_NOT_LOWER_MARGIN = -0.02
-EVAL_METRICS = ("bleu2", "rouge_l", "exact_match", "embedding")
-MAX_NEW_TOKENS = 12
-
-
-def longform_settings(quick: bool = False, seed: int = 0) -> dict[str, dict[str, Any]]:
-    """``{"data", "warmstart", "grpo"}`` settings of a run."""
-    s = {
-        "data": dict(LONGFORM_DATA_SETTINGS),
-        "warmstart": dict(LONGFORM_WARMSTART_SETTINGS),
-        "grpo": copy.deepcopy(LONGFORM_GRPO_SETTINGS),
-    }
-    if quick:
-        for part, over in QUICK_OVERRIDES.items():
-            s[part].update(over)
-    for part in s.values():
-        part["seed"] = seed
-    return s
-
-
-# ------------------------------------------------------------------------------------------
-# GRPO arms
-# ------------------------------------------------------------------------------------------
-
-
-def arm_config_kwargs(settings: Mapping[str, Any], arm: str, num_paraphrases: int, output_dir: str) -> dict[str, Any]:
-    """:class:`~grpo_sim.trainer.PSGRPOConfig` keyword arguments of one arm (CPU, no saving, no reporting)."""
-    if arm not in ARM_REWARD_TERMS:
-        raise ValueError(f"arm must be one of {list(ARM_REWARD_TERMS)}, got {arm!r}")
-    s = dict(settings)
-    batch = int(s.pop("sets_per_step")) * num_paraphrases * int(s["num_generations"])
-    return {
-        "output_dir": output_dir,
-        "use_cpu": True,
-        "bf16": False,
-        "report_to": [],
-        "save_strategy": "no",
-        "per_device_train_batch_size": batch,
-        "gradient_accumulation_steps": 1,
-        "logging_steps": 10,
-        "disable_tqdm": True,
-        "dataloader_num_workers": 0,
-        "gradient_checkpointing": False,
-        **s,
-        "reward_terms": copy.deepcopy(ARM_REWARD_TERMS[arm]),
-    }
-
-
-def _progress_callback(arm: str, max_steps: int):
-    from transformers import TrainerCallback
-
-    class Progress(TrainerCallback):
-        start = time.perf_counter()
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = logs or {}
-            if "reward" not in logs or (state.global_step % 50 and state.global_step != max_steps):
-                return
-            parts = [f"  [{arm}] step {state.global_step}/{max_steps} ({time.perf_counter() - self.start:.0f}s)"]
-            for key, label in (
-                ("rewards/accuracy/mean", "acc"),
-                ("rewards/consistency/mean", "cons"),
-                ("frac_reward_zero_std", "zero-std"),
-                ("entropy", "entropy"),
-            ):
-                if key in logs:
-                    parts.append(f"{label} {float(logs[key]):.3f}")
-            print("  ".join(parts), flush=True)
-
-    return Progress()
-
-
-def train_longform_arm(
-    policy_dir: str | os.PathLike[str],
-    train_sets: Sequence[Any],
-    output_dir: str | os.PathLike[str],
-    arm: str,
-    settings: Mapping[str, Any],
-    progress: bool = False,
-    num_threads: int | None = 1,
-) -> dict[str, Any]:
-    """Train one arm from ``policy_dir``; save model + tokenizer + ``train_log.json`` to ``output_dir``.
-
-    Returns ``{"train_seconds", "stats"}`` (``stats``: training metrics early and late, see
-    :func:`train_stats`). Runs in a worker process of :func:`run_longform_demo` (or in-process).
-    """
-    import warnings
-
-    import torch
-    from datasets import Dataset
-    from transformers import PrinterCallback
-    from transformers.utils import logging as hf_logging
-
-    from ..data.schema import to_training_rows
-    from ..models import load_policy
-    from ..trainer import PSGRPOConfig, PSGRPOTrainer
-
-    if num_threads:
-        torch.set_num_threads(int(num_threads))
-    hf_logging.disable_progress_bar()
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = load_policy(str(policy_dir))
-    model.get_input_embeddings().weight.requires_grad_(False)  # tied embeddings stay as in the warm start
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        # transformers' deprecation notice about TRL's gradient_checkpointing field
-        warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
-        args = PSGRPOConfig(**arm_config_kwargs(settings, arm, len(train_sets[0].paraphrases), str(out / "trainer")))
-        trainer = PSGRPOTrainer(
-            model=model,
-            args=args,
-            processing_class=tokenizer,
-            train_dataset=Dataset.from_list(to_training_rows(train_sets, LONGFORM_TEMPLATE)),
-        )
-        trainer.remove_callback(PrinterCallback)
-        if progress:
-            trainer.add_callback(_progress_callback(arm, args.max_steps))
-        trainer.train()
-    seconds = time.perf_counter() - t0
-    model = trainer.model
-    model.get_input_embeddings().weight.requires_grad_(True)
-    model.eval()
-    model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
-    history = trainer.state.log_history
-    atomic_write_text(
-        out / "train_log.json",
-        json.dumps(
-            {
-                "arm": arm,
-                "reward_terms": ARM_REWARD_TERMS[arm],
-                "settings": dict(settings),
-                "train_seconds": seconds,
-                "log_history": history,
-            },
-            indent=1,
-            default=float,
-        ),
-    )
-    return {"train_seconds": round(seconds, 2), "stats": train_stats(history)}
-
-
-def _arm_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Worker entry (picklable): one arm, with its own torch thread count."""
-    from ..data.schema import ParaphraseSet
-
-    sets = [ParaphraseSet.model_validate(s) for s in job.pop("train_sets")]
-    return train_longform_arm(train_sets=sets, **job)
-
-
-def train_stats(history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Mean of a few logged GRPO metrics over the first and the last logged tenth of training."""
-    logged = [h for h in history if "reward" in h]
-    if not logged:
-        return {}
-    keys = (
-        "reward",
-        "rewards/accuracy/mean",
-        "rewards/consistency/mean",
-        "frac_reward_zero_std",
-        "ps_grpo/agreement",
-        "entropy",
-    )
-    k = max(1, len(logged) // 10)
-    return {
-        name: {
-            key: round(sum(float(h[key]) for h in part) / len(part), 4) for key in keys if all(key in h for h in part)
-        }
-        for name, part in (("first", logged[:k]), ("last", logged[-k:]))
-    }
-
-
-def train_arms(
-    policy_dir: Path,
-    train_sets: Sequence[Any],
-    out: Path,
-    settings: Mapping[str, Any],
-    progress: bool,
-    num_threads: int | None,
-    parallel: bool,
-) -> dict[str, dict[str, Any]]:
-    """Both arms; in two worker processes when ``parallel`` (one per core), else one after the other."""
-    jobs = {
-        arm: {
-            "policy_dir": str(policy_dir),
-            "output_dir": str(out / arm),
-            "arm": arm,
-            "settings": dict(settings),
-            "progress": progress,
-            "num_threads": num_threads,
-        }
-        for arm in ARMS
-    }
-    if not parallel:
-        return {arm: train_longform_arm(train_sets=train_sets, **job) for arm, job in jobs.items()}
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    dumped = [s.model_dump(mode="json") for s in train_sets]
-    with ProcessPoolExecutor(max_workers=len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {arm: pool.submit(_arm_job, {**job, "train_sets": dumped}) for arm, job in jobs.items()}
-        return {arm: f.result() for arm, f in futures.items()}
-
-
-# ------------------------------------------------------------------------------------------
-# Evaluation
-# ------------------------------------------------------------------------------------------
-
-
-def answer_figures(sets: Sequence[Any], answers: Sequence[Sequence[str]]) -> list[dict[str, float]]:
-    """Per set: ``accuracy_entity`` (share of answers naming the gold entity), ``phrasing_agreement``
-    (share of ordered paraphrase pairs using the same phrasing; an answer in none of the phrasings
-    agrees with nothing) and ``identical_wrong`` (1 when every normalised answer is the same and
-    not a gold phrasing)."""
-    from ..similarity.text import normalize_answer
-
-    rows = []
-    for s, group in zip(sets, answers):
-        rel, entity = s.metadata["relation"], s.metadata["entity"]
-        forms = [phrasing_of(a, rel) for a in group]
-        pairs = [(i, j) for i in range(len(group)) for j in range(len(group)) if i != j]
-        norm = {normalize_answer(a) for a in group}
-        rows.append(
-            {
-                "accuracy_entity": sum(mentions(a, entity) for a in group) / len(group),
-                "phrasing_agreement": (
-                    sum(forms[i] is not None and forms[i] == forms[j] for i, j in pairs) / len(pairs)
-                    if pairs
-                    else float("nan")
-                ),
-                "identical_wrong": float(len(norm) == 1 and not norm & {normalize_answer(g) for g in s.answers}),
-            }
-        )
-    return rows
-
-
-def evaluate_policy(path: str | os.PathLike[str], sets: Sequence[Any]) -> tuple[dict[str, Any], list[dict], list]:
-    """Greedy end-to-end evaluation -> ``(summary, per_set_rows, answers)`` (answers per set, paraphrase order)."""
-    from ..eval import generate_predictions, summarize_with_details
-    from ..eval.metrics import bootstrap_ci
-    from ..models import load_policy
-
-    model, tok = load_policy(str(path))
-    preds = generate_predictions(
-        model,
-        tok,
-        sets,
-        level="e2e",
-        template=LONGFORM_TEMPLATE,
-        max_new_tokens=MAX_NEW_TOKENS,
-        batch_size=128,
-        do_sample=False,
-        progress=False,
-    )
-    table = {(p["set_id"], p["paraphrase_id"]): p["answer"] for p in preds}
-    answers = [[table[(s.set_id, p.paraphrase_id)] for p in s.paraphrases] for s in sets]
-    summary, per_set = summarize_with_details(sets, preds, metrics=EVAL_METRICS)
-    extra = answer_figures(sets, answers)
-    for row, more in zip(per_set, extra):
-        row.update(more)
-    for key in ("accuracy_entity", "phrasing_agreement"):
-        values = [r[key] for r in extra]
-        summary[key] = sum(values) / len(values)
-        summary[f"{key}_ci"] = list(bootstrap_ci(values) or ()) or None
-    summary["frac_empty"] = summary["empty_answer_rate"]
-    summary["frac_sets_identical_wrong"] = sum(r["identical_wrong"] for r in extra) / len(extra)
-    return summary, per_set, answers
-
-
-def paired_comparisons(
-    per_set: Mapping[str, Sequence[Mapping[str, Any]]], seed: int = 0, n_boot: int = 2000
-) -> dict[str, dict[str, Any]]:
-    """``{"a_minus_b": {key: {"diff", "ci", "num_sets"}}}`` for :data:`COMPARISONS` and :data:`COMPARED_KEYS`."""
-    from ..eval.metrics import paired_difference
-
-    return {
-        f"{a}_minus_{b}": {
-            key: paired_difference(per_set[a], per_set[b], key, n_boot=n_boot, seed=seed) for key in COMPARED_KEYS
-        }
-        for a, b in COMPARISONS
-        if a in per_set and b in per_set
-    }
-
-
-def target_check(comparisons: Mapping[str, Any]) -> dict[str, Any]:
-    """The issue's long-form target on PS-GRPO minus accuracy-only."""
-    entry = comparisons["ps_grpo_minus_grpo_accuracy_only"]
-    cons, acc = entry["consistency_e2e_bleu2"], entry["accuracy_f1"]
-    cons_ok = cons["ci"] is not None and cons["ci"][0] > 0
-    acc_ok = acc["ci"] is not None and acc["ci"][0] >= ACCURACY_NOT_LOWER_MARGIN
-    return {
-        "criterion": "PS-GRPO minus accuracy-only: consistency_e2e_bleu2 interval above 0 and accuracy_f1 "
-        f"interval's lower end >= {ACCURACY_NOT_LOWER_MARGIN}",
-        "consistency_bleu2_interval_above_0": cons_ok,
-        "accuracy_f1_not_lower": acc_ok,
-        "met": cons_ok and acc_ok,
-    }
-
-
-# ------------------------------------------------------------------------------------------
-# Report
-# ------------------------------------------------------------------------------------------
-
-ROW_LABELS = {"base": "warm start", "grpo_accuracy_only": "GRPO acc.-only", "ps_grpo": "PS-GRPO"}
-COLUMNS = (
-    ("accuracy_f1", "acc F1"),
-    ("accuracy_rouge_l", "acc ROUGE-L"),
-    ("accuracy_entity", "acc entity"),
-    ("consistency_e2e_bleu2", "cons BLEU-2"),
-    ("consistency_e2e_embedding", "cons emb"),
-    ("consistency_e2e_exact", "cons exact"),
-    ("phrasing_agreement", "same phrasing"),
-    ("frac_empty", "empty"),
-    ("frac_sets_identical_wrong", "ident-wrong"),
-)
-
-
-def print_table(summary: Mapping[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"PS-GRPO long-form CPU demo — held-out sets (n={summary['base'].get('num_sets')})")
-    table.add_column("policy", no_wrap=True)
-    for _, label in COLUMNS:
-        table.add_column(label, justify="right", no_wrap=True)
-    for key in POLICIES:
-        table.add_row(
-            ROW_LABELS[key], *("-" if summary[key].get(k) is None else f"{summary[key][k]:.3f}" for k, _ in COLUMNS)
-        )
-    console = Console()
-    if not console.is_terminal and console.width < 130:
-        console = Console(width=130)
-    console.print(table)
-
-
-def plot_summary(summary: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Bar chart of the accuracy and consistency columns for the three policies."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    cols = COLUMNS[:7]
-    x = np.arange(len(cols))
-    fig, ax = plt.subplots(figsize=(9, 4))
-    for i, key in enumerate(POLICIES):
-        bars = ax.bar(
-            x + (i - 1) * 0.26, [float(summary[key].get(k) or 0.0) for k, _ in cols], 0.26, label=ROW_LABELS[key]
-        )
-        ax.bar_label(bars, fmt="%.2f", fontsize=6)
-    ax.set_xticks(x, [label for _, label in cols], fontsize=8)
-    ax.set_ylim(0, 1.08)
-    ax.set_ylabel("held-out score")
-    ax.set_title(f"PS-GRPO long-form CPU demo ({summary['base'].get('num_sets')} held-out sets)")
-    ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, dpi=110, format="png")
-    plt.close(fig)
-    return path
-
+from .longform_world import LongformWarmStartConfig, build_longform_dataset, longform_text_corpus, longform_warm_start
 
 # ------------------------------------------------------------------------------------------
 # The demo
@@ -702,19 +286,27 @@ def _json_default(o: Any) -> Any:
 
 
 __all__ = [
-    "run_longform_seeds",
     "ARMS",
     "ARM_REWARD_TERMS",
+    "COLUMNS",
+    "COMPARED_KEYS",
     "COMPARISONS",
+    "POLICIES",
+    "ROW_LABELS",
     "LONGFORM_DATA_SETTINGS",
     "LONGFORM_GRPO_SETTINGS",
     "LONGFORM_WARMSTART_SETTINGS",
     "QUICK_OVERRIDES",
+    "ACCURACY_NOT_LOWER_MARGIN",
     "answer_figures",
+    "plot_summary",
+    "print_table",
+    "train_arms",
     "evaluate_policy",
     "longform_settings",
     "paired_comparisons",
     "run_longform_demo",
+    "run_longform_seeds",
     "target_check",
     "train_longform_arm",
 ]
