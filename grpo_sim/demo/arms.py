@@ -19,7 +19,17 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..io import atomic_write_text
 
-__all__ = ["ArmFailed", "Job", "JobPool", "job_result", "reward_seconds", "run_jobs", "train_arm", "train_stats"]
+__all__ = [
+    "ArmFailed",
+    "Job",
+    "JobPool",
+    "job_result",
+    "progress_callback",
+    "reward_seconds",
+    "run_jobs",
+    "train_arm",
+    "train_stats",
+]
 
 #: Logged metric of :class:`~grpo_sim.trainer.PSGRPOTrainer`: seconds spent scoring one generation batch.
 REWARD_SECONDS_KEY = "ps_grpo/reward_seconds"
@@ -31,7 +41,7 @@ class ArmFailed(RuntimeError):
     """A job of the demo (warm start or arm) failed in its worker; the message carries the worker's error."""
 
 
-def _progress_callback(name: str, max_steps: int):
+def progress_callback(name: str, max_steps: int):
     """Trainer callback printing one compact line every :data:`PROGRESS_EVERY` steps, prefixed ``[name]``."""
     from transformers import TrainerCallback
 
@@ -96,7 +106,7 @@ def train_arm(
     trainer = PSGRPOTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)  # TRL's raw metric dicts; a compact line instead
     if progress:
-        trainer.add_callback(_progress_callback(label or arm, args.max_steps))
+        trainer.add_callback(progress_callback(label or arm, args.max_steps))
     trainer.train()
     seconds = time.perf_counter() - t0
     model = trainer.model

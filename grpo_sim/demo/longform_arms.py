@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..io import atomic_write_text
+from .arms import progress_callback
 from .longform_settings import ARM_REWARD_TERMS, ARMS
 from .longform_world import LONGFORM_TEMPLATE
 
@@ -40,30 +41,6 @@ def arm_config_kwargs(settings: Mapping[str, Any], arm: str, num_paraphrases: in
         **s,
         "reward_terms": copy.deepcopy(ARM_REWARD_TERMS[arm]),
     }
-
-
-def _progress_callback(arm: str, max_steps: int):
-    from transformers import TrainerCallback
-
-    class Progress(TrainerCallback):
-        start = time.perf_counter()
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = logs or {}
-            if "reward" not in logs or (state.global_step % 50 and state.global_step != max_steps):
-                return
-            parts = [f"  [{arm}] step {state.global_step}/{max_steps} ({time.perf_counter() - self.start:.0f}s)"]
-            for key, label in (
-                ("rewards/accuracy/mean", "acc"),
-                ("rewards/consistency/mean", "cons"),
-                ("frac_reward_zero_std", "zero-std"),
-                ("entropy", "entropy"),
-            ):
-                if key in logs:
-                    parts.append(f"{label} {float(logs[key]):.3f}")
-            print("  ".join(parts), flush=True)
-
-    return Progress()
 
 
 def train_longform_arm(
@@ -111,7 +88,7 @@ def train_longform_arm(
         )
         trainer.remove_callback(PrinterCallback)
         if progress:
-            trainer.add_callback(_progress_callback(arm, args.max_steps))
+            trainer.add_callback(progress_callback(arm, args.max_steps))
         trainer.train()
     seconds = time.perf_counter() - t0
     model = trainer.model

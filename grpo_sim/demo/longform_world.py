@@ -42,7 +42,6 @@ import json
 import os
 import random
 import re
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -276,10 +275,16 @@ def longform_warm_start(
     ``longform-warmstart.json`` is written last and the directory renamed into place, so a directory
     with it is always a finished policy.
     """
-    import torch
 
-    from ..models.tiny import build_tiny_qwen2, build_word_tokenizer, save_tiny_policy
-    from .warmstart import corpus_name_kinds, encode_examples, init_embeddings, name_pools, train_sft
+    from ..models.tiny import build_tiny_qwen2, build_word_tokenizer
+    from .warmstart import (
+        corpus_name_kinds,
+        encode_examples,
+        init_embeddings,
+        name_pools,
+        publish_warm_start,
+        train_sft,
+    )
 
     config = config or LongformWarmStartConfig()
     key = _cache_key(config, train_sets, corpus, tokenizer_texts)
@@ -331,28 +336,16 @@ def longform_warm_start(
             easy=encode_examples(tokenizer, staged, key="easy_prompt") if stage == 1 else None,
         )
     train_s = time.perf_counter() - t_train
-    tmp = Path(cache_dir) / f".longform-warmstart-{key}.tmp{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    save_tiny_policy(model, tokenizer, tmp)
     meta = {
         "key": key,
         "config": asdict(config),
         "num_examples": len(examples),
         "num_not_preferred_phrasing": off,
-        "num_parameters": int(sum(p.numel() for p in model.parameters())),
         "losses_every_50_steps": [round(x, 5) for x in losses],
         "train_seconds": round(train_s, 2),
         "total_seconds": round(time.perf_counter() - t0, 2),
-        "torch": torch.__version__,
     }
-    (tmp / "longform-warmstart.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    if out.exists():  # a concurrent run finished first; keep its copy
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-    log(f"warm start: trained in {train_s:.0f}s -> {out}")
-    return out
+    return publish_warm_start(model, tokenizer, out, "longform-warmstart.json", meta, log)
 
 
 __all__ = [

@@ -84,6 +84,7 @@ __all__ = [
     "data_fingerprint",
     "distractor_answer",
     "encode_examples",
+    "publish_warm_start",
     "init_embeddings",
     "name_pools",
     "passage_answer",
@@ -504,9 +505,8 @@ def warm_start(
     finished policy (``warmstart.json`` is written last, then the directory is renamed into place)
     it is returned at once without loading or training anything.
     """
-    import torch
 
-    from ..models.tiny import build_tiny_qwen2, build_word_tokenizer, save_tiny_policy
+    from ..models.tiny import build_tiny_qwen2, build_word_tokenizer
 
     config = config or WarmStartConfig()
     log = log or (print if progress else (lambda _msg: None))
@@ -554,26 +554,38 @@ def warm_start(
     losses = train_sft(model, tokenizer, encoded, config, progress=report, redraw=redraw, easy=easy)
     train_s = time.perf_counter() - t_train
 
-    tmp = Path(cache_dir) / f".warmstart-{key}.tmp{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    save_tiny_policy(model, tokenizer, tmp)
     meta = {
         "key": key,
         "config": config.to_dict(),
         "num_examples": len(examples),
         "num_noisy_wording": n_noisy,
         "num_corrupted_labels": n_corrupt,
-        "num_parameters": int(sum(p.numel() for p in model.parameters())),
         "losses_every_50_steps": [round(x, 5) for x in losses],
         "train_seconds": round(train_s, 2),
         "total_seconds": round(time.perf_counter() - t0, 2),
-        "torch": torch.__version__,
     }
-    (tmp / "warmstart.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return publish_warm_start(model, tokenizer, out, "warmstart.json", meta, log)
+
+
+def publish_warm_start(
+    model: Any, tokenizer: Any, out: Path, meta_file: str, meta: Mapping[str, Any], log: Callable[[str], None]
+) -> Path:
+    """Save a trained warm start (model, tokenizer and ``meta_file`` with ``meta`` plus the parameter count and torch
+    version) to a temporary directory next to ``out``, then move it into place in one step, so that the cache never
+    holds half a policy; a concurrent run that finished first keeps its copy. Returns ``out``."""
+    import torch
+
+    from ..models.tiny import save_tiny_policy
+
+    tmp = out.parent / f".{out.name}.tmp{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save_tiny_policy(model, tokenizer, tmp)
+    meta = {**meta, "num_parameters": int(sum(p.numel() for p in model.parameters())), "torch": torch.__version__}
+    (tmp / meta_file).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     if out.exists():  # a concurrent run finished first; keep its copy
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         os.replace(tmp, out)
-    log(f"warm start: trained in {train_s:.0f}s -> {out}")
+    log(f"warm start: trained in {meta['train_seconds']:.0f}s -> {out}")
     return out
