@@ -70,6 +70,7 @@ from .longform_settings import (
     longform_settings,
 )
 from .longform_world import LongformWarmStartConfig, build_longform_dataset, longform_text_corpus, longform_warm_start
+from .report import json_default
 
 # ------------------------------------------------------------------------------------------
 # The demo
@@ -206,7 +207,7 @@ def _run(
             {name: {s.set_id: a for s, a in zip(eval_sets, groups)} for name, groups in answers.items()}, indent=1
         ),
     )
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=json_default))
     plot_summary(summary, out / "summary.png")
     if progress:
         print_table(summary)
@@ -271,18 +272,6 @@ def run_longform_seeds(
     if progress:
         print((out / "seeds.md").read_text(encoding="utf-8"), flush=True)
     return combined
-
-
-def _json_default(o: Any) -> Any:
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 __all__ = [

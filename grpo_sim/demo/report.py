@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 from ..io import atomic_open, atomic_write_text
 from .settings import ARM_LABELS
 
-__all__ = ["COLUMNS", "combine_seeds", "plot_summary", "policies", "print_table", "seeds_markdown"]
+__all__ = ["COLUMNS", "combine_seeds", "json_default", "plot_summary", "policies", "print_table", "seeds_markdown"]
 
 #: Table columns: summary key -> header.
 COLUMNS = (
@@ -235,6 +235,19 @@ def seeds_markdown(
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"
+
+
+def json_default(o: Any) -> Any:
+    """``json.dumps(default=...)`` for a demo summary: numpy scalars and arrays, paths."""
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def write_seeds_report(

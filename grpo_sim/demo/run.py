@@ -46,7 +46,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ..io import atomic_write_text
 from .arms import Job, JobPool, job_result, quiet_torch_process, train_arm, train_stats
 from .evaluation import evaluate_policy, paired_comparisons
-from .report import plot_summary, policies, print_table, write_seeds_report
+from .report import json_default, plot_summary, policies, print_table, write_seeds_report
 from .settings import ARMS, REWARD_LABELS, demo_settings
 
 __all__ = ["cpu_model", "demo_data", "demo_warmstart", "run_demo", "run_seeds", "training_labels"]
@@ -498,7 +498,7 @@ def _write_summary(
         ),
     )
     plot_summary(summary, out / "summary.png")
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=json_default))
     return summary
 
 
@@ -512,15 +512,3 @@ def _print_summary(summary: Mapping[str, Any], log: Callable[[str], None]) -> No
     seconds = {k: summary["train_stats"][k].get("reward_seconds") for k in policies(summary) if k != "base"}
     log("reward time (s): " + ", ".join(f"{k}={v}" for k, v in seconds.items()))
     log("timings (s): " + ", ".join(f"{k}={v}" for k, v in summary["timings"].items()))
-
-
-def _json_default(o: Any) -> Any:
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
