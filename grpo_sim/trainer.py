@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ from .rewards import (
 )
 from .sampler import ParaphraseSetSampler, SetLayoutError, build_set_layout, check_batch_fits_sets
 from .similarity import get_similarity
+from .vllm_sync import WEIGHT_SYNC_MODES, post_reload, vllm_generation_factory
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,14 @@ class _RolloutServerWatch:
         for _ in params:  # take part in the collectives the other processes run while walking the parameters
             pass
         return None
+
+    def reload_weights(self, directory: Any, timeout: float) -> None:
+        """vLLM's reload from ``directory`` (the CPU weight sync, grpo_sim.vllm_sync); at most ``timeout`` seconds."""
+        if self.lost is None:
+            try:
+                post_reload(self._client.base_url, directory, timeout)
+            except _connection_errors() as exc:
+                self._connection_lost("the weight reload", exc)
 
     def reset_prefix_cache(self) -> Any:
         if self.lost is None:
@@ -244,6 +253,21 @@ class PSGRPOConfig(GRPOConfig):
         default=0.2,
         metadata={"help": "Warn when the policy entropy falls below this fraction of its first logged value."},
     )
+    vllm_weight_sync: Literal["auto", "nccl", "reload"] = field(
+        default="auto",
+        metadata={
+            "help": "How trained weights reach vLLM (use_vllm): 'nccl' TRL's NCCL transfer (CUDA only), 'reload' "
+            "vLLM's reload_weights (any device; server mode needs the server in dev mode and vllm_sync_dir), "
+            "'auto' reload when the policy is not on CUDA, else nccl. See grpo_sim.vllm_sync."
+        },
+    )
+    vllm_sync_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "vllm_weight_sync reload, server mode: the directory the weights are written to for the server "
+            "to read (same machine or a shared filesystem). None: <output_dir>/vllm-weights."
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -258,6 +282,10 @@ class PSGRPOConfig(GRPOConfig):
                 "normalize_then_sum"
             )
         self.reward_terms = self._resolve_reward_terms()
+        if self.vllm_weight_sync not in WEIGHT_SYNC_MODES:
+            raise ValueError(
+                f"vllm_weight_sync={self.vllm_weight_sync!r} is not valid: use one of {', '.join(WEIGHT_SYNC_MODES)}"
+            )
         if self.collapse_min_words < 0:
             raise ValueError(f"collapse_min_words must be >= 0, got {self.collapse_min_words}")
         for name in ("collapse_warn_identical", "collapse_warn_empty", "collapse_warn_entropy_ratio"):
@@ -434,7 +462,10 @@ class PSGRPOTrainer(GRPOTrainer):
             k: get_similarity(t.similarity) for k, t in self._set_terms[1:] if t.type == "consistency"
         }
         self._train_layout = self._layout(train_dataset, args, "train_dataset") if self.uses_sets else None
-        with trl_internals.reward_weights_for_init(args, weights):
+        with (
+            trl_internals.reward_weights_for_init(args, weights),
+            trl_internals.vllm_generation_class(vllm_generation_factory(args)),  # the weight sync: grpo_sim.vllm_sync
+        ):
             super().__init__(model=model, reward_funcs=funcs, args=args, **kwargs)
         self._sets_per_batch = None
         if self._train_layout is not None:

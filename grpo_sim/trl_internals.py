@@ -81,3 +81,47 @@ def weighted_reward_sum(rewards_per_func: torch.Tensor, weights: torch.Tensor) -
 def save_checkpoint(trainer: Any) -> None:
     """transformers' own periodic save (``Trainer._save_checkpoint``): model, optimizer, scheduler, RNG, state."""
     trainer._save_checkpoint(trainer.model_wrapped, trial=None)
+
+
+# ----------------------------------------------------------------------------- the vLLM weight sync
+#: the methods of TRL's VLLMGeneration that grpo_sim.vllm_sync.SyncedVLLMGeneration overrides (no parameters beyond
+#: self), and the attributes TRL sets in its __init__ that it reads
+OVERRIDDEN_VLLM_HOOKS = {"_init_vllm": (), "_iter_named_params": (), "sync_weights": ()}
+VLLM_GENERATION_ATTRIBUTES = (
+    "model",
+    "accelerator",
+    "mode",
+    "server_base_url",
+    "server_host",
+    "server_port",
+    "group_port",
+    "server_timeout",
+    "enable_sleep_mode",
+)
+
+
+@contextmanager
+def vllm_generation_class(factory: Any) -> Iterator[None]:
+    """``GRPOTrainer.__init__`` builds its vLLM backend with ``factory(**kwargs)`` instead of TRL's ``VLLMGeneration``.
+
+    TRL constructs ``VLLMGeneration`` by that module-level name in ``trl.trainer.grpo_trainer``; it is swapped while
+    the block runs (a trainer's ``__init__``) and put back afterwards, also on error.
+    """
+    from trl.trainer import grpo_trainer
+
+    original = grpo_trainer.VLLMGeneration
+    grpo_trainer.VLLMGeneration = factory
+    try:
+        yield
+    finally:
+        grpo_trainer.VLLMGeneration = original
+
+
+def distributed_backend(generation: Any) -> Any:
+    """TRL's ``DistributedBackend`` of a VLLMGeneration (``is_fsdp``, ``gather_params``: ZeRO-3 gathers)."""
+    return generation._dist
+
+
+def mark_vllm_weights_awake(generation: Any) -> None:
+    """Tell TRL's VLLMGeneration that the colocated engine's weights were pushed after a sleep (level 2)."""
+    generation._llm_weights_sleeping = False

@@ -39,7 +39,7 @@ def unwrap_model(model: Any) -> Any:
     return extract_model_from_parallel(model)
 
 
-def _is_peft(model: Any) -> bool:
+def is_peft_model(model: Any) -> bool:
     try:
         from peft import PeftModel
     except ImportError:  # pragma: no cover - peft is a dependency
@@ -92,8 +92,8 @@ def _peft_pairs(model: Any, dtype: torch.dtype | None) -> Iterator[tuple[str, to
         if module_name.endswith(".base_layer") and leaf == "weight" and module_name[: -len(".base_layer")] in layers:
             tensor = _merged_weight(layers[module_name[: -len(".base_layer")]], param, target)
         else:
-            tensor = param.detach().to(target)
-        yield name.removeprefix("base_model.model.").replace(".base_layer", ""), tensor
+            tensor = tensor_to_send(param, target)
+        yield vllm_name(name.removeprefix("base_model.model.").replace(".base_layer", "")), tensor
 
 
 def weights_to_send(model: Any, dtype: torch.dtype | None = None) -> Iterator[tuple[str, torch.Tensor]]:
@@ -104,11 +104,21 @@ def weights_to_send(model: Any, dtype: torch.dtype | None = None) -> Iterator[tu
     ``dtype`` is the parameter's own storage (no copy), so consume each pair before the next optimizer step.
     """
     model = unwrap_model(model)
-    if _is_peft(model):
+    if is_peft_model(model):
         yield from _peft_pairs(model, dtype)
         return
     for name, param in model.named_parameters():
-        yield name, param.detach().to(param.dtype if dtype is None else dtype)
+        yield vllm_name(name), tensor_to_send(param, dtype)
+
+
+def vllm_name(name: str) -> str:
+    """A parameter's name as vLLM's ``load_weights`` knows it (without activation-checkpointing wrappers)."""
+    return name.replace("_checkpoint_wrapped_module.", "")
+
+
+def tensor_to_send(param: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """A full weight as sent: detached, in ``dtype`` (None: its own); no copy when it already is in ``dtype``."""
+    return param.detach().to(param.dtype if dtype is None else dtype)
 
 
 def save_for_reload(pairs: Iterable[tuple[str, torch.Tensor]], directory: str | os.PathLike[str]) -> Path:

@@ -158,6 +158,8 @@ CORE = (
     "grpo_sim.reward_terms",
     "grpo_sim.reward_functions",
     "grpo_sim.trl_internals",
+    "grpo_sim.weight_sync",
+    "grpo_sim.vllm_sync",
 )
 #: recipes, planning, runs, sweeps and the command line: nothing below imports them
 RUN = (

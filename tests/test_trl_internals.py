@@ -95,3 +95,47 @@ def test_buffers_hold_what_the_trainer_reads_and_replaces(trained):
     before = list(logs["advantages"])
     trl_internals.replace_logged_advantages(trained, [7.0, 8.0])
     assert list(logs["advantages"]) == before[:-2] + [7.0, 8.0]
+
+
+def test_the_vllm_backend_hooks_the_weight_sync_overrides():
+    """grpo_sim.vllm_sync.SyncedVLLMGeneration overrides these VLLMGeneration methods and reads these attributes."""
+    import trl.trainer.grpo_trainer as grpo_trainer
+    from trl.generation.vllm_generation import VLLMGeneration
+
+    for name, parameters in trl_internals.OVERRIDDEN_VLLM_HOOKS.items():
+        assert tuple(inspect.signature(getattr(VLLMGeneration, name)).parameters)[1:] == parameters, name
+    init = inspect.getsource(VLLMGeneration.__init__)
+    for attribute in trl_internals.VLLM_GENERATION_ATTRIBUTES:
+        assert f"self.{attribute} = " in init, attribute
+    assert "self._dist = DistributedBackend(accelerator)" in init
+    assert init.rstrip().endswith("self._init_vllm()")  # every attribute is set before the engine starts
+    sync = inspect.getsource(VLLMGeneration.sync_weights)
+    assert "self._llm_weights_sleeping = False" in sync and "is_fsdp" in inspect.getsource(
+        VLLMGeneration._iter_named_params
+    )
+    # GRPOTrainer builds its backend by the module-level name, with keyword arguments only
+    source = inspect.getsource(grpo_trainer.GRPOTrainer.__init__)
+    assert "self.vllm_generation = VLLMGeneration(\n                model=self.model," in source
+    original = grpo_trainer.VLLMGeneration
+
+    def factory(**kwargs):
+        return kwargs
+
+    with trl_internals.vllm_generation_class(factory):
+        assert grpo_trainer.VLLMGeneration is factory
+    assert grpo_trainer.VLLMGeneration is original
+
+
+def test_distributed_backend_gathers_like_trls():
+    from accelerate import Accelerator
+    from trl.distributed import DistributedBackend
+
+    generation = type("G", (), {})()
+    generation._dist = DistributedBackend(Accelerator(cpu=True))
+    backend = trl_internals.distributed_backend(generation)
+    assert backend.is_fsdp is False
+    parameter = torch.nn.Parameter(torch.ones(2))
+    with backend.gather_params([parameter]):
+        assert parameter.shape == (2,)
+    trl_internals.mark_vllm_weights_awake(generation)
+    assert generation._llm_weights_sleeping is False
