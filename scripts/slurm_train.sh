@@ -183,7 +183,7 @@ server_failed() {
 log "starting the vLLM server on $ROLLOUT_NODE: $MODEL, tensor parallel $VLLM_TP, data parallel $VLLM_DP," \
   "port $VLLM_PORT (log: $SERVER_LOG)"
 srun --nodes=1 --ntasks=1 -w "$ROLLOUT_NODE" --kill-on-bad-exit=1 \
-  bash scripts/vllm_server.sh "$MODEL" "$VLLM_TP" "$VLLM_DP" "$VLLM_PORT" "${SERVER_ARGS[@]}" >>"$SERVER_LOG" 2>&1 &
+  env VLLM_HOST="${VLLM_HOST:-$ROLLOUT_IP}" bash scripts/vllm_server.sh "$MODEL" "$VLLM_TP" "$VLLM_DP" "$VLLM_PORT" "${SERVER_ARGS[@]}" >>"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 
 HEALTH_URL=http://$ROLLOUT_IP:$VLLM_PORT/health

