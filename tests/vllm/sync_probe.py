@@ -14,7 +14,6 @@ import sys
 import torch
 from datasets import Dataset
 
-
 TIE = 0.02  # logprob gap under which two tokens count as tied for greedy decoding
 
 
