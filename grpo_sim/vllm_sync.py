@@ -119,15 +119,13 @@ class SyncedVLLMGeneration(VLLMGeneration):
         self.request_timeout = float(request_timeout)
         self._send_dtype: torch.dtype | None = None
         self._send_dtype_known = False
-        self.last_sync_seconds: float | None = None
+        self.sync_seconds: list[float] = []  # wall time of every sync, in order
         self.syncs = 0
         super().__init__(*args, **kwargs)
 
     # --------------------------------------------------------------------------------------- start
     def _init_vllm(self) -> None:
         self.weight_sync = resolve_weight_sync(self.weight_sync_setting, self.accelerator.device)
-        if self.weight_sync == "reload":
-            self._check_reload_supported()
         if self.mode == "colocate":
             guard_vllm_module_scan()
         if self.mode != "server" or self.weight_sync == "nccl":
@@ -145,20 +143,6 @@ class SyncedVLLMGeneration(VLLMGeneration):
             )
             self.vllm_client.get_server_info()  # TRL's own check: dev mode, which /collective_rpc needs
         self.accelerator.wait_for_everyone()
-
-    def _check_reload_supported(self) -> None:
-        config = getattr(getattr(self.model, "config", None), "tie_word_embeddings", None)
-        base = getattr(self.model, "get_base_model", None)
-        if base is not None:
-            config = getattr(base().config, "tie_word_embeddings", config)
-        if config:
-            raise ValueError(
-                "vllm_weight_sync=reload cannot sync a model with tied input/output embeddings (tie_word_embeddings "
-                "in its config.json): on CPU vLLM keeps a prepacked copy of the output layer for its matmul, and a "
-                "reload refreshes only the layers it loads, while the tied output layer loads nothing (it aliases "
-                "the embeddings), so the engine would keep sampling from the first weights. Use a model with untied "
-                "embeddings, or vllm_weight_sync: nccl on a CUDA machine"
-            )
 
     # --------------------------------------------------------------------------------------- what is sent
     def send_dtype(self) -> torch.dtype | None:
@@ -180,8 +164,16 @@ class SyncedVLLMGeneration(VLLMGeneration):
         return self._send_dtype
 
     def _iter_named_params(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """TRL's walk of the parameters (gathered under ZeRO-3), with the tensors from the weight_sync seam."""
+        """TRL's walk of the parameters (gathered under ZeRO-3), with the tensors from the weight_sync seam.
+
+        The reload path sends tied parameters under every name (``lm_head.weight`` besides
+        ``model.embed_tokens.weight``): on CPU vLLM multiplies with a copy of the output layer's weight prepacked when
+        that layer is loaded, and ``reload_weights`` re-processes only the layers that receive a tensor; sent once,
+        the tied weight reaches the embeddings (the name vLLM loads) and the output layer keeps its stale packed copy
+        (the engine then samples from the first weights). Sent under both names, both layers are refreshed.
+        """
         model = self.model
+        aliases = self.weight_sync == "reload"
         dtype = self.send_dtype()
         dist = trl_internals.distributed_backend(self)
         if dist.is_fsdp:  # FSDP's own gather (GPU only): TRL's path, cast to the engine's dtype
@@ -190,9 +182,9 @@ class SyncedVLLMGeneration(VLLMGeneration):
             return
         if is_peft_model(model):
             with dist.gather_params(list(model.parameters())):  # ZeRO-3: the whole model, as TRL does
-                yield from weights_to_send(model, dtype)
+                yield from weights_to_send(model, dtype, include_aliases=aliases)
             return
-        for name, param in unwrap_model(model).named_parameters():
+        for name, param in unwrap_model(model).named_parameters(remove_duplicate=not aliases):
             with dist.gather_params([param]):  # ZeRO-3: one parameter at a time, as TRL does
                 yield vllm_name(name), tensor_to_send(param, dtype)
 
@@ -205,7 +197,7 @@ class SyncedVLLMGeneration(VLLMGeneration):
             self._reload_colocate()
         else:
             self._reload_server()
-        self.last_sync_seconds = time.perf_counter() - started
+        self.sync_seconds.append(time.perf_counter() - started)
         self.syncs += 1
 
     def _reload_colocate(self) -> None:

@@ -11,7 +11,8 @@
   ``final/`` is merged onto, what a resume starts from) drifts a little on every sync. Names lose peft's
   ``base_model.model.`` / ``.base_layer`` parts; ``modules_to_save`` send the active adapter's trained copy under
   the original name and never the frozen ``original_module``;
-- tied parameters are yielded once (``named_parameters`` deduplicates them), as vLLM's ``load_weights`` wants.
+- tied parameters are yielded once (``named_parameters`` deduplicates them), as vLLM's ``load_weights`` wants, or,
+  with ``include_aliases``, under every name they have (the reload path needs that: see grpo_sim/vllm_sync.py).
 
 :func:`save_for_reload` writes the pairs as a safetensors checkpoint directory (atomically) for vLLM's
 ``reload_weights`` (the CPU sync path, see grpo_sim/vllm_sync.py).
@@ -74,11 +75,11 @@ def _merged_weight(layer: Any, weight: torch.Tensor, dtype: torch.dtype) -> torc
     return merged.to(dtype)
 
 
-def _peft_pairs(model: Any, dtype: torch.dtype | None) -> Iterator[tuple[str, torch.Tensor]]:
+def _peft_pairs(model: Any, dtype: torch.dtype | None, aliases: bool) -> Iterator[tuple[str, torch.Tensor]]:
     layers = _lora_layers(model)
     active = model.active_adapter if isinstance(model.active_adapter, str) else model.active_adapters[0]
     prefix = model.prefix  # "lora_"
-    for name, param in model.named_parameters():
+    for name, param in model.named_parameters(remove_duplicate=not aliases):
         if f".{prefix}" in name or name.startswith(prefix) or ".original_module." in name:
             continue  # adapter tensors (merged below) and the frozen copies modules_to_save replace
         if ".modules_to_save." in name:
@@ -96,18 +97,22 @@ def _peft_pairs(model: Any, dtype: torch.dtype | None) -> Iterator[tuple[str, to
         yield vllm_name(name.removeprefix("base_model.model.").replace(".base_layer", "")), tensor
 
 
-def weights_to_send(model: Any, dtype: torch.dtype | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+def weights_to_send(
+    model: Any, dtype: torch.dtype | None = None, include_aliases: bool = False
+) -> Iterator[tuple[str, torch.Tensor]]:
     """``(name, tensor)`` for every weight vLLM holds, under the base model's names, in ``dtype`` (None: as is).
 
     ``model`` may be wrapped (DDP, ...) and may be a peft model. LoRA layers are sent merged (``W + scale * B @ A``
     computed into a temporary), the base weights are left bit-identical. Tensors are detached; a tensor already in
     ``dtype`` is the parameter's own storage (no copy), so consume each pair before the next optimizer step.
+    ``include_aliases``: a tied parameter (e.g. ``lm_head.weight`` = ``model.embed_tokens.weight``) is yielded
+    under each of its names, not only the first.
     """
     model = unwrap_model(model)
     if is_peft_model(model):
-        yield from _peft_pairs(model, dtype)
+        yield from _peft_pairs(model, dtype, include_aliases)
         return
-    for name, param in model.named_parameters():
+    for name, param in model.named_parameters(remove_duplicate=not include_aliases):
         yield vllm_name(name), tensor_to_send(param, dtype)
 
 

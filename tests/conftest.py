@@ -11,6 +11,8 @@ if "DS_ACCELERATOR" not in os.environ:
     if not torch.cuda.is_available():
         os.environ["DS_ACCELERATOR"] = "cpu"
 
-# tests/vllm/ drives the real vLLM engine: it runs in its own venv (make test-vllm); elsewhere it is left out
+# tests/real_vllm/ drives the real vLLM engine: it runs in its own venv (make test-vllm); elsewhere it is left out.
+# (Not named tests/vllm: with tests/ on sys.path that directory would pass for a `vllm` package, and TRL's
+# is_vllm_available() would then fail on its missing version.)
 if importlib.util.find_spec("vllm") is None:
-    collect_ignore = ["vllm"]
+    collect_ignore = ["real_vllm"]

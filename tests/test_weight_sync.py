@@ -121,9 +121,15 @@ def test_full_weights_are_sent_in_the_engine_dtype_not_the_float32_masters():
     assert all(p.dtype == torch.float32 for p in model.parameters())  # the masters themselves are untouched
 
 
-def test_tied_embeddings_are_sent_once():
-    sent = [name for name, _ in weights_to_send(_base(tie=True))]
+def test_tied_embeddings_are_sent_once_or_under_both_names():
+    model = _base(tie=True)
+    sent = [name for name, _ in weights_to_send(model)]
     assert "model.embed_tokens.weight" in sent and "lm_head.weight" not in sent
+    both = dict(weights_to_send(model, include_aliases=True))
+    assert set(both) == set(sent) | {"lm_head.weight"}
+    assert torch.equal(both["lm_head.weight"], both["model.embed_tokens.weight"])
+    lora = dict(weights_to_send(_lora(_base(tie=True)), include_aliases=True))
+    assert set(lora) == set(both)
 
 
 def test_wrapped_models_are_unwrapped(monkeypatch):

@@ -43,14 +43,12 @@ def env(**extra: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
-def policy_path(tmp_path_factory) -> str:
-    """A tiny untied Qwen2 (hidden 64, 2 layers, 2 heads: head_dim 32) with a word tokenizer, float32."""
+def _tiny_policy(path: Path, tied: bool) -> str:
+    """A tiny Qwen2 (hidden 64, 2 layers, 2 heads: head_dim 32) with a word tokenizer, float32."""
     from grpo_sim.demo.world import build_demo_dataset, demo_text_corpus
     from grpo_sim.models import make_tiny_policy
 
     train, eval_, corpus = build_demo_dataset(8, 2, num_paraphrases=3, seed=0)
-    path = tmp_path_factory.mktemp("policy") / "tiny-untied"
     make_tiny_policy(
         path,
         demo_text_corpus(train + eval_, corpus),
@@ -58,9 +56,21 @@ def policy_path(tmp_path_factory) -> str:
         hidden_size=64,
         num_layers=2,
         num_heads=2,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tied,
     )
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def policy_path(tmp_path_factory) -> str:
+    """The tier's policy: untied embeddings."""
+    return _tiny_policy(tmp_path_factory.mktemp("policy") / "tiny-untied", tied=False)
+
+
+@pytest.fixture(scope="session")
+def tied_policy_path(tmp_path_factory) -> str:
+    """The same policy with tied input/output embeddings (what the CPU reload needs both names for)."""
+    return _tiny_policy(tmp_path_factory.mktemp("policy") / "tiny-tied", tied=True)
 
 
 @pytest.fixture(scope="session")
