@@ -311,3 +311,49 @@ def test_numba_loaded_breaks_vllms_module_scan_until_guarded():
     _vllm_style_scan()
     guard_vllm_module_scan()  # idempotent
     _vllm_style_scan()
+
+
+def test_trls_own_sync_path_takes_lora_from_the_seam(monkeypatch):
+    """vllm_weight_sync nccl keeps TRL's sync_weights (here its colocate branch, load_weights per tensor, stands in for
+    the NCCL broadcast, which needs CUDA) but the tensors come from the seam: after 50 syncs of a bf16 LoRA model the
+    base is bit-identical and the engine received W + scale * B @ A under the base names (TRL's own walk merges and
+    unmerges in place)."""
+    import copy
+
+    from accelerate import Accelerator
+    from peft import LoraConfig, get_peft_model
+
+    from grpo_sim.models.tiny import build_tiny_qwen2, build_word_tokenizer
+
+    tokenizer = build_word_tokenizer(["a b c d e f"])
+    base = build_tiny_qwen2(tokenizer, hidden_size=32, num_layers=1, num_heads=1, tie_word_embeddings=False)
+    config = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM")
+    model = get_peft_model(base.to(torch.bfloat16), config)
+    loaded = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+
+    received = {}
+    engine_model = type("M", (), {"load_weights": lambda self, pairs: received.update(pairs)})()
+    runner = type("R", (), {"model": engine_model})()
+    worker = type("W", (), {"model_runner": runner})()
+    engine = type("E", (), {"model_executor": type("X", (), {"driver_worker": worker})()})()
+    llm = RecordingLLM()
+    llm.llm_engine = engine
+    engine.model_config = type("C", (), {"dtype": torch.bfloat16})()
+
+    _generation_without_engine(monkeypatch)
+    generation = SyncedVLLMGeneration(
+        model=model, accelerator=Accelerator(cpu=True), processing_class=tokenizer, mode="colocate", weight_sync="nccl"
+    )
+    generation.weight_sync, generation.llm = "nccl", llm
+    for step in range(50):
+        generation.sync_weights()
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if param.requires_grad:
+                    param.add_(1e-3 * torch.randn(param.shape, generator=torch.Generator().manual_seed(step)))
+    generation.sync_weights()
+    assert all(torch.equal(p, loaded[n]) for n, p in model.named_parameters() if "lora_" not in n)
+    merged = copy.deepcopy(model).float().merge_and_unload()
+    assert set(received) == {n for n, _ in merged.named_parameters()}
+    for name, param in merged.named_parameters():
+        assert torch.equal(received[name], param.detach().to(torch.bfloat16)), name
