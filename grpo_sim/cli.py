@@ -50,7 +50,22 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, FileNotFoundError, RunError, RolloutServerLost)
 
 
+#: set to 1 (or pass grpo-sim --debug) to see the full traceback behind every one-line error
+DEBUG_ENV = "GRPO_SIM_DEBUG"
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def fail(message: str, code: int = 2) -> None:
+    """Print one clear error and exit with ``code``; with GRPO_SIM_DEBUG=1 the traceback being handled first."""
+    import sys
+
+    if debug_enabled() and sys.exc_info()[0] is not None:
+        import traceback
+
+        traceback.print_exc()
     console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -393,6 +408,16 @@ def demo_command(
 
 #: ``grpo-sim demo --task``: the embedded demos
 DEMO_TASKS = ("short", "longform")
+
+
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(
+        False, "--debug", help=f"show the full traceback behind an error (the same as {DEBUG_ENV}=1)"
+    ),
+) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"  # also seen by the processes a command starts
 
 
 _TRL_FLAGS = {"allow_extra_args": True, "ignore_unknown_options": True}  # --learning_rate 2e-6, as TRL's scripts

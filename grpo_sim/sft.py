@@ -21,6 +21,7 @@ from typing import Any
 
 from .io import atomic_write_text
 from .recipe import Recipe, RecipeError
+from .recipe.schema import SFT_CONFIG_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -53,17 +54,10 @@ def sft_config(recipe: Recipe, output_dir: Path):
     from trl import SFTConfig
 
     sft = recipe.sft
-    kwargs: dict[str, Any] = dict(
+    kwargs: dict[str, Any] = {field: getattr(sft, key) for key, field in SFT_CONFIG_FIELDS.items()}
+    kwargs.update(
         output_dir=str(output_dir),
-        num_train_epochs=sft.epochs,
-        max_steps=sft.max_steps,
-        learning_rate=sft.learning_rate,
-        per_device_train_batch_size=sft.batch_size,
-        gradient_accumulation_steps=sft.gradient_accumulation_steps,
-        logging_steps=sft.logging_steps,
         save_strategy="steps",
-        save_steps=sft.save_steps,
-        seed=sft.seed,
         max_length=None,
         gradient_checkpointing=False,
         report_to=recipe.training.get("report_to", "none"),
@@ -151,6 +145,7 @@ def run_sft(
         load_model,
         load_sets,
         resolve_resume,
+        resume_target_problems,
         save_trained_model,
         trim_sets,
     )
@@ -161,6 +156,10 @@ def run_sft(
     # everything that can fail on bad input is checked before the first write
     must_empty = check_output_dir(out, resume, overwrite)
     checkpoint = resolve_resume(out, resume)
+    if checkpoint is not None:
+        wrong_kind = resume_target_problems(Path(checkpoint), recipe, resume, expected="sft")
+        if wrong_kind:
+            raise RunError("\n".join(wrong_kind))
     sets = trim_sets(load_sets(recipe.data.train, recipe, "train"), None, recipe.data.max_train_sets)
     rows, unanswered = sft_rows(sets, recipe.data.prompt)
     if not rows:

@@ -35,7 +35,15 @@ from trl import GRPOConfig, GRPOTrainer
 
 from . import trl_internals
 from .advantages import group_advantages, group_codes
-from .reward_terms import RewardTerm, legacy_reward_terms, load_reward_function, parse_reward_terms
+from .reward_terms import (
+    RewardFunctionError,
+    RewardTerm,
+    check_reward_values,
+    legacy_reward_terms,
+    load_reward_function,
+    parse_reward_terms,
+    reward_call_failure,
+)
 from .rewards import (
     RelaxedSampling,
     apply_collapse_penalty,
@@ -339,12 +347,17 @@ class _ReferenceReward:
 
 
 class _FunctionReward:
-    """A user's TRL reward function with the recipe's keyword arguments bound (TRL logs it under ``name``)."""
+    """A user's TRL reward function with the recipe's keyword arguments bound (TRL logs it under ``name``).
 
-    def __init__(self, name: str, function: Any, kwargs: dict[str, Any]):
+    A failure inside it, or a return value outside TRL's contract (one float or None per completion), is a
+    :class:`RewardFunctionError` naming the term, the function, the step and the user's own frame.
+    """
+
+    def __init__(self, name: str, function: Any, kwargs: dict[str, Any], path: str | None = None):
         self.__name__ = name
         self.function = function
         self.kwargs = dict(kwargs)
+        self.path = path or getattr(function, "__qualname__", repr(function))
 
     def __call__(self, **trl_kwargs: Any) -> Any:
         clash = sorted(set(self.kwargs) & set(trl_kwargs))
@@ -353,7 +366,13 @@ class _FunctionReward:
                 f"reward term {self.__name__!r}: kwargs {clash} clash with what TRL passes (dataset "
                 "columns, prompts, completions, ...); rename the function's parameter"
             )
-        return self.function(**trl_kwargs, **self.kwargs)
+        state = trl_kwargs.get("trainer_state")
+        step = state.global_step + 1 if state is not None else None  # the step whose batch is being scored
+        try:
+            values = self.function(**trl_kwargs, **self.kwargs)
+        except Exception as exc:
+            raise RewardFunctionError(reward_call_failure(self.__name__, self.function, self.path, exc, step)) from exc
+        return check_reward_values(values, len(trl_kwargs.get("completions") or ()), self.__name__, self.path, step)
 
 
 def _term_function(term: RewardTerm, args: "PSGRPOConfig") -> Any:
@@ -361,7 +380,7 @@ def _term_function(term: RewardTerm, args: "PSGRPOConfig") -> Any:
         return _SetTermPlaceholder(term.name)
     if term.type == "reference":
         return _ReferenceReward(term.name, term.similarity, term.column or args.answers_column)
-    return _FunctionReward(term.name, load_reward_function(term.function), term.kwargs)
+    return _FunctionReward(term.name, load_reward_function(term.function), term.kwargs, term.function)
 
 
 def has_paraphrase_sets(dataset: Any, args: "PSGRPOConfig") -> bool:

@@ -27,7 +27,7 @@ from trainer_helpers import build_policy
 
 runner = CliRunner()
 RECIPE = {
-    "model": {"name_or_path": "some-org/some-model"},  # a hub id: check never loads the model
+    "model": {"name_or_path": "<set by the ws fixture>"},  # a directory with a config only: check never loads it
     "reward": {"similarity": "token_f1", "accuracy": {"metric": "token_f1", "weight": 1.0}},
     "training": {
         "learning_rate": 1e-3,
@@ -69,7 +69,11 @@ def ws(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("bad-inputs")
     train, _, _ = build_demo_dataset(6, 0, num_paraphrases=3, seed=0)
     write_psets(base / "good.jsonl", train)
-    (base / "recipe.yaml").write_text(yaml.safe_dump({**RECIPE, "data": {"train": str(base / "good.jsonl")}}))
+    model = base / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "qwen2"}')
+    recipe = {**RECIPE, "model": {"name_or_path": str(model)}, "data": {"train": str(base / "good.jsonl")}}
+    (base / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     return base
 
 
@@ -461,7 +465,10 @@ def test_rerun_after_a_failure_past_the_first_write_trains(ws, train_ws, tmp_pat
     """A model that cannot load fails after the run directory was written; the fixed rerun reuses it."""
     _write(train_ws / "train.jsonl", (ws / "good.jsonl").read_bytes())
     out = tmp_path / "run"
-    result = invoke("train", train_ws / "tiny.yaml", "-o", out, "--set", "model.name_or_path=no-such-org/model")
+    unloadable = tmp_path / "unloadable"  # passes the start checks (a directory with a config), fails to load
+    unloadable.mkdir()
+    (unloadable / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    result = invoke("train", train_ws / "tiny.yaml", "-o", out, "--set", f"model.name_or_path={unloadable}")
     assert_clean_failure(result, "model.name_or_path")
     assert sorted(p.name for p in out.iterdir()) == [RESOLVED_RECIPE]
     assert_ok(invoke("train", train_ws / "tiny.yaml", "-o", out))

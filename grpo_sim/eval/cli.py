@@ -217,6 +217,9 @@ def _run(
         raise FileNotFoundError(f"{data}: data file not found (expected a paraphrase-set JSONL file)")
     if backend not in ("hf", "vllm"):
         raise EvalError(f"--backend must be 'hf' or 'vllm', got {backend!r}")
+    from ..validation import dtype_name
+
+    dtype = dtype_name(dtype, "--dtype")  # bf16, fp16, fp32 or a torch name; a typo fails before any model loads
     judge = None
     if judge_url or judge_model:
         if not (judge_url and judge_model):

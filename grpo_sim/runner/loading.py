@@ -26,9 +26,48 @@ def _hf_rows(spec: str, recipe: Recipe, split: str):
                 rows = rows[hf_split or split]
             return rows
         return datasets.load_dataset(name, recipe.data.config, split=hf_split or split)
+    except IndexError:  # datasets cannot load a saved split with no data files (an empty split saved with save_to_disk)
+        empty = _empty_saved_splits(Path(name))
+        if not empty:
+            raise
+        raise RecipeError(
+            f"data.{split}: {spec}: {', '.join(empty)} holds no rows (saved with save_to_disk from an empty dataset: "
+            "its state.json lists no data files), which datasets cannot load; save the split with rows, or drop it"
+        ) from None
     except (OSError, ValueError, KeyError, datasets.exceptions.DatasetsError) as exc:
         # the hub or the network, a missing split (KeyError of a DatasetDict), a bad name: "cannot read data.<split>"
         raise RecipeError(f"data.{split}: cannot load {spec} ({type(exc).__name__}: {exc})") from None
+
+
+def _empty_saved_splits(directory: Path) -> list[str]:
+    """The save_to_disk datasets under ``directory`` (itself, or its splits) whose state.json lists no data files."""
+    import json
+
+    empty = []
+    for state in (directory / "state.json", *sorted(directory.glob("*/state.json"))):
+        try:
+            if not json.loads(state.read_text(encoding="utf-8")).get("_data_files"):
+                empty.append("the dataset" if state.parent == directory else f"split {state.parent.name!r}")
+        except (OSError, ValueError):
+            continue
+    return empty
+
+
+def _mixed_kinds(rows: list[dict[str, Any]], spec: str, split: str) -> None:
+    """Refuse one file mixing paraphrase-set rows and ordinary prompt rows (data.format auto would read all of them
+    as the first row's kind), naming rows of each kind."""
+    sets = [k for k, row in enumerate(rows, start=1) if "paraphrases" in row]
+    if sets and len(sets) != len(rows):
+        prompts = [k for k, row in enumerate(rows, start=1) if "paraphrases" not in row]
+
+        def shown(rownos: list[int]) -> str:
+            return ", ".join(map(str, rownos[:5])) + (f" ... ({len(rownos)} rows)" if len(rownos) > 5 else "")
+
+        raise RecipeError(
+            f"data.{split}: {spec} mixes paraphrase-set rows (with 'paraphrases': row(s) {shown(sets)}) and ordinary "
+            f"prompt rows (row(s) {shown(prompts)}); put each kind in its own file (data.format: paraphrase_sets or "
+            "prompts says which one a file holds)"
+        )
 
 
 def load_data(spec: str, recipe: Recipe, split: str):
@@ -54,9 +93,12 @@ def load_data(spec: str, recipe: Recipe, split: str):
             first = {"paraphrases": None}
         else:
             try:
-                first = next(iter(read_jsonl_rows(path)), {"paraphrases": None})
+                all_rows = read_jsonl_rows(path)
             except ValueError:  # a broken file: the paraphrase-set reader names every problem
-                first = {"paraphrases": None}
+                all_rows = [{"paraphrases": None}]
+            if data.format == "auto":
+                _mixed_kinds(all_rows, spec, split)
+            first = next(iter(all_rows), {"paraphrases": None})
     sets = data.format == "paraphrase_sets" or (data.format == "auto" and looks_like_paraphrase_sets(first))
     if sets:
         return load_psets(source)

@@ -16,6 +16,7 @@ from ..distributed import is_main_process
 from ..io import atomic_write_text
 from ..models.startup import policy_start_checks
 from ..recipe import Recipe, RecipeError, build_config
+from ..reward_terms import RewardFunctionError
 from .callbacks import (
     GracefulStopCallback,
     MetricsFileCallback,
@@ -23,7 +24,7 @@ from .callbacks import (
     NothingLeftToTrainCallback,
     RecipeToTrackersCallback,
 )
-from .directory import FINAL_ADAPTER_DIR, FINAL_DIR, RESOLVED_RECIPE, run_directory
+from .directory import FINAL_ADAPTER_DIR, FINAL_DIR, RESOLVED_RECIPE, find_checkpoints, run_directory
 from .finish import (
     end_distributed,
     evaluate_final,
@@ -106,7 +107,9 @@ def run_training(
     check_output_dir_is_shared(out, decisions.checkpoint, save_on_each_node=bool(config.save_on_each_node))
     checkpoint = decisions.checkpoint
     train_sets, eval_sets = decisions.train_sets, decisions.eval_sets
-    train_dataset = training_rows(train_sets, recipe)
+    train_dataset = (
+        decisions.train_dataset if decisions.train_dataset is not None else training_rows(train_sets, recipe)
+    )
     model, tokenizer, final_dtype = load_model(recipe, cache, config)
     policy_start_checks(
         model,
@@ -137,6 +140,10 @@ def run_training(
     stopper.install()
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
+    except RewardFunctionError as exc:  # the user's reward code: say where the run can be resumed from
+        complete, _ = find_checkpoints(out)
+        exc.output_dir, exc.checkpoint = str(out), str(complete[0]) if complete else None
+        raise
     except NothingLeftToTrain:
         logger.info(
             "%s is at max_steps (%d): nothing left to train, saving it as the final model",

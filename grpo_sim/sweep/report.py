@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..io import atomic_write_bytes, atomic_write_text
+from ..validation import load_yaml
 from .spec import TRIAL_RECIPE, Sweep
 from .studies import best_trial, import_optuna, open_study, retry_of
 
@@ -122,7 +123,7 @@ def write_report(sweep: Sweep, study=None, print_table: bool = True) -> ReportFi
 def _write_best_recipe(sweep: Sweep, best) -> Path:
     trial_recipe = Path(best.user_attrs.get("trial_dir", "")) / TRIAL_RECIPE
     if trial_recipe.is_file():  # exactly what the best trial ran
-        raw = yaml.safe_load(trial_recipe.read_text())
+        raw = load_yaml(trial_recipe.read_text())
     else:
         raw = sweep.trial_raw(dict(best.params))
     shown = ", ".join(f"{k}={v}" for k, v in best.params.items())
