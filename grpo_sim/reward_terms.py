@@ -91,11 +91,23 @@ def _import_failure(path: str, module_name: str, exc: BaseException) -> str:
     if isinstance(exc, SyntaxError) and exc.filename:
         where = f"{exc.filename}:{exc.lineno}"
         error = f"SyntaxError: {exc.msg}"
-    else:
+    else:  # the deepest frame in the module's own file (a json.loads at module level fails inside json)
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")]
+        origin = _module_file(module_name)
+        frames = [f for f in frames if f.filename == origin] or frames
         where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
         error = f"{type(exc).__name__}: {exc}"
     return f"function {path!r}: importing module {module_name!r} failed at {where} ({error}); fix the module"
+
+
+def _module_file(module_name: str) -> str | None:
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None else None
 
 
 class RewardFunctionError(ValueError):

@@ -148,7 +148,7 @@ class ModelSettings(_Section):
             if arg not in extra:
                 continue
             value = extra.pop(arg)
-            if key == "dtype" and isinstance(value, str):
+            if key == "dtype":
                 value = dtype_name(value, f"model_init_kwargs.{arg}")
             given = data.get(key)
             if key == "dtype" and isinstance(given, str):
