@@ -156,6 +156,17 @@ def run_sft(
     # everything that can fail on bad input is checked before the first write
     must_empty = check_output_dir(out, resume, overwrite)
     checkpoint = resolve_resume(out, resume)
+    from .models.startup import model_location_problem
+    from .sources import MODEL_SOURCES
+
+    key = "sft.model" if recipe.sft.model else "model.name_or_path"
+    unloadable = (
+        None
+        if start_model(recipe) in MODEL_SOURCES
+        else model_location_problem(start_model(recipe), recipe.model.revision, key)
+    )
+    if unloadable is not None:
+        raise RecipeError(f"{recipe._source}: {unloadable}")
     if checkpoint is not None:
         wrong_kind = resume_target_problems(Path(checkpoint), recipe, resume, expected="sft")
         if wrong_kind:

@@ -579,7 +579,7 @@ def test_dtype_aliases_are_accepted_and_resolved(ws, override, resolved):
 
 
 DTYPE_CASES = [
-    ("model.dtype=bf8", ["model.dtype", "unknown dtype 'bf8'", "bf16"]),
+    ("model.dtype=bf8", ["model.dtype", "(got 'bf8')", "aliases: bf16"]),
     ("model.model_init_kwargs={dtype: bf8}", ["model", "model_init_kwargs.dtype", "unknown dtype 'bf8'"]),
     ("model.model_init_kwargs={dtype: 16}", ["model_init_kwargs.dtype", "must be a dtype name"]),
 ]
@@ -1034,3 +1034,11 @@ def test_reward_function_failing_in_training_names_everything_and_the_checkpoint
     result = invoke(*args[:4], "--resume", "auto", *args[4:])
     assert result.exit_code == 2
     assert "Traceback" in result.output and "KeyError: 'solution'" in result.output  # the full story, on request
+
+
+@pytest.mark.parametrize("override", ["sft.model=runs/no-such-sft/final", "model.name_or_path=./no/such/model"])
+def test_sft_refuses_a_model_that_cannot_load_before_writing(ws, tmp_path, override):
+    out = tmp_path / "sft"
+    result = invoke("sft", ws / "recipe.yaml", "-o", out, "--set", override)
+    assert_clean_failure(result, override.split("=")[0], override.split("=")[1], "no such directory")
+    assert not out.exists()

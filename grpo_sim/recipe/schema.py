@@ -132,7 +132,15 @@ class ModelSettings(_Section):
     @field_validator("dtype", mode="before")
     @classmethod
     def _dtype_alias(cls, value: Any) -> Any:
-        return dtype_name(value, "dtype") if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        try:
+            return dtype_name(value, "dtype")
+        except ValueError:
+            raise ValueError(
+                "Input should be 'auto', 'float32', 'bfloat16' or 'float16', or one of their aliases: bf16, fp16, "
+                "fp32, half, torch.bfloat16, ..."
+            ) from None
 
     @model_validator(mode="before")
     @classmethod

@@ -166,7 +166,7 @@ def load_recipe_policy(recipe: Recipe, cache_dir: Path | None = None):
     dtype = kwargs.pop("dtype", None)
     try:
         return load_policy(path, dtype=dtype, **kwargs)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # no weights, no tokenizer, an unknown architecture: the directory given
         raise RecipeError(f"{recipe._source}: model.name_or_path {path!r} could not be loaded: {exc}") from None
 
 
