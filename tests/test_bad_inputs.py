@@ -1042,3 +1042,42 @@ def test_sft_refuses_a_model_that_cannot_load_before_writing(ws, tmp_path, overr
     result = invoke("sft", ws / "recipe.yaml", "-o", out, "--set", override)
     assert_clean_failure(result, override.split("=")[0], override.split("=")[1], "no such directory")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("index", [0, 1, 5], ids=["first-row", "second-row", "last-row"])
+def test_a_set_row_with_its_paraphrases_misspelled_is_named_not_read_as_prompts(ws, tmp_path, index):
+    lines = good_lines(ws)
+    row = json.loads(lines[index])
+    row["paraphrasez"] = row.pop("paraphrases")
+    lines[index] = json.dumps(row)
+    data = tmp_path / "sets.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    result = invoke("check", ws / "recipe.yaml", "--set", f"data.train={data}")
+    assert_clean_failure(result, f"{data}:{index + 1}:", "field 'paraphrases'", "field 'paraphrasez'")
+    assert "prompt column" not in result.output
+
+
+def test_every_model_key_that_sets_a_from_pretrained_argument_is_its_only_source():
+    """By construction: every argument init_kwargs() builds from a model key is in MODEL_KEYS_OF_INIT_KWARGS, so
+    model_init_kwargs cannot set it a second time (it moves to the key, or is refused when the two differ)."""
+    from grpo_sim.recipe.schema import MODEL_KEYS_OF_INIT_KWARGS, ModelSettings
+
+    every_key = ModelSettings(
+        name_or_path="m", dtype="bf16", revision="v1", attn_implementation="eager", trust_remote_code=True
+    )
+    assert set(every_key.init_kwargs()) <= set(MODEL_KEYS_OF_INIT_KWARGS)
+    for argument, key in MODEL_KEYS_OF_INIT_KWARGS.items():
+        value = getattr(every_key, key)
+        moved = ModelSettings(name_or_path="m", model_init_kwargs={argument: value})
+        assert getattr(moved, key) == value and moved.model_init_kwargs == {}, argument
+        other = (
+            "float16"
+            if key == "dtype"
+            else "v2"
+            if key == "revision"
+            else "sdpa"
+            if key == "attn_implementation"
+            else False
+        )
+        with pytest.raises(ValueError, match=f"model_init_kwargs.{argument} is .* but model.{key} is"):
+            ModelSettings(name_or_path="m", **{key: value}, model_init_kwargs={argument: other})

@@ -109,21 +109,14 @@ def prompt_rows(
         out.append({**row, "prompt": messages, "answers": answers})
     named = (columns or {}).get("answers")
     if named is not None and out and not any(named in row for row in seen_columns):
-        present = sorted(set().union(*seen_columns))
-        problems.insert(
-            0,
-            (
-                None,
-                "data.columns.answers",
-                f"{named!r} is not a column of any row (columns present: {', '.join(present)}); "
-                "name the reference column as the data spells it",
-            ),
+        present = ", ".join(sorted(set().union(*seen_columns)))
+        raise DataError(
+            f"{source}: data.columns.answers names {named!r}, which no row has (columns present: {present}); name "
+            "the reference column as the data spells it",
+            [(None, "data.columns.answers", f"no column {named!r}")],
         )
     if problems:
-        lines = [
-            f"row {r}, {field}: {message}" if r is not None else f"{field}: {message}"
-            for r, field, message in problems[:20]
-        ]
+        lines = [f"row {r}, {field}: {message}" for r, field, message in problems[:20]]
         raise DataError(f"{source}: {len(problems)} bad row(s):\n  " + "\n  ".join(lines), problems)
     if not out:
         raise DataError(f"{source}: no rows", [(None, "<file>", "no rows")])

@@ -53,12 +53,13 @@ def _empty_saved_splits(directory: Path) -> list[str]:
     return empty
 
 
-def _mixed_kinds(rows: list[dict[str, Any]], spec: str, split: str) -> None:
+def _mixed_kinds(rows: list[dict[str, Any]], spec: str, split: str, prompt_column: str) -> None:
     """Refuse one file mixing paraphrase-set rows and ordinary prompt rows (data.format auto would read all of them
-    as the first row's kind), naming rows of each kind."""
+    as the first row's kind), naming rows of each kind. A row with neither 'paraphrases' nor the prompt column is
+    left to the reader of the other rows' kind, which names what it lacks."""
     sets = [k for k, row in enumerate(rows, start=1) if "paraphrases" in row]
-    if sets and len(sets) != len(rows):
-        prompts = [k for k, row in enumerate(rows, start=1) if "paraphrases" not in row]
+    prompts = [k for k, row in enumerate(rows, start=1) if "paraphrases" not in row and prompt_column in row]
+    if sets and prompts:
 
         def shown(rownos: list[int]) -> str:
             return ", ".join(map(str, rownos[:5])) + (f" ... ({len(rownos)} rows)" if len(rownos) > 5 else "")
@@ -97,8 +98,9 @@ def load_data(spec: str, recipe: Recipe, split: str):
             except ValueError:  # a broken file: the paraphrase-set reader names every problem
                 all_rows = [{"paraphrases": None}]
             if data.format == "auto":
-                _mixed_kinds(all_rows, spec, split)
-            first = next(iter(all_rows), {"paraphrases": None})
+                _mixed_kinds(all_rows, spec, split, data.columns.get("prompt", "prompt"))
+            # a file with any paraphrase-set row is read as sets (its reader names what the other rows lack)
+            first = next((r for r in all_rows if "paraphrases" in r), next(iter(all_rows), {"paraphrases": None}))
     sets = data.format == "paraphrase_sets" or (data.format == "auto" and looks_like_paraphrase_sets(first))
     if sets:
         return load_psets(source)

@@ -55,10 +55,12 @@ def _prompt_data_problems(recipe: Recipe, rows: list[dict[str, Any]]) -> list[st
             )
         elif kind == "reference":
             column = term.get("column") or "answers"
-            if all(row.get(column) is None for row in rows):
+            present = sorted(set().union(*rows))
+            if column in present and all(row.get(column) is None for row in rows):  # absent: check_trainer_columns
                 problems.append(
                     f"rewards[{k}] (reference): no row of data.train has references in {column!r}; map "
-                    "the reference column with data.columns.answers (or set the term's column)"
+                    "the reference column with data.columns.answers (or set the term's column); columns present: "
+                    + ", ".join(c for c in present if c != column)
                 )
     if recipe.reward.advantage == "set":
         problems.append(
@@ -187,18 +189,19 @@ def check_trainer_columns(ctx: StartContext) -> None:
         ctx.problems.append(_data_problem("train", exc))
         return
     columns = dataset.column_names
-    for k, term in enumerate(parse_reward_terms(recipe.reward_terms(), check=False)):
-        if term.type == "reference":
-            column = term.column or ctx.config.answers_column
-            if column not in columns:
-                ctx.problems.append(
-                    f"rewards[{k}] ({term.name}): column {column!r} is not in data.train ({recipe.data.train}); its "
-                    f"rows have {', '.join(repr(c) for c in columns)}: set the term's column to one of them"
-                    + (" or map it with data.columns.answers" if is_prompt_rows(ctx.decisions.train_sets) else "")
-                )
-    if any(p.startswith("rewards[") and "is not in data.train" in p for p in ctx.problems):
-        return  # said once, in the recipe's words
     terms = parse_reward_terms(recipe.reward_terms(), check=False)
+    missing = False
+    for k, term in enumerate(terms):
+        column = term.column or ctx.config.answers_column
+        if term.type == "reference" and column not in columns:
+            missing = True
+            ctx.problems.append(
+                f"rewards[{k}] ({term.name}): column {column!r} is not in data.train ({recipe.data.train}); its "
+                f"rows have {', '.join(repr(c) for c in columns)}: set the term's column to one of them"
+                + (" or map it with data.columns.answers" if is_prompt_rows(ctx.decisions.train_sets) else "")
+            )
+    if missing:
+        return  # said above, in the recipe's words
     try:
         PSGRPOTrainer._check_columns(dataset, ctx.config, "data.train", terms, has_paraphrase_sets(dataset, ctx.config))
     except ValueError as exc:
