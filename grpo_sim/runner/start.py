@@ -77,6 +77,8 @@ def start_problems(
     read_data: bool = True,
     check_batches: bool = True,
     config=None,
+    gpu_memory: str | None = None,
+    accelerate_config: str | None = None,
 ) -> tuple[StartDecisions, list[str]]:
     """Every check a run can make before its first write, and what it decided; reads only.
 
@@ -85,7 +87,8 @@ def start_problems(
     trainer needs) and the batch arithmetic for ``num_processes`` (default: this launch's).
     ``grpo-sim check`` and ``run_training`` both call it, so check passes exactly when train can start.
     ``check_batches=False`` skips the batch arithmetic (when the batch keys themselves are invalid). ``config``: the
-    PSGRPOConfig a run already built from ``recipe`` (else it is built here).
+    PSGRPOConfig a run already built from ``recipe`` (else it is built here). ``gpu_memory`` / ``accelerate_config``:
+    the launch the memory check sizes (``grpo-sim check``; a run on a GPU measures its own).
     """
     from ..plan import plan_batches
     from ..sampler import build_set_layout
@@ -171,6 +174,18 @@ def start_problems(
                     f"takes {sets_per_batch} whole sets ({plan.generation_batch} completions): add "
                     "sets, raise data.max_train_sets, or lower the batch"
                 )
+    if not problems:  # the memory of the launch (sized from the config and data checked above)
+        from ..plan_memory import check_memory_fits
+
+        problems += check_memory_fits(
+            recipe,
+            config,
+            decisions.train_sets,
+            decisions.num_processes,
+            gpu_memory,
+            accelerate_config,
+            getattr(decisions.plan, "generation_batch", None),
+        )
     return decisions, problems
 
 
@@ -182,9 +197,21 @@ def check_start(
     num_processes: int | None = None,
     num_machines: int = 1,
     read_data: bool = True,
+    gpu_memory: str | None = None,
+    accelerate_config: str | None = None,
 ) -> StartDecisions:
     """:func:`start_problems`, raising one RecipeError that lists every problem."""
-    decisions, problems = start_problems(recipe, output_dir, resume, overwrite, num_processes, num_machines, read_data)
+    decisions, problems = start_problems(
+        recipe,
+        output_dir,
+        resume,
+        overwrite,
+        num_processes,
+        num_machines,
+        read_data,
+        gpu_memory=gpu_memory,
+        accelerate_config=accelerate_config,
+    )
     if problems:
         raise RecipeError(format_problems(recipe._source, problems), problems)
     return decisions
