@@ -57,6 +57,17 @@ SHIPPED_MARGIN = 0.10
 LORA_ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 STRATEGIES = ("single", "ddp", "zero2", "zero3", "fsdp")
+#: training.optim values whose optimizer keeps bf16 weights training without float32 masters (Kahan summation)
+KAHAN_OPTIMIZERS = ("stable_adamw",)
+
+
+def kahan_optimizer(training: dict) -> bool:
+    """Whether the recipe's ``training.optim`` trains bf16 weights without float32 masters: torch-optimi's
+    StableAdamW (transformers' ``stable_adamw``) turns Kahan summation on for bf16 parameters unless
+    ``optim_args`` says ``kahan_sum=False``."""
+    optim = str(training.get("optim") or "")
+    args = str(training.get("optim_args") or "").replace(" ", "").lower()
+    return optim in KAHAN_OPTIMIZERS and "kahan_sum=false" not in args
 
 
 @dataclass(frozen=True)

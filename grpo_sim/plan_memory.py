@@ -15,14 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .memory import DTYPE_BYTES, Launch, MemoryEstimate, estimate_memory, memory_problems, model_shape, parse_memory
+from .memory import (
+    DTYPE_BYTES,
+    kahan_optimizer,
+    Launch,
+    MemoryEstimate,
+    estimate_memory,
+    memory_problems,
+    model_shape,
+    parse_memory,
+)
 from .recipe import Recipe
 
 #: the similarity encoders reward terms load on the training GPU, and their parameter counts
 #: (all-MiniLM-L6-v2: BERT, 6 layers, hidden 384, vocab 30522: 22,713,216 parameters)
 ENCODERS = {"embedding": ("all-MiniLM-L6-v2", 22_713_216), "bmas": ("all-MiniLM-L6-v2", 22_713_216)}
-#: training.optim values whose optimizer keeps bf16 weights exact enough to train (Kahan summation): no fp32 upcast
-KAHAN_OPTIMIZERS = ("stable_adamw",)
 #: prompt tokens assumed when neither the data nor vllm_max_model_length tell
 ASSUMED_PROMPT_TOKENS = 1024
 #: characters per token used to size prompts from the data without a tokenizer (English BPE averages ~4)
@@ -47,13 +54,6 @@ def _training_default(key: str) -> Any:
 def training_value(recipe: Recipe, key: str) -> Any:
     value = recipe.training.get(key)
     return _training_default(key) if value is None else value
-
-
-def kahan_optimizer(recipe: Recipe) -> bool:
-    """Whether ``training.optim`` keeps bf16 weights trainable without fp32 masters (Kahan summation)."""
-    optim = str(recipe.training.get("optim") or "")
-    kahan = str((recipe.training.get("optim_args") or "")).replace(" ", "")
-    return optim in KAHAN_OPTIMIZERS and "kahan_sum=False" not in kahan
 
 
 def find_accelerate_config(spec: str, recipe: Recipe) -> Path | None:
@@ -212,7 +212,7 @@ def plan_memory(
         dtype_bytes=DTYPE_BYTES.get(recipe.model.dtype, 2),
         strategy=strategy,
         num_gpus=P,
-        masters_fp32=not kahan_optimizer(recipe),
+        masters_fp32=not kahan_optimizer(recipe.training),
         lora_r=lora.r if lora else None,
         lora_targets=lora.target_modules if lora else "all-linear",
         beta=float(training_value(recipe, "beta")),

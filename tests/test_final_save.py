@@ -165,6 +165,35 @@ def test_bf16_recipe_trains_float32_masters_and_saves_bf16(workspace, tmp_path):
     assert json.loads((out / "final" / "config.json").read_text())["dtype"] == "bfloat16"
 
 
+def test_bf16_recipe_with_kahan_optimizer_trains_bf16_weights_in_place(workspace, tmp_path):
+    """Issue #24 item 3: bf16 training that trains without 20 B/param: training.optim stable_adamw (torch-optimi,
+    Kahan summation) keeps the weights bf16 (no float32 masters) and still changes them at lr 1e-6."""
+    out = tmp_path / "kahan"
+    bf16 = ["model.dtype=bfloat16", "model.freeze_embeddings=true", "training.learning_rate=1e-6"]
+    steps = ["training.max_steps=3", "training.save_steps=3", "training.num_generations=3"]
+    batch = ["training.per_device_train_batch_size=9", "training.max_completion_length=6"]
+    settings = bf16 + steps + batch + ["training.optim=stable_adamw"]
+    result = train(workspace, out, *[arg for setting in settings for arg in ("--set", setting)])
+    assert result.exit_code == 0, result.output
+    policy = Path(yaml.safe_load((workspace / "tiny.yaml").read_text())["model"]["name_or_path"])
+    start = {k: v.to(torch.bfloat16) for k, v in weights(policy).items()}
+    trained = weights(out / "checkpoint-3")
+    assert all(v.dtype == torch.bfloat16 for v in trained.values())  # no float32 masters
+    frozen = {k for k in start if "embed_tokens" in k or "lm_head" in k}
+    total = sum(start[k].numel() for k in start if k not in frozen)
+    # The update of 3 steps at lr 1e-6 is below one bf16 step of most weights: Kahan summation carries it in the
+    # compensation buffer (saved with the optimizer state, so a resume continues it) until it moves the weight.
+    # Plain bf16 AdamW loses it: the buffer is what makes the weights train.
+    state = torch.load(out / "checkpoint-3" / "optimizer.pt", weights_only=False)["state"]
+    comps = [s["kahan_comp"] for s in state.values() if s.get("kahan_comp") is not None and s["kahan_comp"].dim()]
+    assert sum(c.numel() for c in comps) == total and all(c.dtype == torch.bfloat16 for c in comps)
+    moved = sum(int((trained[k] != start[k]).sum()) for k in start if k not in frozen)
+    carried = sum(int((c != 0).sum()) for c in comps)
+    assert carried / total >= 0.9, f"only {carried}/{total} trainable weights carry an update ({moved} moved)"
+    final = weights(out / "final")
+    assert all(v.dtype == torch.bfloat16 for v in final.values())
+
+
 def test_lora_merged_final_equals_base_plus_saved_adapter(workspace, tmp_path):
     """merge_adapters: the adapter is saved by the trainer, then merged from disk in one process."""
     from peft import PeftModel

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..memory import kahan_optimizer
 from ..recipe import Recipe, RecipeError
 from ..sources import DATA_SOURCES, MODEL_SOURCES
 
@@ -148,7 +149,9 @@ def load_model(recipe: Recipe, cache_dir: Path | None = None, config=None):
 
     A bf16/fp16 model whose weights AdamW would update directly (see :func:`optimizer_sees_loaded_weights`)
     is upcast to float32 master weights: at lr 1e-6 almost every bf16 update rounds away (10 steps changed
-    2% of the weights). ``training.bf16`` (mixed precision) still runs the compute in bf16. ``final_dtype``
+    2% of the weights). Not with a Kahan-summation optimizer (``training.optim: stable_adamw``,
+    :func:`grpo_sim.memory.kahan_optimizer`): it keeps the bf16 weights training at 12 B/param under DDP instead of
+    the masters' 20 (``grpo-sim plan`` shows which fits). ``training.bf16`` (mixed precision) still runs the compute in bf16. ``final_dtype``
     is then the loaded dtype, which final/ is saved in (checkpoints keep the float32 masters, so resuming
     is exact); otherwise None (saved as trained).
     """
@@ -157,6 +160,9 @@ def load_model(recipe: Recipe, cache_dir: Path | None = None, config=None):
     model, tokenizer = load_recipe_policy(recipe, cache_dir)
     low_precision = {p.dtype for p in model.parameters() if p.dtype in (torch.bfloat16, torch.float16)}
     if not low_precision or config is None or not optimizer_sees_loaded_weights(recipe, config):
+        return model, tokenizer, None
+    if kahan_optimizer(recipe.training):
+        logger.info("model loaded in %s: trained in place with Kahan summation (%s)", model.dtype, config.optim)
         return model, tokenizer, None
     final_dtype = model.dtype
     model.float()
