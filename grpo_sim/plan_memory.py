@@ -17,10 +17,10 @@ from typing import Any
 
 from .memory import (
     DTYPE_BYTES,
-    kahan_optimizer,
     Launch,
     MemoryEstimate,
     estimate_memory,
+    kahan_optimizer,
     memory_problems,
     model_shape,
     parse_memory,
