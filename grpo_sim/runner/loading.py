@@ -152,8 +152,8 @@ def load_model(recipe: Recipe, cache_dir: Path | None = None, config=None):
     2% of the weights). Not with a Kahan-summation optimizer (``training.optim: stable_adamw``,
     :func:`grpo_sim.memory.kahan_optimizer`): it keeps the bf16 weights training at 12 B/param under DDP instead of
     the masters' 20 (``grpo-sim plan`` shows which fits). ``training.bf16`` (mixed precision) still runs the
-    compute in bf16. ``final_dtype`` is then the loaded dtype, which final/ is saved in (checkpoints keep the float32 masters, so resuming
-    is exact); otherwise None (saved as trained).
+    compute in bf16. ``final_dtype`` is then the loaded dtype, which final/ is saved in (checkpoints keep the
+    float32 masters, so resuming is exact); otherwise None (saved as trained).
     """
     import torch
 
