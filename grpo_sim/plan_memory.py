@@ -235,6 +235,16 @@ def plan_memory(
     plan.notes += plan.estimate.notes
     if memory is None:
         plan.notes.append("memory: the GPU's memory is unknown: pass --gpu-memory 80GiB (or set hardware.gpu_memory)")
+    if use_vllm and not recipe.training.get("vllm_max_model_length"):
+        plan.notes.append(
+            f"vllm_max_model_length: unset, so the run sets it to the longest prompt + max_completion_length "
+            f"(~{max_len} tokens here)"
+            + (
+                f"; start the server with VLLM_MAX_MODEL_LEN={max_len} scripts/vllm_server.sh MODEL"
+                if mode == "server"
+                else ""
+            )
+        )
     if mode == "server":
         plan.notes.append("vllm_mode=server: vLLM's weights and KV cache live on the server's GPUs, not in this table")
     return plan

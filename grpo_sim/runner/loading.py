@@ -175,6 +175,26 @@ def load_model(recipe: Recipe, cache_dir: Path | None = None, config=None):
     return model, tokenizer, final_dtype
 
 
+def vllm_model_length(tokenizer, prompts, max_completion_length: int, chat_template_kwargs=None) -> int:
+    """vLLM's ``max_model_len`` for this run: the longest prompt in tokens, formatted as TRL formats it (the chat
+    template with the generation prompt), plus ``max_completion_length``. Unset, TRL passes None and vLLM sizes its
+    KV cache for the model's whole context (131,072 tokens for Llama-3.1-8B), which a colocated engine cannot hold.
+    Only the 64 longest prompts by characters are tokenized."""
+    longest = sorted(
+        prompts, key=lambda p: -sum(len(str(m.get("content", ""))) for m in p) if isinstance(p, list) else -len(str(p))
+    )[:64]
+    lengths = []
+    for prompt in longest:
+        if isinstance(prompt, list):
+            text = tokenizer.apply_chat_template(
+                prompt, tokenize=False, add_generation_prompt=True, **(chat_template_kwargs or {})
+            )
+        else:
+            text = prompt
+        lengths.append(len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+    return max(lengths, default=0) + int(max_completion_length)
+
+
 def lora_config(recipe: Recipe):
     if recipe.model.lora is None:
         return None
