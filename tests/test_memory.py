@@ -195,3 +195,22 @@ def test_parse_memory(text, size):
 def test_parse_memory_refuses_nonsense():
     with pytest.raises(ValueError, match="80GiB"):
         parse_memory("eighty")
+
+
+def test_gpu_memory_check_dry_run_on_cpu(tmp_path):
+    """scripts/gpu_check.sh --memory --dry-run: the measurement's code path on CPU (a tiny Qwen2 of the same family)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "memory.json"
+    done = subprocess.run(
+        [sys.executable, str(root / "scripts" / "gpu_memory_check.py"), "--dry-run", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["ok"] and result["params"] == 107072 and "reference model (beta > 0)" in result["terms_gib"]
