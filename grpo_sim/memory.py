@@ -436,7 +436,7 @@ def memory_fixes(est: MemoryEstimate) -> list[str]:
         if L.masters_fp32:
             fixes.append(
                 "or keep bf16 weights with a Kahan-summation optimizer (training.optim: stable_adamw, "
-                "pip install torch-optimi: 12 B/param instead of 20)"
+                "torch-optimi: 12 B/param instead of 20)"
             )
     elif not L.lora_r and L.strategy == "zero2":
         fixes.append("shard the weights too with ZeRO-3 (configs/accelerate/zero3.yaml)")
