@@ -330,6 +330,35 @@ def test_two_processes_save_on_every_rank_and_evaluate_final_without_collectives
     assert keys and {k: summary[k] for k in keys} == {k: again[k] for k in keys}
 
 
+def test_fsdp2_final_save_is_in_the_recipe_dtype(tmp_path):
+    """Issue #24 item 7: under FSDP2 with mixed precision accelerate trains float32 shards; final/ goes back to the
+    recipe's bf16 (half the size), bit-equal to the bf16 weights, config.json saying bfloat16."""
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", OMP_NUM_THREADS="1")
+    worker = str(ROOT / "tests" / "fsdp_save_worker.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
+    proc = subprocess.run([*cmd, worker, "in_dtype", str(tmp_path), "60"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    saved = weights(tmp_path / "final")
+    reference = torch.load(tmp_path / "reference.pt")
+    assert all(v.dtype == torch.bfloat16 for v in saved.values())
+    assert_same_weights(saved, {k: v for k, v in reference.items() if k in saved})
+    assert json.loads((tmp_path / "final" / "config.json").read_text())["dtype"] == "bfloat16"
+
+
+def test_load_model_keeps_the_dtype_for_fsdp_mixed_precision(workspace, monkeypatch):
+    """Under FSDP with mixed precision the runner does not upcast (accelerate does) but remembers the recipe's dtype
+    for final/ (save_trained_model then casts the gathered weights back)."""
+    from grpo_sim.recipe import build_config, load_recipe
+    from grpo_sim.runner.loading import cpu_defaults, load_model
+
+    recipe = cpu_defaults(load_recipe(workspace / "tiny.yaml", ["model.dtype=bfloat16"]))
+    config = build_config(recipe, "OUT")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setattr(config, "mixed_precision", "bf16", raising=False)
+    model, _, final_dtype = load_model(recipe, config=config)
+    assert final_dtype == torch.bfloat16 and model.dtype == torch.bfloat16
+
+
 @pytest.mark.parametrize("mode", ["main_only", "every_rank"])
 def test_fsdp2_weights_read_by_the_main_process_alone_block_but_a_gather_on_every_rank_works(tmp_path, mode):
     """Why final/ is saved on every rank: under FSDP2 (fully_shard, gloo on CPU) a read of the sharded weights by

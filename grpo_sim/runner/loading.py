@@ -138,10 +138,15 @@ def optimizer_sees_loaded_weights(recipe: Recipe, config) -> bool:
     """
     if recipe.model.lora is not None or getattr(config, "deepspeed_plugin", None) is not None:
         return False
+    return not fsdp_mixed_precision(config)
+
+
+def fsdp_mixed_precision(config) -> bool:
+    """FSDP with mixed precision: accelerate upcasts the sharded parameters to float32 (and saves them so)."""
     fsdp = bool(getattr(config, "fsdp_plugin_args", None)) or os.environ.get(
         "ACCELERATE_USE_FSDP", "false"
     ).lower() in ("1", "true", "yes")
-    return not (fsdp and getattr(config, "mixed_precision", "no") != "no")
+    return fsdp and getattr(config, "mixed_precision", "no") != "no"
 
 
 def load_model(recipe: Recipe, cache_dir: Path | None = None, config=None):
@@ -153,12 +158,16 @@ def load_model(recipe: Recipe, cache_dir: Path | None = None, config=None):
     :func:`grpo_sim.memory.kahan_optimizer`): it keeps the bf16 weights training at 12 B/param under DDP instead of
     the masters' 20 (``grpo-sim plan`` shows which fits). ``training.bf16`` (mixed precision) still runs the
     compute in bf16. ``final_dtype`` is then the loaded dtype, which final/ is saved in (checkpoints keep the
-    float32 masters, so resuming is exact); otherwise None (saved as trained).
+    float32 masters, so resuming is exact). Under FSDP with mixed precision (accelerate upcasts the shards itself)
+    ``final_dtype`` is the loaded dtype too, so that final/ is not saved in float32. Otherwise None (saved as
+    trained).
     """
     import torch
 
     model, tokenizer = load_recipe_policy(recipe, cache_dir)
     low_precision = {p.dtype for p in model.parameters() if p.dtype in (torch.bfloat16, torch.float16)}
+    if low_precision and config is not None and recipe.model.lora is None and fsdp_mixed_precision(config):
+        return model, tokenizer, model.dtype  # accelerate upcasts the shards; final/ goes back to the loaded dtype
     if not low_precision or config is None or not optimizer_sees_loaded_weights(recipe, config):
         return model, tokenizer, None
     if kahan_optimizer(recipe.training):
