@@ -127,6 +127,25 @@ def read_prompt_tokens(recipe: Recipe) -> int | None:
         return None
 
 
+def cached_model_shape(name: str, cache_dir: str | None = None):
+    """The shape of a hub model from its config.json in the local Hugging Face cache (no download), else None."""
+    import json
+
+    from .memory import ModelShape
+
+    if "/" not in name or name.startswith(("/", ".", "~")):
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        path = try_to_load_from_cache(name, "config.json", cache_dir=cache_dir)
+        if isinstance(path, str):
+            return ModelShape.from_config(json.loads(Path(path).read_text()), name=name)
+    except (ImportError, OSError, ValueError, KeyError, TypeError):
+        return None
+    return None
+
+
 def cuda_memory() -> int | None:
     try:
         import torch
@@ -153,7 +172,7 @@ def plan_memory(
 
     hw = recipe.hardware
     plan = MemoryPlan(None)
-    shape = model_shape(recipe.model.name_or_path)
+    shape = model_shape(recipe.model.name_or_path) or cached_model_shape(recipe.model.name_or_path)
     if shape is None:
         plan.notes.append(
             f"memory: the shape of {recipe.model.name_or_path} is unknown here (no local config.json and not one of "

@@ -214,3 +214,18 @@ def test_gpu_memory_check_dry_run_on_cpu(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     assert result["ok"] and result["params"] == 107072 and "reference model (beta > 0)" in result["terms_gib"]
+
+
+def test_a_hub_model_in_the_local_cache_is_sized_from_its_config(tmp_path):
+    """train on a GPU sizes a hub model it has downloaded already (the cache's config.json), without a download."""
+    from grpo_sim.plan_memory import cached_model_shape
+
+    snapshot = tmp_path / "models--org--tiny" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (tmp_path / "models--org--tiny" / "refs").mkdir()
+    (tmp_path / "models--org--tiny" / "refs" / "main").write_text("abc123")
+    values = json.loads(shipped_config_path(QWEN3B).read_text())
+    (snapshot / "config.json").write_text(json.dumps(values))
+    shape = cached_model_shape("org/tiny", cache_dir=str(tmp_path))
+    assert shape is not None and shape.params == model_shape(QWEN3B).params
+    assert cached_model_shape("org/absent", cache_dir=str(tmp_path)) is None
