@@ -277,17 +277,18 @@ def check_memory_fits(
     gpu_memory: str | int | None = None,
     accelerate_config: str | None = None,
     generation_batch: int | None = None,
+    running: bool = False,
 ) -> list[str]:
     """The start check: problems when the launch cannot fit its GPUs (a total over the GPU's memory, or a colocated
     vLLM whose KV cache cannot hold one sequence), naming the largest terms and the fix.
 
-    ``train`` on a GPU: the running launch (``config``'s strategy and world size) on the GPU this process sees.
-    ``check`` (or a machine without a GPU): the launch ``num_processes`` / ``accelerate_config`` (else the recipe's
-    ``hardware``) on ``gpu_memory`` (else ``hardware.gpu_memory``); with no memory known, nothing is checked.
+    ``running`` (``train`` on a GPU): the running launch (``config``'s strategy and world size) on the GPU this
+    process sees. Otherwise (``check``): the launch ``num_processes`` / ``accelerate_config`` (else the recipe's
+    ``hardware``) on ``gpu_memory`` (else ``hardware.gpu_memory``, else this machine's GPU); with no memory known,
+    nothing is checked.
     ``train_items``: the training data (prompt lengths); ``generation_batch``: the batch plan's.
     """
-    running = gpu_memory is None and accelerate_config is None and cuda_memory() is not None
-    if running:
+    if running and cuda_memory() is not None:
         plan = plan_memory(
             recipe,
             num_processes=getattr(config, "world_size", None),
@@ -297,7 +298,8 @@ def check_memory_fits(
             strategy=strategy_of_config(config) if config is not None else None,
         )
     else:
-        if (gpu_memory or recipe.hardware.gpu_memory) is None:
+        gpu_memory = gpu_memory or recipe.hardware.gpu_memory or cuda_memory()
+        if gpu_memory is None:
             return []
         plan = plan_memory(
             recipe,

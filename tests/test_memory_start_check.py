@@ -60,3 +60,11 @@ def test_train_on_a_gpu_too_small_stops_before_writing(workspace, tmp_path, monk
     assert result.exit_code != 0
     assert "memory:" in result.output and "largest terms:" in result.output
     assert not out.exists()
+
+
+def test_check_on_a_gpu_machine_sizes_its_gpu(workspace, monkeypatch):
+    import grpo_sim.plan_memory as plan_memory
+
+    monkeypatch.setattr(plan_memory, "cuda_memory", lambda: 64 * 2**20)
+    result = cli.invoke(app, ["check", str(workspace / "tiny.yaml")])
+    assert result.exit_code != 0 and "memory:" in result.output

@@ -95,6 +95,7 @@ def start_problems(
 
     source = recipe._source
     problems: list[str] = []
+    running = config is not None  # a run's own config (train); check builds one here
     try:
         if config is None:
             config = build_config(recipe, output_dir or Path("grpo-sim-check"), num_processes)
@@ -185,6 +186,7 @@ def start_problems(
             gpu_memory,
             accelerate_config,
             getattr(decisions.plan, "generation_batch", None),
+            running=running,
         )
     return decisions, problems
 
