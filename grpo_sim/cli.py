@@ -252,7 +252,8 @@ def check_command(
     ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Run every check `train` makes before it starts: recipe keys, types and ranges, similarities, prompt
-    template, GRPOConfig, the data files and the batch arithmetic; report all problems at once."""
+    template, GRPOConfig, the data files, the batch arithmetic and whether the launch fits its GPUs' memory (with
+    --gpu-memory, the recipe's hardware section, or this machine's GPU); report all problems at once."""
     from .runner import check_start, cpu_defaults
 
     start: dict[str, Any] = dict(num_processes=num_processes or 1, num_machines=num_machines, read_data=not no_data)

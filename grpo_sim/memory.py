@@ -27,7 +27,8 @@ b bytes per weight of the model's dtype:
 The reference model (beta > 0) is one more copy in the model's dtype, sharded by ZeRO-3 and FSDP (TRL prepares
 it with the same plugin); with LoRA TRL uses the adapter-disabled base, no copy. Activations follow Korthikanti
 et al. 2022 ("Reducing Activation Recomputation in Large Transformer Models") per token and layer for a SwiGLU
-decoder with SDPA/flash attention (no s^2 term): 14H + 8I + 4 kv_dim bytes in bf16; with gradient checkpointing
+decoder with SDPA/flash attention (no s^2 term), with transformers' RMSNorm saving its float32 input (4H more
+per norm): 22H + 8I + 4 kv_dim bytes in bf16 (tests/test_memory.py measures it); with gradient checkpointing
 only each layer's input (2H bytes) is kept and one layer is recomputed at a time. The logits of the completion
 tokens (TRL passes ``logits_to_keep``) cost B x (C + 1) x V x (b + 8) bytes: the bf16 logits, a float32 log-softmax
 and its gradient. vLLM in colocate mode reserves ``gpu_memory_utilization`` x the GPU's memory for the whole run
@@ -164,8 +165,10 @@ class ModelShape:
         return 2 * self.layers * self.kv_dim * dtype_bytes
 
     def activation_bytes_per_token_layer(self) -> int:
-        """Bytes (bf16) one decoder block keeps for backward per token, no recomputation, SDPA attention."""
-        return 14 * self.hidden + 8 * self.intermediate + 4 * self.kv_dim
+        """Bytes (bf16) one decoder block keeps for backward per token, no recomputation, SDPA attention: the two
+        RMSNorms' float32 inputs and bf16 outputs (12H), q/k/v/attention output and o_proj input (8H + 4 kv_dim), the
+        residual (2H), the MLP's gate, up, activation and product (8I)."""
+        return 22 * self.hidden + 8 * self.intermediate + 4 * self.kv_dim
 
 
 def shipped_config_path(name_or_path: str) -> Path | None:

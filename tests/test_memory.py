@@ -124,13 +124,13 @@ def test_activation_and_logit_terms_by_hand():
     shape = ModelShape(
         "toy", hidden=8, layers=2, heads=2, kv_heads=1, intermediate=16, vocab=10, max_context=64, tied=True
     )
-    # per token and layer: 14 H + 8 I + 4 kv_dim = 112 + 128 + 16 = 256 bytes
-    assert shape.activation_bytes_per_token_layer() == 256
+    # per token and layer: 22 H + 8 I + 4 kv_dim = 176 + 128 + 16 = 320 bytes
+    assert shape.activation_bytes_per_token_layer() == 320
     full = estimate_memory(Launch(shape, batch=2, prompt_tokens=3, completion_tokens=5))
-    assert full.term("activations") == 2 * 8 * 256 * 2  # 16 tokens x 256 B x 2 layers
+    assert full.term("activations") == 2 * 8 * 320 * 2  # 16 tokens x 320 B x 2 layers
     assert full.term("logits (completion tokens)") == 2 * 6 * 10 * 10  # B x (C + 1) x V x (2 + 8)
     ckpt = estimate_memory(Launch(shape, batch=2, prompt_tokens=3, completion_tokens=5, gradient_checkpointing=True))
-    assert ckpt.term("activations") == 16 * 2 * 8 * 2 + 16 * 256  # layer inputs (2H B each) + one layer
+    assert ckpt.term("activations") == 16 * 2 * 8 * 2 + 16 * 320  # layer inputs (2H B each) + one layer
     # KV cache per token: K and V x 2 layers x kv_dim 4 x 2 bytes
     assert shape.kv_bytes_per_token() == 32
 
@@ -229,3 +229,38 @@ def test_a_hub_model_in_the_local_cache_is_sized_from_its_config(tmp_path):
     shape = cached_model_shape("org/tiny", cache_dir=str(tmp_path))
     assert shape is not None and shape.params == model_shape(QWEN3B).params
     assert cached_model_shape("org/absent", cache_dir=str(tmp_path)) is None
+
+
+def test_activation_bytes_equal_what_a_real_qwen2_saves_for_backward():
+    """The tensors a bf16 Qwen2 (SDPA) keeps for backward, counted with saved-tensor hooks (each storage once,
+    parameters left out), against layers x tokens x activation_bytes_per_token_layer."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    values = dict(
+        hidden_size=256,
+        intermediate_size=688,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        vocab_size=1000,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(**values, attn_implementation="sdpa")).to(torch.bfloat16).train()
+    shape = ModelShape.from_config({**values, "model_type": "qwen2"})
+    batch, length = 4, 128
+    saved: dict[int, int] = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        saved[storage.data_ptr()] = max(saved.get(storage.data_ptr(), 0), storage.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=torch.randint(0, 1000, (batch, length)), logits_to_keep=1)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    measured = sum(n for ptr, n in saved.items() if ptr not in params)
+    estimate = batch * length * shape.layers * shape.activation_bytes_per_token_layer()
+    assert measured == pytest.approx(estimate, rel=0.05)
