@@ -68,3 +68,18 @@ def test_llama_colocate_without_a_model_length_cannot_start(monkeypatch):
     )
     plan = plan_memory(recipe, num_processes=8)
     assert any("max_model_len 131072" in p for p in plan.problems)
+
+
+def test_plan_prints_the_memory_table(monkeypatch):
+    from typer.testing import CliRunner
+
+    from grpo_sim.cli import app
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("COLUMNS", "200")
+    result = CliRunner().invoke(app, ["plan", "recipes/qwen2.5-3b/triviaqa_lora_24gb.yaml"])
+    assert result.exit_code == 0, result.output
+    for expected in ("memory per training GPU", "vLLM reservation (colocate)", "total per GPU", "memory fits"):
+        assert expected in result.output
+    tight = CliRunner().invoke(app, ["plan", "recipes/qwen2.5-3b/triviaqa_lora_24gb.yaml", "--gpu-memory", "16GiB"])
+    assert tight.exit_code != 0 and "largest terms" in tight.output
