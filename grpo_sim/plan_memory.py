@@ -98,9 +98,9 @@ def strategy_of_config(config) -> str:
     return "ddp" if getattr(config, "world_size", 1) > 1 else "single"
 
 
-def longest_prompt_tokens(items) -> int | None:
-    """A generous token count of the longest prompt of paraphrase sets or prompt rows (characters / 3, plus the
-    chat template's markers)."""
+def longest_prompt_tokens(items, template: str | None = None, system_prompt: str | None = None) -> int | None:
+    """A generous token count of the longest prompt of paraphrase sets (formatted with the recipe's prompt
+    ``template``) or prompt rows: characters / 3, plus the system prompt and the chat template's markers."""
     if not items:
         return None
     if isinstance(items[0], dict):
@@ -113,7 +113,8 @@ def longest_prompt_tokens(items) -> int | None:
     else:
         from .data.schema import to_training_rows
 
-        texts = [" ".join(m["content"] for m in row["prompt"]) for row in to_training_rows(items)]
+        rows = to_training_rows(items, template)
+        texts = [" ".join(m["content"] for m in row["prompt"]) + (system_prompt or "") for row in rows]
     return max(len(t) for t in texts) // CHARS_PER_TOKEN + 32
 
 
@@ -122,7 +123,8 @@ def read_prompt_tokens(recipe: Recipe) -> int | None:
     from .runner.loading import load_data
 
     try:
-        return longest_prompt_tokens(load_data(recipe.data.train, recipe, "train"))
+        items = load_data(recipe.data.train, recipe, "train")
+        return longest_prompt_tokens(items, recipe.data.prompt, recipe.data.system_prompt)
     except (ValueError, OSError):
         return None
 
@@ -293,7 +295,7 @@ def check_memory_fits(
             recipe,
             num_processes=getattr(config, "world_size", None),
             gpu_memory=cuda_memory(),
-            prompt_tokens=longest_prompt_tokens(train_items),
+            prompt_tokens=longest_prompt_tokens(train_items, recipe.data.prompt, recipe.data.system_prompt),
             generation_batch=generation_batch,
             strategy=strategy_of_config(config) if config is not None else None,
         )
@@ -306,7 +308,7 @@ def check_memory_fits(
             num_processes=num_processes,
             accelerate_config=accelerate_config,
             gpu_memory=gpu_memory,
-            prompt_tokens=longest_prompt_tokens(train_items),
+            prompt_tokens=longest_prompt_tokens(train_items, recipe.data.prompt, recipe.data.system_prompt),
             generation_batch=generation_batch,
         )
     return plan.problems

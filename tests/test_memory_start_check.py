@@ -68,3 +68,17 @@ def test_check_on_a_gpu_machine_sizes_its_gpu(workspace, monkeypatch):
     monkeypatch.setattr(plan_memory, "cuda_memory", lambda: 64 * 2**20)
     result = cli.invoke(app, ["check", str(workspace / "tiny.yaml")])
     assert result.exit_code != 0 and "memory:" in result.output
+
+
+def test_prompt_tokens_follow_the_recipe_template(workspace):
+    """A longer prompt template makes longer prompts: the estimate formats the sets as training does."""
+    from grpo_sim.plan_memory import longest_prompt_tokens
+    from grpo_sim.recipe import load_recipe
+    from grpo_sim.runner.loading import load_sets
+
+    recipe = load_recipe(workspace / "tiny.yaml")
+    sets = load_sets(recipe.data.train, recipe, "train")
+    short = longest_prompt_tokens(sets, "{question}")
+    long = longest_prompt_tokens(sets, "rag_short_answer")
+    assert short < long
+    assert longest_prompt_tokens(sets, "{question}", "x" * 300) == short + 100  # the system prompt counts too
