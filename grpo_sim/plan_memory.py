@@ -202,7 +202,10 @@ def plan_memory(
             plan.source["gpu memory"] = "torch.cuda"
     else:
         plan.source["gpu memory"] = "--gpu-memory" if gpu_memory else "hardware.gpu_memory"
-    memory = parse_memory(memory_spec) if memory_spec is not None else None
+    try:
+        memory = parse_memory(memory_spec) if memory_spec is not None else None
+    except ValueError as exc:
+        raise ValueError(f"{plan.source.get('gpu memory', '--gpu-memory')}: {exc}") from None
 
     completion = int(training_value(recipe, "max_completion_length"))
     use_vllm = bool(training_value(recipe, "use_vllm"))

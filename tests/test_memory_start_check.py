@@ -25,6 +25,9 @@ def test_check_refuses_a_launch_over_the_gpu_memory(workspace):
     assert "Traceback" not in result.output
     fits = cli.invoke(app, ["check", str(workspace / "tiny.yaml"), "--gpu-memory", "80GiB"])
     assert fits.exit_code == 0, fits.output
+    bad = cli.invoke(app, ["check", str(workspace / "tiny.yaml"), "--gpu-memory", "eighty"])
+    assert bad.exit_code != 0 and "--gpu-memory: 'eighty' is not a memory size" in bad.output
+    assert "Traceback" not in bad.output
 
 
 def test_check_sizes_the_strategy_of_the_accelerate_config(workspace, monkeypatch):
