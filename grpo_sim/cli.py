@@ -67,6 +67,10 @@ def _quiet_on_non_main() -> None:
         transformers.logging.set_verbosity_error()
 
 
+#: the degeneration figures of an evaluation on ordinary rows shown in the run summary
+ROW_DEGENERATION_KEYS = ("empty_answer_rate", "repetitive_answer_rate", "modal_answer_share")
+
+
 def _summary_table(result, title: str = "grpo-sim run") -> Table:
     table = Table(title=f"{title}: {result.output_dir}")
     table.add_column("what")
@@ -87,7 +91,7 @@ def _summary_table(result, title: str = "grpo-sim run") -> Table:
             table.add_row(key + " (last log)", f"{result.last_metrics[key]:.4f}")
     if result.evaluation and result.evaluation.get("kind") == "rows":  # ordinary rows: answers vs references
         for key, value in result.evaluation.items():
-            if key.startswith(("reference_", "accuracy_")) and isinstance(value, float) or key == "empty_answer_rate":
+            if key.startswith(("reference_", "accuracy_")) and isinstance(value, float) or key in ROW_DEGENERATION_KEYS:
                 table.add_row(f"eval {key}", f"{value:.4f}")
         for warning in result.evaluation.get("warnings", []):
             table.add_row(Text("WARNING", style="bold red"), Text(warning, style="bold red", justify="left"))
@@ -117,6 +121,8 @@ def _summary_table(result, title: str = "grpo-sim run") -> Table:
             table.add_row(f"eval {what}", Text(value, justify="left"))
         for warning in result_warnings(evaluation):
             table.add_row(Text("WARNING", style="bold red"), Text(warning, style="bold red", justify="left"))
+    for key, name in ((result.evaluation or {}).get("config") or {}).get("encoders", {}).items():
+        table.add_row(f"eval encoder of {key}", Text(name, justify="left"))
     table.add_row("final model", str(result.final_model))
     if result.final_adapter is not None:
         table.add_row("LoRA adapter (merged into the final model)", str(result.final_adapter))

@@ -68,7 +68,8 @@ def load_reward_function(path: str) -> Callable:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValueError(
-            f"function {path!r}: cannot import module {module_name!r} ({exc}); is it installed or on PYTHONPATH?"
+            f"function {path!r}: cannot import module {module_name!r} ({exc}); is it installed, on PYTHONPATH, "
+            "or a .py file next to the recipe?"
         ) from None
     obj: Any = module
     for part in attr.split("."):

@@ -218,4 +218,7 @@ def evaluation_card_lines(evaluation: dict[str, Any] | None) -> list[str]:
             and key != "schema_version"
         ):
             lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    encoders = (evaluation.get("config") or {}).get("encoders") or {}
+    if encoders:
+        lines += [""] + [f"Encoder of `{key}`: {name}" for key, name in encoders.items()]
     return lines + [""]

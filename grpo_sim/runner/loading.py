@@ -47,8 +47,14 @@ def load_data(spec: str, recipe: Recipe, split: str):
     else:
         path = Path(spec)
         if not path.exists():
-            where = "" if path.is_absolute() else f" (relative to the current directory {Path.cwd()})"
-            raise RecipeError(f"data.{split}: {spec} does not exist{where}")
+            from ..recipe.paths import data_path_places
+
+            places = data_path_places(spec, recipe._source)
+            where = "" if path.is_absolute() else f" (looked for {' and '.join(map(str, places))})"
+            raise RecipeError(
+                f"data.{split}: {spec} does not exist{where}; a relative data path is read next to the recipe "
+                "file, else in the current directory"
+            )
         source = path
         if data.format == "paraphrase_sets" or path.is_dir() or path.suffix in (".gz", ".bz2", ".xz", ".zst"):
             first = {"paraphrases": None}
