@@ -120,3 +120,92 @@ def test_set_evaluation_flags_repetition_the_issue_saw():
     (warning,) = s["collapse_warnings"]
     assert "100% of the answers repeat a word or phrase 3+ times in a row" in warning
     assert collapse_warnings({"repetitive_answer_rate": 0.5}, who="baseline")[0].startswith("baseline: 50%")
+
+
+def test_table_flags_by_hand():
+    from grpo_sim.eval.degeneration import (
+        CONSISTENT_WRONG_MAX_ACCURACY,
+        CONSISTENT_WRONG_MIN_CONSISTENCY,
+        degeneration_flags,
+    )
+
+    assert (CONSISTENT_WRONG_MIN_CONSISTENCY, CONSISTENT_WRONG_MAX_ACCURACY) == (0.9, 0.1)
+    # the demo's --quick arms: consistency 1.000 and EM 0 with nothing else flagged
+    assert degeneration_flags({"consistency_e2e_exact": 1.0, "accuracy_em": 0.0, "empty_answer_rate": 0.0}) == [
+        "consistent but wrong (consistency 1.000, accuracy 0.000)"
+    ]
+    assert degeneration_flags({"consistency_e2e_exact": 0.89, "accuracy_em": 0.0}) == []
+    assert degeneration_flags({"consistency_e2e_exact": 0.95, "accuracy_em": 0.11}) == []
+    # every figure at its threshold; the cross-set modal answer is the empty one: flagged once, as empty
+    summary = {
+        "empty_answer_rate": 0.2,
+        "repetitive_answer_rate": 0.2,
+        "cross_set_modal_answer": "",
+        "cross_set_modal_answer_share": 0.9,
+        "cross_set_modal_answer_sets": 4,
+        "cross_set_modal_answer_gold_sets": 0,
+    }
+    assert degeneration_flags(summary) == ["empty answers 20%", "repetitive answers 20%"]
+    summary.update(cross_set_modal_answer="york", empty_answer_rate=0.0)
+    assert degeneration_flags(summary) == ["repetitive answers 20%", "one answer for different inputs 90%"]
+    # a shared answer that is the gold answer of every set giving it (yes/no questions) is not flagged
+    summary.update(cross_set_modal_answer_gold_sets=4)
+    assert degeneration_flags(summary) == ["repetitive answers 20%"]
+    # ordinary rows
+    rows = {"modal_answer": "york", "modal_answer_share": 0.5, "modal_answer_inputs": 2}
+    assert degeneration_flags(rows) == ["one answer for different inputs 50%"]
+
+
+def _demo_summary(collapsed: dict) -> dict:
+    healthy = {"accuracy_em": 0.6, "consistency_e2e_exact": 0.7, "empty_answer_rate": 0.0, "num_sets": 4}
+    return {
+        "base": healthy,
+        "ps_grpo": dict(healthy, **collapsed),
+        "settings": {"data": {"seed": 0}},
+        "train_stats": {},
+        "comparisons": {},
+    }
+
+
+def test_demo_table_gets_a_warning_row_under_a_degenerate_arm(capsys):
+    """`grpo-sim demo --quick` showed consistency 1.000 / EM 0 for every arm with no warning (issue #22)."""
+    from grpo_sim.demo.report import print_table
+
+    print_table(_demo_summary({"accuracy_em": 0.0, "consistency_e2e_exact": 1.0}))
+    out = capsys.readouterr().out
+    assert out.count("WARNING") == 1  # a warning row in the table; the warm start is healthy
+    assert out.index("WARNING") > out.index("PS-GRPO")
+    (line,) = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert line == ("warning: PS-GRPO: degenerate answers: consistent but wrong (consistency 1.000, accuracy 0.000)")
+
+
+def test_seed_table_gets_a_warning_row_for_a_degenerate_arm():
+    from grpo_sim.demo.report import combine_seeds, seeds_markdown
+
+    summaries = {
+        0: _demo_summary({"repetitive_answer_rate": 0.5}),
+        1: _demo_summary({}),
+    }
+    combined = combine_seeds(summaries)
+    assert combined["degeneration"]["ps_grpo"] == {0: ["repetitive answers 50%"], 1: []}
+    assert combined["degeneration"]["base"] == {0: [], 1: []}
+    text = seeds_markdown(combined)
+    (row,) = [line for line in text.splitlines() if line.startswith("| **warning")]
+    assert row == "| **warning: PS-GRPO** | degenerate answers | repetitive answers 50% | - | | |"
+
+
+def test_sweep_trials_carry_the_degeneration_of_their_evaluation(tmp_path):
+    import json
+
+    from grpo_sim.sweep.report import trial_degeneration
+
+    trial = tmp_path / "trial-0"
+    (trial / "eval").mkdir(parents=True)
+    assert trial_degeneration(str(trial)) == [] and trial_degeneration(None) == []  # no evaluation written
+    (trial / "eval" / "summary.json").write_text(
+        json.dumps({"consistency_e2e_exact": 1.0, "accuracy_em": 0.0, "empty_answer_rate": 0.5})
+    )
+    assert trial_degeneration(str(trial)) == [
+        "empty answers 50%",
+        "consistent but wrong (consistency 1.000, accuracy 0.000)",
+    ]

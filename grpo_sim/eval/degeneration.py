@@ -12,6 +12,8 @@ demo tables and the sweep table show their warnings next to the scores.
   :data:`REPETITIVE_ANSWER_WARN_RATE` of the answers.
 * **Empty answers**: no word after SQuAD normalisation (:func:`grpo_sim.similarity.text.normalize_answer`), warned at
   :data:`EMPTY_ANSWER_WARN_RATE`.
+* **Consistent but wrong** (result tables): consistency at least :data:`CONSISTENT_WRONG_MIN_CONSISTENCY` with
+  accuracy at most :data:`CONSISTENT_WRONG_MAX_ACCURACY` (the demo's ``--quick`` arms: consistency 1.000, EM 0).
 * **One answer for every input**: the most common (SQuAD-normalised, non-empty) answer given to two or more
   different inputs; warned when its share of the answers reaches :data:`MODAL_ANSWER_WARN_SHARE`, unless it is a
   reference answer of every input that gets it (questions whose answer really is ``yes``).
@@ -31,7 +33,10 @@ __all__ = [
     "REPEAT_MAX_PHRASE_WORDS",
     "REPEAT_MIN_COPIES",
     "REPETITIVE_ANSWER_WARN_RATE",
+    "CONSISTENT_WRONG_MAX_ACCURACY",
+    "CONSISTENT_WRONG_MIN_CONSISTENCY",
     "degeneration_figures",
+    "degeneration_flags",
     "degeneration_warnings",
     "is_repetitive",
     "modal_answer",
@@ -50,6 +55,10 @@ REPEAT_MIN_COPIES = 3
 REPEAT_MAX_PHRASE_WORDS = 4
 #: warn (degenerate output) when at least this share of the answers is repetitive
 REPETITIVE_ANSWER_WARN_RATE = 0.2
+#: a result row with consistency at least this high ...
+CONSISTENT_WRONG_MIN_CONSISTENCY = 0.9
+#: ... and accuracy at most this low is flagged: the same wrong answer to every wording is not a gain
+CONSISTENT_WRONG_MAX_ACCURACY = 0.1
 
 _EDGE_PUNCT = string.punctuation + "\u201c\u201d\u2018\u2019"
 
@@ -163,3 +172,44 @@ def degeneration_warnings(figures: Mapping[str, Any], who: str | None = None) ->
                 f"(warning at {100 * MODAL_ANSWER_WARN_SHARE:.0f}%): one answer for every input is degenerate output"
             )
     return out
+
+
+def degeneration_flags(
+    summary: Mapping[str, Any],
+    consistency_key: str | None = "consistency_e2e_exact",
+    accuracy_key: str | None = "accuracy_em",
+) -> list[str]:
+    """Short flags for one row of a result table (an evaluation summary): ``"empty answers 100%"``,
+    ``"repetitive answers 80%"``, ``"one answer for different inputs 75%"`` (the set evaluation's cross-set modal
+    answer, or the row evaluation's modal answer, unless it is the gold answer of every input giving it) and
+    ``"consistent but wrong (consistency 1.000, accuracy 0.000)"``, each at its named threshold; empty when none."""
+    flags = []
+    empty = summary.get("empty_answer_rate")
+    if empty is not None and empty >= EMPTY_ANSWER_WARN_RATE:
+        flags.append(f"empty answers {100 * empty:.0f}%")
+    repetitive = summary.get("repetitive_answer_rate")
+    if repetitive is not None and repetitive >= REPETITIVE_ANSWER_WARN_RATE:
+        flags.append(f"repetitive answers {100 * repetitive:.0f}%")
+    for share_key, inputs_key, gold_key, answer_key in (
+        ("cross_set_modal_answer_share", "cross_set_modal_answer_sets", "cross_set_modal_answer_gold_sets", None),
+        ("modal_answer_share", "modal_answer_inputs", "modal_answer_reference_inputs", "modal_answer"),
+    ):
+        share = summary.get(share_key)
+        if share is None or share < MODAL_ANSWER_WARN_SHARE or (answer_key and summary.get(answer_key) is None):
+            continue
+        inputs, gold = summary.get(inputs_key), summary.get(gold_key)
+        if gold is not None and inputs and gold >= inputs:
+            continue
+        if share_key == "cross_set_modal_answer_share" and summary.get("cross_set_modal_answer") == "" and empty:
+            continue  # the empty answer: already flagged as empty
+        flags.append(f"one answer for different inputs {100 * share:.0f}%")
+    consistency = summary.get(consistency_key) if consistency_key else None
+    accuracy = summary.get(accuracy_key) if accuracy_key else None
+    if (
+        consistency is not None
+        and accuracy is not None
+        and consistency >= CONSISTENT_WRONG_MIN_CONSISTENCY
+        and accuracy <= CONSISTENT_WRONG_MAX_ACCURACY
+    ):
+        flags.append(f"consistent but wrong (consistency {consistency:.3f}, accuracy {accuracy:.3f})")
+    return flags
