@@ -316,7 +316,9 @@ def import_cmd(
             sets = import_dataset(cname, path, split=split, limit=limit, notes=notes, **kwargs)
         if not sets:
             _fail(f"{path}: no questions found (empty file or every row filtered)")
-        n_corpus = export_corpus(sets, corpus_out) if corpus_out is not None else None  # empty: error, nothing written
+        corpus_notes: list[str] = []
+        # empty: error, nothing written; TriviaQA without evidence: the search-result snippets (said in corpus_notes)
+        n_corpus = export_corpus(sets, corpus_out, corpus_notes) if corpus_out is not None else None
         if out_format == "prompts":
             from .ops import prompt_rows_from_sets
 
@@ -334,6 +336,8 @@ def import_cmd(
             _echo(_prompt_rows_report(rows, out, None))
         if n_corpus is not None:
             _echo(f"wrote {n_corpus} distinct passages -> {corpus_out}")
+        for note in corpus_notes:
+            _echo(f"note: {note}")
         for note in notes:
             typer.echo(f"warning: {note}", err=True)
     except _BAD_INPUT as e:
@@ -348,14 +352,17 @@ def corpus_cmd(
     """Export the dataset-provided passages (metadata.passages) of a paraphrase-set file as a corpus."""
     from .importers import export_corpus
 
+    corpus_notes: list[str] = []
     try:
         sets = load_psets(in_file)
-        n = export_corpus(sets, out)
+        n = export_corpus(sets, out, corpus_notes)
     except _BAD_INPUT as e:
         _fail(str(e))
     if n == 0:
         _fail(f"{in_file}: no set has metadata.passages (TriviaQA needs --evidence-dir at import; ELI5 has none)")
     _echo(f"wrote {n} distinct passages -> {out}")
+    for note in corpus_notes:
+        _echo(f"note: {note}")
 
 
 # ------------------------------------------------------------------------------------------

@@ -80,14 +80,14 @@ def print_table(summary: Mapping[str, Any]) -> None:
 
 
 def add_warning_row(table: Any, row: Mapping[str, Any], n_cells: int) -> list[str]:
-    """Under a degenerate policy's row, a red warning row naming what is degenerate
-    (:func:`grpo_sim.eval.degeneration.degeneration_flags`: empty or repetitive answers, one answer for different
-    questions, consistent but wrong); returns the flags (none: no row)."""
+    """Under a degenerate policy's row, a red warning row (:func:`grpo_sim.eval.degeneration.degeneration_flags`:
+    empty or repetitive answers, one answer for different questions, consistent but wrong); returns the flags
+    (none: no row), which :func:`print_warning_lines` prints in full below the table."""
     from rich.text import Text
 
     flags = degeneration_flags(row)
-    if flags:
-        table.add_row(Text("  ^ WARNING: " + "; ".join(flags), style="bold red"), *[""] * n_cells)
+    if flags:  # the flags in full go below the table (print_warning_lines): a long cell would wrap the table
+        table.add_row(Text("  ^ WARNING: degenerate answers", style="bold red"), *[""] * n_cells)
     return flags
 
 
