@@ -85,6 +85,7 @@ def _summary_table(result, title: str = "grpo-sim run") -> Table:
         "ps_grpo/agreement",
         "ps_grpo/frac_empty",
         "ps_grpo/frac_sets_identical",
+        "ps_grpo/frac_repetitive",
         "completions/mean_length",
     ):
         if key in result.last_metrics and result.last_metrics[key] is not None:

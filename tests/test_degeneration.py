@@ -209,3 +209,25 @@ def test_sweep_trials_carry_the_degeneration_of_their_evaluation(tmp_path):
         "empty answers 50%",
         "consistent but wrong (consistency 1.000, accuracy 0.000)",
     ]
+
+
+def test_training_logs_and_warns_about_repetitive_completions(caplog):
+    """The batch statistics the trainer logs (ps_grpo/frac_repetitive, in the run summary) and its warning."""
+    import logging
+    from types import SimpleNamespace
+
+    from grpo_sim.rewards import set_statistics
+    from grpo_sim.trainer import PSGRPOTrainer
+
+    stats = set_statistics(["The The The The", "Paris", "York York York", "Rome"], ["a", "a", "b", "b"], [0, 1, 0, 1])
+    assert stats["frac_repetitive"] == 0.5
+    fake = SimpleNamespace(state=SimpleNamespace(global_step=7))
+    with caplog.at_level(logging.WARNING, logger="grpo_sim.trainer"):
+        PSGRPOTrainer._warn_on_repetition(fake, 0.19)
+        assert not caplog.records
+        PSGRPOTrainer._warn_on_repetition(fake, 0.5)
+        (record,) = caplog.records
+        assert "degenerate completions at step 7: 50% repeat a word or phrase 3+ times in a row" in record.getMessage()
+        fake.state.global_step = 12  # at most one warning per 10 steps
+        PSGRPOTrainer._warn_on_repetition(fake, 0.5)
+        assert len(caplog.records) == 1

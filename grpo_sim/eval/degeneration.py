@@ -6,7 +6,8 @@ same string for every question), and such answers score high consistency. These 
 answers (the answers of paraphrase sets or of ordinary rows); the evaluation summaries, the end-of-run summary, the
 demo tables and the sweep table show their warnings next to the scores.
 
-* **Repetition**: an answer is *repetitive* when a phrase of 1 to :data:`REPEAT_MAX_PHRASE_WORDS` words occurs
+* **Repetition** (:func:`grpo_sim.similarity.text.is_repetitive`, in the core so that training can log it too): an
+  answer is *repetitive* when a phrase of 1 to :data:`REPEAT_MAX_PHRASE_WORDS` words occurs
   :data:`REPEAT_MIN_COPIES` or more times in a row (words compared lower-cased, punctuation at their edges removed):
   ``"The The The"``, ``"York York York"``, ``"new york new york new york"``. Warned at
   :data:`REPETITIVE_ANSWER_WARN_RATE` of the answers.
@@ -21,11 +22,17 @@ demo tables and the sweep table show their warnings next to the scores.
 
 from __future__ import annotations
 
-import string
 from collections import Counter
 from typing import Any, Mapping, Sequence
 
-from ..similarity.text import normalize_answer
+from ..similarity.text import (
+    REPEAT_MAX_PHRASE_WORDS,
+    REPEAT_MIN_COPIES,
+    REPETITIVE_ANSWER_WARN_RATE,
+    is_repetitive,
+    normalize_answer,
+    repetitive_answer_rate,
+)
 
 __all__ = [
     "EMPTY_ANSWER_WARN_RATE",
@@ -49,41 +56,10 @@ EMPTY_ANSWER_WARN_RATE = 0.2
 #: warn (possible collapse) when at least this share of the answers is one answer given to different inputs;
 #: a healthy model repeats an answer across questions only where their gold answers coincide (yes/no)
 MODAL_ANSWER_WARN_SHARE = 0.3
-#: a phrase repeated this many times in a row makes an answer repetitive
-REPEAT_MIN_COPIES = 3
-#: the longest phrase (in words) whose repetition is looked for
-REPEAT_MAX_PHRASE_WORDS = 4
-#: warn (degenerate output) when at least this share of the answers is repetitive
-REPETITIVE_ANSWER_WARN_RATE = 0.2
 #: a result row with consistency at least this high ...
 CONSISTENT_WRONG_MIN_CONSISTENCY = 0.9
 #: ... and accuracy at most this low is flagged: the same wrong answer to every wording is not a gain
 CONSISTENT_WRONG_MAX_ACCURACY = 0.1
-
-_EDGE_PUNCT = string.punctuation + "\u201c\u201d\u2018\u2019"
-
-
-def _words(text: str) -> list[str]:
-    words = (w.strip(_EDGE_PUNCT).lower() for w in text.split())
-    return [w for w in words if w]
-
-
-def is_repetitive(
-    text: str, min_copies: int = REPEAT_MIN_COPIES, max_phrase_words: int = REPEAT_MAX_PHRASE_WORDS
-) -> bool:
-    """Whether a phrase of 1..``max_phrase_words`` words occurs ``min_copies`` or more times in a row in ``text``."""
-    words = _words(text)
-    for size in range(1, max_phrase_words + 1):
-        for start in range(0, len(words) - size * min_copies + 1):
-            phrase = words[start : start + size]
-            if all(words[start + k * size : start + (k + 1) * size] == phrase for k in range(1, min_copies)):
-                return True
-    return False
-
-
-def repetitive_answer_rate(answers: Sequence[str]) -> float:
-    """The share of ``answers`` that :func:`is_repetitive` flags (0.0 for no answers)."""
-    return sum(map(is_repetitive, answers)) / len(answers) if answers else 0.0
 
 
 def modal_answer(
