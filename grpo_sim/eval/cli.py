@@ -308,6 +308,7 @@ def _run_rows(
     backend: str,
     n_boot: int,
     max_sets: Optional[int],
+    embedding_model: Optional[str],
     judge_url: Optional[str],
     prompt_column: Optional[str],
     answers_column: str,
@@ -343,6 +344,8 @@ def _run_rows(
     similarities = {}
     for spec in parse_metrics(metrics):
         key, resolved = metric_key(spec)
+        if resolved == "embedding" and embedding_model is not None:
+            resolved = f"embedding:model={embedding_model}"
         similarities[f"accuracy_{key}"] = (resolved, "answers")
     summary = evaluate_rows(
         model,

@@ -487,6 +487,10 @@ def summarize_with_details(
     summary["cross_set_modal_answer_sets"] = modal_sets
     summary["cross_set_modal_answer_gold_sets"] = modal_gold_sets
     summary["collapse_warnings"] = collapse_warnings(summary)
+    # the encoder (model @ revision) of every embedding metric: "embedding" alone does not say which
+    summary["encoders"] = {
+        key: metric.encoder() for key, metric in resolved if callable(getattr(metric, "encoder", None))
+    }
     if notes:
         summary["data_note"] = "; ".join(notes)
     if judge is not None and hasattr(judge, "stats"):
