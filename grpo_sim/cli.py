@@ -276,10 +276,13 @@ def check_command(
             "number of paraphrases per set is unknown without the data (set data.paraphrases_per_set)",
             soft_wrap=True,
         )
+    ordinary = bool(decisions.train_sets) and isinstance(decisions.train_sets[0], dict)
     data = (
-        f"{len(decisions.train_sets)} training sets x {decisions.paraphrases_per_set} paraphrases, "
-        if not no_data
-        else ""
+        ""
+        if no_data
+        else f"{len(decisions.train_sets)} training rows of ordinary prompts, one group each, "
+        if ordinary
+        else f"{len(decisions.train_sets)} training sets x {decisions.paraphrases_per_set} paraphrases, "
     )
     console.print(
         f"[green]{recipe}: valid[/green] ({data}batches fit {num_processes} process(es))"

@@ -305,3 +305,16 @@ def test_encoder_names(tmp_path):
     assert encoder_name("intfloat/e5-base-v2") == "intfloat/e5-base-v2 @ main (unpinned)"
     found = encoders({"e": "embedding", "b": "bmas", "x": "bleu2", "m": {"name": "embedding", "model": "org/m"}})
     assert set(found) == {"e", "b", "m"} and found["m"] == "org/m @ main (unpinned)"
+
+
+def test_check_finds_data_next_to_the_recipe_and_counts_rows(tmp_path, monkeypatch):
+    folder = tmp_path / "recipes"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "train.jsonl").write_text(
+        "".join(json.dumps({"question": f"q{i}?", "answers": ["a"]}) + "\n" for i in range(3))
+    )
+    (folder / "r.yaml").write_text(RECIPE)
+    monkeypatch.chdir(tmp_path)  # not the recipe's directory
+    r = run("check", folder / "r.yaml")
+    assert r.exit_code == 0, r.output
+    assert "valid (3 training rows of ordinary prompts, one group each" in " ".join(r.output.split())
