@@ -318,3 +318,10 @@ def test_check_finds_data_next_to_the_recipe_and_counts_rows(tmp_path, monkeypat
     r = run("check", folder / "r.yaml")
     assert r.exit_code == 0, r.output
     assert "valid (3 training rows of ordinary prompts, one group each" in " ".join(r.output.split())
+
+
+def test_a_data_source_name_is_never_taken_for_a_path(tmp_path, monkeypatch):
+    (tmp_path / "demo").mkdir()  # a directory named like the bundled data source, in the current directory
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.yaml").write_text(RECIPE.replace("data/train.jsonl", "demo"))
+    assert load_recipe(tmp_path / "r.yaml").data.train == "demo"

@@ -86,9 +86,14 @@ def check_recipe(data: dict[str, Any], source: str = "<recipe>") -> tuple[Recipe
     if recipe is not None:
         recipe.training = coerced
         recipe._source = source
-        # data paths relative to the recipe file (else the current directory): recipe/paths.py
-        recipe.data.train = resolve_data_path(recipe.data.train, source)
-        recipe.data.eval = resolve_data_path(recipe.data.eval, source)
+        # data paths relative to the recipe file (else the current directory): recipe/paths.py; a registered data
+        # source's name (data.train: demo) is never a path
+        from ..sources import DATA_SOURCES
+
+        if recipe.data.train not in DATA_SOURCES:
+            recipe.data.train = resolve_data_path(recipe.data.train, source)
+        if recipe.data.eval not in DATA_SOURCES:
+            recipe.data.eval = resolve_data_path(recipe.data.eval, source)
     return recipe, problems
 
 
