@@ -121,6 +121,7 @@ def test_eli5_release_file_to_prompt_rows(tmp_path):
     assert len(rows) == 5 and all(set(row) == {"id", "question", "answers"} and row["answers"] for row in rows)
     assert rows[0]["id"] == "5lcm18"
     assert "data.format: prompts" in r.output
+    assert "passages" not in r.output.replace("0 dataset passages", "")  # rows need none: no warning about them
     r = run("data", "import", "eli5", REALDATA / "eli5_category_test.sample.json", "--out", out, "--format", "x")
     assert r.exit_code == 2 and "unknown --format 'x'" in r.output
 

@@ -338,8 +338,12 @@ def import_cmd(
             _echo(f"wrote {n_corpus} distinct passages -> {corpus_out}")
         for note in corpus_notes:
             _echo(f"note: {note}")
+        from .importers.common import missing_passages_message
+
+        no_passages = missing_passages_message(sets) if out_format == "prompts" else None
         for note in notes:
-            typer.echo(f"warning: {note}", err=True)
+            if note != no_passages:  # ordinary rows carry no passages: that note does not apply to them
+                typer.echo(f"warning: {note}", err=True)
     except _BAD_INPUT as e:
         _fail(str(e))
 
