@@ -82,6 +82,10 @@ def _quiet_on_non_main() -> None:
         transformers.logging.set_verbosity_error()
 
 
+#: the degeneration figures of an evaluation on ordinary rows shown in the run summary
+ROW_DEGENERATION_KEYS = ("empty_answer_rate", "repetitive_answer_rate", "modal_answer_share")
+
+
 def _summary_table(result, title: str = "grpo-sim run") -> Table:
     table = Table(title=f"{title}: {result.output_dir}")
     table.add_column("what")
@@ -96,13 +100,14 @@ def _summary_table(result, title: str = "grpo-sim run") -> Table:
         "ps_grpo/agreement",
         "ps_grpo/frac_empty",
         "ps_grpo/frac_sets_identical",
+        "ps_grpo/frac_repetitive",
         "completions/mean_length",
     ):
         if key in result.last_metrics and result.last_metrics[key] is not None:
             table.add_row(key + " (last log)", f"{result.last_metrics[key]:.4f}")
     if result.evaluation and result.evaluation.get("kind") == "rows":  # ordinary rows: answers vs references
         for key, value in result.evaluation.items():
-            if key.startswith(("reference_", "accuracy_")) and isinstance(value, float) or key == "empty_answer_rate":
+            if key.startswith(("reference_", "accuracy_")) and isinstance(value, float) or key in ROW_DEGENERATION_KEYS:
                 table.add_row(f"eval {key}", f"{value:.4f}")
         for warning in result.evaluation.get("warnings", []):
             table.add_row(Text("WARNING", style="bold red"), Text(warning, style="bold red", justify="left"))
@@ -132,6 +137,8 @@ def _summary_table(result, title: str = "grpo-sim run") -> Table:
             table.add_row(f"eval {what}", Text(value, justify="left"))
         for warning in result_warnings(evaluation):
             table.add_row(Text("WARNING", style="bold red"), Text(warning, style="bold red", justify="left"))
+    for key, name in ((result.evaluation or {}).get("config") or {}).get("encoders", {}).items():
+        table.add_row(f"eval encoder of {key}", Text(name, justify="left"))
     table.add_row("final model", str(result.final_model))
     if result.final_adapter is not None:
         table.add_row("LoRA adapter (merged into the final model)", str(result.final_adapter))
@@ -297,10 +304,13 @@ def check_command(
             "number of paraphrases per set is unknown without the data (set data.paraphrases_per_set)",
             soft_wrap=True,
         )
+    ordinary = bool(decisions.train_sets) and isinstance(decisions.train_sets[0], dict)
     data = (
-        f"{len(decisions.train_sets)} training sets x {decisions.paraphrases_per_set} paraphrases, "
-        if not no_data
-        else ""
+        ""
+        if no_data
+        else f"{len(decisions.train_sets)} training rows of ordinary prompts, one group each, "
+        if ordinary
+        else f"{len(decisions.train_sets)} training sets x {decisions.paraphrases_per_set} paraphrases, "
     )
     console.print(
         f"[green]{recipe}: valid[/green] ({data}batches fit {num_processes} process(es))"

@@ -70,7 +70,8 @@ def load_reward_function(path: str) -> Callable:
         if exc.name is None or not (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise ValueError(_import_failure(path, module_name, exc)) from None  # an import inside the module
         raise ValueError(
-            f"function {path!r}: cannot import module {module_name!r} ({exc}); is it installed or on PYTHONPATH?"
+            f"function {path!r}: cannot import module {module_name!r} ({exc}); is it installed, on PYTHONPATH, "
+            "or a .py file next to the recipe?"
         ) from None
     except Exception as exc:  # the module itself fails while importing: a syntax error, an error at module level
         raise ValueError(_import_failure(path, module_name, exc)) from None

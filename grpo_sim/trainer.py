@@ -58,6 +58,7 @@ from .rewards import (
 )
 from .sampler import ParaphraseSetSampler, SetLayoutError, build_set_layout, check_batch_fits_sets
 from .similarity import get_similarity
+from .similarity.text import REPEAT_MIN_COPIES, REPETITIVE_ANSWER_WARN_RATE, repetitive_answer_rate
 
 logger = logging.getLogger(__name__)
 
@@ -634,6 +635,10 @@ class PSGRPOTrainer(GRPOTrainer):
             trl_internals.log_metric(
                 self, mode, "ps_grpo/frac_penalised", float(short.mean()) if self.args.collapse_penalty else 0.0
             )
+            repetitive = repetitive_answer_rate(texts)  # "The The The ...": degenerate whatever the reward says
+            trl_internals.log_metric(self, mode, "ps_grpo/frac_repetitive", repetitive)
+            if mode == "train":
+                self._warn_on_repetition(repetitive)
         return rewards_per_func
 
     def _log_set_statistics(self, mode, texts, set_ids, para_ids, combined, short) -> None:
@@ -647,11 +652,31 @@ class PSGRPOTrainer(GRPOTrainer):
             "ps_grpo/frac_reward_zero_std_paraphrase": stats["frac_zero_std_paraphrase"],
             "ps_grpo/frac_reward_zero_std_set": stats["frac_zero_std_set"],
             "ps_grpo/frac_penalised": float(short.mean()) if self.args.collapse_penalty else 0.0,
+            "ps_grpo/frac_repetitive": stats["frac_repetitive"],
         }
         for key, value in logged.items():
             trl_internals.log_metric(self, mode, key, value)
         if mode == "train":
             self._warn_on_collapse(stats)
+            self._warn_on_repetition(stats["frac_repetitive"])
+
+    def _warn_on_repetition(self, rate: float) -> None:
+        """A warning (at most every COLLAPSE_WARNING_EVERY_STEPS steps) when completions repeat a word or phrase."""
+        if not rate >= REPETITIVE_ANSWER_WARN_RATE:
+            return
+        if self.state.global_step - getattr(self, "_last_repetition_warning_step", -COLLAPSE_WARNING_EVERY_STEPS) < (
+            COLLAPSE_WARNING_EVERY_STEPS
+        ):
+            return
+        self._last_repetition_warning_step = self.state.global_step
+        logger.warning(
+            "degenerate completions at step %d: %.0f%% repeat a word or phrase %d+ times in a row (e.g. 'The The "
+            "The'; warning at %.0f%%); check the completions, lower the learning rate or raise the temperature",
+            self.state.global_step,
+            100 * rate,
+            REPEAT_MIN_COPIES,
+            100 * REPETITIVE_ANSWER_WARN_RATE,
+        )
 
     def _warn_on_collapse(self, stats: dict[str, float]) -> None:
         entropy = trl_internals.last_metric(self, "train", "entropy")

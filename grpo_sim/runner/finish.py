@@ -184,6 +184,11 @@ def describe_term(term: dict[str, Any]) -> str:
         what = "majority answer of the other paraphrases (Co-Reward)"
     else:
         what = f"`{term['function']}`" + (f" with {term['kwargs']}" if term.get("kwargs") else "")
+    if kind in ("consistency", "reference"):
+        from ..eval.metrics import encoders
+
+        encoder = encoders({"term": term["similarity"]}).get("term")
+        what += f", encoder {encoder}" if encoder else ""
     return f"{term.get('weight', 1.0)} x {term.get('name', kind)} ({kind}): {what}"
 
 
@@ -237,4 +242,7 @@ def evaluation_card_lines(evaluation: dict[str, Any] | None) -> list[str]:
             and key != "schema_version"
         ):
             lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    encoders = (evaluation.get("config") or {}).get("encoders") or {}
+    if encoders:
+        lines += [""] + [f"Encoder of `{key}`: {name}" for key, name in encoders.items()]
     return lines + [""]

@@ -88,8 +88,14 @@ def load_data(spec: str, recipe: Recipe, split: str):
     else:
         path = Path(spec)
         if not path.exists():
-            where = "" if path.is_absolute() else f" (relative to the current directory {Path.cwd()})"
-            raise RecipeError(f"data.{split}: {spec} does not exist{where}")
+            from ..recipe.paths import data_path_places
+
+            places = data_path_places(spec, recipe._source)
+            where = "" if path.is_absolute() else f" (looked for {' and '.join(map(str, places))})"
+            raise RecipeError(
+                f"data.{split}: {spec} does not exist{where}; a relative data path is read next to the recipe "
+                "file, else in the current directory"
+            )
         source = path
         if data.format == "paraphrase_sets" or path.is_dir() or path.suffix in (".gz", ".bz2", ".xz", ".zst"):
             first = {"paraphrases": None}
@@ -105,6 +111,12 @@ def load_data(spec: str, recipe: Recipe, split: str):
     sets = data.format == "paraphrase_sets" or (data.format == "auto" and looks_like_paraphrase_sets(first))
     if sets:
         return load_psets(source)
+    if data.format == "prompts" and looks_like_paraphrase_sets(first) and first.get("paraphrases") is not None:
+        # read as prompt rows, a set file would train on its set ids without paraphrase ids (a failure in TRL)
+        raise RecipeError(
+            f"data.{split}: {spec} holds paraphrase sets, but data.format is prompts: write ordinary rows from it "
+            f"with grpo-sim data prompts {spec} --out ROWS.jsonl (or set data.format: auto to train on the sets)"
+        )
     rows = source if not isinstance(source, Path) else read_jsonl_rows(source)
     limit = data.max_train_sets if split == "train" else data.max_eval_sets
     return prompt_rows(rows, spec, data.columns, data.system_prompt, limit)
@@ -118,7 +130,10 @@ def load_sets(spec: str, recipe: Recipe, split: str):
     """Paraphrase sets (see :func:`load_data`); ordinary rows are an error here."""
     items = load_data(spec, recipe, split)
     if is_prompt_rows(items):
-        raise RecipeError(f"data.{split}: {spec} holds ordinary prompts, not paraphrase sets")
+        raise RecipeError(
+            f"data.{split}: {spec} holds ordinary prompts, not paraphrase sets (this needs sets: "
+            "grpo-sim data import / paraphrase write them)"
+        )
     return items
 
 
