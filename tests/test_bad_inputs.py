@@ -807,7 +807,12 @@ def test_reward_module_that_fails_to_import_is_named(ws, tmp_path, monkeypatch, 
     term = f"rewards=[{{type: consistency}}, {{type: function, function: '{module}:f'}}]"
     result = invoke("check", ws / "recipe.yaml", "--set", "reward={}", "--set", term)
     assert_clean_failure(
-        result, "rewards[1].function", f"importing module {module!r} failed", str(tmp_path / f"{module}.py"), *fragments
+        result,
+        "1 problem(s)",  # once, not again in GRPOConfig's words
+        "rewards[1].function",
+        f"importing module {module!r} failed",
+        str(tmp_path / f"{module}.py"),
+        *fragments,
     )
 
 
