@@ -19,7 +19,7 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -255,8 +255,12 @@ def sft_command(
 def check_command(
     recipe: Path = typer.Argument(..., help="YAML recipe"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
-    num_processes: int = typer.Option(
-        1, "--num-processes", "-p", min=1, help="training processes over all machines (for the batch arithmetic)"
+    num_processes: Optional[int] = typer.Option(
+        None,
+        "--num-processes",
+        "-p",
+        min=1,
+        help="training processes over all machines (for the batch arithmetic; default: hardware.num_processes or 1)",
     ),
     num_machines: int = typer.Option(1, "--num-machines", "-m", min=1, help="machines (nodes)"),
     no_data: bool = typer.Option(
@@ -264,17 +268,26 @@ def check_command(
         "--no-data",
         help="do not read the data files (e.g. they live on the cluster); n then comes from data.paraphrases_per_set",
     ),
+    gpu_memory: Optional[str] = typer.Option(
+        None, "--gpu-memory", help="memory of one GPU (80GiB, 24GiB): check that the launch fits (default: hardware)"
+    ),
+    accelerate_config: Optional[str] = typer.Option(
+        None, "--accelerate-config", help="the launch's accelerate config (strategy) for the memory check"
+    ),
     ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Run every check `train` makes before it starts: recipe keys, types and ranges, similarities, prompt
-    template, GRPOConfig, the data files and the batch arithmetic; report all problems at once."""
+    template, GRPOConfig, the data files, the batch arithmetic and whether the launch fits its GPUs' memory (with
+    --gpu-memory, the recipe's hardware section, or this machine's GPU); report all problems at once."""
     from .runner import check_start, cpu_defaults
 
-    start = dict(num_processes=num_processes, num_machines=num_machines, read_data=not no_data)
+    start: dict[str, Any] = dict(num_processes=num_processes or 1, num_machines=num_machines, read_data=not no_data)
     try:
         set_ = _with_trl_flags(set_, ctx.args if ctx else [])
         parsed = load_recipe_reporting_all(recipe, set_, **start)
-        decisions = check_start(cpu_defaults(parsed), **start)
+        num_processes = start["num_processes"] = num_processes or parsed.hardware.num_processes or 1
+        memory = dict(gpu_memory=gpu_memory, accelerate_config=accelerate_config)
+        decisions = check_start(cpu_defaults(parsed), **start, **memory)
     except user_errors() as exc:
         missing_data = any(
             p.startswith(("data.train:", "data.eval:")) and "does not exist" in p for p in getattr(exc, "problems", [])
@@ -309,23 +322,51 @@ def check_command(
 
 def plan_command(
     recipe: Path = typer.Argument(..., help="YAML recipe"),
-    num_processes: int = typer.Option(1, "--num-processes", "-p", help="training processes over all machines"),
+    num_processes: Optional[int] = typer.Option(
+        None,
+        "--num-processes",
+        "-p",
+        help="training processes over all machines (default: hardware.num_processes or 1)",
+    ),
     num_machines: int = typer.Option(1, "--num-machines", "-m", help="machines (nodes)"),
     paraphrases_per_set: Optional[int] = typer.Option(
         None, "--paraphrases-per-set", "-n", help="n, when it cannot be read from the data"
     ),
     vllm_data_parallel: int = typer.Option(1, "--vllm-data-parallel", help="the vLLM server's data parallel size"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
+    accelerate_config: Optional[str] = typer.Option(
+        None,
+        "--accelerate-config",
+        "-c",
+        help="the launch's accelerate config: its strategy (DDP, ZeRO-2/3, FSDP) sizes the memory table "
+        "(default: hardware.accelerate_config)",
+    ),
+    gpu_memory: Optional[str] = typer.Option(
+        None, "--gpu-memory", help="memory of one GPU: 80GiB, 24GiB (default: hardware.gpu_memory, else torch.cuda)"
+    ),
+    prompt_tokens: Optional[int] = typer.Option(
+        None, "--prompt-tokens", help="longest prompt in tokens (default: from the data, else vllm_max_model_length)"
+    ),
     ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
-    """Print the batch arithmetic of a recipe for a launch, its divisibility problems and vLLM settings TRL rejects."""
+    """Print the batch arithmetic of a recipe for a launch, its divisibility problems and vLLM settings TRL rejects,
+    and the memory of one training GPU (terms, total against the GPU's memory)."""
     from .plan import plan_batches
+    from .plan_memory import plan_memory, read_prompt_tokens
     from .recipe import load_recipe
 
     try:
         overrides = _with_trl_flags(set_, ctx.args if ctx else [])
-        plan = plan_batches(
-            load_recipe(recipe, overrides), num_processes, num_machines, paraphrases_per_set, vllm_data_parallel
+        parsed = load_recipe(recipe, overrides)
+        num_processes = num_processes or parsed.hardware.num_processes or 1
+        plan = plan_batches(parsed, num_processes, num_machines, paraphrases_per_set, vllm_data_parallel)
+        memory = plan_memory(
+            parsed,
+            num_processes,
+            accelerate_config,
+            gpu_memory,
+            prompt_tokens if prompt_tokens is not None else read_prompt_tokens(parsed),
+            plan.generation_batch,
         )
     except user_errors() as exc:
         fail(str(exc))
@@ -338,13 +379,38 @@ def plan_command(
     out.print(table)
     for note in plan.notes:
         out.print(f"[cyan]note:[/cyan] {escape(note)}", soft_wrap=True)
-    for warning in plan.warnings:
+    if memory.estimate is not None:
+        print_memory_table(out, memory, f"memory per training GPU: {recipe} on {num_processes} process(es)")
+    for note in memory.notes:
+        out.print(f"[cyan]note:[/cyan] {escape(note)}", soft_wrap=True)
+    for warning in plan.warnings + memory.warnings:
         console.print(f"[bold yellow]warning:[/bold yellow] {escape(warning)}", soft_wrap=True)
-    if plan.problems:
-        for problem in plan.problems:
+    if plan.problems or memory.problems:
+        for problem in plan.problems + memory.problems:
             console.print(f"[bold red]problem:[/bold red] {escape(problem)}", soft_wrap=True)
         raise typer.Exit(2)
     out.print("[green]batch settings fit: every generation batch holds whole paraphrase sets[/green]")
+    if memory.estimate is not None and memory.estimate.fits() is not None:
+        out.print(f"[green]memory fits: {memory.estimate.total / 2**30:.1f} GiB per training GPU[/green]")
+
+
+def print_memory_table(out: Console, memory, title: str) -> None:
+    """The memory table of :func:`grpo_sim.plan_memory.plan_memory`: terms, total, GPU; where the inputs came from."""
+    table = Table(title=title)
+    table.add_column("term")
+    table.add_column("per GPU", justify="right")
+    table.add_column("how")
+    for what, size, how in memory.estimate.rows():
+        table.add_row(what, size, escape(how))
+    out.print(table)
+    launch = memory.estimate.launch
+    inputs = [
+        f"model {launch.shape.name} ({launch.shape.params / 1e9:.2f}B params)",
+        f"strategy {launch.strategy} on {launch.num_gpus} GPU(s)",
+        f"batch {launch.batch} x ({launch.prompt_tokens} prompt + {launch.completion_tokens} completion) tokens",
+    ]
+    inputs += [f"{what}: {where}" for what, where in memory.source.items()]
+    out.print(f"[cyan]memory inputs:[/cyan] {escape('; '.join(inputs))}", soft_wrap=True)
 
 
 def demo_command(

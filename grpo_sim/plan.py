@@ -177,8 +177,10 @@ def plan_batches(
         )
     if plan.use_vllm and plan.vllm_mode == "colocate":
         plan.notes.append(
-            "vllm_mode=colocate: every training process holds a vLLM engine; lower "
-            "training.vllm_gpu_memory_utilization if the trainer runs out of memory"
+            "vllm_mode=colocate: every training process holds a vLLM engine that reserves "
+            "training.vllm_gpu_memory_utilization x the GPU for the whole run (the memory table below); vLLM fails "
+            "to start when what is left after its weights cannot hold one sequence of vllm_max_model_length: "
+            "then RAISE the utilisation or shorten vllm_max_model_length, never lower the utilisation"
         )
     if GA % S and not plan.problems:
         plan.notes.append(

@@ -12,6 +12,8 @@
 # and will error out"); spread a dense model over more GPUs with TENSOR_PARALLEL. VLLM_HOST (default 0.0.0.0)
 # is the address it listens on. The server uses the GPUs it is given and NOT the trainers' GPUs; trainers find
 # it through training.vllm_server_host / vllm_server_port (or --set training.vllm_server_host=HOST).
+# VLLM_MAX_MODEL_LEN=N passes --max-model-len N (`grpo-sim plan` prints the run's: longest prompt + completion);
+# without it vLLM sizes its KV cache for the model's whole context (131,072 tokens for Llama-3.1-8B).
 set -euo pipefail
 usage() {
   awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
@@ -58,5 +60,7 @@ echo "[vllm_server] vllm $VLLM_VERSION model=$MODEL tensor_parallel=$TP data_par
   "gpus=${CUDA_VISIBLE_DEVICES:-all} extra flags: ${*:-none}"
 # The weight-sync and prefix-cache endpoints that TRL's trainers call live behind vLLM's dev mode.
 export VLLM_SERVER_DEV_MODE=1
+MAX_LEN_FLAGS=()
+[[ -n ${VLLM_MAX_MODEL_LEN:-} ]] && MAX_LEN_FLAGS=(--max-model-len "$VLLM_MAX_MODEL_LEN")
 exec vllm serve "$MODEL" --host "$HOST" --port "$PORT" --tensor-parallel-size "$TP" --data-parallel-size "$DP" \
-  "${TRL_FLAGS[@]}" "$@"
+  "${TRL_FLAGS[@]}" "${MAX_LEN_FLAGS[@]}" "$@"

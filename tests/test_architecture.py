@@ -147,6 +147,7 @@ BASE = (
     "grpo_sim.validation",
     "grpo_sim.progress",
     "grpo_sim.openai_http",
+    "grpo_sim.memory",
 )
 #: the algorithm: imports nothing above it
 CORE = (
@@ -163,6 +164,7 @@ CORE = (
 RUN = (
     "grpo_sim.recipe",
     "grpo_sim.plan",
+    "grpo_sim.plan_memory",
     "grpo_sim.runner",
     "grpo_sim.cli",
     "grpo_sim.train",

@@ -387,6 +387,29 @@ class SFTSettings(_Section):
         return value
 
 
+class HardwareSettings(_Section):
+    """The GPUs and launch a recipe was sized for: ``grpo-sim plan``/``check`` size the memory with them when no
+    flag says otherwise (``--gpu-memory``, ``--accelerate-config``, ``--num-processes``), and a test keeps every
+    shipped recipe within them. Not used by training itself (it measures its own GPU)."""
+
+    gpu: str | None = Field(None, description="the GPU, in words (e.g. 'H100 80GB')")
+    gpu_memory: str | None = Field(None, description="memory of one GPU: 80GiB, 80GB, 24GiB")
+    gpus: int | None = Field(None, ge=1, description="GPUs in all, vLLM server GPUs included")
+    num_processes: int | None = Field(None, ge=1, description="training processes (GPUs that train)")
+    accelerate_config: str | None = Field(
+        None, description="the accelerate config of the launch line (relative to the working directory)"
+    )
+
+    @field_validator("gpu_memory")
+    @classmethod
+    def _memory_size(cls, value: str | None) -> str | None:
+        from ..memory import parse_memory
+
+        if value is not None:
+            parse_memory(value)
+        return value
+
+
 class Recipe(_Section):
     model: ModelSettings
     data: DataSettings
@@ -403,6 +426,7 @@ class Recipe(_Section):
     training: dict[str, Any] = Field(default_factory=dict)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     sft: SFTSettings = Field(default_factory=SFTSettings)
+    hardware: HardwareSettings = Field(default_factory=HardwareSettings)
     output_dir: Annotated[
         str | None,
         ConfigField(

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..memory import kahan_optimizer
 from ..recipe import Recipe, RecipeError
 from ..sources import DATA_SOURCES, MODEL_SOURCES
 
@@ -181,10 +182,15 @@ def optimizer_sees_loaded_weights(recipe: Recipe, config) -> bool:
     """
     if recipe.model.lora is not None or getattr(config, "deepspeed_plugin", None) is not None:
         return False
+    return not fsdp_mixed_precision(config)
+
+
+def fsdp_mixed_precision(config) -> bool:
+    """FSDP with mixed precision: accelerate upcasts the sharded parameters to float32 (and saves them so)."""
     fsdp = bool(getattr(config, "fsdp_plugin_args", None)) or os.environ.get(
         "ACCELERATE_USE_FSDP", "false"
     ).lower() in ("1", "true", "yes")
-    return not (fsdp and getattr(config, "mixed_precision", "no") != "no")
+    return fsdp and getattr(config, "mixed_precision", "no") != "no"
 
 
 def load_model(recipe: Recipe, cache_dir: Path | None = None, config=None):
@@ -192,15 +198,24 @@ def load_model(recipe: Recipe, cache_dir: Path | None = None, config=None):
 
     A bf16/fp16 model whose weights AdamW would update directly (see :func:`optimizer_sees_loaded_weights`)
     is upcast to float32 master weights: at lr 1e-6 almost every bf16 update rounds away (10 steps changed
-    2% of the weights). ``training.bf16`` (mixed precision) still runs the compute in bf16. ``final_dtype``
-    is then the loaded dtype, which final/ is saved in (checkpoints keep the float32 masters, so resuming
-    is exact); otherwise None (saved as trained).
+    2% of the weights). Not with a Kahan-summation optimizer (``training.optim: stable_adamw``,
+    :func:`grpo_sim.memory.kahan_optimizer`): it keeps the bf16 weights training at 12 B/param under DDP instead of
+    the masters' 20 (``grpo-sim plan`` shows which fits). ``training.bf16`` (mixed precision) still runs the
+    compute in bf16. ``final_dtype`` is then the loaded dtype, which final/ is saved in (checkpoints keep the
+    float32 masters, so resuming is exact). Under FSDP with mixed precision (accelerate upcasts the shards itself)
+    ``final_dtype`` is the loaded dtype too, so that final/ is not saved in float32. Otherwise None (saved as
+    trained).
     """
     import torch
 
     model, tokenizer = load_recipe_policy(recipe, cache_dir)
     low_precision = {p.dtype for p in model.parameters() if p.dtype in (torch.bfloat16, torch.float16)}
+    if low_precision and config is not None and recipe.model.lora is None and fsdp_mixed_precision(config):
+        return model, tokenizer, model.dtype  # accelerate upcasts the shards; final/ goes back to the loaded dtype
     if not low_precision or config is None or not optimizer_sees_loaded_weights(recipe, config):
+        return model, tokenizer, None
+    if kahan_optimizer(recipe.training):
+        logger.info("model loaded in %s: trained in place with Kahan summation (%s)", model.dtype, config.optim)
         return model, tokenizer, None
     final_dtype = model.dtype
     model.float()
@@ -211,6 +226,26 @@ def load_model(recipe: Recipe, cache_dir: Path | None = None, config=None):
         final_dtype,
     )
     return model, tokenizer, final_dtype
+
+
+def vllm_model_length(tokenizer, prompts, max_completion_length: int, chat_template_kwargs=None) -> int:
+    """vLLM's ``max_model_len`` for this run: the longest prompt in tokens, formatted as TRL formats it (the chat
+    template with the generation prompt), plus ``max_completion_length``. Unset, TRL passes None and vLLM sizes its
+    KV cache for the model's whole context (131,072 tokens for Llama-3.1-8B), which a colocated engine cannot hold.
+    Only the 64 longest prompts by characters are tokenized."""
+    longest = sorted(
+        prompts, key=lambda p: -sum(len(str(m.get("content", ""))) for m in p) if isinstance(p, list) else -len(str(p))
+    )[:64]
+    lengths = []
+    for prompt in longest:
+        if isinstance(prompt, list):
+            text = tokenizer.apply_chat_template(
+                prompt, tokenize=False, add_generation_prompt=True, **(chat_template_kwargs or {})
+            )
+        else:
+            text = prompt
+        lengths.append(len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+    return max(lengths, default=0) + int(max_completion_length)
 
 
 def lora_config(recipe: Recipe):

@@ -86,6 +86,9 @@ class StartContext:
     read_data: bool
     check_batches: bool
     config: Any
+    gpu_memory: str | None  # the GPU memory the memory check sizes for (check --gpu-memory), else measured/recipe
+    accelerate_config: str | None  # the launch's accelerate config (check --accelerate-config)
+    running: bool  # train's own start (sizes the running launch); False for check
     decisions: StartDecisions
     problems: list[str] = field(default_factory=list)
     data_ok: bool = True  # data.train was read without problems (False also when it was not read)
@@ -241,6 +244,24 @@ def check_batch_arithmetic(ctx: StartContext) -> None:
             )
 
 
+def check_memory(ctx: StartContext) -> None:
+    """The launch fits the GPU memory (sized from the config and data checked above; only when they are sound)."""
+    if ctx.problems:
+        return
+    from ..plan_memory import check_memory_fits
+
+    ctx.problems += check_memory_fits(
+        ctx.recipe,
+        ctx.config,
+        ctx.decisions.train_sets,
+        ctx.decisions.num_processes,
+        ctx.gpu_memory,
+        ctx.accelerate_config,
+        getattr(ctx.decisions.plan, "generation_batch", None),
+        running=ctx.running,
+    )
+
+
 #: Every check a run makes before it loads weights, in order; ``grpo-sim check`` and ``train`` both run exactly this
 #: list (:func:`start_problems`), so that ``check`` passes when ``train`` can start. Adding a check is one line here:
 #: a function taking a :class:`StartContext` and appending to its ``problems``. The checks that need the weights
@@ -253,6 +274,7 @@ START_CHECKS: list[Callable[[StartContext], None]] = [
     check_eval_data,
     check_trainer_columns,
     check_batch_arithmetic,
+    check_memory,
 ]
 
 
@@ -266,6 +288,8 @@ def start_problems(
     read_data: bool = True,
     check_batches: bool = True,
     config=None,
+    gpu_memory: str | None = None,
+    accelerate_config: str | None = None,
 ) -> tuple[StartDecisions, list[str]]:
     """Every check a run can make before it loads weights (:data:`START_CHECKS`), and what they decided; reads only.
 
@@ -274,7 +298,8 @@ def start_problems(
     arithmetic for ``num_processes`` (default: this launch's). ``grpo-sim check`` and ``run_training`` both call it,
     so check passes exactly when train can start. ``check_batches=False`` skips the batch arithmetic (when the batch
     keys themselves are invalid). ``config``: the PSGRPOConfig a run already built from ``recipe`` (else it is built
-    here).
+    here). ``gpu_memory`` / ``accelerate_config``: the launch the memory check sizes (``grpo-sim check``; a run on a
+    GPU measures its own).
     """
     ctx = StartContext(
         recipe,
@@ -285,6 +310,9 @@ def start_problems(
         read_data,
         check_batches,
         config,
+        gpu_memory,
+        accelerate_config,
+        config is not None,  # a run's own config (train); check builds one here
         StartDecisions(output_dir, False, None, num_processes),  # type: ignore[arg-type]  # set by check_config
     )
     for check in START_CHECKS:
@@ -300,9 +328,21 @@ def check_start(
     num_processes: int | None = None,
     num_machines: int = 1,
     read_data: bool = True,
+    gpu_memory: str | None = None,
+    accelerate_config: str | None = None,
 ) -> StartDecisions:
     """:func:`start_problems`, raising one RecipeError that lists every problem."""
-    decisions, problems = start_problems(recipe, output_dir, resume, overwrite, num_processes, num_machines, read_data)
+    decisions, problems = start_problems(
+        recipe,
+        output_dir,
+        resume,
+        overwrite,
+        num_processes,
+        num_machines,
+        read_data,
+        gpu_memory=gpu_memory,
+        accelerate_config=accelerate_config,
+    )
     if problems:
         raise RecipeError(format_problems(recipe._source, problems), problems)
     return decisions

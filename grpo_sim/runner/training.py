@@ -34,7 +34,7 @@ from .finish import (
     push_final_to_hub,
     save_trained_model,
 )
-from .loading import cpu_defaults, is_prompt_rows, load_model, lora_config, training_rows
+from .loading import cpu_defaults, is_prompt_rows, load_model, lora_config, training_rows, vllm_model_length
 from .start import agree_on_start, check_output_dir_is_shared
 
 logger = logging.getLogger(__name__)
@@ -118,6 +118,11 @@ def run_training(
         f"data.train ({recipe.data.train})",
         recipe.model.name_or_path,
     )
+    if config.use_vllm and config.vllm_max_model_length is None:  # vLLM sized to this run's data, not the model
+        config.vllm_max_model_length = vllm_model_length(
+            tokenizer, train_dataset["prompt"], config.max_completion_length, recipe.model.chat_template_kwargs
+        )
+        logger.info("vllm_max_model_length: %d (longest prompt + max_completion_length)", config.vllm_max_model_length)
     if recipe.model.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
 
