@@ -171,10 +171,20 @@ def load_recipe_reporting_all(path: Path, overrides: list[str] | None, **start):
             )
             start["check_batches"] = not any(p.startswith(f"training.{k}:") for p in problems for k in batch_keys)
             _, more = start_problems(cpu_defaults(recipe), **start)
-            problems += [p for p in more if p not in problems]
+            problems += [p for p in more if p not in problems and not _repeats_a_reward_problem(p, problems)]
         raise RecipeError(format_problems(str(path), problems), problems)
     assert recipe is not None
     return recipe
+
+
+def _repeats_a_reward_problem(problem: str, problems: list[str]) -> bool:
+    """GRPOConfig refusing reward terms the recipe check already named (``rewards[1].function: ...``): the same
+    problem in the config's words (``training settings rejected by GRPOConfig: reward_terms[1].function: ...``)."""
+    prefix = "training settings rejected by GRPOConfig: "
+    if not problem.startswith(prefix):
+        return False
+    lines = problem.removeprefix(prefix).splitlines()
+    return all(line.replace("reward_terms[", "rewards[", 1) in problems for line in lines)
 
 
 def _with_trl_flags(overrides: list[str] | None, extra: list[str]) -> list[str]:

@@ -5,6 +5,11 @@ Every case must end with a non-zero exit, no traceback, a message naming the fil
 (typer's CliRunner); `check` and `data validate` stand in for `train` wherever they run the same code
 (`check` runs the same start checks as `train`). A few real `train` runs at the end cover the
 "a failed start leaves no trace, so the rerun works" rule.
+
+The second half covers the surfaces of issue #23 (and #22 item 4): YAML keys given twice, dtype aliases, one setting
+given in two places, the model's location, columns named as written, files mixing sets and prompt rows, empty saved
+datasets, user reward code that fails to import, raises or returns what TRL cannot use, the wrong kind of checkpoint,
+and the one list of start checks that `check` and `train` share.
 """
 
 from __future__ import annotations
@@ -802,7 +807,12 @@ def test_reward_module_that_fails_to_import_is_named(ws, tmp_path, monkeypatch, 
     term = f"rewards=[{{type: consistency}}, {{type: function, function: '{module}:f'}}]"
     result = invoke("check", ws / "recipe.yaml", "--set", "reward={}", "--set", term)
     assert_clean_failure(
-        result, "rewards[1].function", f"importing module {module!r} failed", str(tmp_path / f"{module}.py"), *fragments
+        result,
+        "1 problem(s)",  # once, not again in GRPOConfig's words
+        "rewards[1].function",
+        f"importing module {module!r} failed",
+        str(tmp_path / f"{module}.py"),
+        *fragments,
     )
 
 
