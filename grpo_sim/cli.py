@@ -269,11 +269,15 @@ def check_command(
             "number of paraphrases per set is unknown without the data (set data.paraphrases_per_set)",
             soft_wrap=True,
         )
-    data = (
-        f"{len(decisions.train_sets)} training sets x {decisions.paraphrases_per_set} paraphrases, "
-        if not no_data
-        else ""
-    )
+    if no_data:
+        data = ""
+    elif decisions.plan is not None and decisions.plan.ordinary:  # ordinary rows: one group per prompt
+        data = f"{len(decisions.train_sets)} training prompts, "
+    else:
+        data = f"{len(decisions.train_sets)} training sets x {decisions.paraphrases_per_set} paraphrases, "
+    advantage = decisions.plan.advantage_row() if decisions.plan is not None else None
+    if advantage is not None:
+        data += f"{advantage[0]} {advantage[1]}, "
     console.print(
         f"[green]{recipe}: valid[/green] ({data}batches fit {num_processes} process(es))"
         if decisions.plan is not None
@@ -319,7 +323,7 @@ def plan_command(
         for problem in plan.problems:
             console.print(f"[bold red]problem:[/bold red] {escape(problem)}", soft_wrap=True)
         raise typer.Exit(2)
-    out.print("[green]batch settings fit: every generation batch holds whole paraphrase sets[/green]")
+    out.print(f"[green]{plan.fits_message()}[/green]")
 
 
 def demo_command(

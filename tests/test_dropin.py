@@ -265,3 +265,65 @@ def test_mixed_environments_route_rows_without_a_prompt_column(policy_path, tmp_
     assert trainer.reward_weights.tolist() == [1.0, 1.0]
     trainer.train()
     assert trainer.state.global_step == 1
+
+
+# ------------------------------------------------------------------------------------------ messages on ordinary rows
+def _ordinary_recipe(tmp_path, rows: int = 6, *overrides: str):
+    import json
+
+    import yaml
+
+    from grpo_sim.recipe import load_recipe
+
+    with open(tmp_path / "rows.jsonl", "w") as fh:
+        for k in range(rows):
+            fh.write(json.dumps({"prompt": f"What is {k} + 1?", "answers": [str(k + 1)]}) + "\n")
+    recipe = {
+        "model": {"name_or_path": "org/some-model"},
+        "data": {"train": str(tmp_path / "rows.jsonl")},
+        "rewards": [{"type": "reference", "similarity": "token_f1"}],
+        "training": {"num_generations": 2, "per_device_train_batch_size": 4, "report_to": []},
+    }
+    (tmp_path / "rows.yaml").write_text(yaml.safe_dump(recipe))
+    return load_recipe(tmp_path / "rows.yaml", list(overrides))
+
+
+def test_plan_and_check_speak_of_prompts_on_ordinary_rows(tmp_path):
+    """No sets, no n, no advantage setting that does nothing (per paraphrase = TRL's group per prompt there)."""
+    from typer.testing import CliRunner
+
+    from grpo_sim.cli import app
+    from grpo_sim.plan import plan_batches
+
+    plan = plan_batches(_ordinary_recipe(tmp_path))
+    rows = dict(plan.rows())
+    assert plan.ordinary and not plan.problems
+    assert rows["prompts per generation batch"] == "2" and rows["rollouts per prompt (g = num_generations)"] == "2"
+    assert not [what for what in rows if "set" in what or "paraphrase" in what or "advantage" in what]
+    assert "paraphrase" not in plan.fits_message() and "sets" not in plan.fits_message()
+    batch = dict(plan_batches(_ordinary_recipe(tmp_path, 6, "reward.advantage=batch")).rows())
+    assert batch["advantages normalised per"] == "batch"  # this one does something on ordinary rows
+
+    result = CliRunner().invoke(app, ["check", str(tmp_path / "rows.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "valid (6 training prompts, batches fit 1 process(es))" in result.output
+    result = CliRunner().invoke(app, ["check", str(tmp_path / "rows.yaml"), "--set", "data.max_train_sets=1"])
+    assert "data.train holds 1 prompt(s), but one generation batch takes 2 prompts" in result.output
+    result = CliRunner().invoke(app, ["plan", str(tmp_path / "rows.yaml")])
+    assert "paraphrase" not in result.output and "prompts per generation batch" in result.output
+
+
+def test_the_advantage_setting_is_shown_where_it_does_something(tmp_path):
+    from pathlib import Path
+
+    from grpo_sim.plan import plan_batches
+    from grpo_sim.recipe import load_recipe
+    from grpo_sim.runner.finish import advantage_card_lines
+
+    sets = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "demo" / "ps_grpo.yaml")
+    assert dict(plan_batches(sets).rows())["advantages normalised per"] == "set"
+    assert advantage_card_lines(sets, paraphrase_sets=True) == ["- advantages per `set`"]
+    ordinary = _ordinary_recipe(tmp_path)
+    assert advantage_card_lines(ordinary, paraphrase_sets=False) == []
+    batch = _ordinary_recipe(tmp_path, 6, "reward.advantage=batch")
+    assert advantage_card_lines(batch, paraphrase_sets=False) == ["- advantages per `batch`"]

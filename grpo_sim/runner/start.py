@@ -147,6 +147,7 @@ def start_problems(
             except ValueError as exc:
                 problems.append(_data_problem("eval", exc))
     decisions.paraphrases_per_set = n
+    ordinary = is_prompt_rows(decisions.train_sets) if decisions.train_sets else None
 
     if check_batches and n is not None and (data_ok or recipe.data.paraphrases_per_set):
         launch_config = config if config is not None and config.world_size == decisions.num_processes else None
@@ -156,6 +157,7 @@ def start_problems(
             num_machines=num_machines,
             paraphrases_per_set=n,
             config=launch_config,
+            ordinary=ordinary,
         )
         decisions.plan = plan
         if plan.problems:
@@ -166,10 +168,11 @@ def start_problems(
         elif data_ok and read_data and plan.generation_batch:
             sets_per_batch = plan.generation_batch // (n * plan.num_generations)
             if len(decisions.train_sets) < sets_per_batch:
+                unit = "prompt" if plan.ordinary else "set"
                 problems.append(
-                    f"data.train holds {len(decisions.train_sets)} set(s), but one generation batch "
-                    f"takes {sets_per_batch} whole sets ({plan.generation_batch} completions): add "
-                    "sets, raise data.max_train_sets, or lower the batch"
+                    f"data.train holds {len(decisions.train_sets)} {unit}(s), but one generation batch "
+                    f"takes {sets_per_batch} {'prompts' if plan.ordinary else 'whole sets'} "
+                    f"({plan.generation_batch} completions): add {unit}s, raise data.max_train_sets, or lower the batch"
                 )
     return decisions, problems
 
