@@ -144,7 +144,6 @@ def _load_entry_points(name: str | None = None) -> None:
         key = (entry_point.name, entry_point.value)
         if key in _LOADED_ENTRY_POINTS:
             continue
-        _LOADED_ENTRY_POINTS.add(key)
         origin = f"package {dist}, entry point {entry_point.name} = {entry_point.value}"
         try:
             source = entry_point.load()
@@ -161,6 +160,7 @@ def _load_entry_points(name: str | None = None) -> None:
                 f"source {entry_point.name!r} ({origin}) is a {type(source).__name__}, not a "
                 "grpo_sim.sources.DataSource or ModelSource"
             )
+        _LOADED_ENTRY_POINTS.add(key)  # only once registered: a broken one fails the same way every time
 
 
 def source_options(recipe: Any) -> BaseModel | None:
