@@ -209,3 +209,27 @@ def test_a_plugin_may_not_take_a_registered_name(tmp_path, monkeypatch, registri
         match=r"data source 'acme-taken' is already registered; a second one \(by package acme_dup, entry point",
     ):
         list(DATA_SOURCES)  # listing loads every installed source
+
+
+def test_a_stale_copy_of_a_packages_metadata_does_not_hide_its_sources(tmp_path, monkeypatch, registries):
+    """An old ``*.egg-info`` left in a source checkout (first on sys.path when a command runs there) without the
+    entry points must not hide those of the installed copy (importlib.metadata.entry_points keeps one per name)."""
+    installed, checkout = tmp_path / "site", tmp_path / "checkout"
+    installed.mkdir()
+    checkout.mkdir()
+    _install_plugin(installed, "acme_twice", "acme_twice", PLUGIN, "acme-twice = acme_twice:ROWS")
+    stale = checkout / "acme_twice.egg-info"
+    stale.mkdir()
+    (stale / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: acme_twice\nVersion: 0.9\n")
+    monkeypatch.syspath_prepend(str(installed))
+    monkeypatch.syspath_prepend(str(checkout))  # the checkout comes first, as the current directory does
+    assert "acme-twice" in DATA_SOURCES
+
+
+def test_import_grpo_sim_does_not_load_trl():
+    """``from grpo_sim import PSGRPOTrainer`` works, but a bare ``import grpo_sim`` (the command line) stays light."""
+    import subprocess
+    import sys
+
+    code = "import sys, grpo_sim; assert 'trl' not in sys.modules; grpo_sim.PSGRPOTrainer; assert 'trl' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
