@@ -314,14 +314,15 @@ def check_command(
             "number of paraphrases per set is unknown without the data (set data.paraphrases_per_set)",
             soft_wrap=True,
         )
-    ordinary = bool(decisions.train_sets) and isinstance(decisions.train_sets[0], dict)
-    data = (
-        ""
-        if no_data
-        else f"{len(decisions.train_sets)} training rows of ordinary prompts, one group each, "
-        if ordinary
-        else f"{len(decisions.train_sets)} training sets x {decisions.paraphrases_per_set} paraphrases, "
-    )
+    if no_data:
+        data = ""
+    elif isinstance(decisions.train_sets[0], dict):  # ordinary rows: one group per prompt
+        data = f"{len(decisions.train_sets)} training prompts, "
+    else:
+        data = f"{len(decisions.train_sets)} training sets x {decisions.paraphrases_per_set} paraphrases, "
+    advantage = decisions.plan.advantage_row() if decisions.plan is not None else None
+    if advantage is not None:
+        data += f"{advantage[0]} {advantage[1]}, "
     console.print(
         f"[green]{recipe}: valid[/green] ({data}batches fit {num_processes} process(es))"
         if decisions.plan is not None
@@ -399,7 +400,7 @@ def plan_command(
         for problem in plan.problems + memory.problems:
             console.print(f"[bold red]problem:[/bold red] {escape(problem)}", soft_wrap=True)
         raise typer.Exit(2)
-    out.print("[green]batch settings fit: every generation batch holds whole paraphrase sets[/green]")
+    out.print(f"[green]{plan.fits_message()}[/green]")
     if memory.estimate is not None and memory.estimate.fits() is not None:
         out.print(f"[green]memory fits: {memory.estimate.total / 2**30:.1f} GiB per training GPU[/green]")
 

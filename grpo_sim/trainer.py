@@ -23,6 +23,7 @@ prompt), and only the collapse penalty (a recipe setting) is added.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -180,7 +181,10 @@ class PSGRPOConfig(GRPOConfig):
         metadata={
             "help": "The reward terms, weighted and summed as TRL sums reward functions: a list of mappings "
             "with a 'type' (consistency, reference, agreement, function), a 'weight' and the type's own keys "
-            "(see grpo_sim.reward_terms). None: the terms the shorthand fields below describe."
+            "(see grpo_sim.reward_terms). None (the default): the terms the shorthand fields below describe when "
+            "one is set; else one BLEU-2 consistency term where the training data has paraphrase sets and no term "
+            "on ordinary rows, where the trainer's reward_funcs are the whole reward, as in trl.GRPOTrainer. "
+            "[] : no term anywhere. A set term given explicitly on ordinary rows is an error."
         },
     )
     # The shorthand of the first PS-GRPO versions (consistency + accuracy). None = not set; they only apply
@@ -229,11 +233,13 @@ class PSGRPOConfig(GRPOConfig):
     answers_column: str = field(
         default="answers", metadata={"help": "Dataset column with the gold answers (a string or list of strings)."}
     )
-    collapse_penalty: bool = field(
-        default=True,
+    collapse_penalty: bool | None = field(
+        default=None,
         metadata={
             "help": "Give completions shorter than `collapse_min_words` words (empty ones included) the "
-            "batch's minimum reward, so agreeing on an empty answer never pays."
+            "batch's minimum reward, so agreeing on an empty answer never pays. None (the default): on where the "
+            "training data has paraphrase sets (similarity between completions is what an empty answer games), off "
+            "on ordinary rows, which then train exactly as trl.GRPOTrainer trains them; True/False: everywhere."
         },
     )
     collapse_min_words: int = field(
@@ -288,9 +294,9 @@ class PSGRPOConfig(GRPOConfig):
         "relaxed_samples",
     )
 
-    def _resolve_reward_terms(self) -> list[dict[str, Any]]:
-        """reward_terms, or the terms of the shorthand fields; validated (similarity specs resolve, functions
-        import), so a typo fails before any model loads."""
+    def _resolve_reward_terms(self) -> list[dict[str, Any]] | None:
+        """reward_terms, or the terms of the shorthand fields, or None (the default: see :meth:`terms_for`);
+        validated (similarity specs resolve, functions import), so a typo fails before any model loads."""
         given = {name: getattr(self, name) for name in self._SHORTHAND if getattr(self, name) is not None}
         if self.reward_terms is not None and given:
             raise ValueError(
@@ -305,13 +311,28 @@ class PSGRPOConfig(GRPOConfig):
                 RelaxedSampling(given["relaxed_kappa"], given.get("relaxed_samples", 1))  # validates both
             elif given.get("relaxed_samples", 1) < 1:
                 raise ValueError(f"relaxed_samples must be >= 1, got {given['relaxed_samples']}")
+            if not given:
+                return None  # the default: it depends on the data (terms_for)
             raw = legacy_reward_terms(**given)
         return [term.as_dict() for term in parse_reward_terms(raw, "reward_terms")] if raw else []
 
+    def terms_for(self, paraphrase_sets: bool) -> list[RewardTerm]:
+        """The reward terms a trainer uses on its training data, as objects (``reward_terms`` is kept as plain
+        mappings: it is saved with the config). ``reward_terms=None`` is the default: one BLEU-2 consistency term
+        (``legacy_reward_terms()``) on paraphrase-set data, no term on ordinary rows (TRL's reward_funcs only)."""
+        raw = self.reward_terms
+        if raw is None:
+            raw = legacy_reward_terms() if paraphrase_sets else []
+        return parse_reward_terms(raw, "reward_terms", check=False) if raw else []
+
     @property
     def terms(self) -> list[RewardTerm]:
-        """The reward terms as objects (reward_terms is kept as plain mappings: it is saved with the config)."""
-        return parse_reward_terms(self.reward_terms, "reward_terms", check=False) if self.reward_terms else []
+        """The reward terms on paraphrase-set data (:meth:`terms_for`)."""
+        return self.terms_for(paraphrase_sets=True)
+
+    def collapse_penalty_for(self, paraphrase_sets: bool) -> bool:
+        """Whether the collapse penalty applies: ``collapse_penalty``, or by default only on paraphrase sets."""
+        return paraphrase_sets if self.collapse_penalty is None else bool(self.collapse_penalty)
 
 
 class _SetTermPlaceholder:
@@ -396,30 +417,59 @@ def has_paraphrase_sets(dataset: Any, args: "PSGRPOConfig") -> bool:
 class PSGRPOTrainer(GRPOTrainer):
     """``trl.GRPOTrainer`` with reward terms and the PS-GRPO set reward (see the module docstring).
 
-    Args are those of ``GRPOTrainer``; the rewards are ``args.reward_terms``; ``reward_funcs`` are OPTIONAL
-    extra per-completion reward functions (weighted by ``args.reward_weights``). Datasets with ``set_id`` and
-    ``paraphrase_id`` columns (names configurable) are paraphrase sets; datasets without them are ordinary
-    prompts, trained exactly as ``trl.GRPOTrainer`` trains them (consistency and agreement terms need sets).
+    A drop-in for ``trl.GRPOTrainer``: the same arguments in the same order with the same defaults (``args=None``
+    builds a default :class:`PSGRPOConfig` named ``<model>-GRPO``, as TRL does). The rewards are
+    ``args.reward_terms`` plus ``reward_funcs`` (TRL reward functions, models, environment-owned rewards), the latter
+    weighted by ``args.reward_weights``. Datasets with ``set_id`` and ``paraphrase_id`` columns (names configurable)
+    are paraphrase sets; any other data (ordinary prompts, environment-owned data, streams) is trained exactly as
+    ``trl.GRPOTrainer`` trains it under the default config: the default reward term (consistency) and the default
+    collapse penalty apply to paraphrase sets only. A set term given explicitly on ordinary data is an error.
+    Errors about TRL's arguments are TRL's own.
     """
 
-    def __init__(self, model: Any, reward_funcs: Any = None, args: PSGRPOConfig | None = None, **kwargs: Any):
-        if args is None or not isinstance(args, PSGRPOConfig):
-            raise TypeError("PSGRPOTrainer needs args=PSGRPOConfig(...)")
-        user_funcs = (
-            [] if reward_funcs is None else (reward_funcs if isinstance(reward_funcs, list) else [reward_funcs])
-        )
-        terms = args.terms
-        train_dataset = kwargs.get("train_dataset")
+    def __init__(
+        self,
+        model: Any,
+        reward_funcs: Any = None,
+        args: PSGRPOConfig | None = None,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        processing_class: Any = None,
+        reward_processing_classes: Any = None,
+        callbacks: Any = None,
+        optimizers: tuple[Any, Any] = (None, None),
+        quantization_config: Any = None,
+        peft_config: Any = None,
+        tools: Any = None,
+        rollout_func: Any = None,
+        environment_factory: Any = None,
+    ):
+        if args is None:  # as TRL: a default config named after the model
+            args = PSGRPOConfig(trl_internals.default_output_dir(model))
+        elif not isinstance(args, PSGRPOConfig):
+            raise TypeError(
+                f"PSGRPOTrainer needs args=PSGRPOConfig(...), got {type(args).__module__}.{type(args).__name__}: "
+                "PSGRPOConfig takes every GRPOConfig field (from grpo_sim import PSGRPOConfig as GRPOConfig)"
+            )
         self.uses_sets = (
             train_dataset is not None
             and not isinstance(train_dataset, dict)
             and has_paraphrase_sets(train_dataset, args)
         )
+        terms = args.terms_for(self.uses_sets)
+        self._terms = terms
+        #: the collapse penalty in force (PSGRPOConfig.collapse_penalty None: on for paraphrase sets only)
+        self.collapse_penalty = args.collapse_penalty_for(self.uses_sets)
         set_terms = [t.name for t in terms if t.needs_sets]
-        if set_terms and train_dataset is not None and not self.uses_sets:
+        if set_terms and not self.uses_sets:
+            data = (
+                "there is no train_dataset"
+                if train_dataset is None
+                else f"train_dataset has no '{args.set_id_column}'/'{args.paraphrase_id_column}' columns "
+                "(ordinary prompts)"
+            )
             raise SetLayoutError(
-                f"reward term(s) {set_terms} compare the paraphrases of a set, but train_dataset has no "
-                f"'{args.set_id_column}'/'{args.paraphrase_id_column}' columns (ordinary prompts); use paraphrase-set "
+                f"reward term(s) {set_terms} compare the paraphrases of a set, but {data}; use paraphrase-set "
                 "data or drop those terms"
             )
         if not self.uses_sets and args.advantage_mode == "set":
@@ -427,24 +477,33 @@ class PSGRPOTrainer(GRPOTrainer):
                 "advantage_mode='set' normalises over paraphrase sets, but train_dataset has none; use "
                 "'paraphrase' (one group per prompt, as TRL) or 'batch'"
             )
-        funcs = [_term_function(term, args) for term in terms]
-        weights = [term.weight for term in terms]
         self._set_terms = [(k, term) for k, term in enumerate(terms) if term.needs_sets]
         self._consistency_index = next((k for k, t in self._set_terms if t.type == "consistency"), None)
-        user_weights = args.reward_weights
-        if user_weights is not None and len(user_weights) != len(user_funcs):
-            raise ValueError(
-                f"reward_weights has {len(user_weights)} entries but {len(user_funcs)} extra reward_funcs were "
-                "given; in grpo-sim reward_weights weighs only the extra reward_funcs (the reward terms carry "
-                "their own weights)"
+        weights_for_init = contextlib.nullcontext()
+        if terms:  # the terms come first in TRL's reward list; reward_weights weighs only the user's reward_funcs
+            user_funcs = (
+                [] if reward_funcs is None else (reward_funcs if isinstance(reward_funcs, list) else [reward_funcs])
             )
-        funcs.extend(user_funcs)
-        weights.extend(user_weights if user_weights is not None else [1.0] * len(user_funcs))
-        if not funcs:
-            raise ValueError("no reward: reward_terms is empty and no reward_funcs were given")
+            user_weights = args.reward_weights
+            if user_weights is not None and len(user_weights) != len(user_funcs):
+                raise ValueError(
+                    f"reward_weights has {len(user_weights)} entries but {len(user_funcs)} extra reward_funcs were "
+                    "given; in grpo-sim reward_weights weighs only the extra reward_funcs (the reward terms carry "
+                    "their own weights)"
+                )
+            reward_funcs = [_term_function(term, args) for term in terms] + user_funcs
+            weights = [term.weight for term in terms]
+            weights.extend(user_weights if user_weights is not None else [1.0] * len(user_funcs))
+            weights_for_init = trl_internals.reward_weights_for_init(args, weights)
+            if reward_processing_classes is not None:  # TRL pairs them with reward_funcs: none for the terms
+                given = (
+                    reward_processing_classes
+                    if isinstance(reward_processing_classes, list)
+                    else [reward_processing_classes]
+                )
+                reward_processing_classes = [None] * len(terms) + list(given)
 
-        for key in ("train_dataset", "eval_dataset"):
-            dataset = kwargs.get(key)
+        for key, dataset in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
             if dataset is not None and not isinstance(dataset, dict):
                 self._check_columns(dataset, args, key, terms, self.uses_sets)
         consistency = [term for _, term in self._set_terms if term.type == "consistency"]
@@ -454,8 +513,23 @@ class PSGRPOTrainer(GRPOTrainer):
             k: get_similarity(t.similarity) for k, t in self._set_terms[1:] if t.type == "consistency"
         }
         self._train_layout = self._layout(train_dataset, args, "train_dataset") if self.uses_sets else None
-        with trl_internals.reward_weights_for_init(args, weights):
-            super().__init__(model=model, reward_funcs=funcs, args=args, **kwargs)
+        with weights_for_init:
+            super().__init__(
+                model=model,
+                reward_funcs=reward_funcs,
+                args=args,
+                train_dataset=train_dataset,
+                eval_dataset=eval_dataset,
+                processing_class=processing_class,
+                reward_processing_classes=reward_processing_classes,
+                callbacks=callbacks,
+                optimizers=optimizers,
+                quantization_config=quantization_config,
+                peft_config=peft_config,
+                tools=tools,
+                rollout_func=rollout_func,
+                environment_factory=environment_factory,
+            )
         self._sets_per_batch = None
         if self._train_layout is not None:
             self._sets_per_batch = check_batch_fits_sets(
@@ -485,7 +559,8 @@ class PSGRPOTrainer(GRPOTrainer):
                 f"{what}: PS-GRPO needs an indexable datasets.Dataset (got {type(dataset).__name__}); sets must be "
                 "grouped before training, which a stream cannot do"
             )
-        needed = [args.set_id_column, args.paraphrase_id_column, "prompt"] if uses_sets else ["prompt"]
+        # ordinary rows: TRL owns the prompt (an environment may supply it); only our terms' columns are ours
+        needed = [args.set_id_column, args.paraphrase_id_column, "prompt"] if uses_sets else []
         needed += [term.column or args.answers_column for term in terms if term.type == "reference"]
         missing = list(dict.fromkeys(c for c in needed if c not in columns))
         if missing:
@@ -600,6 +675,13 @@ class PSGRPOTrainer(GRPOTrainer):
         with_sets = (
             bool(inputs) and self.args.set_id_column in inputs[0] and self.args.paraphrase_id_column in inputs[0]
         )
+        if not with_sets and not self.collapse_penalty:  # ordinary rows, no penalty: exactly TRL's rewards
+            if mode == "train":  # warned, not logged: the logs stay TRL's (this process's completions)
+                self._warn_on_repetition(repetitive_answer_rate(as_texts(completions)))
+            self._global_rewards = trl_internals.weighted_reward_sum(rewards_per_func, self.reward_weights)
+            self._global_set_codes = np.arange(rewards_per_func.shape[0], dtype=np.int64)
+            self._global_para_codes = self._global_set_codes
+            return rewards_per_func
         if with_sets:
             local = [
                 (text, row[self.args.set_id_column], row[self.args.paraphrase_id_column])
@@ -620,7 +702,7 @@ class PSGRPOTrainer(GRPOTrainer):
                 values, dtype=rewards_per_func.dtype, device=rewards_per_func.device
             )
         short = short_completion_mask(texts, self.args.collapse_min_words)
-        if self.args.collapse_penalty and short.any():
+        if self.collapse_penalty and short.any():
             penalised = apply_collapse_penalty(rewards_per_func.cpu().double().numpy(), short)
             rewards_per_func = torch.as_tensor(penalised, dtype=rewards_per_func.dtype, device=rewards_per_func.device)
         combined = trl_internals.weighted_reward_sum(rewards_per_func, self.reward_weights)
@@ -633,7 +715,7 @@ class PSGRPOTrainer(GRPOTrainer):
             self._global_set_codes = np.arange(len(texts), dtype=np.int64)
             self._global_para_codes = self._global_set_codes
             trl_internals.log_metric(
-                self, mode, "ps_grpo/frac_penalised", float(short.mean()) if self.args.collapse_penalty else 0.0
+                self, mode, "ps_grpo/frac_penalised", float(short.mean()) if self.collapse_penalty else 0.0
             )
             repetitive = repetitive_answer_rate(texts)  # "The The The ...": degenerate whatever the reward says
             trl_internals.log_metric(self, mode, "ps_grpo/frac_repetitive", repetitive)
@@ -651,7 +733,7 @@ class PSGRPOTrainer(GRPOTrainer):
             "ps_grpo/frac_sets_identical": stats["frac_sets_identical"],
             "ps_grpo/frac_reward_zero_std_paraphrase": stats["frac_zero_std_paraphrase"],
             "ps_grpo/frac_reward_zero_std_set": stats["frac_zero_std_set"],
-            "ps_grpo/frac_penalised": float(short.mean()) if self.args.collapse_penalty else 0.0,
+            "ps_grpo/frac_penalised": float(short.mean()) if self.collapse_penalty else 0.0,
             "ps_grpo/frac_repetitive": stats["frac_repetitive"],
         }
         for key, value in logged.items():

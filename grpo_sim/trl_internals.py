@@ -1,10 +1,11 @@
 """Every place grpo-sim reaches into ``trl.GRPOTrainer`` (and transformers' ``Trainer``) below their public API.
 
-TRL offers no public hook for what the PS-GRPO trainer needs: the generation counter that seeds the relaxed
-reward, the metric/log buffers TRL fills in ``_generate_and_score_completions`` (set-level advantages replace what
-TRL logged there), the reward weights TRL reads from ``args`` in ``__init__``, and TRL's weighted reward sum. They
-are reached here and nowhere else; tests/test_trl_internals.py pins the TRL version (pyproject) and checks each one
-on a real GRPOTrainer, so a TRL upgrade fails in that one test rather than somewhere in a training run.
+TRL offers no public hook for what the PS-GRPO trainer needs: the name TRL gives a default config, the generation
+counter that seeds the relaxed reward, the metric/log buffers TRL fills in ``_generate_and_score_completions``
+(set-level advantages replace what TRL logged there), the reward weights TRL reads from ``args`` in ``__init__``,
+and TRL's weighted reward sum. They are reached here and nowhere else; tests/test_trl_internals.py pins the TRL
+version (pyproject) and checks each one on a real GRPOTrainer, so a TRL upgrade fails in that one test rather than
+somewhere in a training run.
 
 The trainer also overrides TRL's private hooks ``_get_train_sampler``, ``_get_eval_sampler``, ``_calculate_rewards``
 and ``_generate_and_score_completions`` (the extension points DESIGN.md names); the same test pins their signatures.
@@ -24,6 +25,16 @@ OVERRIDDEN_HOOKS = {
     "_calculate_rewards": ("inputs", "prompts", "completions", "completion_ids_list"),
     "_generate_and_score_completions": ("inputs",),
 }
+
+
+def default_output_dir(model: Any) -> str:
+    """The output directory ``trl.GRPOTrainer`` gives the default config it builds when ``args`` is None:
+    ``<model name>-GRPO``, the name being the last part of the model id or path (TRL's ``get_config_model_id`` of a
+    model object's config)."""
+    from trl.trainer.utils import get_config_model_id
+
+    name = model if isinstance(model, str) else get_config_model_id(model.config)
+    return f"{name.split('/')[-1]}-GRPO"
 
 
 def micro_step(trainer: Any) -> int:

@@ -287,7 +287,7 @@ def test_plan_reads_the_batch_trl_derives_for_the_launch(tmp_path):
 def test_demo_data_defaults_have_one_source():
     """The recipe schema's data.demo defaults were 400/100 sets while grpo-sim demo used 600/200."""
     from grpo_sim.demo import DEMO_DATA_SETTINGS
-    from grpo_sim.sources import DemoDataSettings
+    from grpo_sim.demo.settings import DemoDataSettings
 
     assert DEMO_DATA_SETTINGS == DemoDataSettings().model_dump(exclude={"seed"})
     assert (DEMO_DATA_SETTINGS["num_train_sets"], DEMO_DATA_SETTINGS["num_eval_sets"]) == (600, 200)

@@ -95,3 +95,13 @@ def test_buffers_hold_what_the_trainer_reads_and_replaces(trained):
     before = list(logs["advantages"])
     trl_internals.replace_logged_advantages(trained, [7.0, 8.0])
     assert list(logs["advantages"]) == before[:-2] + [7.0, 8.0]
+
+
+def test_default_output_dir_is_the_name_trl_gives_a_default_config(tmp_path):
+    """TRL names the config it builds for ``args=None`` after the model (the drop-in mirrors it)."""
+    source = inspect.getsource(GRPOTrainer.__init__)
+    assert "model_name = model if isinstance(model, str) else get_config_model_id(model.config)" in source
+    assert 'model_name = model_name.split("/")[-1]' in source and 'args = GRPOConfig(f"{model_name}-GRPO")' in source
+    assert trl_internals.default_output_dir("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen2.5-0.5B-Instruct-GRPO"
+    model, _ = policy(build_policy(tmp_path / "tiny-policy"))
+    assert trl_internals.default_output_dir(model) == "tiny-policy-GRPO"

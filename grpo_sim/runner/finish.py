@@ -192,6 +192,15 @@ def describe_term(term: dict[str, Any]) -> str:
     return f"{term.get('weight', 1.0)} x {term.get('name', kind)} ({kind}): {what}"
 
 
+def advantage_card_lines(recipe: Recipe, paraphrase_sets: bool) -> list[str]:
+    """The advantage setting, where it does something: on paraphrase sets always; on ordinary rows only ``batch``
+    (``paraphrase`` is TRL's own group per prompt there)."""
+    mode = recipe.reward.advantage or "paraphrase"
+    if not paraphrase_sets and mode != "batch":
+        return []
+    return [f"- advantages per `{mode}`"]
+
+
 def model_card(recipe: Recipe, result: RunResult, data_summary: dict[str, Any]) -> str:
     terms = recipe.reward_terms()
     data = (
@@ -214,7 +223,7 @@ def model_card(recipe: Recipe, result: RunResult, data_summary: dict[str, Any]) 
         f"- base model: `{recipe.model.name_or_path}`" + (" + LoRA" if recipe.model.lora else ""),
         f"- training data: `{recipe.data.train}` ({data})",
         *[f"- reward: {describe_term(term)}" for term in terms],
-        f"- advantages per `{recipe.reward.advantage or 'paraphrase'}`",
+        *advantage_card_lines(recipe, "train_sets" in data_summary),
         f"- steps: {result.global_step}, wall time {result.seconds:.0f} s",
         f"- recipe: `{recipe._source}` (resolved copy: `{RESOLVED_RECIPE}`)",
         "",

@@ -227,6 +227,7 @@ def check_batch_arithmetic(ctx: StartContext) -> None:
         num_machines=ctx.num_machines,
         paraphrases_per_set=n,
         config=launch_config,
+        ordinary=is_prompt_rows(decisions.train_sets) if decisions.train_sets else None,
     )
     decisions.plan = plan
     if plan.problems:
@@ -237,10 +238,11 @@ def check_batch_arithmetic(ctx: StartContext) -> None:
     elif ctx.data_ok and ctx.read_data and plan.generation_batch:
         sets_per_batch = plan.generation_batch // (n * plan.num_generations)
         if len(decisions.train_sets) < sets_per_batch:
+            unit = "prompt" if plan.ordinary else "set"
             ctx.problems.append(
-                f"data.train holds {len(decisions.train_sets)} set(s), but one generation batch "
-                f"takes {sets_per_batch} whole sets ({plan.generation_batch} completions): add "
-                "sets, raise data.max_train_sets, or lower the batch"
+                f"data.train holds {len(decisions.train_sets)} {unit}(s), but one generation batch "
+                f"takes {sets_per_batch} {'prompts' if plan.ordinary else 'whole sets'} "
+                f"({plan.generation_batch} completions): add {unit}s, raise data.max_train_sets, or lower the batch"
             )
 
 
