@@ -20,6 +20,7 @@ from grpo_sim.reward_terms import legacy_reward_terms
 from grpo_sim.sampler import SetLayoutError
 from grpo_sim.trainer import PSGRPOConfig, PSGRPOTrainer
 
+from recipe_helpers import config_only_model
 from trainer_helpers import build_policy, common_args, dataset, policy
 
 
@@ -279,7 +280,7 @@ def _ordinary_recipe(tmp_path, rows: int = 6, *overrides: str):
         for k in range(rows):
             fh.write(json.dumps({"prompt": f"What is {k} + 1?", "answers": [str(k + 1)]}) + "\n")
     recipe = {
-        "model": {"name_or_path": "org/some-model"},
+        "model": {"name_or_path": config_only_model(tmp_path / "model")},  # check never loads it
         "data": {"train": str(tmp_path / "rows.jsonl")},
         "rewards": [{"type": "reference", "similarity": "token_f1"}],
         "training": {"num_generations": 2, "per_device_train_batch_size": 4, "report_to": []},

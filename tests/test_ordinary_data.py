@@ -19,6 +19,7 @@ from grpo_sim.recipe import RecipeError, load_recipe
 from grpo_sim.sft import sft_rows
 
 from realdata import REALDATA, needs_realdata
+from recipe_helpers import config_only_model
 
 SETS = [
     ParaphraseSet.model_validate(
@@ -314,7 +315,8 @@ def test_check_finds_data_next_to_the_recipe_and_counts_rows(tmp_path, monkeypat
     (folder / "data" / "train.jsonl").write_text(
         "".join(json.dumps({"question": f"q{i}?", "answers": ["a"]}) + "\n" for i in range(3))
     )
-    (folder / "r.yaml").write_text(RECIPE)
+    model = config_only_model(tmp_path / "model")  # check never loads it; a hub id would have to be cached offline
+    (folder / "r.yaml").write_text(RECIPE.replace("some/model", model))
     monkeypatch.chdir(tmp_path)  # not the recipe's directory
     r = run("check", folder / "r.yaml")
     assert r.exit_code == 0, r.output
