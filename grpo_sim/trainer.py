@@ -800,7 +800,8 @@ class PSGRPOTrainer(GRPOTrainer):
                 path.name,
             )
             return None
-        state = torch.load(path, map_location=self.accelerator.device, weights_only=True)
+        device = self.accelerator.device  # on CPU under DDP "cpu:0", which torch.load does not map
+        state = torch.load(path, map_location="cpu" if device.type == "cpu" else device, weights_only=True)
         saved, now = state.get("layout", {}), self._generation_layout()
         if saved != now:
             changed = ", ".join(f"{k} {saved.get(k)} -> {now[k]}" for k in now if saved.get(k) != now[k])

@@ -7,13 +7,20 @@ micro-steps) are the hard case: the resumed run must continue from the saved bat
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from resume_helpers import CONFIGS, comparable, metrics_rows, stop_and_resume, train_run, weights
-from trainer_helpers import build_policy
+from trainer_helpers import build_policy, free_port
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +62,47 @@ def test_sigterm_at_any_step_then_resume_is_bit_identical(policy_path, uninterru
     resumed = stop_and_resume(policy_path, tmp_path, CONFIGS[name], step)
     expected_rows, expected_final = uninterrupted[name]
     assert_same_run(metrics_rows(tmp_path), weights(resumed), expected_rows, expected_final, f"{name} stop {step}")
+
+
+TWO_PROCESS_STOPS = (1, 2, 3)  # 1 and 3 fall inside generation windows (and logging intervals)
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(policy_path, tmp_path_factory):
+    """torchrun starts 2 gloo processes once; tests/resume_worker.py runs the uninterrupted run and every stop."""
+    out = tmp_path_factory.mktemp("resume2")
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", OMP_NUM_THREADS="1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        str(ROOT / "tests" / "resume_worker.py"),
+        policy_path,
+        str(out),
+        *map(str, TWO_PROCESS_STOPS),
+    ]
+    # own session: on a timeout the workers are killed with torchrun instead of lingering
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=400)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    return out
+
+
+@pytest.mark.parametrize("step", TWO_PROCESS_STOPS)
+def test_two_processes_sigterm_then_resume_is_bit_identical(two_process_runs, step):
+    full, resumed = two_process_runs / "full", two_process_runs / f"stop{step}"
+    expected_final = torch.load(full / "weights0.pt")
+    for rank in range(2):  # every process holds the uninterrupted run's weights
+        final = torch.load(resumed / f"weights{rank}.pt")
+        assert_same_run(metrics_rows(resumed), final, metrics_rows(full), expected_final, f"stop {step} rank {rank}")
+    assert (resumed / f"checkpoint-{step}" / "grpo_sim_generation_1.pt").exists()
