@@ -723,7 +723,19 @@ class PSGRPOTrainer(GRPOTrainer):
         :meth:`_save_checkpoint`.
         """
         checkpoint = kwargs.get("resume_from_checkpoint", args[0] if args else None)
-        self._resumed_generation = self._read_generation_state(checkpoint)
+        resumed = self._read_generation_state(checkpoint)
+        if checkpoint and self.accelerator.num_processes > 1:
+            # all or none: a process generating while the others reuse their batch would wait in a collective
+            readable = gather_object([resumed is not None])
+            if not all(readable):
+                if resumed is not None:
+                    logger.warning(
+                        "%s: process(es) %s cannot restore their generation state; every process generates anew",
+                        checkpoint,
+                        [rank for rank, ok in enumerate(readable) if not ok],
+                    )
+                resumed = None
+        self._resumed_generation = resumed
         try:
             return super().train(*args, **kwargs)
         except RolloutServerLost as lost:
@@ -770,8 +782,17 @@ class PSGRPOTrainer(GRPOTrainer):
         }
         target = folder / GENERATION_STATE_FILE.format(rank=self.accelerator.process_index)
         partial = target.with_name(target.name + ".partial")
-        torch.save(state, partial)
-        os.replace(partial, target)
+        try:
+            torch.save(state, partial)
+            os.replace(partial, target)
+        except Exception as exc:  # noqa: BLE001 - a long run must not die at a checkpoint over what only exactness needs
+            partial.unlink(missing_ok=True)
+            logger.warning(
+                "%s: could not save the generation state (%s: %s); resuming from it generates a new batch",
+                folder,
+                type(exc).__name__,
+                exc,
+            )
         # no process returns (and the main one marks the checkpoint complete) before every process wrote its file
         self.accelerator.wait_for_everyone()
 
@@ -801,7 +822,18 @@ class PSGRPOTrainer(GRPOTrainer):
             )
             return None
         device = self.accelerator.device  # on CPU under DDP "cpu:0", which torch.load does not map
-        state = torch.load(path, map_location="cpu" if device.type == "cpu" else device, weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu" if device.type == "cpu" else device, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - the checkpoint itself is still good: resume as TRL would
+            logger.warning(
+                "%s: cannot read %s (%s: %s); the resumed run generates its first batch anew, so it can differ "
+                "from an uninterrupted run",
+                checkpoint,
+                path.name,
+                type(exc).__name__,
+                exc,
+            )
+            return None
         saved, now = state.get("layout", {}), self._generation_layout()
         if saved != now:
             changed = ", ".join(f"{k} {saved.get(k)} -> {now[k]}" for k in now if saved.get(k) != now[k])

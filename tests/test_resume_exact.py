@@ -106,3 +106,25 @@ def test_two_processes_sigterm_then_resume_is_bit_identical(two_process_runs, st
         final = torch.load(resumed / f"weights{rank}.pt")
         assert_same_run(metrics_rows(resumed), final, metrics_rows(full), expected_final, f"stop {step} rank {rank}")
     assert (resumed / f"checkpoint-{step}" / "grpo_sim_generation_1.pt").exists()
+
+
+def test_checkpoint_without_or_with_unfitting_generation_state_resumes_with_a_warning(policy_path, tmp_path, caplog):
+    """An older checkpoint (no generation state) or other batch settings: TRL's behaviour, generate anew, and say
+    the resumed run can differ."""
+    config = CONFIGS["accumulation_iterations_relaxed"]
+    train_run(policy_path, tmp_path, config, stop_at=1)
+    checkpoint = tmp_path / "checkpoint-1"
+    saved = checkpoint / "grpo_sim_generation_0.pt"
+    assert saved.is_file()
+    kept = saved.read_bytes()
+    saved.unlink()
+    with caplog.at_level("WARNING", logger="grpo_sim.trainer"):
+        resumed, _ = train_run(policy_path, tmp_path / "old", config, resume=str(checkpoint))
+    assert resumed.state.global_step == 6
+    assert any("has no grpo_sim_generation_0.pt" in r.message for r in caplog.records)
+    caplog.clear()
+    saved.write_bytes(kept)
+    with caplog.at_level("WARNING", logger="grpo_sim.trainer"):
+        resumed, _ = train_run(policy_path, tmp_path / "other", config, resume=str(checkpoint), num_iterations=1)
+    assert resumed.state.global_step == 6
+    assert any("other settings (num_iterations 2 -> 1)" in r.message for r in caplog.records)
