@@ -3,11 +3,13 @@
 ``resume_worker.py POLICY OUT STEP...`` trains :data:`TWO_PROCESS_CONFIG` once uninterrupted (``OUT/full``), then,
 for each STEP, stopped by a SIGTERM to process 0 during that step and resumed from the checkpoint the stop saved
 (``OUT/stop<STEP>``), all in the same two processes. Each run directory gets ``weights<rank>.pt`` (the final
-weights each process holds) next to the metrics.jsonl the main process wrote.
+weights each process holds) next to the metrics.jsonl the main process wrote. Last, ``OUT/missing1``: stopped
+during step 1, process 1's generation state deleted, resumed; ``done<rank>.json`` says each process finished.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -45,6 +47,15 @@ def main() -> None:
             trainer = stop_and_resume(policy_path, target, TWO_PROCESS_CONFIG, step)
         torch.save(weights(trainer), target / f"weights{rank}.pt")
         dist.barrier()
+    # process 1's generation state is missing: every process must generate anew (one alone would wait forever)
+    target = out / "missing1"
+    train_run(policy_path, target, TWO_PROCESS_CONFIG, stop_at=1)
+    dist.barrier()
+    if rank == 1:
+        (target / "checkpoint-1" / "grpo_sim_generation_1.pt").unlink()
+    dist.barrier()
+    trainer, _ = train_run(policy_path, target, TWO_PROCESS_CONFIG, resume=str(target / "checkpoint-1"))
+    (target / f"done{rank}.json").write_text(json.dumps({"global_step": trainer.state.global_step}))
     dist.barrier()
     dist.destroy_process_group()
 

@@ -7,6 +7,7 @@ micro-steps) are the hard case: the resumed run must continue from the saved bat
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -106,6 +107,12 @@ def test_two_processes_sigterm_then_resume_is_bit_identical(two_process_runs, st
         final = torch.load(resumed / f"weights{rank}.pt")
         assert_same_run(metrics_rows(resumed), final, metrics_rows(full), expected_final, f"stop {step} rank {rank}")
     assert (resumed / f"checkpoint-{step}" / "grpo_sim_generation_1.pt").exists()
+
+
+def test_two_processes_generate_anew_together_when_one_lacks_its_generation_state(two_process_runs):
+    """Process 0 restoring its batch while process 1 generates would leave both waiting in different collectives."""
+    done = [json.loads((two_process_runs / "missing1" / f"done{rank}.json").read_text()) for rank in range(2)]
+    assert done == [{"global_step": 4}, {"global_step": 4}]
 
 
 def test_checkpoint_without_or_with_unfitting_generation_state_resumes_with_a_warning(policy_path, tmp_path, caplog):
