@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate.utils import gather_object
+from torch.utils.data import Sampler
 from trl import GRPOConfig, GRPOTrainer
 
 from . import trl_internals
@@ -386,6 +387,24 @@ def has_paraphrase_sets(dataset: Any, args: "PSGRPOConfig") -> bool:
     return args.set_id_column in columns or args.paraphrase_id_column in columns
 
 
+class _EpochPositioned(Sampler):
+    """TRL's train sampler (``RepeatSampler``, ordinary prompts) with ``set_epoch``, which transformers calls before
+    every epoch: a run resumed in a later epoch then shuffles as the uninterrupted run did in that epoch
+    (:func:`grpo_sim.trl_internals.position_repeat_sampler`). Iterates exactly as the wrapped sampler."""
+
+    def __init__(self, sampler: Any):
+        self.sampler = sampler
+
+    def __iter__(self):
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def set_epoch(self, epoch: int) -> None:
+        trl_internals.position_repeat_sampler(self.sampler, epoch)
+
+
 class PSGRPOTrainer(GRPOTrainer):
     """``trl.GRPOTrainer`` with reward terms and the PS-GRPO set reward (see the module docstring).
 
@@ -501,7 +520,7 @@ class PSGRPOTrainer(GRPOTrainer):
     # ----------------------------------------------------------------------------- samplers
     def _get_train_sampler(self, dataset: Any = None):
         if not self.uses_sets:
-            return super()._get_train_sampler(dataset)
+            return _EpochPositioned(super()._get_train_sampler(dataset))
         layout = self._train_layout if dataset is None else self._layout(dataset, self.args, "train_dataset")
         return ParaphraseSetSampler(
             layout,

@@ -112,6 +112,16 @@ def restore_generation_state(trainer: Any, state: dict[str, Any]) -> None:
     trainer._globalstep_last_logged = int(state["last_logged_step"])
 
 
+def position_repeat_sampler(sampler: Any, epoch: int) -> None:
+    """TRL's ``RepeatSampler`` (ordinary prompts) shuffles with its own generator, seeded once, one permutation of
+    its rows per pass: put that generator where pass ``epoch`` begins (:func:`grpo_sim.sampler.position_shuffle`),
+    so that a run resumed in a later epoch trains on that epoch's order. No-op without shuffle or seed."""
+    from .sampler import position_shuffle
+
+    if sampler.shuffle and sampler.seed is not None:
+        position_shuffle(sampler.generator, sampler.seed, sampler.num_samples, epoch)
+
+
 def checkpoint_folder(trainer: Any, trial: Any = None) -> str:
     """The folder transformers' ``_save_checkpoint`` writes: ``<run output dir>/checkpoint-<global_step>``."""
     import os

@@ -36,10 +36,17 @@ CONFIGS: dict[str, dict[str, Any]] = {
         ),
         reward=dict(similarity="token_f1", relaxed_kappa=1, accuracy_weight=1.0),
     ),
-    # one micro-step per optimizer step, a generation batch of 3 sets reused for 3 steps; exact reward
+    # one micro-step per optimizer step, a generation batch of 3 sets reused for 3 steps; exact reward; 6 steps
+    # an epoch, so resuming at step 6.. starts in the second epoch (the sampler must shuffle as it did there)
     "steps_per_generation_exact": dict(
-        training=dict(per_device_train_batch_size=6, steps_per_generation=3, max_steps=6),
+        training=dict(per_device_train_batch_size=6, steps_per_generation=3, max_steps=9),
         reward=dict(similarity="token_f1"),
+    ),
+    # ordinary prompts (no sets: TRL's own sampler), a reference reward, num_iterations 2, 6 steps an epoch
+    "ordinary_prompts": dict(
+        training=dict(per_device_train_batch_size=6, num_iterations=2, max_steps=8),
+        reward=dict(consistency_weight=0.0, accuracy_weight=1.0),
+        data="prompts",
     ),
     # TRL's real VLLMGeneration (server mode) around a fake client; accumulation 2, num_iterations 2
     "vllm_server_fake": dict(
@@ -135,10 +142,13 @@ def train_run(
     )
     model, tokenizer = policy(policy_path)
     stopper = GracefulStopCallback()
+    rows = dataset()
+    if config.get("data") == "prompts":
+        rows = rows.remove_columns(["set_id", "paraphrase_id"])
     trainer = PSGRPOTrainer(
         model=model,
         args=args,
-        train_dataset=dataset(),
+        train_dataset=rows,
         processing_class=tokenizer,
         callbacks=[MetricsFileCallback(out), stopper, SigtermDuringStep(stop_at)],
     )

@@ -145,3 +145,20 @@ def test_generation_state_is_what_trl_reuses_inside_a_generation_window(tmp_path
     assert fresh._step == 2 and fresh._buffered_inputs is state["buffered_inputs"]
     assert dict(fresh._metrics["train"]) == {"reward": [0.5, 1.5]} and fresh._tr_loss.item() == 0.25
     assert fresh._globalstep_last_logged == 0
+
+
+def test_repeat_sampler_positioned_at_an_epoch_shuffles_as_that_pass():
+    """TRL's RepeatSampler draws one permutation per pass from a generator seeded once; positioned at pass e, a
+    fresh sampler (a resumed run's) yields what pass e of a continuous run yields."""
+    from trl.trainer.utils import RepeatSampler
+
+    def sampler():
+        return RepeatSampler(list(range(10)), mini_repeat_count=2, batch_size=3, repeat_count=2, shuffle=True, seed=7)
+
+    continuous = sampler()
+    passes = [list(continuous) for _ in range(3)]
+    assert passes[0] != passes[2]
+    for epoch in (2, 0, 1):
+        fresh = sampler()
+        trl_internals.position_repeat_sampler(fresh, epoch)
+        assert list(fresh) == passes[epoch]
