@@ -197,11 +197,16 @@ def _with_trl_flags(overrides: list[str] | None, extra: list[str]) -> list[str]:
 
 def _report_stop(stop, command: str, recipe: Path, set_: Optional[list[str]]) -> None:
     """A signal stopped the run after saving: say where, and the command that resumes it; exit 128 + signal."""
+    import shlex
+
     where = stop.checkpoint or "no checkpoint (stopped before the first step finished)"
+    argv = ["grpo-sim", command, str(recipe), "--output-dir", str(stop.output_dir), "--resume", "auto"]
+    argv += [word for s in set_ or [] for word in ("--set", s)]
     console.print(
-        f"[yellow]stopped by {stop.signal_name}[/yellow]; saved {where}.\nResume with:\n  grpo-sim {command} "
-        f"{recipe} --output-dir {stop.output_dir} --resume auto" + "".join(f" --set {s}" for s in set_ or [])
+        f"[yellow]stopped by {stop.signal_name}[/yellow]; saved {escape(where)}.\nResume with:", soft_wrap=True
     )
+    # one line, shell-quoted, never wrapped (a log file is 80 columns to rich): it must copy-paste as it is
+    console.print("  " + shlex.join(argv), soft_wrap=True, markup=False, highlight=False)
     raise typer.Exit(stop.exit_code)
 
 

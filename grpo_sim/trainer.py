@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from accelerate.utils import gather_object
+from torch.utils.data import Sampler
 from trl import GRPOConfig, GRPOTrainer
 
 from . import trl_internals
@@ -66,6 +69,17 @@ logger = logging.getLogger(__name__)
 ADVANTAGE_MODES = ("paraphrase", "set", "batch")
 REWARD_STREAMS = {"train": 0, "eval": 1}
 COLLAPSE_WARNING_EVERY_STEPS = 10  # a persisting collapse is warned about at most once per this many steps
+#: each process's generation state in a checkpoint (see PSGRPOTrainer._save_checkpoint)
+GENERATION_STATE_FILE = "grpo_sim_generation_{rank}.pt"
+#: the settings a saved generation batch was cut for; a resume with other values generates a new batch
+GENERATION_LAYOUT = (
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "steps_per_generation",
+    "num_iterations",
+    "num_generations",
+    "generation_batch_size",
+)
 
 
 def generation_index(
@@ -414,6 +428,24 @@ def has_paraphrase_sets(dataset: Any, args: "PSGRPOConfig") -> bool:
     return args.set_id_column in columns or args.paraphrase_id_column in columns
 
 
+class _EpochPositioned(Sampler):
+    """TRL's train sampler (``RepeatSampler``, ordinary prompts) with ``set_epoch``, which transformers calls before
+    every epoch: a run resumed in a later epoch then shuffles as the uninterrupted run did in that epoch
+    (:func:`grpo_sim.trl_internals.position_repeat_sampler`). Iterates exactly as the wrapped sampler."""
+
+    def __init__(self, sampler: Any):
+        self.sampler = sampler
+
+    def __iter__(self):
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def set_epoch(self, epoch: int) -> None:
+        trl_internals.position_repeat_sampler(self.sampler, epoch)
+
+
 class PSGRPOTrainer(GRPOTrainer):
     """``trl.GRPOTrainer`` with reward terms and the PS-GRPO set reward (see the module docstring).
 
@@ -545,6 +577,7 @@ class PSGRPOTrainer(GRPOTrainer):
         self._global_rewards: torch.Tensor | None = None
         self._global_set_codes: np.ndarray | None = None
         self._global_para_codes: np.ndarray | None = None
+        self._resumed_generation: dict[str, Any] | None = None  # read by train(), put back by training_step()
 
     # ----------------------------------------------------------------------------- data checks
     @staticmethod
@@ -582,7 +615,7 @@ class PSGRPOTrainer(GRPOTrainer):
     # ----------------------------------------------------------------------------- samplers
     def _get_train_sampler(self, dataset: Any = None):
         if not self.uses_sets:
-            return super()._get_train_sampler(dataset)
+            return _EpochPositioned(super()._get_train_sampler(dataset))
         layout = self._train_layout if dataset is None else self._layout(dataset, self.args, "train_dataset")
         return ParaphraseSetSampler(
             layout,
@@ -829,7 +862,25 @@ class PSGRPOTrainer(GRPOTrainer):
             generation.vllm_client = _RolloutServerWatch(client)
 
     def train(self, *args: Any, **kwargs: Any):
-        """TRL's train; a lost rollout server ends it with a checkpoint of the last completed step on every rank."""
+        """TRL's train; a lost rollout server ends it with a checkpoint of the last completed step on every rank.
+
+        Resuming (``resume_from_checkpoint``) also restores the checkpoint's generation state: see
+        :meth:`_save_checkpoint`.
+        """
+        checkpoint = kwargs.get("resume_from_checkpoint", args[0] if args else None)
+        resumed = self._read_generation_state(checkpoint)
+        if checkpoint and self.accelerator.num_processes > 1:
+            # all or none: a process generating while the others reuse their batch would wait in a collective
+            readable = gather_object([resumed is not None])
+            if not all(readable):
+                if resumed is not None:
+                    logger.warning(
+                        "%s: process(es) %s cannot restore their generation state; every process generates anew",
+                        checkpoint,
+                        [rank for rank, ok in enumerate(readable) if not ok],
+                    )
+                resumed = None
+        self._resumed_generation = resumed
         try:
             return super().train(*args, **kwargs)
         except RolloutServerLost as lost:
@@ -850,6 +901,104 @@ class PSGRPOTrainer(GRPOTrainer):
         self.control = self.callback_handler.on_save(self.args, self.state, self.control)
         self.accelerator.wait_for_everyone()
         return f"{self.args.output_dir}/checkpoint-{self.state.global_step}"
+
+    # ----------------------------------------------------------------------------- exact resume
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """transformers' checkpoint, plus what TRL would otherwise generate again when resuming inside a window.
+
+        TRL generates one batch every ``steps_per_generation x num_iterations`` micro-steps and trains on its
+        slices in between; a checkpoint saved inside that window holds the weights and RNG states but not the
+        batch, so a resumed run would generate anew from the moved weights and drift from the uninterrupted run.
+        Each process saves its own slice of the batch, TRL's micro-step count, the metrics and loss gathered
+        since the last log (:func:`grpo_sim.trl_internals.generation_state`) and the collapse watch's state, as
+        ``GENERATION_STATE_FILE``; resuming puts them back before the first step. Not with ``save_only_model``
+        (no optimizer or RNG either: such a resume is not exact anyway).
+        """
+        super()._save_checkpoint(model, trial)
+        if self.args.save_only_model:
+            return
+        folder = Path(trl_internals.checkpoint_folder(self, trial))
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {
+            "global_step": int(self.state.global_step),
+            "layout": self._generation_layout(),
+            "trl": trl_internals.generation_state(self),
+            "collapse_watch": {"initial_entropy": self._initial_entropy, "last_warning_step": self._last_warning_step},
+        }
+        target = folder / GENERATION_STATE_FILE.format(rank=self.accelerator.process_index)
+        partial = target.with_name(target.name + ".partial")
+        try:
+            torch.save(state, partial)
+            os.replace(partial, target)
+        except Exception as exc:  # noqa: BLE001 - a long run must not die at a checkpoint over what only exactness needs
+            partial.unlink(missing_ok=True)
+            logger.warning(
+                "%s: could not save the generation state (%s: %s); resuming from it generates a new batch",
+                folder,
+                type(exc).__name__,
+                exc,
+            )
+        # no process returns (and the main one marks the checkpoint complete) before every process wrote its file
+        self.accelerator.wait_for_everyone()
+
+    def _generation_layout(self) -> dict[str, int]:
+        layout = {key: int(getattr(self.args, key)) for key in GENERATION_LAYOUT}
+        layout["num_processes"] = int(self.accelerator.num_processes)
+        return layout
+
+    def _read_generation_state(self, checkpoint: Any) -> dict[str, Any] | None:
+        """This process's generation state saved in ``checkpoint``, or None (with a warning saying why)."""
+        if checkpoint is None or checkpoint is False:
+            return None
+        if checkpoint is True:  # transformers' own meaning: the newest checkpoint in output_dir
+            from transformers.trainer_utils import get_last_checkpoint
+
+            checkpoint = get_last_checkpoint(self.args.output_dir)
+            if checkpoint is None:
+                return None  # transformers says so itself
+        path = Path(checkpoint) / GENERATION_STATE_FILE.format(rank=self.accelerator.process_index)
+        if not path.is_file():
+            logger.warning(
+                "%s has no %s (saved by an earlier grpo-sim, by trl.GRPOTrainer, or by fewer processes): the "
+                "resumed run generates its first batch anew, so it can differ from an uninterrupted run when the "
+                "checkpoint falls inside a generation window",
+                checkpoint,
+                path.name,
+            )
+            return None
+        device = self.accelerator.device  # on CPU under DDP "cpu:0", which torch.load does not map
+        try:
+            state = torch.load(path, map_location="cpu" if device.type == "cpu" else device, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - the checkpoint itself is still good: resume as TRL would
+            logger.warning(
+                "%s: cannot read %s (%s: %s); the resumed run generates its first batch anew, so it can differ "
+                "from an uninterrupted run",
+                checkpoint,
+                path.name,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+        saved, now = state.get("layout", {}), self._generation_layout()
+        if saved != now:
+            changed = ", ".join(f"{k} {saved.get(k)} -> {now[k]}" for k in now if saved.get(k) != now[k])
+            logger.warning(
+                "%s: the saved generation batch was cut for other settings (%s); the resumed run generates a new "
+                "one, so it can differ from an uninterrupted run",
+                checkpoint,
+                changed,
+            )
+            return None
+        return state
+
+    def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None):
+        """TRL's step; the first one of a resumed run first puts the checkpoint's generation state back."""
+        resumed, self._resumed_generation = self._resumed_generation, None
+        if resumed is not None:
+            trl_internals.restore_generation_state(self, resumed["trl"])
+            self._initial_entropy = resumed["collapse_watch"]["initial_entropy"]
+            self._last_warning_step = int(resumed["collapse_watch"]["last_warning_step"])
+        return super().training_step(model, inputs, num_items_in_batch)
 
     # ----------------------------------------------------------------------------- advantages
     def _generate_and_score_completions(self, inputs):
