@@ -2,11 +2,12 @@
 
 TRL offers no public hook for what the PS-GRPO trainer needs: the name TRL gives a default config, the generation
 counter that seeds the relaxed reward, the metric/log buffers TRL fills in ``_generate_and_score_completions``
-(set-level advantages replace what TRL logged there), the reward weights TRL reads from ``args`` in ``__init__``, TRL's weighted reward sum, and the
-generation batch TRL buffers across optimizer steps (with the running loss and metrics since the last log), which
-every checkpoint saves so that a resume is exact from inside a generation window. They are reached here and
-nowhere else; tests/test_trl_internals.py pins the TRL version (pyproject) and checks each one on a real
-GRPOTrainer, so a TRL upgrade fails in that one test rather than somewhere in a training run.
+(set-level advantages replace what TRL logged there), the reward weights TRL reads from ``args`` in ``__init__``,
+TRL's weighted reward sum, the generation batch TRL buffers across optimizer steps (with the running loss and
+metrics since the last log), which every checkpoint saves so that a resume is exact from inside a generation window,
+and the class TRL builds its vLLM generation from (the weight sync). They are reached here and nowhere else;
+tests/test_trl_internals.py pins the TRL version (pyproject) and checks each one on a real GRPOTrainer, so a TRL
+upgrade fails in that one test rather than somewhere in a training run.
 
 The trainer also overrides TRL's private hooks ``_get_train_sampler``, ``_get_eval_sampler``, ``_calculate_rewards``
 and ``_generate_and_score_completions`` (the extension points DESIGN.md names), and ``training_step`` and
