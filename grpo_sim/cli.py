@@ -19,7 +19,7 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -50,7 +50,22 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, FileNotFoundError, RunError, RolloutServerLost)
 
 
+#: set to 1 (or pass grpo-sim --debug) to see the full traceback behind every one-line error
+DEBUG_ENV = "GRPO_SIM_DEBUG"
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def fail(message: str, code: int = 2) -> None:
+    """Print one clear error and exit with ``code``; with GRPO_SIM_DEBUG=1 the traceback being handled first."""
+    import sys
+
+    if debug_enabled() and sys.exc_info()[0] is not None:
+        import traceback
+
+        traceback.print_exc()
     console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -67,6 +82,10 @@ def _quiet_on_non_main() -> None:
         transformers.logging.set_verbosity_error()
 
 
+#: the degeneration figures of an evaluation on ordinary rows shown in the run summary
+ROW_DEGENERATION_KEYS = ("empty_answer_rate", "repetitive_answer_rate", "modal_answer_share")
+
+
 def _summary_table(result, title: str = "grpo-sim run") -> Table:
     table = Table(title=f"{title}: {result.output_dir}")
     table.add_column("what")
@@ -81,13 +100,14 @@ def _summary_table(result, title: str = "grpo-sim run") -> Table:
         "ps_grpo/agreement",
         "ps_grpo/frac_empty",
         "ps_grpo/frac_sets_identical",
+        "ps_grpo/frac_repetitive",
         "completions/mean_length",
     ):
         if key in result.last_metrics and result.last_metrics[key] is not None:
             table.add_row(key + " (last log)", f"{result.last_metrics[key]:.4f}")
     if result.evaluation and result.evaluation.get("kind") == "rows":  # ordinary rows: answers vs references
         for key, value in result.evaluation.items():
-            if key.startswith(("reference_", "accuracy_")) and isinstance(value, float) or key == "empty_answer_rate":
+            if key.startswith(("reference_", "accuracy_")) and isinstance(value, float) or key in ROW_DEGENERATION_KEYS:
                 table.add_row(f"eval {key}", f"{value:.4f}")
         for warning in result.evaluation.get("warnings", []):
             table.add_row(Text("WARNING", style="bold red"), Text(warning, style="bold red", justify="left"))
@@ -117,6 +137,8 @@ def _summary_table(result, title: str = "grpo-sim run") -> Table:
             table.add_row(f"eval {what}", Text(value, justify="left"))
         for warning in result_warnings(evaluation):
             table.add_row(Text("WARNING", style="bold red"), Text(warning, style="bold red", justify="left"))
+    for key, name in ((result.evaluation or {}).get("config") or {}).get("encoders", {}).items():
+        table.add_row(f"eval encoder of {key}", Text(name, justify="left"))
     table.add_row("final model", str(result.final_model))
     if result.final_adapter is not None:
         table.add_row("LoRA adapter (merged into the final model)", str(result.final_adapter))
@@ -149,10 +171,20 @@ def load_recipe_reporting_all(path: Path, overrides: list[str] | None, **start):
             )
             start["check_batches"] = not any(p.startswith(f"training.{k}:") for p in problems for k in batch_keys)
             _, more = start_problems(cpu_defaults(recipe), **start)
-            problems += [p for p in more if p not in problems]
+            problems += [p for p in more if p not in problems and not _repeats_a_reward_problem(p, problems)]
         raise RecipeError(format_problems(str(path), problems), problems)
     assert recipe is not None
     return recipe
+
+
+def _repeats_a_reward_problem(problem: str, problems: list[str]) -> bool:
+    """GRPOConfig refusing reward terms the recipe check already named (``rewards[1].function: ...``): the same
+    problem in the config's words (``training settings rejected by GRPOConfig: reward_terms[1].function: ...``)."""
+    prefix = "training settings rejected by GRPOConfig: "
+    if not problem.startswith(prefix):
+        return False
+    lines = problem.removeprefix(prefix).splitlines()
+    return all(line.replace("reward_terms[", "rewards[", 1) in problems for line in lines)
 
 
 def _with_trl_flags(overrides: list[str] | None, extra: list[str]) -> list[str]:
@@ -165,11 +197,16 @@ def _with_trl_flags(overrides: list[str] | None, extra: list[str]) -> list[str]:
 
 def _report_stop(stop, command: str, recipe: Path, set_: Optional[list[str]]) -> None:
     """A signal stopped the run after saving: say where, and the command that resumes it; exit 128 + signal."""
+    import shlex
+
     where = stop.checkpoint or "no checkpoint (stopped before the first step finished)"
+    argv = ["grpo-sim", command, str(recipe), "--output-dir", str(stop.output_dir), "--resume", "auto"]
+    argv += [word for s in set_ or [] for word in ("--set", s)]
     console.print(
-        f"[yellow]stopped by {stop.signal_name}[/yellow]; saved {where}.\nResume with:\n  grpo-sim {command} "
-        f"{recipe} --output-dir {stop.output_dir} --resume auto" + "".join(f" --set {s}" for s in set_ or [])
+        f"[yellow]stopped by {stop.signal_name}[/yellow]; saved {escape(where)}.\nResume with:", soft_wrap=True
     )
+    # one line, shell-quoted, never wrapped (a log file is 80 columns to rich): it must copy-paste as it is
+    console.print("  " + shlex.join(argv), soft_wrap=True, markup=False, highlight=False)
     raise typer.Exit(stop.exit_code)
 
 
@@ -230,8 +267,12 @@ def sft_command(
 def check_command(
     recipe: Path = typer.Argument(..., help="YAML recipe"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
-    num_processes: int = typer.Option(
-        1, "--num-processes", "-p", min=1, help="training processes over all machines (for the batch arithmetic)"
+    num_processes: Optional[int] = typer.Option(
+        None,
+        "--num-processes",
+        "-p",
+        min=1,
+        help="training processes over all machines (for the batch arithmetic; default: hardware.num_processes or 1)",
     ),
     num_machines: int = typer.Option(1, "--num-machines", "-m", min=1, help="machines (nodes)"),
     no_data: bool = typer.Option(
@@ -239,17 +280,26 @@ def check_command(
         "--no-data",
         help="do not read the data files (e.g. they live on the cluster); n then comes from data.paraphrases_per_set",
     ),
+    gpu_memory: Optional[str] = typer.Option(
+        None, "--gpu-memory", help="memory of one GPU (80GiB, 24GiB): check that the launch fits (default: hardware)"
+    ),
+    accelerate_config: Optional[str] = typer.Option(
+        None, "--accelerate-config", help="the launch's accelerate config (strategy) for the memory check"
+    ),
     ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Run every check `train` makes before it starts: recipe keys, types and ranges, similarities, prompt
-    template, GRPOConfig, the data files and the batch arithmetic; report all problems at once."""
+    template, GRPOConfig, the data files, the batch arithmetic and whether the launch fits its GPUs' memory (with
+    --gpu-memory, the recipe's hardware section, or this machine's GPU); report all problems at once."""
     from .runner import check_start, cpu_defaults
 
-    start = dict(num_processes=num_processes, num_machines=num_machines, read_data=not no_data)
+    start: dict[str, Any] = dict(num_processes=num_processes or 1, num_machines=num_machines, read_data=not no_data)
     try:
         set_ = _with_trl_flags(set_, ctx.args if ctx else [])
         parsed = load_recipe_reporting_all(recipe, set_, **start)
-        decisions = check_start(cpu_defaults(parsed), **start)
+        num_processes = start["num_processes"] = num_processes or parsed.hardware.num_processes or 1
+        memory = dict(gpu_memory=gpu_memory, accelerate_config=accelerate_config)
+        decisions = check_start(cpu_defaults(parsed), **start, **memory)
     except user_errors() as exc:
         missing_data = any(
             p.startswith(("data.train:", "data.eval:")) and "does not exist" in p for p in getattr(exc, "problems", [])
@@ -269,11 +319,15 @@ def check_command(
             "number of paraphrases per set is unknown without the data (set data.paraphrases_per_set)",
             soft_wrap=True,
         )
-    data = (
-        f"{len(decisions.train_sets)} training sets x {decisions.paraphrases_per_set} paraphrases, "
-        if not no_data
-        else ""
-    )
+    if no_data:
+        data = ""
+    elif isinstance(decisions.train_sets[0], dict):  # ordinary rows: one group per prompt
+        data = f"{len(decisions.train_sets)} training prompts, "
+    else:
+        data = f"{len(decisions.train_sets)} training sets x {decisions.paraphrases_per_set} paraphrases, "
+    advantage = decisions.plan.advantage_row() if decisions.plan is not None else None
+    if advantage is not None:
+        data += f"{advantage[0]} {advantage[1]}, "
     console.print(
         f"[green]{recipe}: valid[/green] ({data}batches fit {num_processes} process(es))"
         if decisions.plan is not None
@@ -284,23 +338,51 @@ def check_command(
 
 def plan_command(
     recipe: Path = typer.Argument(..., help="YAML recipe"),
-    num_processes: int = typer.Option(1, "--num-processes", "-p", help="training processes over all machines"),
+    num_processes: Optional[int] = typer.Option(
+        None,
+        "--num-processes",
+        "-p",
+        help="training processes over all machines (default: hardware.num_processes or 1)",
+    ),
     num_machines: int = typer.Option(1, "--num-machines", "-m", help="machines (nodes)"),
     paraphrases_per_set: Optional[int] = typer.Option(
         None, "--paraphrases-per-set", "-n", help="n, when it cannot be read from the data"
     ),
     vllm_data_parallel: int = typer.Option(1, "--vllm-data-parallel", help="the vLLM server's data parallel size"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override: key.path=value (repeatable)"),
+    accelerate_config: Optional[str] = typer.Option(
+        None,
+        "--accelerate-config",
+        "-c",
+        help="the launch's accelerate config: its strategy (DDP, ZeRO-2/3, FSDP) sizes the memory table "
+        "(default: hardware.accelerate_config)",
+    ),
+    gpu_memory: Optional[str] = typer.Option(
+        None, "--gpu-memory", help="memory of one GPU: 80GiB, 24GiB (default: hardware.gpu_memory, else torch.cuda)"
+    ),
+    prompt_tokens: Optional[int] = typer.Option(
+        None, "--prompt-tokens", help="longest prompt in tokens (default: from the data, else vllm_max_model_length)"
+    ),
     ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
-    """Print the batch arithmetic of a recipe for a launch, its divisibility problems and vLLM settings TRL rejects."""
+    """Print the batch arithmetic of a recipe for a launch, its divisibility problems and vLLM settings TRL rejects,
+    and the memory of one training GPU (terms, total against the GPU's memory)."""
     from .plan import plan_batches
+    from .plan_memory import plan_memory, read_prompt_tokens
     from .recipe import load_recipe
 
     try:
         overrides = _with_trl_flags(set_, ctx.args if ctx else [])
-        plan = plan_batches(
-            load_recipe(recipe, overrides), num_processes, num_machines, paraphrases_per_set, vllm_data_parallel
+        parsed = load_recipe(recipe, overrides)
+        num_processes = num_processes or parsed.hardware.num_processes or 1
+        plan = plan_batches(parsed, num_processes, num_machines, paraphrases_per_set, vllm_data_parallel)
+        memory = plan_memory(
+            parsed,
+            num_processes,
+            accelerate_config,
+            gpu_memory,
+            prompt_tokens if prompt_tokens is not None else read_prompt_tokens(parsed),
+            plan.generation_batch,
         )
     except user_errors() as exc:
         fail(str(exc))
@@ -313,13 +395,38 @@ def plan_command(
     out.print(table)
     for note in plan.notes:
         out.print(f"[cyan]note:[/cyan] {escape(note)}", soft_wrap=True)
-    for warning in plan.warnings:
+    if memory.estimate is not None:
+        print_memory_table(out, memory, f"memory per training GPU: {recipe} on {num_processes} process(es)")
+    for note in memory.notes:
+        out.print(f"[cyan]note:[/cyan] {escape(note)}", soft_wrap=True)
+    for warning in plan.warnings + memory.warnings:
         console.print(f"[bold yellow]warning:[/bold yellow] {escape(warning)}", soft_wrap=True)
-    if plan.problems:
-        for problem in plan.problems:
+    if plan.problems or memory.problems:
+        for problem in plan.problems + memory.problems:
             console.print(f"[bold red]problem:[/bold red] {escape(problem)}", soft_wrap=True)
         raise typer.Exit(2)
-    out.print("[green]batch settings fit: every generation batch holds whole paraphrase sets[/green]")
+    out.print(f"[green]{plan.fits_message()}[/green]")
+    if memory.estimate is not None and memory.estimate.fits() is not None:
+        out.print(f"[green]memory fits: {memory.estimate.total / 2**30:.1f} GiB per training GPU[/green]")
+
+
+def print_memory_table(out: Console, memory, title: str) -> None:
+    """The memory table of :func:`grpo_sim.plan_memory.plan_memory`: terms, total, GPU; where the inputs came from."""
+    table = Table(title=title)
+    table.add_column("term")
+    table.add_column("per GPU", justify="right")
+    table.add_column("how")
+    for what, size, how in memory.estimate.rows():
+        table.add_row(what, size, escape(how))
+    out.print(table)
+    launch = memory.estimate.launch
+    inputs = [
+        f"model {launch.shape.name} ({launch.shape.params / 1e9:.2f}B params)",
+        f"strategy {launch.strategy} on {launch.num_gpus} GPU(s)",
+        f"batch {launch.batch} x ({launch.prompt_tokens} prompt + {launch.completion_tokens} completion) tokens",
+    ]
+    inputs += [f"{what}: {where}" for what, where in memory.source.items()]
+    out.print(f"[cyan]memory inputs:[/cyan] {escape('; '.join(inputs))}", soft_wrap=True)
 
 
 def demo_command(
@@ -393,6 +500,16 @@ def demo_command(
 
 #: ``grpo-sim demo --task``: the embedded demos
 DEMO_TASKS = ("short", "longform")
+
+
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(
+        False, "--debug", help=f"show the full traceback behind an error (the same as {DEBUG_ENV}=1)"
+    ),
+) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"  # also seen by the processes a command starts
 
 
 _TRL_FLAGS = {"allow_extra_args": True, "ignore_unknown_options": True}  # --learning_rate 2e-6, as TRL's scripts

@@ -32,18 +32,35 @@ class BatchPlan:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: ordinary prompt rows (one TRL group per prompt) rather than paraphrase sets: the table speaks of prompts
+    ordinary: bool = False
+    #: reward.advantage (None: PSGRPOConfig's default, per paraphrase)
+    advantage: str | None = None
 
     @property
     def completions_per_set(self) -> int:
         return self.paraphrases_per_set * self.num_generations
 
+    def advantage_row(self) -> tuple[str, str] | None:
+        """Where advantages are normalised, where the setting does something: on paraphrase sets always; on ordinary
+        rows only ``batch`` (``paraphrase`` there is TRL's own group per prompt, and ``set`` is refused)."""
+        mode = self.advantage or "paraphrase"
+        if self.ordinary and mode != "batch":
+            return None
+        return ("advantages normalised per", mode)
+
     def rows(self) -> list[tuple[str, str]]:
         """(what, value) rows for a table."""
         n, g, P = self.paraphrases_per_set, self.num_generations, self.num_processes
-        out = [
-            ("paraphrases per set (n)", str(n)),
-            ("rollouts per paraphrase (g = num_generations)", str(g)),
-            ("completions per set (n x g)", str(n * g)),
+        if self.ordinary:
+            out = [("rollouts per prompt (g = num_generations)", str(g))]
+        else:
+            out = [
+                ("paraphrases per set (n)", str(n)),
+                ("rollouts per paraphrase (g = num_generations)", str(g)),
+                ("completions per set (n x g)", str(n * g)),
+            ]
+        out += [
             ("training processes (all machines)", f"{P} on {self.num_machines} machine(s)"),
             ("per-device batch (completions)", str(self.per_device_batch)),
             ("gradient accumulation steps", str(self.gradient_accumulation)),
@@ -54,8 +71,11 @@ class BatchPlan:
             out += [
                 ("steps per generation", str(self.steps_per_generation)),
                 ("generation batch (completions)", str(gen)),
-                ("sets per generation batch", sets),
-                ("prompts (paraphrases) per generation batch", f"{gen // g}"),
+                *([] if self.ordinary else [("sets per generation batch", sets)]),
+                (
+                    "prompts per generation batch" if self.ordinary else "prompts (paraphrases) per generation batch",
+                    f"{gen // g}",
+                ),
                 ("completions per process per generation", str(gen // P)),
                 ("completions per optimizer step", str(self.per_device_batch * P * self.gradient_accumulation)),
             ]
@@ -63,7 +83,18 @@ class BatchPlan:
                 out.append(("rollouts per vLLM call (server)", f"{gen} = {gen // g} prompts x n={g}"))
             elif self.use_vllm:
                 out.append(("rollouts per vLLM call (colocate, each process)", f"{gen // P} prompts x n=1"))
+        advantage = self.advantage_row()
+        if advantage is not None:
+            out.append(advantage)
         return out
+
+    def fits_message(self) -> str:
+        """What ``grpo-sim plan`` says when the batch settings fit."""
+        if self.ordinary:
+            return (
+                f"batch settings fit: every generation batch holds whole groups of g = {self.num_generations} rollouts"
+            )
+        return "batch settings fit: every generation batch holds whole paraphrase sets"
 
 
 def _nearest_multiples(value: int, unit: int) -> str:
@@ -105,12 +136,14 @@ def plan_batches(
     paraphrases_per_set: int | None = None,
     vllm_data_parallel: int = 1,
     config=None,
+    ordinary: bool | None = None,
 ) -> BatchPlan:
     """The batch arithmetic of ``recipe`` on ``num_processes`` training processes in total.
 
     ``vllm_data_parallel`` is the rollout server's data-parallel size (vllm_mode server), when known. ``config``: the
     PSGRPOConfig already built from ``recipe`` for ``num_processes`` processes; its derived batch is read instead of
-    building another config (each build resets accelerate's shared state, which a run's config owns).
+    building another config (each build resets accelerate's shared state, which a run's config owns). ``ordinary``:
+    whether data.train holds ordinary prompt rows (None: as far as the recipe tells, :func:`data_is_ordinary_rows`).
     """
     t: dict[str, Any] = recipe.training
     g, B, GA = (int(t.get(k) or _default(k)) for k in BATCH_KEYS[:3])
@@ -127,6 +160,8 @@ def plan_batches(
         None,
         bool(t.get("use_vllm", False)),
         str(t.get("vllm_mode", "colocate")),
+        ordinary=data_is_ordinary_rows(recipe) if ordinary is None else ordinary,
+        advantage=recipe.reward.advantage,
     )
     P = num_processes
     if num_processes < 1 or num_machines < 1:
@@ -160,7 +195,13 @@ def plan_batches(
     plan.steps_per_generation, plan.generation_batch = S, gen
     # (a multiple of n x g is a multiple of g, so TRL's own gen % g rule is covered below)
     per_set = n * g
-    if gen % per_set:
+    if gen % per_set and plan.ordinary:
+        plan.problems.append(
+            f"generation batch {gen} = per_device_train_batch_size {B} x {P} processes x steps_per_generation {S} "
+            f"is not a multiple of num_generations g = {g} (every prompt's g rollouts in one batch); nearest valid "
+            f"batches: {_nearest_multiples(gen, g)}"
+        )
+    elif gen % per_set:
         good_b, good_s = batch_size_hints(per_set, B, P, S)
         plan.problems.append(
             f"generation batch {gen} = per_device_train_batch_size {B} x {P} processes x steps_per_generation {S} "
@@ -177,8 +218,10 @@ def plan_batches(
         )
     if plan.use_vllm and plan.vllm_mode == "colocate":
         plan.notes.append(
-            "vllm_mode=colocate: every training process holds a vLLM engine; lower "
-            "training.vllm_gpu_memory_utilization if the trainer runs out of memory"
+            "vllm_mode=colocate: every training process holds a vLLM engine that reserves "
+            "training.vllm_gpu_memory_utilization x the GPU for the whole run (the memory table below); vLLM fails "
+            "to start when what is left after its weights cannot hold one sequence of vllm_max_model_length: "
+            "then RAISE the utilisation or shorten vllm_max_model_length, never lower the utilisation"
         )
     if GA % S and not plan.problems:
         plan.notes.append(
@@ -250,6 +293,31 @@ def check_vllm_settings(plan: BatchPlan, recipe: Recipe, vllm_data_parallel: int
                 f"training.vllm_server_host is {host} on {M} machines: rank 0 will look for the server on its "
                 "own machine; set the rollout server's address (scripts/slurm_train.sh does)"
             )
+
+
+def data_is_ordinary_rows(recipe: Recipe) -> bool:
+    """Whether data.train holds ordinary prompt rows rather than paraphrase sets, as far as the recipe tells without
+    loading the data: ``data.format``, else the first row of a local JSONL file; a named source or a hub dataset
+    counts as paraphrase sets unless ``data.format: prompts`` says otherwise (``grpo-sim check`` reads the data)."""
+    if recipe.data.format != "auto":
+        return recipe.data.format == "prompts"
+    if recipe.data.train.endswith(".jsonl") and recipe.data.train not in DATA_SOURCES:
+        import json
+        from pathlib import Path
+
+        from .data.prompts import looks_like_paraphrase_sets
+
+        path = Path(recipe.data.train)
+        if path.is_file():
+            with open(path) as fh:
+                for line in fh:
+                    if line.strip():
+                        try:
+                            first = json.loads(line)
+                        except ValueError:
+                            return False
+                        return isinstance(first, dict) and not looks_like_paraphrase_sets(first)
+    return False
 
 
 def infer_paraphrases_per_set(recipe: Recipe) -> int:

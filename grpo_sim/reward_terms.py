@@ -66,10 +66,15 @@ def load_reward_function(path: str) -> Callable:
         raise ValueError(f"function {path!r}: expected 'my_pkg.module:function' (or 'my_pkg.module.function')")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise ValueError(_import_failure(path, module_name, exc)) from None  # an import inside the module
         raise ValueError(
-            f"function {path!r}: cannot import module {module_name!r} ({exc}); is it installed or on PYTHONPATH?"
+            f"function {path!r}: cannot import module {module_name!r} ({exc}); is it installed, on PYTHONPATH, "
+            "or a .py file next to the recipe?"
         ) from None
+    except Exception as exc:  # the module itself fails while importing: a syntax error, an error at module level
+        raise ValueError(_import_failure(path, module_name, exc)) from None
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -78,6 +83,106 @@ def load_reward_function(path: str) -> Callable:
     if not callable(obj):
         raise ValueError(f"function {path!r}: {attr!r} is not callable")
     return obj
+
+
+def _import_failure(path: str, module_name: str, exc: BaseException) -> str:
+    """One line for a module that fails while importing: which module, its file, the failing line and the error."""
+    import traceback
+
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f"{exc.filename}:{exc.lineno}"
+        error = f"SyntaxError: {exc.msg}"
+    else:  # the deepest frame in the module's own file (a json.loads at module level fails inside json)
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")]
+        origin = _module_file(module_name)
+        frames = [f for f in frames if f.filename == origin] or frames
+        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+        error = f"{type(exc).__name__}: {exc}"
+    return f"function {path!r}: importing module {module_name!r} failed at {where} ({error}); fix the module"
+
+
+def _module_file(module_name: str) -> str | None:
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None else None
+
+
+class RewardFunctionError(ValueError):
+    """A user's reward function (a ``function`` term) raised, or returned what TRL cannot use.
+
+    The message names the term, the function, the training step and the user's own frame (file:line);
+    ``checkpoint`` is filled in by the run (the newest complete checkpoint, None before the first).
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+        self.checkpoint: str | None = None
+        self.output_dir: str | None = None
+
+    def __str__(self) -> str:
+        if self.output_dir is None:
+            return self.message
+        where = (
+            f"the last checkpoint is {self.checkpoint} (after fixing the function: --resume auto)"
+            if self.checkpoint
+            else f"no checkpoint was saved yet in {self.output_dir}"
+        )
+        return f"{self.message}\n{where}"
+
+
+def _user_frame(exc: BaseException, function: Callable) -> str:
+    """``file:line in name: source line`` of the deepest frame in the function's own file (else the deepest)."""
+    import inspect
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)[1:]  # [0] is the wrapper that called the function
+    try:
+        own = inspect.getsourcefile(function)
+    except TypeError:
+        own = None
+    mine = [f for f in frames if own is not None and f.filename == own]
+    frame = (mine or frames or [None])[-1]
+    if frame is None:
+        return "?"
+    line = f": {frame.line.strip()}" if frame.line else ""
+    return f"{frame.filename}:{frame.lineno} in {frame.name}{line}"
+
+
+def reward_call_failure(name: str, function: Callable, path: str, exc: BaseException, step: int | None) -> str:
+    at = f" at step {step}" if step is not None else ""
+    return (
+        f"reward term {name!r} (function {path}) raised{at}: {type(exc).__name__}: {exc}\n"
+        f"  in {_user_frame(exc, function)}\n"
+        "(the full traceback: rerun with GRPO_SIM_DEBUG=1)"
+    )
+
+
+def check_reward_values(values: Any, count: int, name: str, path: str, step: int | None) -> list[float | None]:
+    """TRL's contract for a reward function's return value: a list of one float (or None: no reward for that
+    completion) per completion. RewardFunctionError names the term and the function when it is not kept."""
+    import numbers
+
+    at = f" at step {step}" if step is not None else ""
+    what = f"reward term {name!r} (function {path}) returned"
+    fix = f"; return a list of {count} floats (None for no reward), one per completion, in order"
+    if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__len__") or not hasattr(values, "__iter__"):
+        raise RewardFunctionError(f"{what} {type(values).__name__} {str(values)[:60]!r}{at}{fix}")
+    values = list(values)
+    if len(values) != count:
+        raise RewardFunctionError(f"{what} {len(values)} values for {count} completions{at}{fix}")
+    for k, value in enumerate(values):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise RewardFunctionError(
+                f"{what} {type(value).__name__} {str(value)[:40]!r} at position {k}{at}: not a number{fix}"
+            )
+    return [None if v is None else float(v) for v in values]
 
 
 def _function_name(path: str) -> str:

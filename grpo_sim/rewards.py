@@ -32,7 +32,7 @@ import numpy as np
 from .advantages import frac_zero_spread_groups, group_codes
 from .similarity import get_similarity
 from .similarity.base import Similarity
-from .similarity.text import normalize_answer
+from .similarity.text import normalize_answer, repetitive_answer_rate
 
 __all__ = [
     "RelaxedSampling",
@@ -426,6 +426,7 @@ def set_statistics(
     * ``agreement``: fraction of cross-paraphrase completion pairs whose normalised answers match;
     * ``frac_empty``: completions with fewer than ``min_words`` words;
     * ``frac_sets_identical``: sets whose completions all have the same normalised answer;
+    * ``frac_repetitive``: completions repeating a word or phrase (:func:`~grpo_sim.similarity.text.is_repetitive`);
     * ``frac_modal_answer`` / ``modal_answer``: share of all completions giving the batch's most
       common normalised answer, and that answer. Identical answers *within* sets are the goal of
       consistency training; the same answer *across different questions* is collapse;
@@ -451,6 +452,7 @@ def set_statistics(
         "frac_empty": float(short_completion_mask(texts, min_words).mean()) if texts else float("nan"),
         "frac_sets_identical": identical / len(groups) if groups else float("nan"),
         "mean_words": float(np.mean([len(t.split()) for t in texts])) if texts else float("nan"),
+        "frac_repetitive": repetitive_answer_rate(texts) if texts else float("nan"),
         "num_sets": len(groups),
     }
     if texts:

@@ -159,6 +159,19 @@ def check_batch_fits_sets(
     )
 
 
+def position_shuffle(generator: torch.Generator, seed: int, size: int, epoch: int) -> None:
+    """Put a sampler's shuffle generator where pass ``epoch`` (0-based) over the data begins.
+
+    The samplers draw one ``randperm(size)`` per pass from a generator seeded once, so pass ``epoch`` of a run
+    sees the ``epoch + 1``-th permutation. A run resumed in a later epoch builds a fresh sampler, whose first
+    pass would repeat epoch 0's order; reseeding and drawing the ``epoch`` earlier permutations again (cheap:
+    ``size`` is the number of sets or rows) gives every pass the order the uninterrupted run gives it.
+    """
+    generator.manual_seed(seed)
+    for _ in range(epoch):
+        torch.randperm(size, generator=generator)
+
+
 class ParaphraseSetSampler(Sampler[int]):
     """Yields dataset rows so that every generation batch holds whole paraphrase sets.
 
@@ -207,6 +220,12 @@ class ParaphraseSetSampler(Sampler[int]):
                     for row in self.layout.set_rows[set_index]:
                         for _ in range(self.mini_repeat_count):
                             yield row
+
+    def set_epoch(self, epoch: int) -> None:
+        """transformers calls this before every epoch (accelerate forwards it): the shuffle of pass ``epoch``
+        is the same whether the run started at epoch 0 or was resumed in it (:func:`position_shuffle`)."""
+        if self.shuffle and self.seed is not None:
+            position_shuffle(self.generator, self.seed, self.layout.num_sets, epoch)
 
     def __len__(self) -> int:
         full = self.layout.num_sets // self.sets_per_batch

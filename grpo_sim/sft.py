@@ -2,10 +2,11 @@
 
 Every wording of every training set that has a gold answer becomes one prompt-completion example: the
 user message is the wording with its passages in the recipe's prompt template (exactly what GRPO will
-show), the completion the set's first gold answer. The loss is on the completion only (TRL's default
-for prompt-completion data). The run directory follows ``grpo-sim train``'s conventions (a non-empty
-directory needs ``--resume`` or ``--overwrite``; ``--resume auto`` continues from the newest complete
-checkpoint; SIGTERM/SIGINT saves a checkpoint and says how to resume; ``metrics.jsonl``); its ``final/``
+show), the completion the set's first gold answer. Ordinary (prompt, reference) rows (``data.format: prompts``)
+are ordinary SFT: each prompt (with ``data.system_prompt``) and its first reference. The loss is on the
+completion only (TRL's default for prompt-completion data). The run directory follows ``grpo-sim train``'s
+conventions (a non-empty directory needs ``--resume`` or ``--overwrite``; ``--resume auto`` continues from the
+newest complete checkpoint; SIGTERM/SIGINT saves a checkpoint and says how to resume; ``metrics.jsonl``); its ``final/``
 is the model ``grpo-sim train`` takes (``model.name_or_path``).
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from .io import atomic_write_text
 from .recipe import Recipe, RecipeError
+from .recipe.schema import SFT_CONFIG_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +36,27 @@ def start_model(recipe: Recipe) -> str:
     return recipe.sft.model or recipe.model.name_or_path
 
 
+def _first_reference(answers: Any) -> str | None:
+    if isinstance(answers, str):
+        return answers or None
+    return next((a for a in answers or [] if a), None)
+
+
 def sft_rows(sets, template: str) -> tuple[list[dict[str, Any]], int]:
-    """(conversational prompt-completion rows, number of sets skipped for having no gold answer)."""
+    """(conversational prompt-completion rows, number of sets (or ordinary rows) skipped for having no gold answer).
+
+    Paraphrase sets: every wording in the prompt template with the set's first gold answer. Ordinary rows
+    (``{prompt: [messages], answers}``, the system prompt already first): ordinary SFT, each prompt with its first
+    reference as the completion."""
     from .data.schema import to_training_rows
 
+    if sets and isinstance(sets[0], dict):  # ordinary prompt rows
+        rows = [
+            {"prompt": row["prompt"], "completion": [{"role": "assistant", "content": reference}]}
+            for row in sets
+            if (reference := _first_reference(row.get("answers"))) is not None
+        ]
+        return rows, len(sets) - len(rows)
     rows = [
         {"prompt": row["prompt"], "completion": [{"role": "assistant", "content": row["answers"][0]}]}
         for row in to_training_rows(sets, template)
@@ -53,17 +72,10 @@ def sft_config(recipe: Recipe, output_dir: Path):
     from trl import SFTConfig
 
     sft = recipe.sft
-    kwargs: dict[str, Any] = dict(
+    kwargs: dict[str, Any] = {field: getattr(sft, key) for key, field in SFT_CONFIG_FIELDS.items()}
+    kwargs.update(
         output_dir=str(output_dir),
-        num_train_epochs=sft.epochs,
-        max_steps=sft.max_steps,
-        learning_rate=sft.learning_rate,
-        per_device_train_batch_size=sft.batch_size,
-        gradient_accumulation_steps=sft.gradient_accumulation_steps,
-        logging_steps=sft.logging_steps,
         save_strategy="steps",
-        save_steps=sft.save_steps,
-        seed=sft.seed,
         max_length=None,
         gradient_checkpointing=False,
         report_to=recipe.training.get("report_to", "none"),
@@ -98,6 +110,7 @@ def sft_model_card(
     steps: int,
     seconds: float,
     evaluation: dict[str, Any] | None,
+    ordinary: bool = False,
 ) -> str:
     from .runner import evaluation_card_lines
 
@@ -113,8 +126,12 @@ def sft_model_card(
         "PS-GRPO (`grpo-sim train`, model.name_or_path = this directory).",
         "",
         f"- start model: `{start_model(recipe)}`",
-        f"- data: `{recipe.data.train}` ({sets} sets with gold answers, {rows} wordings; prompt "
-        f"`{recipe.data.prompt}`; target: the set's first gold answer)",
+        (
+            f"- data: `{recipe.data.train}` ({rows} ordinary rows with references; target: the first reference)"
+            if ordinary
+            else f"- data: `{recipe.data.train}` ({sets} sets with gold answers, {rows} wordings; prompt "
+            f"`{recipe.data.prompt}`; target: the set's first gold answer)"
+        ),
         f"- settings: {recipe.sft.epochs:g} epoch(s), max_steps {recipe.sft.max_steps}, learning rate "
         f"{recipe.sft.learning_rate:g}, batch {recipe.sft.batch_size} x {recipe.sft.gradient_accumulation_steps}",
         f"- steps: {steps}, wall time {seconds:.0f} s",
@@ -148,9 +165,11 @@ def run_sft(
         RunResult,
         check_output_dir,
         evaluate_final,
+        is_prompt_rows,
+        load_data,
         load_model,
-        load_sets,
         resolve_resume,
+        resume_target_problems,
         save_trained_model,
         trim_sets,
     )
@@ -161,18 +180,33 @@ def run_sft(
     # everything that can fail on bad input is checked before the first write
     must_empty = check_output_dir(out, resume, overwrite)
     checkpoint = resolve_resume(out, resume)
-    sets = trim_sets(load_sets(recipe.data.train, recipe, "train"), None, recipe.data.max_train_sets)
+    from .models.startup import model_location_problem
+    from .sources import MODEL_SOURCES
+
+    key = "sft.model" if recipe.sft.model else "model.name_or_path"
+    unloadable = (
+        None
+        if start_model(recipe) in MODEL_SOURCES
+        else model_location_problem(start_model(recipe), recipe.model.revision, key)
+    )
+    if unloadable is not None:
+        raise RecipeError(f"{recipe._source}: {unloadable}")
+    if checkpoint is not None:
+        wrong_kind = resume_target_problems(Path(checkpoint), recipe, resume, expected="sft")
+        if wrong_kind:
+            raise RunError("\n".join(wrong_kind))
+    sets = trim_sets(load_data(recipe.data.train, recipe, "train"), None, recipe.data.max_train_sets)
     rows, unanswered = sft_rows(sets, recipe.data.prompt)
     if not rows:
         raise RecipeError(
-            f"data.train ({recipe.data.train}): no set has a gold answer (answers), so there is "
+            f"data.train ({recipe.data.train}): no set or row has a gold answer (answers), so there is "
             "nothing to learn from; a supervised warm start needs answers"
         )
     if unanswered:
-        logger.warning("sft: %d of %d set(s) have no gold answer and are left out", unanswered, len(sets))
+        logger.warning("sft: %d of %d set(s)/row(s) have no gold answer and are left out", unanswered, len(sets))
     eval_sets = None
     if recipe.data.eval and recipe.evaluation.enabled:
-        eval_sets = trim_sets(load_sets(recipe.data.eval, recipe, "eval"), None, recipe.data.max_eval_sets)
+        eval_sets = trim_sets(load_data(recipe.data.eval, recipe, "eval"), None, recipe.data.max_eval_sets)
     config = sft_config(recipe, out)
     start_recipe = recipe.model_copy(
         update={"model": recipe.model.model_copy(update={"name_or_path": start_model(recipe)})}
@@ -232,7 +266,14 @@ def run_sft(
     if eval_sets:
         result.evaluation = evaluate_final(recipe, result.final_model, eval_sets, out / "eval")
     card = sft_model_card(
-        recipe, out, len(rows), len(sets) - unanswered, result.global_step, result.seconds, result.evaluation
+        recipe,
+        out,
+        len(rows),
+        len(sets) - unanswered,
+        result.global_step,
+        result.seconds,
+        result.evaluation,
+        ordinary=is_prompt_rows(sets),
     )
     atomic_write_text(result.final_model / "README.md", card)
     atomic_write_text(out / "README.md", card)

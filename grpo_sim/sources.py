@@ -1,20 +1,37 @@
 """Named data and model sources: what a recipe names instead of a path or a hub id.
 
-``data.train: demo`` and ``model.name_or_path: grpo-sim:demo-warmstart`` are the bundled demo's
-entries; the runner, ``grpo-sim check`` and ``grpo-sim plan`` look names up here instead of knowing
-the demo. A package adds its own with :func:`register_data_source` / :func:`register_model_source`.
-A data source declares its options as a pydantic model; a recipe gives them as ``data.source_options``
-and the source's model checks them (:func:`source_option_problems`).
+The runner, ``grpo-sim check`` and ``grpo-sim plan`` look a name up here (``DATA_SOURCES`` / ``MODEL_SOURCES``)
+without knowing who provides it. A source is registered by the package that owns it, in one of two ways:
+
+* an entry point in the group ``grpo_sim.sources`` (pyproject.toml: ``[project.entry-points."grpo_sim.sources"]``,
+  ``my-data = "my_pkg.sources:MY_DATA"``): the entry point's name is the source's name, its object a
+  :class:`DataSource` or a :class:`ModelSource`. It is loaded the first time a recipe names it, so an installed
+  package adds a source without touching grpo-sim. The bundled demo registers ``demo`` and
+  ``grpo-sim:demo-warmstart`` this way (grpo-sim's own pyproject.toml).
+* :func:`register_data_source` / :func:`register_model_source` from the owning package's code.
+
+A name is registered once: a second registration (or an entry point of the same name) is an error unless
+``replace=True`` says it is meant. A data source declares its options as a pydantic model; a recipe gives them as
+``data.source_options`` and the source's model checks them (:func:`source_option_problems`). This module is the
+bottom of the run layer: it imports no other grpo_sim module (tests/test_architecture.py).
 """
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
+
+#: the entry-point group packages register their sources in
+ENTRY_POINT_GROUP = "grpo_sim.sources"
+
+
+class SourceError(ValueError):
+    """A source that cannot be registered or loaded (a duplicate name, an entry point that is not a source)."""
 
 
 @dataclass(frozen=True)
@@ -33,16 +50,117 @@ class ModelSource:
     resolve: Callable[[Any, Path | None], str]
 
 
-DATA_SOURCES: dict[str, DataSource] = {}
-MODEL_SOURCES: dict[str, ModelSource] = {}
+Source = TypeVar("Source", "DataSource", "ModelSource")
 
 
-def register_data_source(name: str, source: DataSource) -> None:
-    DATA_SOURCES[name] = source
+class SourceRegistry(MutableMapping[str, Source], Generic[Source]):
+    """name -> source. A name not registered yet is looked up among the installed packages' entry points (group
+    ``grpo_sim.sources``) when it is first asked for; iterating loads every entry point of the group."""
+
+    def __init__(self, kind: str, source_type: type):
+        self.kind = kind
+        self.source_type = source_type
+        self._sources: dict[str, Any] = {}
+        self._origin: dict[str, str] = {}
+
+    def register(self, name: str, source: Any, replace: bool = False, origin: str = "") -> None:
+        if not isinstance(source, self.source_type):
+            raise SourceError(
+                f"{self.kind} source {name!r}{_by(origin)} is a {type(source).__name__}, not a "
+                f"grpo_sim.sources.{self.source_type.__name__}"
+            )
+        existing = self._sources.get(name)
+        if existing is not None and existing is not source and not replace:
+            raise SourceError(
+                f"{self.kind} source {name!r} is already registered{_by(self._origin.get(name, ''))}; a second one"
+                f"{_by(origin)} would replace it: pick another name, or pass replace=True to replace it on purpose"
+            )
+        self._sources[name] = source
+        self._origin[name] = origin
+
+    def __getitem__(self, name: str) -> Source:
+        if name not in self._sources:
+            _load_entry_points(name)
+        return self._sources[name]
+
+    def __setitem__(self, name: str, source: Source) -> None:  # a plain set (tests restore entries this way)
+        self._sources[name] = source
+
+    def __delitem__(self, name: str) -> None:
+        del self._sources[name]
+        self._origin.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        _load_entry_points()
+        return iter(list(self._sources))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
-def register_model_source(name: str, source: ModelSource) -> None:
-    MODEL_SOURCES[name] = source
+def _by(origin: str) -> str:
+    return f" (by {origin})" if origin else ""
+
+
+DATA_SOURCES: SourceRegistry[DataSource] = SourceRegistry("data", DataSource)
+MODEL_SOURCES: SourceRegistry[ModelSource] = SourceRegistry("model", ModelSource)
+
+
+def register_data_source(name: str, source: DataSource, replace: bool = False) -> None:
+    """Register a data source under ``name`` (a recipe's ``data.train`` / ``data.eval``); a name taken already is
+    an error unless ``replace=True``."""
+    DATA_SOURCES.register(name, source, replace)
+
+
+def register_model_source(name: str, source: ModelSource, replace: bool = False) -> None:
+    """Register a model source under ``name`` (a recipe's ``model.name_or_path``); a name taken already is an
+    error unless ``replace=True``."""
+    MODEL_SOURCES.register(name, source, replace)
+
+
+_LOADED_ENTRY_POINTS: set[tuple[str, str]] = set()  # (name, object path): each entry point is loaded once
+
+
+def _entry_points(name: str | None = None) -> Iterator[tuple[str, metadata.EntryPoint]]:
+    """(distribution, entry point) of the group, over every distribution's metadata found on sys.path.
+
+    Not ``metadata.entry_points(group=...)``: that keeps one metadata copy per distribution name, and a stale
+    ``*.egg-info`` left in a source checkout (on sys.path when a command runs from there) then hides the entry points
+    of the installed copy. An entry point found twice (name and object alike) counts once.
+    """
+    seen: set[tuple[str, str]] = set()
+    for dist in metadata.distributions():
+        for entry_point in dist.entry_points:
+            if entry_point.group != ENTRY_POINT_GROUP or (name is not None and entry_point.name != name):
+                continue
+            if (entry_point.name, entry_point.value) not in seen:
+                seen.add((entry_point.name, entry_point.value))
+                yield dist.metadata["Name"] or "?", entry_point
+
+
+def _load_entry_points(name: str | None = None) -> None:
+    """Register the sources the installed packages declare as entry points (only those called ``name``, if given)."""
+    for dist, entry_point in _entry_points(name):
+        key = (entry_point.name, entry_point.value)
+        if key in _LOADED_ENTRY_POINTS:
+            continue
+        origin = f"package {dist}, entry point {entry_point.name} = {entry_point.value}"
+        try:
+            source = entry_point.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin is named, with its error, as one line
+            raise SourceError(
+                f"source {entry_point.name!r} ({origin}) failed to load: {type(exc).__name__}: {exc}"
+            ) from exc
+        if isinstance(source, DataSource):
+            DATA_SOURCES.register(entry_point.name, source, origin=origin)
+        elif isinstance(source, ModelSource):
+            MODEL_SOURCES.register(entry_point.name, source, origin=origin)
+        else:
+            raise SourceError(
+                f"source {entry_point.name!r} ({origin}) is a {type(source).__name__}, not a "
+                "grpo_sim.sources.DataSource or ModelSource"
+            )
+        _LOADED_ENTRY_POINTS.add(key)  # only once registered: a broken one fails the same way every time
 
 
 def source_options(recipe: Any) -> BaseModel | None:
@@ -89,45 +207,3 @@ def source_option_problems(data: Any) -> tuple[dict[str, Any], list[str]]:
             return source.options.model_validate(kept).model_dump(mode="json"), problems
         except ValidationError:  # a required option is missing: nothing valid to stand in
             return {}, problems
-
-
-# ------------------------------------------------------------------------------------------ the bundled demo
-class DemoDataSettings(BaseModel):
-    """``data.source_options`` of ``data.train: demo``, the bundled synthetic sets; these defaults are also the full
-    ``grpo-sim demo``'s. 200 held-out sets: the standard error of a consistency mean over sets is then about 0.025."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    num_train_sets: int = Field(600, ge=1)
-    num_eval_sets: int = Field(200, ge=1)
-    num_paraphrases: int = Field(4, ge=2, le=6)
-    passages_per_prompt: int = Field(3, ge=1)
-    seed: int = 0
-
-
-def _demo_settings(recipe: Any) -> DemoDataSettings:
-    """The demo data's settings: the recipe's source options when it trains on the demo, else the defaults (a
-    recipe may start from the demo's warm start with other data)."""
-    options = source_options(recipe)
-    return options if isinstance(options, DemoDataSettings) else DemoDataSettings()
-
-
-def _demo_package() -> Any:
-    """The demo package, imported by name when a recipe uses it: the demo sits above the run layer and imports this
-    module (its data options), so this module must not import it (tests/test_architecture.py: no import cycle)."""
-    return importlib.import_module("grpo_sim.demo")
-
-
-def _demo_sets(recipe: Any, split: str) -> list:
-    train, eval_ = _demo_package().demo_data(_demo_settings(recipe))
-    return train if split == "train" else eval_
-
-
-def _demo_warmstart(recipe: Any, cache_dir: Path | None) -> str:
-    return str(_demo_package().demo_warmstart(_demo_settings(recipe), cache_dir=cache_dir))
-
-
-register_data_source(
-    "demo", DataSource(_demo_sets, lambda recipe: _demo_settings(recipe).num_paraphrases, options=DemoDataSettings)
-)
-register_model_source("grpo-sim:demo-warmstart", ModelSource(_demo_warmstart))

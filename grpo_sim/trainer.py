@@ -23,19 +23,31 @@ prompt), and only the collapse penalty (a recipe setting) is added.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from accelerate.utils import gather_object
+from torch.utils.data import Sampler
 from trl import GRPOConfig, GRPOTrainer
 
 from . import trl_internals
 from .advantages import group_advantages, group_codes
-from .reward_terms import RewardTerm, legacy_reward_terms, load_reward_function, parse_reward_terms
+from .reward_terms import (
+    RewardFunctionError,
+    RewardTerm,
+    check_reward_values,
+    legacy_reward_terms,
+    load_reward_function,
+    parse_reward_terms,
+    reward_call_failure,
+)
 from .rewards import (
     RelaxedSampling,
     apply_collapse_penalty,
@@ -50,6 +62,7 @@ from .rewards import (
 )
 from .sampler import ParaphraseSetSampler, SetLayoutError, build_set_layout, check_batch_fits_sets
 from .similarity import get_similarity
+from .similarity.text import REPEAT_MIN_COPIES, REPETITIVE_ANSWER_WARN_RATE, repetitive_answer_rate
 from .vllm_sync import WEIGHT_SYNC_MODES, post_reload, vllm_generation_factory
 
 logger = logging.getLogger(__name__)
@@ -57,6 +70,17 @@ logger = logging.getLogger(__name__)
 ADVANTAGE_MODES = ("paraphrase", "set", "batch")
 REWARD_STREAMS = {"train": 0, "eval": 1}
 COLLAPSE_WARNING_EVERY_STEPS = 10  # a persisting collapse is warned about at most once per this many steps
+#: each process's generation state in a checkpoint (see PSGRPOTrainer._save_checkpoint)
+GENERATION_STATE_FILE = "grpo_sim_generation_{rank}.pt"
+#: the settings a saved generation batch was cut for; a resume with other values generates a new batch
+GENERATION_LAYOUT = (
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "steps_per_generation",
+    "num_iterations",
+    "num_generations",
+    "generation_batch_size",
+)
 
 
 def generation_index(
@@ -180,7 +204,10 @@ class PSGRPOConfig(GRPOConfig):
         metadata={
             "help": "The reward terms, weighted and summed as TRL sums reward functions: a list of mappings "
             "with a 'type' (consistency, reference, agreement, function), a 'weight' and the type's own keys "
-            "(see grpo_sim.reward_terms). None: the terms the shorthand fields below describe."
+            "(see grpo_sim.reward_terms). None (the default): the terms the shorthand fields below describe when "
+            "one is set; else one BLEU-2 consistency term where the training data has paraphrase sets and no term "
+            "on ordinary rows, where the trainer's reward_funcs are the whole reward, as in trl.GRPOTrainer. "
+            "[] : no term anywhere. A set term given explicitly on ordinary rows is an error."
         },
     )
     # The shorthand of the first PS-GRPO versions (consistency + accuracy). None = not set; they only apply
@@ -229,11 +256,13 @@ class PSGRPOConfig(GRPOConfig):
     answers_column: str = field(
         default="answers", metadata={"help": "Dataset column with the gold answers (a string or list of strings)."}
     )
-    collapse_penalty: bool = field(
-        default=True,
+    collapse_penalty: bool | None = field(
+        default=None,
         metadata={
             "help": "Give completions shorter than `collapse_min_words` words (empty ones included) the "
-            "batch's minimum reward, so agreeing on an empty answer never pays."
+            "batch's minimum reward, so agreeing on an empty answer never pays. None (the default): on where the "
+            "training data has paraphrase sets (similarity between completions is what an empty answer games), off "
+            "on ordinary rows, which then train exactly as trl.GRPOTrainer trains them; True/False: everywhere."
         },
     )
     collapse_min_words: int = field(
@@ -307,9 +336,9 @@ class PSGRPOConfig(GRPOConfig):
         "relaxed_samples",
     )
 
-    def _resolve_reward_terms(self) -> list[dict[str, Any]]:
-        """reward_terms, or the terms of the shorthand fields; validated (similarity specs resolve, functions
-        import), so a typo fails before any model loads."""
+    def _resolve_reward_terms(self) -> list[dict[str, Any]] | None:
+        """reward_terms, or the terms of the shorthand fields, or None (the default: see :meth:`terms_for`);
+        validated (similarity specs resolve, functions import), so a typo fails before any model loads."""
         given = {name: getattr(self, name) for name in self._SHORTHAND if getattr(self, name) is not None}
         if self.reward_terms is not None and given:
             raise ValueError(
@@ -324,13 +353,28 @@ class PSGRPOConfig(GRPOConfig):
                 RelaxedSampling(given["relaxed_kappa"], given.get("relaxed_samples", 1))  # validates both
             elif given.get("relaxed_samples", 1) < 1:
                 raise ValueError(f"relaxed_samples must be >= 1, got {given['relaxed_samples']}")
+            if not given:
+                return None  # the default: it depends on the data (terms_for)
             raw = legacy_reward_terms(**given)
         return [term.as_dict() for term in parse_reward_terms(raw, "reward_terms")] if raw else []
 
+    def terms_for(self, paraphrase_sets: bool) -> list[RewardTerm]:
+        """The reward terms a trainer uses on its training data, as objects (``reward_terms`` is kept as plain
+        mappings: it is saved with the config). ``reward_terms=None`` is the default: one BLEU-2 consistency term
+        (``legacy_reward_terms()``) on paraphrase-set data, no term on ordinary rows (TRL's reward_funcs only)."""
+        raw = self.reward_terms
+        if raw is None:
+            raw = legacy_reward_terms() if paraphrase_sets else []
+        return parse_reward_terms(raw, "reward_terms", check=False) if raw else []
+
     @property
     def terms(self) -> list[RewardTerm]:
-        """The reward terms as objects (reward_terms is kept as plain mappings: it is saved with the config)."""
-        return parse_reward_terms(self.reward_terms, "reward_terms", check=False) if self.reward_terms else []
+        """The reward terms on paraphrase-set data (:meth:`terms_for`)."""
+        return self.terms_for(paraphrase_sets=True)
+
+    def collapse_penalty_for(self, paraphrase_sets: bool) -> bool:
+        """Whether the collapse penalty applies: ``collapse_penalty``, or by default only on paraphrase sets."""
+        return paraphrase_sets if self.collapse_penalty is None else bool(self.collapse_penalty)
 
 
 class _SetTermPlaceholder:
@@ -367,12 +411,17 @@ class _ReferenceReward:
 
 
 class _FunctionReward:
-    """A user's TRL reward function with the recipe's keyword arguments bound (TRL logs it under ``name``)."""
+    """A user's TRL reward function with the recipe's keyword arguments bound (TRL logs it under ``name``).
 
-    def __init__(self, name: str, function: Any, kwargs: dict[str, Any]):
+    A failure inside it, or a return value outside TRL's contract (one float or None per completion), is a
+    :class:`RewardFunctionError` naming the term, the function, the step and the user's own frame.
+    """
+
+    def __init__(self, name: str, function: Any, kwargs: dict[str, Any], path: str | None = None):
         self.__name__ = name
         self.function = function
         self.kwargs = dict(kwargs)
+        self.path = path or getattr(function, "__qualname__", repr(function))
 
     def __call__(self, **trl_kwargs: Any) -> Any:
         clash = sorted(set(self.kwargs) & set(trl_kwargs))
@@ -381,7 +430,13 @@ class _FunctionReward:
                 f"reward term {self.__name__!r}: kwargs {clash} clash with what TRL passes (dataset "
                 "columns, prompts, completions, ...); rename the function's parameter"
             )
-        return self.function(**trl_kwargs, **self.kwargs)
+        state = trl_kwargs.get("trainer_state")
+        step = state.global_step + 1 if state is not None else None  # the step whose batch is being scored
+        try:
+            values = self.function(**trl_kwargs, **self.kwargs)
+        except Exception as exc:
+            raise RewardFunctionError(reward_call_failure(self.__name__, self.function, self.path, exc, step)) from exc
+        return check_reward_values(values, len(trl_kwargs.get("completions") or ()), self.__name__, self.path, step)
 
 
 def _term_function(term: RewardTerm, args: "PSGRPOConfig") -> Any:
@@ -389,7 +444,7 @@ def _term_function(term: RewardTerm, args: "PSGRPOConfig") -> Any:
         return _SetTermPlaceholder(term.name)
     if term.type == "reference":
         return _ReferenceReward(term.name, term.similarity, term.column or args.answers_column)
-    return _FunctionReward(term.name, load_reward_function(term.function), term.kwargs)
+    return _FunctionReward(term.name, load_reward_function(term.function), term.kwargs, term.function)
 
 
 def has_paraphrase_sets(dataset: Any, args: "PSGRPOConfig") -> bool:
@@ -401,33 +456,80 @@ def has_paraphrase_sets(dataset: Any, args: "PSGRPOConfig") -> bool:
     return args.set_id_column in columns or args.paraphrase_id_column in columns
 
 
+class _EpochPositioned(Sampler):
+    """TRL's train sampler (``RepeatSampler``, ordinary prompts) with ``set_epoch``, which transformers calls before
+    every epoch: a run resumed in a later epoch then shuffles as the uninterrupted run did in that epoch
+    (:func:`grpo_sim.trl_internals.position_repeat_sampler`). Iterates exactly as the wrapped sampler."""
+
+    def __init__(self, sampler: Any):
+        self.sampler = sampler
+
+    def __iter__(self):
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def set_epoch(self, epoch: int) -> None:
+        trl_internals.position_repeat_sampler(self.sampler, epoch)
+
+
 class PSGRPOTrainer(GRPOTrainer):
     """``trl.GRPOTrainer`` with reward terms and the PS-GRPO set reward (see the module docstring).
 
-    Args are those of ``GRPOTrainer``; the rewards are ``args.reward_terms``; ``reward_funcs`` are OPTIONAL
-    extra per-completion reward functions (weighted by ``args.reward_weights``). Datasets with ``set_id`` and
-    ``paraphrase_id`` columns (names configurable) are paraphrase sets; datasets without them are ordinary
-    prompts, trained exactly as ``trl.GRPOTrainer`` trains them (consistency and agreement terms need sets).
+    A drop-in for ``trl.GRPOTrainer``: the same arguments in the same order with the same defaults (``args=None``
+    builds a default :class:`PSGRPOConfig` named ``<model>-GRPO``, as TRL does). The rewards are
+    ``args.reward_terms`` plus ``reward_funcs`` (TRL reward functions, models, environment-owned rewards), the latter
+    weighted by ``args.reward_weights``. Datasets with ``set_id`` and ``paraphrase_id`` columns (names configurable)
+    are paraphrase sets; any other data (ordinary prompts, environment-owned data, streams) is trained exactly as
+    ``trl.GRPOTrainer`` trains it under the default config: the default reward term (consistency) and the default
+    collapse penalty apply to paraphrase sets only. A set term given explicitly on ordinary data is an error.
+    Errors about TRL's arguments are TRL's own.
     """
 
-    def __init__(self, model: Any, reward_funcs: Any = None, args: PSGRPOConfig | None = None, **kwargs: Any):
-        if args is None or not isinstance(args, PSGRPOConfig):
-            raise TypeError("PSGRPOTrainer needs args=PSGRPOConfig(...)")
-        user_funcs = (
-            [] if reward_funcs is None else (reward_funcs if isinstance(reward_funcs, list) else [reward_funcs])
-        )
-        terms = args.terms
-        train_dataset = kwargs.get("train_dataset")
+    def __init__(
+        self,
+        model: Any,
+        reward_funcs: Any = None,
+        args: PSGRPOConfig | None = None,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        processing_class: Any = None,
+        reward_processing_classes: Any = None,
+        callbacks: Any = None,
+        optimizers: tuple[Any, Any] = (None, None),
+        quantization_config: Any = None,
+        peft_config: Any = None,
+        tools: Any = None,
+        rollout_func: Any = None,
+        environment_factory: Any = None,
+    ):
+        if args is None:  # as TRL: a default config named after the model
+            args = PSGRPOConfig(trl_internals.default_output_dir(model))
+        elif not isinstance(args, PSGRPOConfig):
+            raise TypeError(
+                f"PSGRPOTrainer needs args=PSGRPOConfig(...), got {type(args).__module__}.{type(args).__name__}: "
+                "PSGRPOConfig takes every GRPOConfig field (from grpo_sim import PSGRPOConfig as GRPOConfig)"
+            )
         self.uses_sets = (
             train_dataset is not None
             and not isinstance(train_dataset, dict)
             and has_paraphrase_sets(train_dataset, args)
         )
+        terms = args.terms_for(self.uses_sets)
+        self._terms = terms
+        #: the collapse penalty in force (PSGRPOConfig.collapse_penalty None: on for paraphrase sets only)
+        self.collapse_penalty = args.collapse_penalty_for(self.uses_sets)
         set_terms = [t.name for t in terms if t.needs_sets]
-        if set_terms and train_dataset is not None and not self.uses_sets:
+        if set_terms and not self.uses_sets:
+            data = (
+                "there is no train_dataset"
+                if train_dataset is None
+                else f"train_dataset has no '{args.set_id_column}'/'{args.paraphrase_id_column}' columns "
+                "(ordinary prompts)"
+            )
             raise SetLayoutError(
-                f"reward term(s) {set_terms} compare the paraphrases of a set, but train_dataset has no "
-                f"'{args.set_id_column}'/'{args.paraphrase_id_column}' columns (ordinary prompts); use paraphrase-set "
+                f"reward term(s) {set_terms} compare the paraphrases of a set, but {data}; use paraphrase-set "
                 "data or drop those terms"
             )
         if not self.uses_sets and args.advantage_mode == "set":
@@ -435,24 +537,33 @@ class PSGRPOTrainer(GRPOTrainer):
                 "advantage_mode='set' normalises over paraphrase sets, but train_dataset has none; use "
                 "'paraphrase' (one group per prompt, as TRL) or 'batch'"
             )
-        funcs = [_term_function(term, args) for term in terms]
-        weights = [term.weight for term in terms]
         self._set_terms = [(k, term) for k, term in enumerate(terms) if term.needs_sets]
         self._consistency_index = next((k for k, t in self._set_terms if t.type == "consistency"), None)
-        user_weights = args.reward_weights
-        if user_weights is not None and len(user_weights) != len(user_funcs):
-            raise ValueError(
-                f"reward_weights has {len(user_weights)} entries but {len(user_funcs)} extra reward_funcs were "
-                "given; in grpo-sim reward_weights weighs only the extra reward_funcs (the reward terms carry "
-                "their own weights)"
+        weights_for_init = contextlib.nullcontext()
+        if terms:  # the terms come first in TRL's reward list; reward_weights weighs only the user's reward_funcs
+            user_funcs = (
+                [] if reward_funcs is None else (reward_funcs if isinstance(reward_funcs, list) else [reward_funcs])
             )
-        funcs.extend(user_funcs)
-        weights.extend(user_weights if user_weights is not None else [1.0] * len(user_funcs))
-        if not funcs:
-            raise ValueError("no reward: reward_terms is empty and no reward_funcs were given")
+            user_weights = args.reward_weights
+            if user_weights is not None and len(user_weights) != len(user_funcs):
+                raise ValueError(
+                    f"reward_weights has {len(user_weights)} entries but {len(user_funcs)} extra reward_funcs were "
+                    "given; in grpo-sim reward_weights weighs only the extra reward_funcs (the reward terms carry "
+                    "their own weights)"
+                )
+            reward_funcs = [_term_function(term, args) for term in terms] + user_funcs
+            weights = [term.weight for term in terms]
+            weights.extend(user_weights if user_weights is not None else [1.0] * len(user_funcs))
+            weights_for_init = trl_internals.reward_weights_for_init(args, weights)
+            if reward_processing_classes is not None:  # TRL pairs them with reward_funcs: none for the terms
+                given = (
+                    reward_processing_classes
+                    if isinstance(reward_processing_classes, list)
+                    else [reward_processing_classes]
+                )
+                reward_processing_classes = [None] * len(terms) + list(given)
 
-        for key in ("train_dataset", "eval_dataset"):
-            dataset = kwargs.get(key)
+        for key, dataset in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
             if dataset is not None and not isinstance(dataset, dict):
                 self._check_columns(dataset, args, key, terms, self.uses_sets)
         consistency = [term for _, term in self._set_terms if term.type == "consistency"]
@@ -463,10 +574,25 @@ class PSGRPOTrainer(GRPOTrainer):
         }
         self._train_layout = self._layout(train_dataset, args, "train_dataset") if self.uses_sets else None
         with (
-            trl_internals.reward_weights_for_init(args, weights),
+            weights_for_init,
             trl_internals.vllm_generation_class(vllm_generation_factory(args)),  # the weight sync: grpo_sim.vllm_sync
         ):
-            super().__init__(model=model, reward_funcs=funcs, args=args, **kwargs)
+            super().__init__(
+                model=model,
+                reward_funcs=reward_funcs,
+                args=args,
+                train_dataset=train_dataset,
+                eval_dataset=eval_dataset,
+                processing_class=processing_class,
+                reward_processing_classes=reward_processing_classes,
+                callbacks=callbacks,
+                optimizers=optimizers,
+                quantization_config=quantization_config,
+                peft_config=peft_config,
+                tools=tools,
+                rollout_func=rollout_func,
+                environment_factory=environment_factory,
+            )
         self._sets_per_batch = None
         if self._train_layout is not None:
             self._sets_per_batch = check_batch_fits_sets(
@@ -482,6 +608,7 @@ class PSGRPOTrainer(GRPOTrainer):
         self._global_rewards: torch.Tensor | None = None
         self._global_set_codes: np.ndarray | None = None
         self._global_para_codes: np.ndarray | None = None
+        self._resumed_generation: dict[str, Any] | None = None  # read by train(), put back by training_step()
 
     # ----------------------------------------------------------------------------- data checks
     @staticmethod
@@ -496,7 +623,8 @@ class PSGRPOTrainer(GRPOTrainer):
                 f"{what}: PS-GRPO needs an indexable datasets.Dataset (got {type(dataset).__name__}); sets must be "
                 "grouped before training, which a stream cannot do"
             )
-        needed = [args.set_id_column, args.paraphrase_id_column, "prompt"] if uses_sets else ["prompt"]
+        # ordinary rows: TRL owns the prompt (an environment may supply it); only our terms' columns are ours
+        needed = [args.set_id_column, args.paraphrase_id_column, "prompt"] if uses_sets else []
         needed += [term.column or args.answers_column for term in terms if term.type == "reference"]
         missing = list(dict.fromkeys(c for c in needed if c not in columns))
         if missing:
@@ -518,7 +646,7 @@ class PSGRPOTrainer(GRPOTrainer):
     # ----------------------------------------------------------------------------- samplers
     def _get_train_sampler(self, dataset: Any = None):
         if not self.uses_sets:
-            return super()._get_train_sampler(dataset)
+            return _EpochPositioned(super()._get_train_sampler(dataset))
         layout = self._train_layout if dataset is None else self._layout(dataset, self.args, "train_dataset")
         return ParaphraseSetSampler(
             layout,
@@ -611,6 +739,13 @@ class PSGRPOTrainer(GRPOTrainer):
         with_sets = (
             bool(inputs) and self.args.set_id_column in inputs[0] and self.args.paraphrase_id_column in inputs[0]
         )
+        if not with_sets and not self.collapse_penalty:  # ordinary rows, no penalty: exactly TRL's rewards
+            if mode == "train":  # warned, not logged: the logs stay TRL's (this process's completions)
+                self._warn_on_repetition(repetitive_answer_rate(as_texts(completions)))
+            self._global_rewards = trl_internals.weighted_reward_sum(rewards_per_func, self.reward_weights)
+            self._global_set_codes = np.arange(rewards_per_func.shape[0], dtype=np.int64)
+            self._global_para_codes = self._global_set_codes
+            return rewards_per_func
         if with_sets:
             local = [
                 (text, row[self.args.set_id_column], row[self.args.paraphrase_id_column])
@@ -631,7 +766,7 @@ class PSGRPOTrainer(GRPOTrainer):
                 values, dtype=rewards_per_func.dtype, device=rewards_per_func.device
             )
         short = short_completion_mask(texts, self.args.collapse_min_words)
-        if self.args.collapse_penalty and short.any():
+        if self.collapse_penalty and short.any():
             penalised = apply_collapse_penalty(rewards_per_func.cpu().double().numpy(), short)
             rewards_per_func = torch.as_tensor(penalised, dtype=rewards_per_func.dtype, device=rewards_per_func.device)
         combined = trl_internals.weighted_reward_sum(rewards_per_func, self.reward_weights)
@@ -644,8 +779,12 @@ class PSGRPOTrainer(GRPOTrainer):
             self._global_set_codes = np.arange(len(texts), dtype=np.int64)
             self._global_para_codes = self._global_set_codes
             trl_internals.log_metric(
-                self, mode, "ps_grpo/frac_penalised", float(short.mean()) if self.args.collapse_penalty else 0.0
+                self, mode, "ps_grpo/frac_penalised", float(short.mean()) if self.collapse_penalty else 0.0
             )
+            repetitive = repetitive_answer_rate(texts)  # "The The The ...": degenerate whatever the reward says
+            trl_internals.log_metric(self, mode, "ps_grpo/frac_repetitive", repetitive)
+            if mode == "train":
+                self._warn_on_repetition(repetitive)
         return rewards_per_func
 
     def _log_set_statistics(self, mode, texts, set_ids, para_ids, combined, short) -> None:
@@ -658,12 +797,32 @@ class PSGRPOTrainer(GRPOTrainer):
             "ps_grpo/frac_sets_identical": stats["frac_sets_identical"],
             "ps_grpo/frac_reward_zero_std_paraphrase": stats["frac_zero_std_paraphrase"],
             "ps_grpo/frac_reward_zero_std_set": stats["frac_zero_std_set"],
-            "ps_grpo/frac_penalised": float(short.mean()) if self.args.collapse_penalty else 0.0,
+            "ps_grpo/frac_penalised": float(short.mean()) if self.collapse_penalty else 0.0,
+            "ps_grpo/frac_repetitive": stats["frac_repetitive"],
         }
         for key, value in logged.items():
             trl_internals.log_metric(self, mode, key, value)
         if mode == "train":
             self._warn_on_collapse(stats)
+            self._warn_on_repetition(stats["frac_repetitive"])
+
+    def _warn_on_repetition(self, rate: float) -> None:
+        """A warning (at most every COLLAPSE_WARNING_EVERY_STEPS steps) when completions repeat a word or phrase."""
+        if not rate >= REPETITIVE_ANSWER_WARN_RATE:
+            return
+        if self.state.global_step - getattr(self, "_last_repetition_warning_step", -COLLAPSE_WARNING_EVERY_STEPS) < (
+            COLLAPSE_WARNING_EVERY_STEPS
+        ):
+            return
+        self._last_repetition_warning_step = self.state.global_step
+        logger.warning(
+            "degenerate completions at step %d: %.0f%% repeat a word or phrase %d+ times in a row (e.g. 'The The "
+            "The'; warning at %.0f%%); check the completions, lower the learning rate or raise the temperature",
+            self.state.global_step,
+            100 * rate,
+            REPEAT_MIN_COPIES,
+            100 * REPETITIVE_ANSWER_WARN_RATE,
+        )
 
     def _warn_on_collapse(self, stats: dict[str, float]) -> None:
         entropy = trl_internals.last_metric(self, "train", "entropy")
@@ -734,7 +893,25 @@ class PSGRPOTrainer(GRPOTrainer):
             generation.vllm_client = _RolloutServerWatch(client)
 
     def train(self, *args: Any, **kwargs: Any):
-        """TRL's train; a lost rollout server ends it with a checkpoint of the last completed step on every rank."""
+        """TRL's train; a lost rollout server ends it with a checkpoint of the last completed step on every rank.
+
+        Resuming (``resume_from_checkpoint``) also restores the checkpoint's generation state: see
+        :meth:`_save_checkpoint`.
+        """
+        checkpoint = kwargs.get("resume_from_checkpoint", args[0] if args else None)
+        resumed = self._read_generation_state(checkpoint)
+        if checkpoint and self.accelerator.num_processes > 1:
+            # all or none: a process generating while the others reuse their batch would wait in a collective
+            readable = gather_object([resumed is not None])
+            if not all(readable):
+                if resumed is not None:
+                    logger.warning(
+                        "%s: process(es) %s cannot restore their generation state; every process generates anew",
+                        checkpoint,
+                        [rank for rank, ok in enumerate(readable) if not ok],
+                    )
+                resumed = None
+        self._resumed_generation = resumed
         try:
             return super().train(*args, **kwargs)
         except RolloutServerLost as lost:
@@ -755,6 +932,104 @@ class PSGRPOTrainer(GRPOTrainer):
         self.control = self.callback_handler.on_save(self.args, self.state, self.control)
         self.accelerator.wait_for_everyone()
         return f"{self.args.output_dir}/checkpoint-{self.state.global_step}"
+
+    # ----------------------------------------------------------------------------- exact resume
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """transformers' checkpoint, plus what TRL would otherwise generate again when resuming inside a window.
+
+        TRL generates one batch every ``steps_per_generation x num_iterations`` micro-steps and trains on its
+        slices in between; a checkpoint saved inside that window holds the weights and RNG states but not the
+        batch, so a resumed run would generate anew from the moved weights and drift from the uninterrupted run.
+        Each process saves its own slice of the batch, TRL's micro-step count, the metrics and loss gathered
+        since the last log (:func:`grpo_sim.trl_internals.generation_state`) and the collapse watch's state, as
+        ``GENERATION_STATE_FILE``; resuming puts them back before the first step. Not with ``save_only_model``
+        (no optimizer or RNG either: such a resume is not exact anyway).
+        """
+        super()._save_checkpoint(model, trial)
+        if self.args.save_only_model:
+            return
+        folder = Path(trl_internals.checkpoint_folder(self, trial))
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {
+            "global_step": int(self.state.global_step),
+            "layout": self._generation_layout(),
+            "trl": trl_internals.generation_state(self),
+            "collapse_watch": {"initial_entropy": self._initial_entropy, "last_warning_step": self._last_warning_step},
+        }
+        target = folder / GENERATION_STATE_FILE.format(rank=self.accelerator.process_index)
+        partial = target.with_name(target.name + ".partial")
+        try:
+            torch.save(state, partial)
+            os.replace(partial, target)
+        except Exception as exc:  # noqa: BLE001 - a long run must not die at a checkpoint over what only exactness needs
+            partial.unlink(missing_ok=True)
+            logger.warning(
+                "%s: could not save the generation state (%s: %s); resuming from it generates a new batch",
+                folder,
+                type(exc).__name__,
+                exc,
+            )
+        # no process returns (and the main one marks the checkpoint complete) before every process wrote its file
+        self.accelerator.wait_for_everyone()
+
+    def _generation_layout(self) -> dict[str, int]:
+        layout = {key: int(getattr(self.args, key)) for key in GENERATION_LAYOUT}
+        layout["num_processes"] = int(self.accelerator.num_processes)
+        return layout
+
+    def _read_generation_state(self, checkpoint: Any) -> dict[str, Any] | None:
+        """This process's generation state saved in ``checkpoint``, or None (with a warning saying why)."""
+        if checkpoint is None or checkpoint is False:
+            return None
+        if checkpoint is True:  # transformers' own meaning: the newest checkpoint in output_dir
+            from transformers.trainer_utils import get_last_checkpoint
+
+            checkpoint = get_last_checkpoint(self.args.output_dir)
+            if checkpoint is None:
+                return None  # transformers says so itself
+        path = Path(checkpoint) / GENERATION_STATE_FILE.format(rank=self.accelerator.process_index)
+        if not path.is_file():
+            logger.warning(
+                "%s has no %s (saved by an earlier grpo-sim, by trl.GRPOTrainer, or by fewer processes): the "
+                "resumed run generates its first batch anew, so it can differ from an uninterrupted run when the "
+                "checkpoint falls inside a generation window",
+                checkpoint,
+                path.name,
+            )
+            return None
+        device = self.accelerator.device  # on CPU under DDP "cpu:0", which torch.load does not map
+        try:
+            state = torch.load(path, map_location="cpu" if device.type == "cpu" else device, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - the checkpoint itself is still good: resume as TRL would
+            logger.warning(
+                "%s: cannot read %s (%s: %s); the resumed run generates its first batch anew, so it can differ "
+                "from an uninterrupted run",
+                checkpoint,
+                path.name,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+        saved, now = state.get("layout", {}), self._generation_layout()
+        if saved != now:
+            changed = ", ".join(f"{k} {saved.get(k)} -> {now[k]}" for k in now if saved.get(k) != now[k])
+            logger.warning(
+                "%s: the saved generation batch was cut for other settings (%s); the resumed run generates a new "
+                "one, so it can differ from an uninterrupted run",
+                checkpoint,
+                changed,
+            )
+            return None
+        return state
+
+    def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None):
+        """TRL's step; the first one of a resumed run first puts the checkpoint's generation state back."""
+        resumed, self._resumed_generation = self._resumed_generation, None
+        if resumed is not None:
+            trl_internals.restore_generation_state(self, resumed["trl"])
+            self._initial_entropy = resumed["collapse_watch"]["initial_entropy"]
+            self._last_warning_step = int(resumed["collapse_watch"]["last_warning_step"])
+        return super().training_step(model, inputs, num_items_in_batch)
 
     # ----------------------------------------------------------------------------- advantages
     def _generate_and_score_completions(self, inputs):

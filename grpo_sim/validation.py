@@ -96,3 +96,83 @@ def format_validation(exc: ValidationError, root: type[BaseModel]) -> list[str]:
             got = "" if isinstance(shown, dict) else f" (got {shown!r})"  # a whole section is noise
             problems.append(f"{location_text(loc)}: {msg}{got}")
     return problems
+
+
+# ------------------------------------------------------------------------------------------ YAML, one loader
+class DuplicateKeyError(ValueError):
+    """A YAML mapping gives the same key twice (PyYAML would silently keep the later value)."""
+
+
+def _unique_key_loader():
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        """``yaml.SafeLoader`` that refuses a key given twice in one mapping, naming both lines."""
+
+    def construct_mapping(loader, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *base``: later keys override on purpose
+                    continue
+                key = loader.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: SafeLoader reports it
+                    continue
+                line = key_node.start_mark.line + 1
+                if first is not None:
+                    raise DuplicateKeyError(
+                        f"line {line}: key {key!r} is given twice in the same mapping (first at line {first}); "
+                        "YAML would keep only the later value: remove one of them"
+                    )
+                seen[key] = line
+        return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+    UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return UniqueKeyLoader
+
+
+_LOADER: Any = None
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text as ``yaml.safe_load`` does, but refuse a key given twice in one mapping
+    (:class:`DuplicateKeyError`, naming the key and both lines). The one YAML reader of every file a user writes:
+    recipes, their ``extends`` and ``trl_config`` files, sweep files, ``--set`` values."""
+    import yaml
+
+    global _LOADER
+    if _LOADER is None:
+        _LOADER = _unique_key_loader()
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a SafeLoader subclass
+
+
+# ------------------------------------------------------------------------------------------ dtype names
+#: every spelling of a dtype a user may write (recipes, model_init_kwargs, --dtype), and the torch name it means
+DTYPE_ALIASES = {
+    "auto": "auto",
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
+
+
+def dtype_name(value: Any, where: str = "dtype") -> Any:
+    """The torch name of a dtype spelled any usual way (``bf16``, ``fp16``, ``fp32``, ``torch.bfloat16``, ...);
+    ``None`` and torch dtypes pass through. ValueError names ``where`` and the accepted spellings."""
+    if value is None or not isinstance(value, str):
+        if value is None or type(value).__name__ == "dtype":  # torch.dtype, without importing torch here
+            return value
+        raise ValueError(f"{where}: must be a dtype name ({', '.join(DTYPE_ALIASES)}), got {value!r}")
+    key = value.strip().lower().removeprefix("torch.")
+    if key not in DTYPE_ALIASES:
+        raise ValueError(
+            f"{where}: unknown dtype {value!r}; use one of {', '.join(DTYPE_ALIASES)}{did_you_mean(key, DTYPE_ALIASES)}"
+        )
+    return DTYPE_ALIASES[key]

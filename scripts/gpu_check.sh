@@ -5,6 +5,8 @@
 #   scripts/gpu_check.sh [OPTIONS]           # THERE, on the GPU machine: install what is missing from .whl/, run
 #   scripts/gpu_check.sh --dry-run           # the same path on CPU in seconds (tiny model, 2 steps, fp32)
 #   scripts/gpu_check.sh --install-only      # only install the missing wheels and say what was installed
+#   scripts/gpu_check.sh --memory [--dry-run] # one Qwen2.5-3B-shaped full fine-tuning step: peak memory against
+#                                            # grpo_sim.memory's estimate (within 15 %); --dry-run: tiny, on CPU
 #
 # OPTIONS go to scripts/gpu_check.py (--help lists them): it builds a ~0.47B-parameter Qwen2 locally, trains
 # PSGRPOTrainer and trl.GRPOTrainer for the same steps in bf16 mixed precision (HF generation; vLLM colocate too
@@ -123,7 +125,7 @@ EOF
 
 case "${1:-}" in
     --download-wheels) download_wheels; exit 0 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
 esac
 
 "$PYTHON" -c 'import torch' 2>/dev/null || die "$PYTHON cannot import torch (set PYTHON to the interpreter that has it)"
@@ -143,4 +145,8 @@ EOF
     scripts/gpu_check.sh --download-wheels
 in this checkout and bring .whl/ along (or install them)."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+if [ "${1:-}" = "--memory" ]; then  # the memory model against torch.cuda.max_memory_allocated (scripts/gpu_memory_check.py)
+    shift
+    exec "$PYTHON" "$ROOT/scripts/gpu_memory_check.py" "$@"
+fi
 exec "$PYTHON" "$ROOT/scripts/gpu_check.py" "$@"

@@ -13,6 +13,8 @@
 # and will error out"); spread a dense model over more GPUs with TENSOR_PARALLEL. The server uses the GPUs it is
 # given and NOT the trainers' GPUs; trainers find it through training.vllm_server_host / vllm_server_port (or
 # --set training.vllm_server_host=HOST).
+# VLLM_MAX_MODEL_LEN=N passes --max-model-len N (`grpo-sim plan` prints the run's: longest prompt + completion);
+# without it vLLM sizes its KV cache for the model's whole context (131,072 tokens for Llama-3.1-8B).
 #
 # VLLM_HOST: the address it listens on, 127.0.0.1 (this machine only) unless given. Dev mode
 # (VLLM_SERVER_DEV_MODE=1, which every TRL weight sync needs) exposes /collective_rpc, /init_weight_transfer_engine,
@@ -83,6 +85,10 @@ if [[ $(printf '%s\n' 0.30.0 "$VLLM_VERSION" | sort -V | head -n 1) == 0.30.0 ]]
 fi
 # The weight-sync and prefix-cache endpoints that TRL's trainers call live behind vLLM's dev mode.
 export VLLM_SERVER_DEV_MODE=${VLLM_SERVER_DEV_MODE:-1}
+MAX_LEN_FLAGS=()
+if [[ -n ${VLLM_MAX_MODEL_LEN:-} ]]; then
+  MAX_LEN_FLAGS=(--max-model-len "$VLLM_MAX_MODEL_LEN")
+fi
 if [[ -n $CPU_VERSION ]]; then
   # CPU: no NCCL weight transfer (trainers reload weights instead), eager mode (compiling takes minutes and is no
   # faster for small models), a KV cache of VLLM_CPU_KVCACHE_SPACE GiB (vLLM's default asks for most of the RAM)
@@ -99,9 +105,10 @@ if [[ -n $CPU_VERSION ]]; then
   echo "[vllm_server] vllm-cpu $VLLM_VERSION model=$MODEL host=$HOST port=$PORT" \
     "kv_cache=${VLLM_CPU_KVCACHE_SPACE}GiB dev_mode=$VLLM_SERVER_DEV_MODE extra flags: ${*:-none}"
   exec "$PYTHON" -m vllm.entrypoints.openai.api_server --model "$MODEL" --host "$HOST" --port "$PORT" \
-    --tensor-parallel-size "$TP" --data-parallel-size "$DP" "${CPU_FLAGS[@]}" "${CPU_TRL_FLAGS[@]}" "$@"
+    --tensor-parallel-size "$TP" --data-parallel-size "$DP" "${CPU_FLAGS[@]}" "${CPU_TRL_FLAGS[@]}" \
+    "${MAX_LEN_FLAGS[@]}" "$@"
 fi
 echo "[vllm_server] vllm $VLLM_VERSION model=$MODEL tensor_parallel=$TP data_parallel=$DP host=$HOST port=$PORT" \
   "gpus=${CUDA_VISIBLE_DEVICES:-all} extra flags: ${*:-none}"
 exec vllm serve "$MODEL" --host "$HOST" --port "$PORT" --tensor-parallel-size "$TP" --data-parallel-size "$DP" \
-  "${TRL_FLAGS[@]}" "$@"
+  "${TRL_FLAGS[@]}" "${MAX_LEN_FLAGS[@]}" "$@"

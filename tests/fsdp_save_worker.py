@@ -18,9 +18,46 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
 
+def final_in_dtype(out: Path) -> None:
+    """Mode ``in_dtype``: a bf16 Qwen2 upcast to float32 and sharded (as accelerate does under FSDP2 with mixed
+    precision), gathered on every rank, written by the main process with grpo_sim's final save cast."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from grpo_sim.runner.finish import write_in_dtype
+
+    rank = dist.get_rank()
+    mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=64,
+        max_position_embeddings=32,
+        tie_word_embeddings=True,
+    )
+    model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+    reference = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.float()
+    for layer in model.model.layers:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if rank == 0:
+        write_in_dtype(model, full, out / "final", torch.bfloat16)
+        torch.save(reference, out / "reference.pt")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def main() -> None:
     mode, out = sys.argv[1], Path(sys.argv[2])
     dist.init_process_group("gloo", timeout=timedelta(seconds=float(sys.argv[3])))
+    if mode == "in_dtype":
+        final_in_dtype(out)
+        return
     rank = dist.get_rank()
     mesh = init_device_mesh("cpu", (dist.get_world_size(),))
     torch.manual_seed(0)

@@ -52,3 +52,11 @@ def write_tiny_workspace(
     }
     (base / "tiny.yaml").write_text(yaml.safe_dump(recipe))
     return base
+
+
+def config_only_model(path: Path) -> str:
+    """A model directory that passes the start checks (it has a config.json) without weights: for tests of `check`
+    and the start checks, which never load a model (a hub id would have to be in the local cache offline)."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text('{"model_type": "qwen2"}')
+    return str(path)

@@ -1,5 +1,6 @@
-"""The layout holds: no import cycle in grpo_sim (top-level and function-level imports alike), and the core
-algorithm imports nothing from the layers above it (docs/architecture.md)."""
+"""The layout holds: no import cycle in grpo_sim (top-level and function-level imports alike, and modules imported
+by a literal name through ``importlib.import_module`` / ``__import__``), and the core algorithm imports nothing from
+the layers above it (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,39 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
-def _imports(tree: ast.AST):
-    """Every import statement, however deeply nested, except those under ``if TYPE_CHECKING:``."""
+#: functions that import a module named by a string: ``importlib.import_module(NAME)``, ``import_module(NAME)``,
+#: ``__import__(NAME)``
+BY_NAME_IMPORTERS = ("import_module", "__import__")
+
+
+def _by_name_import(node: ast.Call, module: str, is_package: bool) -> ast.Import | None:
+    """An ``import NAME`` statement for a call that imports a module named by a string literal (relative names
+    resolved against a literal package, ``__package__`` or this module's package), else None."""
+    func = node.func
+    called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+    if called not in BY_NAME_IMPORTERS or not node.args:
+        return None
+    first = node.args[0]
+    if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+        return None
+    name = first.value
+    if name.startswith("."):
+        anchor = node.args[1] if len(node.args) > 1 and called == "import_module" else None
+        anchor = next((k.value for k in node.keywords if k.arg == "package"), anchor)
+        if isinstance(anchor, ast.Constant) and isinstance(anchor.value, str):
+            package = anchor.value
+        else:  # __package__, or no anchor at all: this module's own package
+            package = module if is_package else module.rpartition(".")[0]
+        level = len(name) - len(name.lstrip("."))
+        base = package.split(".")[: len(package.split(".")) - (level - 1)]
+        name = ".".join(base + ([name.lstrip(".")] if name.lstrip(".") else []))
+    return ast.Import(names=[ast.alias(name=name)])
+
+
+def _imports(tree: ast.AST, module: str = "", is_package: bool = False):
+    """Every import statement, however deeply nested, except those under ``if TYPE_CHECKING:``; an import of a
+    module named by a string literal (``importlib.import_module("grpo_sim.demo")``, ``__import__(...)``) counts as
+    an ``import`` statement of that name."""
     stack = [tree]
     while stack:
         node = stack.pop()
@@ -31,6 +63,10 @@ def _imports(tree: ast.AST):
             continue
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             yield node
+        elif isinstance(node, ast.Call):
+            by_name = _by_name_import(node, module, is_package)
+            if by_name is not None:
+                yield by_name
         stack.extend(ast.iter_child_nodes(node))
 
 
@@ -42,7 +78,7 @@ def import_graph(unresolved: list[str] | None = None) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {name: set() for name in files}
     for name, path in files.items():
         is_package = path.name == "__init__.py"
-        for node in _imports(ast.parse(path.read_text(), str(path))):
+        for node in _imports(ast.parse(path.read_text(), str(path)), name, is_package):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
                 if unresolved is not None:
@@ -128,6 +164,29 @@ def test_the_cycle_finder_finds_a_cycle():
     assert find_cycles(graph) == [["a", "b", "c", "a"]]
 
 
+def test_imports_by_name_count_as_imports():
+    """``importlib.import_module`` / ``__import__`` with a literal name import that module (issue 21: the sources
+    registry imported the demo by name, a circle the statement-only scan did not see)."""
+    code = """
+import importlib
+from importlib import import_module
+
+def load():
+    importlib.import_module("grpo_sim.demo")
+    import_module(".rewards", __package__)
+    import_module("..data", package="grpo_sim.eval")
+    __import__("grpo_sim.runner.start")
+    importlib.import_module(computed_name)  # not a literal: cannot be known, not counted
+"""
+    found = [alias.name for node in _imports(ast.parse(code), "grpo_sim.sources") for alias in node.names]
+    assert sorted(n for n in found if n.startswith("grpo_sim")) == [
+        "grpo_sim.data",
+        "grpo_sim.demo",
+        "grpo_sim.rewards",
+        "grpo_sim.runner.start",
+    ]
+
+
 def test_every_grpo_sim_import_names_an_existing_module():
     unresolved: list[str] = []
     import_graph(unresolved)
@@ -147,6 +206,7 @@ BASE = (
     "grpo_sim.validation",
     "grpo_sim.progress",
     "grpo_sim.openai_http",
+    "grpo_sim.memory",
 )
 #: the algorithm: imports nothing above it
 CORE = (
@@ -165,6 +225,7 @@ CORE = (
 RUN = (
     "grpo_sim.recipe",
     "grpo_sim.plan",
+    "grpo_sim.plan_memory",
     "grpo_sim.runner",
     "grpo_sim.cli",
     "grpo_sim.train",

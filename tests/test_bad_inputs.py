@@ -5,6 +5,11 @@ Every case must end with a non-zero exit, no traceback, a message naming the fil
 (typer's CliRunner); `check` and `data validate` stand in for `train` wherever they run the same code
 (`check` runs the same start checks as `train`). A few real `train` runs at the end cover the
 "a failed start leaves no trace, so the rerun works" rule.
+
+The second half covers the surfaces of issue #23 (and #22 item 4): YAML keys given twice, dtype aliases, one setting
+given in two places, the model's location, columns named as written, files mixing sets and prompt rows, empty saved
+datasets, user reward code that fails to import, raises or returns what TRL cannot use, the wrong kind of checkpoint,
+and the one list of start checks that `check` and `train` share.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from trainer_helpers import build_policy
 
 runner = CliRunner()
 RECIPE = {
-    "model": {"name_or_path": "some-org/some-model"},  # a hub id: check never loads the model
+    "model": {"name_or_path": "<set by the ws fixture>"},  # a directory with a config only: check never loads it
     "reward": {"similarity": "token_f1", "accuracy": {"metric": "token_f1", "weight": 1.0}},
     "training": {
         "learning_rate": 1e-3,
@@ -69,7 +74,11 @@ def ws(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("bad-inputs")
     train, _, _ = build_demo_dataset(6, 0, num_paraphrases=3, seed=0)
     write_psets(base / "good.jsonl", train)
-    (base / "recipe.yaml").write_text(yaml.safe_dump({**RECIPE, "data": {"train": str(base / "good.jsonl")}}))
+    model = base / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "qwen2"}')
+    recipe = {**RECIPE, "model": {"name_or_path": str(model)}, "data": {"train": str(base / "good.jsonl")}}
+    (base / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     return base
 
 
@@ -461,10 +470,624 @@ def test_rerun_after_a_failure_past_the_first_write_trains(ws, train_ws, tmp_pat
     """A model that cannot load fails after the run directory was written; the fixed rerun reuses it."""
     _write(train_ws / "train.jsonl", (ws / "good.jsonl").read_bytes())
     out = tmp_path / "run"
-    result = invoke("train", train_ws / "tiny.yaml", "-o", out, "--set", "model.name_or_path=no-such-org/model")
+    unloadable = tmp_path / "unloadable"  # passes the start checks (a directory with a config), fails to load
+    unloadable.mkdir()
+    (unloadable / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    result = invoke("train", train_ws / "tiny.yaml", "-o", out, "--set", f"model.name_or_path={unloadable}")
     assert_clean_failure(result, "model.name_or_path")
     assert sorted(p.name for p in out.iterdir()) == [RESOLVED_RECIPE]
     assert_ok(invoke("train", train_ws / "tiny.yaml", "-o", out))
     assert (out / "final" / "model.safetensors").exists()
     # a directory that trained is still protected
     assert_clean_failure(invoke("train", train_ws / "tiny.yaml", "-o", out), "is not empty", "--resume auto")
+
+
+# ================================================================== the new surfaces (issue #23, #22 item 4)
+# ------------------------------------------------------------------------------ YAML itself: a key given twice
+def _twice(ws: Path, section_line: str, again: str) -> str:
+    """The good recipe with ``again`` (a line) put right after ``section_line``."""
+    lines = _good_recipe_text(ws).splitlines()
+    k = lines.index(section_line)
+    return "\n".join([*lines[: k + 1], again, *lines[k + 1 :]]) + "\n"
+
+
+DUPLICATE_KEY_CASES: list[tuple[str, Callable[[Path], str], str, str]] = [
+    # (name, recipe text, the key, a fragment of the repeated line)
+    ("nested-key", lambda ws: _twice(ws, "training:", "  learning_rate: 0.5"), "learning_rate", "learning_rate"),
+    (
+        "top-level-section",
+        lambda ws: _good_recipe_text(ws) + "evaluation:\n  enabled: true\n",
+        "evaluation",
+        "evaluation",
+    ),
+    (
+        "top-level-rewards",
+        lambda ws: _good_recipe_text(ws) + "rewards:\n- type: consistency\nrewards:\n- type: agreement\n",
+        "rewards",
+        "rewards",
+    ),
+    ("flow-mapping", lambda ws: _good_recipe_text(ws) + "sft: {seed: 0, seed: 1}\n", "seed", "sft:"),
+    (
+        "inside-a-reward-term",
+        lambda ws: _good_recipe_text(ws) + "rewards:\n- type: consistency\n  weight: 1.0\n  weight: 2.0\n",
+        "weight",
+        "weight",
+    ),
+    ("model-key", lambda ws: _twice(ws, "model:", "  name_or_path: other-org/other-model"), "name_or_path", "name_or"),
+]
+
+
+@pytest.mark.parametrize("name, content, key, fragment", DUPLICATE_KEY_CASES, ids=[c[0] for c in DUPLICATE_KEY_CASES])
+def test_a_key_given_twice_is_refused_naming_both_lines(ws, tmp_path, name, content, key, fragment):
+    text = content(ws)
+    path = _recipe_file(ws, tmp_path, text)
+    hits = [k for k, line in enumerate(text.splitlines(), start=1) if fragment in line]
+    first, second = (hits[-2], hits[-1]) if len(hits) > 1 else (hits[-1], None)  # the last two: the repeated key
+    expected = [str(path), f"key {key!r} is given twice"]
+    if second is not None:
+        expected += [f"line {second}", f"first at line {first}"]
+    assert_clean_failure(invoke("check", path), *expected)
+
+
+def test_duplicate_keys_in_every_yaml_a_user_writes(ws, tmp_path):
+    """extends bases, trl_config files, sweep files and --set values go through the same loader."""
+    base = tmp_path / "base.yaml"
+    base.write_text("training:\n  seed: 0\n  seed: 1\n")
+    recipe = tmp_path / "child.yaml"
+    recipe.write_text("extends: base.yaml\n" + _good_recipe_text(ws))
+    assert_clean_failure(invoke("check", recipe), str(base), "key 'seed' is given twice", "line 3", "first at line 2")
+
+    flat = tmp_path / "grpo.yaml"
+    flat.write_text("learning_rate: 1.0e-6\nbeta: 0.0\nlearning_rate: 0.5\n")
+    recipe.write_text("trl_config: grpo.yaml\n" + _good_recipe_text(ws))
+    assert_clean_failure(invoke("check", recipe), str(flat), "key 'learning_rate' is given twice", "line 3")
+
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        f"base_recipe: {ws / 'recipe.yaml'}\nn_trials: 2\nn_trials: 3\n"
+        "parameters:\n  training.learning_rate: {type: float, low: 1.0e-6, high: 1.0e-4, log: true}\n"
+    )
+    assert_clean_failure(invoke("sweep", sweep, "--report"), str(sweep), "key 'n_trials' is given twice", "line 3")
+
+    assert_clean_failure(
+        invoke("check", ws / "recipe.yaml", "--set", "training={seed: 0, seed: 1}"),
+        "--set",
+        "key 'seed' is given twice",
+    )
+
+
+def test_yaml_merge_keys_are_not_duplicates(ws, tmp_path):
+    """``<<: *anchor`` followed by an override is YAML's way of reusing a mapping, not a mistake."""
+    text = _good_recipe_text(ws) + "sft: &base {seed: 0, epochs: 1}\n"
+    path = _recipe_file(ws, tmp_path, text.replace("sft: &base", "x-base: &base") + "sft:\n  <<: *base\n  seed: 3\n")
+    result = invoke("check", path)
+    assert "is given twice" not in result.output
+
+
+# ------------------------------------------------------------------------------ dtype names
+@pytest.mark.parametrize(
+    "override, resolved",
+    [
+        ("model.dtype=bf16", "bfloat16"),
+        ("model.dtype=fp16", "float16"),
+        ("model.dtype=fp32", "float32"),
+        ("model.dtype=torch.bfloat16", "bfloat16"),
+        ("model.model_init_kwargs={dtype: bf16}", "bfloat16"),
+        ("model.model_init_kwargs={torch_dtype: half}", "float16"),
+    ],
+)
+def test_dtype_aliases_are_accepted_and_resolved(ws, override, resolved):
+    result = invoke("check", ws / "recipe.yaml", "--set", override)
+    assert_ok(result)
+    shown = yaml.safe_load(result.stdout.split(f"{ws / 'recipe.yaml'}: valid")[0])
+    assert shown["model"]["dtype"] == resolved and "dtype" not in shown["model"]["model_init_kwargs"]
+
+
+DTYPE_CASES = [
+    ("model.dtype=bf8", ["model.dtype", "(got 'bf8')", "aliases: bf16"]),
+    ("model.model_init_kwargs={dtype: bf8}", ["model", "model_init_kwargs.dtype", "unknown dtype 'bf8'"]),
+    ("model.model_init_kwargs={dtype: 16}", ["model_init_kwargs.dtype", "must be a dtype name"]),
+]
+
+
+@pytest.mark.parametrize("override, fragments", DTYPE_CASES, ids=[c[0] for c in DTYPE_CASES])
+def test_bad_dtype_refused_at_check(ws, override, fragments):
+    assert_clean_failure(invoke("check", ws / "recipe.yaml", "--set", override), *fragments)
+
+
+def test_eval_dtype_typo_refused_before_loading(ws, tmp_path):
+    data = ws / "good.jsonl"
+    result = invoke("eval", ws / "model", data, "--dtype", "bf17", "-o", tmp_path / "eval")
+    assert_clean_failure(result, "--dtype", "unknown dtype 'bf17'")
+
+
+def test_load_policy_reads_dtype_aliases(tmp_path):
+    import torch
+
+    from grpo_sim.models.loading import load_policy
+
+    model, _ = load_policy(build_policy(tmp_path / "policy"), dtype="bf16")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+
+
+# ------------------------------------------------------------------------------ two sources for one setting
+TWO_SOURCE_CASES = [
+    ("sft.args={learning_rate: 0.5}", ["sft.args", "'learning_rate'", "set sft.learning_rate instead"]),
+    ("sft.args={per_device_train_batch_size: 4}", ["sft.args", "set sft.batch_size instead"]),
+    ("sft.args={num_train_epochs: 2}", ["sft.args", "set sft.epochs instead"]),
+    ("sft.args={seed: 3}", ["sft.args", "set sft.seed instead"]),
+    ("sft.args={output_dir: /tmp/x}", ["sft.args", "--output-dir or sft.output_dir"]),
+    ("sft.args={report_to: [wandb]}", ["sft.args", "training.report_to"]),
+    (
+        "model.model_init_kwargs={dtype: bfloat16, revision: v2}",
+        ["model_init_kwargs.revision", "model.revision"],
+    ),
+    ("model.model_init_kwargs={attn_implementation: sdpa}", ["model_init_kwargs.attn_implementation"]),
+]
+
+
+@pytest.mark.parametrize("override, fragments", TWO_SOURCE_CASES, ids=[c[0] for c in TWO_SOURCE_CASES])
+def test_one_setting_given_in_two_places_is_refused(ws, override, fragments):
+    base = ["--set", "model.revision=v1", "--set", "model.attn_implementation=eager"]
+    assert_clean_failure(invoke("check", ws / "recipe.yaml", *base, "--set", override), *fragments)
+
+
+def test_model_dtype_in_two_places_must_agree(ws):
+    recipe = ws / "recipe.yaml"
+    both = ("--set", "model.dtype=fp32", "--set", "model.model_init_kwargs={dtype: bf16}")
+    assert_clean_failure(invoke("check", recipe, *both), "model_init_kwargs.dtype is 'bfloat16'", "model.dtype")
+    assert_ok(invoke("check", recipe, "--set", "model.dtype=bf16", "--set", "model.model_init_kwargs={dtype: bf16}"))
+
+
+def test_every_sft_key_is_the_only_source_of_its_sft_config_field(tmp_path):
+    """By construction: every sft key that is not about the run (model, output_dir, args) sets one SFTConfig field
+    through SFT_CONFIG_FIELDS, and sft.args refuses that field."""
+    from grpo_sim.recipe import parse_recipe
+    from grpo_sim.recipe.schema import SFT_CONFIG_FIELDS, SFTSettings
+    from grpo_sim.sft import sft_config
+
+    assert set(SFTSettings.model_fields) - {"model", "output_dir", "args"} == set(SFT_CONFIG_FIELDS)
+    base = {"model": {"name_or_path": "m"}, "data": {"train": "t.jsonl"}}
+    recipe = parse_recipe({**base, "sft": {"learning_rate": 1e-5, "batch_size": 3, "epochs": 2}})
+    config = sft_config(recipe, tmp_path / "sft")
+    for key, field in SFT_CONFIG_FIELDS.items():
+        assert getattr(config, field) == getattr(recipe.sft, key), key
+        with pytest.raises(ValueError, match=f"sft.args.*{field!r}.*set sft.{key} instead"):
+            parse_recipe({**base, "sft": {"args": {field: getattr(recipe.sft, key)}}})
+
+
+# ------------------------------------------------------------------------------ model path or hub id, at check
+def _file_model(ws: Path, tmp: Path) -> str:
+    (tmp / "model.safetensors").write_text("x")
+    return str(tmp / "model.safetensors")
+
+
+def _dir_without_config(ws: Path, tmp: Path) -> str:
+    (tmp / "weights").mkdir()
+    (tmp / "weights" / "model.safetensors").write_text("x")
+    return str(tmp / "weights")
+
+
+MODEL_CASES: list[tuple[str, Callable[[Path, Path], str], list[str]]] = [
+    ("relative-path", lambda ws, tmp: "runs/missing-sft/final", ["runs/missing-sft/final", "no such directory"]),
+    ("absolute-path", lambda ws, tmp: str(tmp / "nowhere"), ["nowhere", "does not exist", "no such directory"]),
+    ("home-path", lambda ws, tmp: "~/no-such-model-dir-xyz", ["no-such-model-dir-xyz", "no such directory"]),
+    ("not-a-hub-id", lambda ws, tmp: "org/na me", ["org/na me", "no such directory"]),
+    ("a-file", _file_model, ["model.safetensors", "is a file"]),
+    ("no-config", _dir_without_config, ["weights", "has no config.json"]),
+    ("uncached-hub-id", lambda ws, tmp: "no-such-org/no-such-model", ["HF_HUB_OFFLINE", "local Hugging Face cache"]),
+]
+
+
+@pytest.mark.parametrize("name, model, fragments", MODEL_CASES, ids=[c[0] for c in MODEL_CASES])
+def test_model_that_cannot_load_is_refused_at_check(ws, tmp_path, name, model, fragments):
+    result = invoke("check", ws / "recipe.yaml", "--set", f"model.name_or_path={model(ws, tmp_path)}")
+    assert_clean_failure(result, "model.name_or_path", *fragments)
+    assert "Repo id must" not in result.output
+
+
+def test_hub_id_in_the_local_cache_passes_offline(ws, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    snapshot = tmp_path / "hub" / "models--cached-org--cached-model" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert_ok(invoke("check", ws / "recipe.yaml", "--set", "model.name_or_path=cached-org/cached-model"))
+    result = invoke(
+        "check", ws / "recipe.yaml", "--set", "model.name_or_path=cached-org/cached-model", "--set", "model.revision=v9"
+    )
+    assert_clean_failure(result, "at revision 'v9'")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # online: a hub id is left to the hub
+    assert_ok(invoke("check", ws / "recipe.yaml", "--set", "model.name_or_path=other-org/not-cached"))
+
+
+# ------------------------------------------------------------------------------ columns named as written
+def _prompt_rows_file(tmp: Path, rows: list[dict]) -> Path:
+    path = tmp / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+PROMPT_ROWS = [{"question": f"what is {k}?", "answer_text": f"{k}", "topic": "maths"} for k in range(6)]
+
+
+def _rows_check(ws: Path, tmp: Path, *overrides: str):
+    data = _prompt_rows_file(tmp, PROMPT_ROWS)
+    sets = ["--set", f"data.train={data}", "--set", "data.columns={prompt: question, answers: answer_text}"]
+    sets += [
+        "--set",
+        "reward={}",
+        "--set",
+        "rewards=[{type: reference}]",
+        "--set",
+        "training.per_device_train_batch_size=2",
+    ]
+    for override in overrides:
+        sets += ["--set", override]
+    return ("check", ws / "recipe.yaml", *sets)
+
+
+COLUMN_CASES = [
+    # (overrides, fragments) on ordinary rows {question, answer_text, topic}
+    (
+        ["data.columns={prompt: question, answers: answer}"],
+        ["data.columns.answers", "'answer'", "answer_text, question, topic"],
+    ),
+    (["data.columns={prompt: question, answers: answers}"], ["data.columns.answers", "'answers'", "answer_text"]),
+    (["rewards=[{type: reference, column: solution}]"], ["rewards[0]", "'solution'", "'topic'"]),
+    (["data.columns={prompt: query, answers: answer_text}"], ["data.columns.prompt", "no prompt column 'query'"]),
+]
+
+
+@pytest.mark.parametrize("overrides, fragments", COLUMN_CASES, ids=[c[0][0] for c in COLUMN_CASES])
+def test_columns_named_as_written(ws, tmp_path, overrides, fragments):
+    assert_clean_failure(invoke(*_rows_check(ws, tmp_path, *overrides)), *fragments)
+    assert_ok(invoke(*_rows_check(ws, tmp_path)))
+
+
+@pytest.mark.parametrize("column", ["solution", "gold", "answer"])
+def test_reference_column_absent_from_paraphrase_sets_caught_at_check(ws, column):
+    """On paraphrase sets `check` said valid and `train` refused after loading the model."""
+    override = f"rewards=[{{type: consistency}}, {{type: reference, column: {column}}}]"
+    result = invoke("check", ws / "recipe.yaml", "--set", "reward={}", "--set", override)
+    assert_clean_failure(result, "1 problem(s)", "rewards[1]", repr(column), "'answers'", "'set_id'")
+
+
+# ------------------------------------------------------------------------------ data read silently wrong
+def _mixed(tmp: Path, ws: Path, prompts_first: bool) -> Path:
+    sets = good_lines(ws)
+    prompts = [json.dumps({"prompt": f"q{k}", "answers": ["a"]}) for k in range(3)]
+    path = tmp / "mixed.jsonl"
+    path.write_text("\n".join(prompts + sets if prompts_first else sets + prompts) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("prompts_first", [False, True], ids=["sets-first", "prompts-first"])
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_file_mixing_sets_and_prompt_rows_is_refused(ws, tmp_path, prompts_first, split):
+    path = _mixed(tmp_path, ws, prompts_first)
+    sets_rows, prompt_rows = ("4, 5, 6, 7, 8", "1, 2, 3") if prompts_first else ("1, 2, 3, 4, 5", "7, 8, 9")
+    result = invoke("check", ws / "recipe.yaml", "--set", f"data.{split}={path}")
+    assert_clean_failure(result, f"data.{split}", "mixes paraphrase-set rows", sets_rows, prompt_rows)
+
+
+def test_empty_saved_dataset_is_refused_clearly(ws, tmp_path):
+    import datasets
+
+    empty = datasets.Dataset.from_dict({"prompt": [], "answers": []})
+    empty.save_to_disk(str(tmp_path / "empty"))
+    result = invoke("check", ws / "recipe.yaml", "--set", f"data.train=hf:{tmp_path / 'empty'}")
+    assert_clean_failure(result, "data.train", "the dataset holds no rows", "save_to_disk")
+    full = datasets.Dataset.from_dict({"prompt": ["q"], "answers": ["a"]})
+    datasets.DatasetDict({"train": full, "validation": empty}).save_to_disk(str(tmp_path / "dict"))
+    result = invoke("check", ws / "recipe.yaml", "--set", f"data.train=hf:{tmp_path / 'dict'}")
+    assert_clean_failure(result, "data.train", "split 'validation' holds no rows")
+
+
+# ------------------------------------------------------------------------------ user reward code that fails to import
+REWARD_MODULES = [
+    # (name, module source, fragments besides the module name and its file)
+    ("syntax-error", "def f(completions, **kw):\n    return [1.0 for c in completions\n", ["SyntaxError", ":2"]),
+    ("json-at-module-level", "import json\nTABLE = json.loads('{bad json}')\n", ["JSONDecodeError", ":2", "Expecting"]),
+    ("missing-dependency", "import numpy\nimport no_such_dependency_xyz\n", ["no_such_dependency_xyz", ":2"]),
+    ("name-error", "x = 1\ny = undefined_name + 1\n", ["NameError", "undefined_name", ":2"]),
+    ("file-not-found", "TABLE = open('no-such-table.csv').read()\n", ["FileNotFoundError", ":1"]),
+]
+
+
+@pytest.mark.parametrize("name, source, fragments", REWARD_MODULES, ids=[c[0] for c in REWARD_MODULES])
+def test_reward_module_that_fails_to_import_is_named(ws, tmp_path, monkeypatch, name, source, fragments):
+    module = "user_rewards_" + name.replace("-", "_")
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    term = f"rewards=[{{type: consistency}}, {{type: function, function: '{module}:f'}}]"
+    result = invoke("check", ws / "recipe.yaml", "--set", "reward={}", "--set", term)
+    assert_clean_failure(
+        result,
+        "1 problem(s)",  # once, not again in GRPOConfig's words
+        "rewards[1].function",
+        f"importing module {module!r} failed",
+        str(tmp_path / f"{module}.py"),
+        *fragments,
+    )
+
+
+# ------------------------------------------------------------------------------ user reward code that fails in training
+def _call(function, *, returns=None, completions=3, step=4):
+    """A function term called as TRL calls it (trainer_state is the trainer's state: global_step = steps done)."""
+    from types import SimpleNamespace
+
+    from grpo_sim.trainer import _FunctionReward
+
+    wrapped = _FunctionReward("my_term", function, {}, "user_module:my_reward")
+    return wrapped(
+        prompts=["p"] * completions,
+        completions=["c"] * completions,
+        completion_ids=[[1]] * completions,
+        trainer_state=SimpleNamespace(global_step=step - 1),
+        answers=[None] * completions,
+    )
+
+
+BAD_RETURNS = [
+    ("one-float", lambda completions, **kw: 0.5, ["returned float", "list of 3 floats"]),
+    ("too-few", lambda completions, **kw: [0.5], ["returned 1 values for 3 completions"]),
+    ("a-string-inside", lambda completions, **kw: [0.5, "high", 1.0], ["str 'high' at position 1", "not a number"]),
+    ("a-dict", lambda completions, **kw: {"reward": 1.0}, ["returned dict"]),
+    ("a-string", lambda completions, **kw: "0.5", ["returned str"]),
+    ("a-bool-inside", lambda completions, **kw: [True, 0.0, 1.0], ["bool", "position 0"]),
+    ("none", lambda completions, **kw: None, ["returned NoneType"]),
+]
+
+
+@pytest.mark.parametrize("name, function, fragments", BAD_RETURNS, ids=[c[0] for c in BAD_RETURNS])
+def test_reward_return_values_are_checked_against_trls_contract(name, function, fragments):
+    from grpo_sim.reward_terms import RewardFunctionError
+
+    with pytest.raises(RewardFunctionError) as err:
+        _call(function)
+    for fragment in ["reward term 'my_term'", "user_module:my_reward", "at step 4", *fragments]:
+        assert fragment in str(err.value), str(err.value)
+
+
+def test_reward_values_trl_accepts_pass_unchanged():
+    import numpy as np
+
+    assert _call(lambda completions, **kw: [1, None, 0.25]) == [1.0, None, 0.25]
+    assert _call(lambda completions, **kw: np.array([0.5, 0.0, 1.0], dtype=np.float32)) == [0.5, 0.0, 1.0]
+    assert _call(lambda completions, **kw: (0.0, 0.0, 0.0)) == [0.0, 0.0, 0.0]
+
+
+def test_reward_function_that_raises_names_term_function_step_and_frame():
+    from grpo_sim.reward_terms import RewardFunctionError
+
+    def my_reward(completions, answers, **kwargs):
+        rows = [{"answer": a} for a in answers]
+        return [float(row["solution"] == c) for row, c in zip(rows, completions)]  # the user's bug
+
+    with pytest.raises(RewardFunctionError) as err:
+        _call(my_reward, step=7)
+    message = str(err.value)
+    for fragment in ["reward term 'my_term'", "user_module:my_reward", "at step 7", "KeyError: 'solution'"]:
+        assert fragment in message, message
+    line = next(k for k, text in enumerate(Path(__file__).read_text().splitlines(), 1) if "# the user's bug" in text)
+    assert f"{__file__}:{line} " in message and 'row["solution"]' in message, message
+    assert "GRPO_SIM_DEBUG=1" in message
+
+
+# ------------------------------------------------------------------------------ the wrong kind of checkpoint
+def _checkpoint(run: Path, config, recipe: dict | None = None, step: int = 2) -> Path:
+    """What a Trainer writes at a save (trainer_state.json, training_args.bin) and our completion marker; the run
+    directory's recipe.resolved.yaml when ``recipe`` is given."""
+    import torch
+
+    from grpo_sim.runner import COMPLETE_MARKER
+
+    path = run / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": []}))
+    torch.save(config, path / "training_args.bin")
+    (path / COMPLETE_MARKER).write_text(json.dumps({"step": step}))
+    if recipe is not None:
+        (run / RESOLVED_RECIPE).write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def _sft_config(tmp: Path):
+    from trl import SFTConfig
+
+    return SFTConfig(output_dir=str(tmp / "sft"), use_cpu=True, bf16=False, report_to=[])
+
+
+def _grpo_config(tmp: Path):
+    from grpo_sim.trainer import PSGRPOConfig
+
+    return PSGRPOConfig(output_dir=str(tmp / "grpo"), use_cpu=True, bf16=False, report_to=[])
+
+
+def test_sft_checkpoint_given_to_train_resume_is_refused(ws, tmp_path):
+    checkpoint = _checkpoint(tmp_path / "warm-sft", _sft_config(tmp_path))
+    out = tmp_path / "run"
+    result = invoke("train", ws / "recipe.yaml", "-o", out, "--resume", checkpoint)
+    assert_clean_failure(result, str(checkpoint), "SFT", "use it as model.name_or_path to warm-start")
+    assert not out.exists()
+
+
+def test_grpo_checkpoint_given_to_sft_resume_is_refused(ws, tmp_path):
+    checkpoint = _checkpoint(tmp_path / "grpo-run", _grpo_config(tmp_path))
+    result = invoke("sft", ws / "recipe.yaml", "-o", tmp_path / "sft", "--resume", checkpoint)
+    assert_clean_failure(result, str(checkpoint), "GRPO", "model.name_or_path")
+
+
+def test_resume_with_another_model_or_other_reward_terms_is_refused(ws, tmp_path):
+    from grpo_sim.recipe import load_recipe
+
+    recipe = load_recipe(ws / "recipe.yaml")
+    saved = recipe.resolved_dict()
+    run = tmp_path / "run"
+    _checkpoint(run, _grpo_config(tmp_path), {**saved, "model": {**saved["model"], "name_or_path": "org/other"}})
+    result = invoke("train", ws / "recipe.yaml", "-o", run, "--resume", "auto")
+    assert_clean_failure(result, "that run trained model.name_or_path 'org/other'", "resume with the recipe")
+
+    reward = {**saved["reward"], "accuracy": {**saved["reward"]["accuracy"], "weight": 2.0}}
+    (run / RESOLVED_RECIPE).write_text(yaml.safe_dump({**saved, "reward": reward}))
+    result = invoke("train", ws / "recipe.yaml", "-o", run, "--resume", "auto")
+    assert_clean_failure(
+        result, "other reward terms", "accuracy (reference, weight 2.0)", "accuracy (reference, weight 1.0)"
+    )
+
+
+def test_resume_target_of_the_right_kind_and_recipe_passes_the_start_checks(ws, tmp_path):
+    from grpo_sim.recipe import load_recipe
+    from grpo_sim.runner import cpu_defaults, start_problems
+
+    recipe = load_recipe(ws / "recipe.yaml")
+    run = tmp_path / "run"
+    checkpoint = _checkpoint(run, _grpo_config(tmp_path), recipe.resolved_dict())
+    decisions, problems = start_problems(cpu_defaults(recipe), output_dir=run, resume="auto")
+    assert problems == [] and decisions.checkpoint == str(checkpoint)
+
+
+# ------------------------------------------------------------------------------ check runs what train runs
+def test_check_runs_every_start_check_that_train_runs(ws, train_ws, tmp_path, monkeypatch):
+    """train's start checks are recorded up to the model load (the first thing that needs weights); check must have
+    run each of them, so nothing check calls valid fails at start for a reason it could have seen."""
+    import grpo_sim.runner.training as training
+    from grpo_sim.runner import start
+
+    ran: list[str] = []
+
+    def recorded(check):
+        def run(ctx):
+            ran.append(check.__name__)
+            return check(ctx)
+
+        return run
+
+    class WeightsNeeded(ValueError):
+        pass
+
+    def no_weights(*args, **kwargs):
+        raise WeightsNeeded("stop here: every start check that needs no weights has run")
+
+    names = [check.__name__ for check in start.START_CHECKS]
+    monkeypatch.setattr(start, "START_CHECKS", [recorded(check) for check in start.START_CHECKS])
+    monkeypatch.setattr(training, "load_model", no_weights)
+    _write(train_ws / "train.jsonl", (ws / "good.jsonl").read_bytes())
+    assert_clean_failure(invoke("train", train_ws / "tiny.yaml", "-o", tmp_path / "run"), "stop here")
+    by_train, ran[:] = list(ran), []
+    assert by_train == names  # train runs the whole list, once
+    assert_ok(invoke("check", train_ws / "tiny.yaml"))
+    assert set(by_train) <= set(ran), sorted(set(by_train) - set(ran))
+
+
+def test_a_start_check_is_one_line_to_add(ws, monkeypatch):
+    """A check appended to START_CHECKS is run by check (and so by train), with the recipe and launch at hand."""
+    from grpo_sim.runner import start
+
+    def check_always_refuses(ctx):
+        ctx.problems.append(f"model.name_or_path: refused for {ctx.decisions.num_processes} process(es)")
+
+    monkeypatch.setattr(start, "START_CHECKS", [*start.START_CHECKS, check_always_refuses])
+    assert_clean_failure(invoke("check", ws / "recipe.yaml", "-p", "2"), "refused for 2 process(es)")
+
+
+# ------------------------------------------------------------------------------ reward code failing in a real run
+FAILING_REWARD = """
+def after_first_step(completions, trainer_state, **kwargs):
+    if trainer_state.global_step >= 1:
+        table = {}
+        return [table["solution"] for _ in completions]  # fails at step 2
+    return [0.0] * len(completions)
+"""
+
+
+def test_reward_function_failing_in_training_names_everything_and_the_checkpoint(
+    ws, train_ws, tmp_path, monkeypatch, capsys
+):
+    (tmp_path / "user_step_rewards.py").write_text(FAILING_REWARD)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _write(train_ws / "train.jsonl", (ws / "good.jsonl").read_bytes())
+    out = tmp_path / "run"
+    args = [
+        "train",
+        train_ws / "tiny.yaml",
+        "-o",
+        out,
+        "--set",
+        "reward={}",
+        "--set",
+        "rewards=[{type: function, function: 'user_step_rewards:after_first_step'}]",
+        "--set",
+        "training.max_steps=3",
+        "--set",
+        "training.save_strategy=steps",
+        "--set",
+        "training.save_steps=1",
+    ]
+    result = invoke(*args)
+    assert_clean_failure(
+        result,
+        "reward term 'after_first_step'",
+        "user_step_rewards:after_first_step",
+        "at step 2",
+        "KeyError: 'solution'",
+        f"{tmp_path / 'user_step_rewards.py'}:5",
+        f"the last checkpoint is {out / 'checkpoint-1'}",
+        "GRPO_SIM_DEBUG=1",
+    )
+    monkeypatch.setenv("GRPO_SIM_DEBUG", "1")
+    result = invoke(*args[:4], "--resume", "auto", *args[4:])
+    assert result.exit_code == 2
+    assert "Traceback" in result.output and "KeyError: 'solution'" in result.output  # the full story, on request
+
+
+@pytest.mark.parametrize("override", ["sft.model=runs/no-such-sft/final", "model.name_or_path=./no/such/model"])
+def test_sft_refuses_a_model_that_cannot_load_before_writing(ws, tmp_path, override):
+    out = tmp_path / "sft"
+    result = invoke("sft", ws / "recipe.yaml", "-o", out, "--set", override)
+    assert_clean_failure(result, override.split("=")[0], override.split("=")[1], "no such directory")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("index", [0, 1, 5], ids=["first-row", "second-row", "last-row"])
+def test_a_set_row_with_its_paraphrases_misspelled_is_named_not_read_as_prompts(ws, tmp_path, index):
+    lines = good_lines(ws)
+    row = json.loads(lines[index])
+    row["paraphrasez"] = row.pop("paraphrases")
+    lines[index] = json.dumps(row)
+    data = tmp_path / "sets.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    result = invoke("check", ws / "recipe.yaml", "--set", f"data.train={data}")
+    assert_clean_failure(result, f"{data}:{index + 1}:", "field 'paraphrases'", "field 'paraphrasez'")
+    assert "prompt column" not in result.output
+
+
+def test_every_model_key_that_sets_a_from_pretrained_argument_is_its_only_source():
+    """By construction: every argument init_kwargs() builds from a model key is in MODEL_KEYS_OF_INIT_KWARGS, so
+    model_init_kwargs cannot set it a second time (it moves to the key, or is refused when the two differ)."""
+    from grpo_sim.recipe.schema import MODEL_KEYS_OF_INIT_KWARGS, ModelSettings
+
+    every_key = ModelSettings(
+        name_or_path="m", dtype="bf16", revision="v1", attn_implementation="eager", trust_remote_code=True
+    )
+    assert set(every_key.init_kwargs()) <= set(MODEL_KEYS_OF_INIT_KWARGS)
+    for argument, key in MODEL_KEYS_OF_INIT_KWARGS.items():
+        value = getattr(every_key, key)
+        moved = ModelSettings(name_or_path="m", model_init_kwargs={argument: value})
+        assert getattr(moved, key) == value and moved.model_init_kwargs == {}, argument
+        other = (
+            "float16"
+            if key == "dtype"
+            else "v2"
+            if key == "revision"
+            else "sdpa"
+            if key == "attn_implementation"
+            else False
+        )
+        with pytest.raises(ValueError, match=f"model_init_kwargs.{argument} is .* but model.{key} is"):
+            ModelSettings(name_or_path="m", **{key: value}, model_init_kwargs={argument: other})

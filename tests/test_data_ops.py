@@ -13,6 +13,8 @@ from grpo_sim.recipe import load_recipe
 from grpo_sim.runner import start_problems
 from grpo_sim.sampler import SetLayoutError, build_set_layout
 
+from recipe_helpers import config_only_model
+
 runner = CliRunner()
 
 
@@ -124,7 +126,7 @@ def test_evaluation_sets_keep_all_their_wordings(tmp_path):
     (tmp_path / "r.yaml").write_text(
         yaml.safe_dump(
             {
-                "model": {"name_or_path": "some/model"},
+                "model": {"name_or_path": config_only_model(tmp_path / "model")},
                 "data": {
                     "train": str(tmp_path / "train.jsonl"),
                     "eval": str(tmp_path / "eval.jsonl"),

@@ -233,9 +233,11 @@ def test_bad_predictions_are_named(tmp_path):
         summarize(SETS, e2e + [{"set_id": "Z", "paraphrase_id": 0, "answer": "x"}], n_boot=0, metrics=("exact_match",))
     with pytest.raises(EvalError, match="has no paraphrase_id 9"):
         summarize(SETS, e2e + [{"set_id": "A", "paraphrase_id": 9, "answer": "x"}], n_boot=0, metrics=("exact_match",))
+    # a set with a single wording is scored for accuracy, not consistency (docs/own-data.md; issue #22)
     one = [dict(SETS[0], set_id="solo", paraphrases=SETS[0]["paraphrases"][:1])]
-    with pytest.raises(EvalError, match="set 'solo' has 1 paraphrase"):
-        summarize(one, [{"set_id": "solo", "paraphrase_id": 0, "answer": "x"}], n_boot=0, metrics=("exact_match",))
+    s = summarize(one, [{"set_id": "solo", "paraphrase_id": 0, "answer": "x"}], n_boot=0, metrics=("exact_match",))
+    assert s["consistency_e2e_exact"] is None and s["accuracy_em"] is not None
+    assert "1 of 1 sets have a single wording (e.g. 'solo')" in s["data_note"]
 
 
 def test_partial_coverage_and_collapse_note():

@@ -165,6 +165,35 @@ def test_bf16_recipe_trains_float32_masters_and_saves_bf16(workspace, tmp_path):
     assert json.loads((out / "final" / "config.json").read_text())["dtype"] == "bfloat16"
 
 
+def test_bf16_recipe_with_kahan_optimizer_trains_bf16_weights_in_place(workspace, tmp_path):
+    """Issue #24 item 3: bf16 training that trains without 20 B/param: training.optim stable_adamw (torch-optimi,
+    Kahan summation) keeps the weights bf16 (no float32 masters) and still changes them at lr 1e-6."""
+    out = tmp_path / "kahan"
+    bf16 = ["model.dtype=bfloat16", "model.freeze_embeddings=true", "training.learning_rate=1e-6"]
+    steps = ["training.max_steps=3", "training.save_steps=3", "training.num_generations=3"]
+    batch = ["training.per_device_train_batch_size=9", "training.max_completion_length=6"]
+    settings = bf16 + steps + batch + ["training.optim=stable_adamw"]
+    result = train(workspace, out, *[arg for setting in settings for arg in ("--set", setting)])
+    assert result.exit_code == 0, result.output
+    policy = Path(yaml.safe_load((workspace / "tiny.yaml").read_text())["model"]["name_or_path"])
+    start = {k: v.to(torch.bfloat16) for k, v in weights(policy).items()}
+    trained = weights(out / "checkpoint-3")
+    assert all(v.dtype == torch.bfloat16 for v in trained.values())  # no float32 masters
+    frozen = {k for k in start if "embed_tokens" in k or "lm_head" in k}
+    total = sum(start[k].numel() for k in start if k not in frozen)
+    # The update of 3 steps at lr 1e-6 is below one bf16 step of most weights: Kahan summation carries it in the
+    # compensation buffer (saved with the optimizer state, so a resume continues it) until it moves the weight.
+    # Plain bf16 AdamW loses it: the buffer is what makes the weights train.
+    state = torch.load(out / "checkpoint-3" / "optimizer.pt", weights_only=False)["state"]
+    comps = [s["kahan_comp"] for s in state.values() if s.get("kahan_comp") is not None and s["kahan_comp"].dim()]
+    assert sum(c.numel() for c in comps) == total and all(c.dtype == torch.bfloat16 for c in comps)
+    moved = sum(int((trained[k] != start[k]).sum()) for k in start if k not in frozen)
+    carried = sum(int((c != 0).sum()) for c in comps)
+    assert carried / total >= 0.9, f"only {carried}/{total} trainable weights carry an update ({moved} moved)"
+    final = weights(out / "final")
+    assert all(v.dtype == torch.bfloat16 for v in final.values())
+
+
 def test_lora_merged_final_equals_base_plus_saved_adapter(workspace, tmp_path):
     """merge_adapters: the adapter is saved by the trainer, then merged from disk in one process."""
     from peft import PeftModel
@@ -299,6 +328,35 @@ def test_two_processes_save_on_every_rank_and_evaluate_final_without_collectives
     )
     keys = [k for k, v in again.items() if isinstance(v, (int, float, list)) and k != "schema_version"]
     assert keys and {k: summary[k] for k in keys} == {k: again[k] for k in keys}
+
+
+def test_fsdp2_final_save_is_in_the_recipe_dtype(tmp_path):
+    """Issue #24 item 7: under FSDP2 with mixed precision accelerate trains float32 shards; final/ goes back to the
+    recipe's bf16 (half the size), bit-equal to the bf16 weights, config.json saying bfloat16."""
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", OMP_NUM_THREADS="1")
+    worker = str(ROOT / "tests" / "fsdp_save_worker.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
+    proc = subprocess.run([*cmd, worker, "in_dtype", str(tmp_path), "60"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    saved = weights(tmp_path / "final")
+    reference = torch.load(tmp_path / "reference.pt")
+    assert all(v.dtype == torch.bfloat16 for v in saved.values())
+    assert_same_weights(saved, {k: v for k, v in reference.items() if k in saved})
+    assert json.loads((tmp_path / "final" / "config.json").read_text())["dtype"] == "bfloat16"
+
+
+def test_load_model_keeps_the_dtype_for_fsdp_mixed_precision(workspace, monkeypatch):
+    """Under FSDP with mixed precision the runner does not upcast (accelerate does) but remembers the recipe's dtype
+    for final/ (save_trained_model then casts the gathered weights back)."""
+    from grpo_sim.recipe import build_config, load_recipe
+    from grpo_sim.runner.loading import cpu_defaults, load_model
+
+    recipe = cpu_defaults(load_recipe(workspace / "tiny.yaml", ["model.dtype=bfloat16"]))
+    config = build_config(recipe, "OUT")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setattr(config, "mixed_precision", "bf16", raising=False)
+    model, _, final_dtype = load_model(recipe, config=config)
+    assert final_dtype == torch.bfloat16 and model.dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("mode", ["main_only", "every_rank"])

@@ -37,14 +37,32 @@ def run(*args):
 
 
 @needs_realdata
-def test_triviaqa_without_evidence_refuses_an_empty_corpus(tmp_path):
+def test_triviaqa_without_evidence_makes_its_corpus_from_the_snippets(tmp_path):
+    # issue #22: the rows carry their search results' snippets; without --evidence-dir they are the corpus, and the
+    # command says so (earlier: an empty corpus refused)
     src = REALDATA / "triviaqa_rc_web_dev.sample.json"
     out, corpus = tmp_path / "tq.jsonl", tmp_path / "corpus.jsonl"
     r = run("import", "triviaqa", src, "--out", out, "--corpus-out", corpus, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "the corpus is made of the 4 search-result snippets (Description)" in r.stdout
+    assert "--evidence-dir" in r.stdout
+    passages = read_corpus(corpus)  # tc_2: 2 search results, tc_33: 1 entity page (no snippet) + 2 results
+    assert [p.id for p in passages][:2] == ["triviaqa:61/61_97.txt#snippet", "triviaqa:10/10_99.txt#snippet"]
+    assert passages[0].title == "Alvin and the Chipmunks (2007) - IMDb"
+    assert passages[0].text.startswith("A struggling songwriter named Dave Seville finds success")
+    # rows without snippets (the entity pages only): still refused, nothing written
+    data = json.loads(src.read_text())
+    for row in data["Data"]:
+        for result in row.get("SearchResults", []):
+            result.pop("Description", None)
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps(data))
+    out2, corpus2 = tmp_path / "tq2.jsonl", tmp_path / "corpus2.jsonl"
+    r = run("import", "triviaqa", bare, "--out", out2, "--corpus-out", corpus2, "--no-progress")
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert "corpus would be empty" in r.stderr and "--evidence-dir" in r.stderr
-    assert "5 referenced documents" in r.stderr  # tc_2: 2 search results, tc_33: 1 entity page + 2 results
-    assert not out.exists() and not corpus.exists()  # nothing written
+    assert "5 referenced documents" in r.stderr
+    assert not out2.exists() and not corpus2.exists()  # nothing written
     # without --corpus-out the import succeeds, but says loudly that retrieval will need the flag
     r = run("import", "triviaqa", src, "--out", out, "--no-progress")
     assert r.exit_code == 0 and out.exists()

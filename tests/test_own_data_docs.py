@@ -44,10 +44,11 @@ def test_the_documented_path_runs_on_the_real_samples(tmp_path, monkeypatch):
     monkeypatch.setenv("REALDATA", str(REALDATA))
     (tmp_path / "own").mkdir()
     (tmp_path / "recipes" / "own_data").mkdir(parents=True)
-    shutil.copy(ROOT / "recipes" / "own_data" / "tiny_cpu.yaml", tmp_path / "recipes" / "own_data")
+    for recipe in (ROOT / "recipes" / "own_data").glob("*.yaml"):
+        shutil.copy(recipe, tmp_path / "recipes" / "own_data")
     runner = CliRunner()
     commands = documented_commands()
-    assert [c.split()[1] for c in commands if c.startswith("grpo-sim")].count("data") == 13
+    assert [c.split()[1] for c in commands if c.startswith("grpo-sim")].count("data") == 15
     for command in commands:
         if command.startswith("export REALDATA="):
             continue  # the test points REALDATA at the samples itself
@@ -66,3 +67,15 @@ def test_the_documented_path_runs_on_the_real_samples(tmp_path, monkeypatch):
     summary = json.loads((tmp_path / "runs" / "own_data" / "eval" / "summary.json").read_text())
     assert "empty_answer_rate" in summary and "consistency_e2e_exact" in summary
     assert (tmp_path / "runs" / "own_data" / "eval-vs-sft" / "report.md").exists()
+    # the ordinary-rows path (section 4): ELI5 rows from the release file, trained and evaluated
+    rows = [json.loads(line) for line in (tmp_path / "own" / "eli5.train.jsonl").read_text().splitlines()]
+    held = [json.loads(line) for line in (tmp_path / "own" / "eli5.eval.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and len(held) == 2 and all(set(r) == {"id", "question", "answers"} for r in rows + held)
+    assert (tmp_path / "runs" / "eli5_rows-sft" / "final" / "model.safetensors").exists()
+    for where in ("eval", "eval-cli"):
+        summary = json.loads((tmp_path / "runs" / "eli5_rows" / where / "summary.json").read_text())
+        assert summary["kind"] == "rows" and summary["num_rows"] == 2
+        assert {"empty_answer_rate", "repetitive_answer_rate", "modal_answer_share", "warnings"} <= set(summary)
+        assert summary["config"]["encoders"]["accuracy_embedding"].startswith("sentence-transformers/all-MiniLM-L6-v2")
+    trained = json.loads((tmp_path / "runs" / "eli5_rows" / "eval" / "summary.json").read_text())
+    assert trained["reference_semantic"] is not None and trained["reference_rouge"] is not None

@@ -23,6 +23,7 @@ from grpo_sim.data.schema import DataError, load_psets, write_psets
 from grpo_sim.demo.world import build_demo_dataset
 from grpo_sim.recipe import RecipeError, load_recipe
 from grpo_sim.runner import cpu_defaults, start_problems
+from grpo_sim.validation import DTYPE_ALIASES
 
 WORKDIR = Path(tempfile.mkdtemp(prefix="grpo-sim-properties-"))
 TRAIN, _, _ = build_demo_dataset(4, 0, num_paraphrases=3, seed=0)
@@ -170,3 +171,102 @@ def test_every_training_field_with_every_kind_of_value():
             except Exception as exc:  # noqa: BLE001 - any other exception is what this test looks for
                 raised.append(f"training.{key}={value!r}: {type(exc).__name__}: {exc}"[:200])
     assert not raised, "\n".join(raised)
+
+
+# ------------------------------------------------------------------------------ the new surfaces (issue #23)
+yaml_keys = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8)
+yaml_scalars = st.one_of(st.integers(-100, 100), st.booleans(), st.text(alphabet="abcxyz ", max_size=6))
+yaml_trees = st.recursive(
+    st.dictionaries(yaml_keys, yaml_scalars, min_size=1, max_size=4),
+    lambda inner: st.dictionaries(yaml_keys, st.one_of(yaml_scalars, inner), min_size=1, max_size=4),
+    max_leaves=12,
+)
+
+
+@SETTINGS
+@given(yaml_trees, st.data())
+def test_yaml_loader_equals_safe_load_and_refuses_any_repeated_key(tree, data):
+    """Without a repeated key the one loader reads what yaml.safe_load reads; a key repeated anywhere (block style)
+    is refused naming it and both lines."""
+    from grpo_sim.validation import DuplicateKeyError, load_yaml
+
+    text = yaml.safe_dump(tree, sort_keys=False, default_flow_style=False)
+    assert load_yaml(text) == yaml.safe_load(text)
+    lines = text.splitlines()
+    k = data.draw(st.integers(0, len(lines) - 1))
+    line = lines[k]
+    if ":" not in line or line.lstrip().startswith("-"):
+        return
+    indent = len(line) - len(line.lstrip())
+    key = line.strip().split(":", 1)[0]
+    lines.insert(k, " " * indent + f"{key}: 0")  # the same key again, just before, in the same mapping
+    with pytest.raises(DuplicateKeyError) as err:
+        load_yaml("\n".join(lines) + "\n")
+    assert f"line {k + 2}" in str(err.value) and f"first at line {k + 1}" in str(err.value)
+
+
+@SETTINGS
+@given(st.sampled_from(sorted(DTYPE_ALIASES)), st.data())
+def test_every_spelling_of_a_dtype_reads_as_its_torch_name(alias, data):
+    import torch
+
+    from grpo_sim.validation import dtype_name
+
+    spelled = data.draw(st.sampled_from(["", "torch.", "TORCH."])) + "".join(
+        c.upper() if data.draw(st.booleans()) else c for c in alias
+    )
+    name = dtype_name(f" {spelled} ")
+    assert name == DTYPE_ALIASES[alias] and (name == "auto" or isinstance(getattr(torch, name), torch.dtype))
+    assert dtype_name(name) == name  # idempotent
+
+
+@SETTINGS
+@given(st.text(max_size=10))
+def test_a_dtype_name_is_known_or_refused_naming_it(text):
+    from grpo_sim.validation import dtype_name
+
+    if text.strip().lower().removeprefix("torch.") in DTYPE_ALIASES:
+        return
+    with pytest.raises(ValueError, match="unknown dtype"):
+        dtype_name(text, "model.dtype")
+
+
+reward_items = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True),
+    st.integers(-5, 5),
+    st.booleans(),
+    st.text(max_size=3),
+    st.lists(st.floats(), max_size=2),
+)
+
+
+@SETTINGS
+@given(
+    st.one_of(
+        st.lists(reward_items, max_size=5),
+        st.tuples(reward_items, reward_items, reward_items),
+        reward_items,
+        st.dictionaries(st.text(max_size=2), st.floats(), max_size=3),
+    ),
+    st.integers(0, 4),
+)
+def test_reward_values_are_kept_exactly_when_trl_can_use_them(values, count):
+    """A function term's value is kept exactly when it is one number (not a bool) or None per completion; anything
+    else is a RewardFunctionError naming the term and the function."""
+    import numbers
+
+    from grpo_sim.reward_terms import RewardFunctionError, check_reward_values
+
+    usable = (
+        isinstance(values, (list, tuple))
+        and len(values) == count
+        and all(v is None or (isinstance(v, numbers.Real) and not isinstance(v, bool)) for v in values)
+    )
+    try:
+        kept = check_reward_values(values, count, "term", "pkg.mod:fn", 3)
+    except RewardFunctionError as exc:
+        assert not usable and "reward term 'term' (function pkg.mod:fn)" in str(exc)
+        return
+    assert usable and len(kept) == count
+    assert all((k is None and v is None) or k == float(v) or (k != k and v != v) for k, v in zip(kept, values))

@@ -9,7 +9,9 @@ accuracy_weight, accuracy_metric, relaxed_kappa, relaxed_samples) are unset in a
 their captured values must come back as the equivalent terms. One deliberate change: model_init_kwargs
 now carries the model section's from_pretrained arguments (TRL builds the reference model from them when
 beta > 0; before, the reference of a bf16/sdpa recipe was loaded in float32 with the default attention).
-Every other field is compared as is.
+And one deliberate change of a default (issue 21): ``collapse_penalty`` left unset is None, which means "on for
+paraphrase sets, off on ordinary rows" (a drop-in for trl.GRPOTrainer); every shipped recipe trains on paraphrase
+sets, where None is the captured True. Every other field is compared as is.
 """
 
 from __future__ import annotations
@@ -82,6 +84,9 @@ def test_shipped_recipe_builds_the_captured_config(relative):
         else {"dtype": model.dtype, "attn_implementation": model.attn_implementation, "trust_remote_code": False}
     )
     assert old["model_init_kwargs"] is None and new["model_init_kwargs"] == expected_init
-    rest = set(old) - set(SHORTHAND) - {"model_init_kwargs"}
-    assert set(new) - set(SHORTHAND) == rest | {"reward_terms", "model_init_kwargs"}
+    assert old["collapse_penalty"] is True
+    assert new["collapse_penalty"] is (True if load_recipe(ROOT / relative).reward.collapse_penalty else None)
+    assert build_config(cpu_defaults(load_recipe(ROOT / relative)), "OUT").collapse_penalty_for(paraphrase_sets=True)
+    rest = set(old) - set(SHORTHAND) - {"model_init_kwargs", "collapse_penalty"}
+    assert set(new) - set(SHORTHAND) == rest | {"reward_terms", "model_init_kwargs", "collapse_penalty"}
     assert {k: new[k] for k in rest} == {k: old[k] for k in rest}

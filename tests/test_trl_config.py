@@ -15,6 +15,7 @@ from grpo_sim.data.schema import psets_to_hf
 from grpo_sim.demo.world import build_demo_dataset
 from grpo_sim.recipe import RecipeError, build_config, load_recipe
 
+from recipe_helpers import config_only_model
 from trainer_helpers import build_policy
 
 #: an open-r1 recipe (recipes/Qwen2.5-1.5B-Instruct/grpo/config_demo.yaml) with a dotted-path reward function
@@ -100,9 +101,10 @@ def test_trl_config_problems_name_the_file_and_key(tmp_path):
 
 
 def test_trl_style_flags_act_as_set(tmp_path):
+    model = config_only_model(tmp_path / "m")  # check looks for the model: a local directory, not loaded
     write(
         tmp_path / "recipe.yaml",
-        {"model": {"name_or_path": "m"}, "data": {"train": "t.jsonl"}, "rewards": [{"type": "reference"}]},
+        {"model": {"name_or_path": model}, "data": {"train": "t.jsonl"}, "rewards": [{"type": "reference"}]},
     )
     runner = CliRunner()
     result = runner.invoke(
@@ -285,7 +287,7 @@ def test_plan_reads_the_batch_trl_derives_for_the_launch(tmp_path):
 def test_demo_data_defaults_have_one_source():
     """The recipe schema's data.demo defaults were 400/100 sets while grpo-sim demo used 600/200."""
     from grpo_sim.demo import DEMO_DATA_SETTINGS
-    from grpo_sim.sources import DemoDataSettings
+    from grpo_sim.demo.settings import DemoDataSettings
 
     assert DEMO_DATA_SETTINGS == DemoDataSettings().model_dump(exclude={"seed"})
     assert (DEMO_DATA_SETTINGS["num_train_sets"], DEMO_DATA_SETTINGS["num_eval_sets"]) == (600, 200)

@@ -139,3 +139,80 @@ def test_distributed_backend_gathers_like_trls():
         assert parameter.shape == (2,)
     trl_internals.mark_vllm_weights_awake(generation)
     assert generation._llm_weights_sleeping is False
+
+
+def test_default_output_dir_is_the_name_trl_gives_a_default_config(tmp_path):
+    """TRL names the config it builds for ``args=None`` after the model (the drop-in mirrors it)."""
+    source = inspect.getsource(GRPOTrainer.__init__)
+    assert "model_name = model if isinstance(model, str) else get_config_model_id(model.config)" in source
+    assert 'model_name = model_name.split("/")[-1]' in source and 'args = GRPOConfig(f"{model_name}-GRPO")' in source
+    assert trl_internals.default_output_dir("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen2.5-0.5B-Instruct-GRPO"
+    model, _ = policy(build_policy(tmp_path / "tiny-policy"))
+    assert trl_internals.default_output_dir(model) == "tiny-policy-GRPO"
+
+
+def test_generation_state_is_what_trl_reuses_inside_a_generation_window(tmp_path):
+    """TRL 1.16 generates once every steps_per_generation x num_iterations micro-steps and trains on the slices
+    of ``_buffered_inputs`` picked by ``_step``; transformers keeps the loss since the last log in ``_tr_loss``."""
+    from transformers import Trainer
+
+    source = inspect.getsource(GRPOTrainer._prepare_inputs)
+    assert "if self._step % generate_every == 0 or self._buffered_inputs is None:" in source
+    assert "inputs = self._buffered_inputs[self._step % self.args.steps_per_generation]" in source
+    assert "self._step += 1" in inspect.getsource(GRPOTrainer.training_step)
+    loop = inspect.getsource(Trainer._inner_training_loop)
+    # reset when the loop starts, after the checkpoint is loaded: restore_generation_state runs in the first step
+    assert loop.index("self._tr_loss = torch.tensor(0.0") < loop.index("on_train_begin")
+    assert "self._globalstep_last_logged = self.state.global_step" in loop
+    assert "tr_loss_scalar / (self.state.global_step - self._globalstep_last_logged)" in inspect.getsource(
+        Trainer._maybe_log_save_evaluate
+    )
+
+    path = build_policy(tmp_path / "policy")
+    model, tokenizer = policy(path)
+    settings = dict(gradient_accumulation_steps=2, num_iterations=2, max_steps=1, logging_steps=5)
+    args = GRPOConfig(**common_args(tmp_path / "run", save_strategy="steps", save_steps=1, **settings))
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=_length_reward, args=args, train_dataset=dataset(), processing_class=tokenizer
+    )
+    trainer.train()  # one optimizer step = half a generation window (4 micro-steps)
+    assert trl_internals.checkpoint_folder(trainer) == str(tmp_path / "run" / "checkpoint-1")
+    assert (tmp_path / "run" / "checkpoint-1" / "trainer_state.json").exists()
+    state = trl_internals.generation_state(trainer)
+    # logging_steps 5: nothing was logged yet, the step's loss waits in _tr_loss for the next log
+    assert state["micro_step"] == 2 and state["last_logged_step"] == 0
+    assert torch.equal(state["loss_since_log"], trainer._tr_loss) and state["loss_since_log"] is not trainer._tr_loss
+    assert len(state["buffered_inputs"]) == 2  # steps_per_generation (= accumulation) slices
+    assert set(state["buffered_inputs"][0]) >= {"prompt_ids", "completion_ids", "advantages", "old_per_token_logps"}
+    assert state["buffered_inputs"][0] is trainer._buffered_inputs[0]
+
+    fresh = GRPOTrainer(
+        model=policy(path)[0],
+        reward_funcs=_length_reward,
+        args=args,
+        train_dataset=dataset(),
+        processing_class=tokenizer,
+    )
+    fresh._tr_loss = torch.tensor(0.0)  # what transformers' loop sets up before the first step
+    saved = dict(state, train_metrics={"reward": [0.5, 1.5]}, loss_since_log=torch.tensor(0.25), last_logged_step=0)
+    trl_internals.restore_generation_state(fresh, saved)
+    assert fresh._step == 2 and fresh._buffered_inputs is state["buffered_inputs"]
+    assert dict(fresh._metrics["train"]) == {"reward": [0.5, 1.5]} and fresh._tr_loss.item() == 0.25
+    assert fresh._globalstep_last_logged == 0
+
+
+def test_repeat_sampler_positioned_at_an_epoch_shuffles_as_that_pass():
+    """TRL's RepeatSampler draws one permutation per pass from a generator seeded once; positioned at pass e, a
+    fresh sampler (a resumed run's) yields what pass e of a continuous run yields."""
+    from trl.trainer.utils import RepeatSampler
+
+    def sampler():
+        return RepeatSampler(list(range(10)), mini_repeat_count=2, batch_size=3, repeat_count=2, shuffle=True, seed=7)
+
+    continuous = sampler()
+    passes = [list(continuous) for _ in range(3)]
+    assert passes[0] != passes[2]
+    for epoch in (2, 0, 1):
+        fresh = sampler()
+        trl_internals.position_repeat_sampler(fresh, epoch)
+        assert list(fresh) == passes[epoch]

@@ -1,4 +1,4 @@
-"""``grpo-sim data ...``: validate, import, paraphrase, retrieve, corpus.
+"""``grpo-sim data ...``: validate, import, prompts, split, merge, filter, paraphrase, retrieve, corpus.
 
 Mounted by the main CLI as ``grpo-sim data``; usable on its own as
 ``python -m grpo_sim.data.cli``. Bad input (missing/malformed files, wrong options) prints
@@ -159,6 +159,106 @@ def filter_cmd(
 
 
 # ------------------------------------------------------------------------------------------
+# prompts / split
+# ------------------------------------------------------------------------------------------
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    import json
+
+    from ..io import atomic_write_lines
+
+    atomic_write_lines(path, (json.dumps(row, ensure_ascii=False) for row in rows))
+
+
+def _prompt_rows_report(rows: list[dict[str, Any]], out: Path, template: Optional[str]) -> str:
+    no_refs = sum(1 for row in rows if not row["answers"])
+    columns = "id, question, answers" + (", prompt" if template else "")
+    return (
+        f"wrote {len(rows)} ordinary rows ({columns}) -> {out}"
+        + (f"; {no_refs} without references" if no_refs else "")
+        + "; train on them with data.format: prompts and data.columns: {prompt: "
+        + ("prompt" if template else "question")
+        + ", answers: answers}"
+    )
+
+
+@app.command("prompts")
+def prompts_cmd(
+    in_file: Path = typer.Argument(..., help="paraphrase-set JSONL (e.g. from 'import')"),
+    out: Path = typer.Option(..., "--out", "-o", help="JSONL of ordinary rows {id, question, answers} to write"),
+    template: Optional[str] = typer.Option(
+        None,
+        "--template",
+        help="also write 'prompt': the wording with its passages in this template (rag_short_answer, "
+        "rag_long_answer, closed_book or a format string)",
+    ),
+    all_wordings: bool = typer.Option(
+        False, "--all-wordings", help="one row per wording (ids SET#N, set_id kept) instead of one per set"
+    ),
+) -> None:
+    """Ordinary (prompt, reference) rows from paraphrase sets: one {id, question, answers} row per set (its
+    original wording), for reference-similarity recipes (recipes/semantic-reward/) and `grpo-sim eval`."""
+    from .ops import prompt_rows_from_sets
+
+    try:
+        rows = prompt_rows_from_sets(load_psets(in_file), template, all_wordings)
+        _write_rows(out, rows)
+    except _BAD_INPUT as e:
+        _fail(str(e))
+    _echo(_prompt_rows_report(rows, out, template))
+
+
+@app.command("split")
+def split_cmd(
+    in_file: Path = typer.Argument(..., help="paraphrase-set JSONL, or JSONL of ordinary rows"),
+    train_out: Path = typer.Option(..., "--train", help="JSONL to write the training part to"),
+    eval_out: Path = typer.Option(..., "--eval", help="JSONL to write the held-out part to"),
+    eval_size: float = typer.Option(
+        0.1, "--eval-size", help="held out: a fraction of the sets (below 1, e.g. 0.2) or a count of sets (e.g. 50)"
+    ),
+    seed: int = typer.Option(0, "--seed", help="shuffling seed: the same seed gives the same split"),
+) -> None:
+    """Split a file into training and held-out parts by set (seeded): a paraphrase set, or the rows sharing a
+    set_id (else an id), never lands on both sides. Both files are written atomically."""
+    from .ops import split_groups
+    from .prompts import looks_like_paraphrase_sets, read_jsonl_rows
+
+    if train_out.resolve() == eval_out.resolve():
+        _fail(f"--train and --eval are the same file ({train_out}): give two paths")
+    try:
+        if not in_file.is_file():
+            raise FileNotFoundError(f"{in_file}: no such file")
+        rows = read_jsonl_rows(in_file)
+        if not rows:
+            _fail(f"{in_file}: no rows to split")
+        is_sets = looks_like_paraphrase_sets(rows[0])
+        if is_sets:
+            sets = load_psets(in_file)
+            keys = [s.set_id for s in sets]
+        else:
+            group = next((c for c in ("set_id", "id") if all(c in row for row in rows)), None)
+            keys = [str(row[group]) if group else str(k) for k, row in enumerate(rows)]
+        train_idx, eval_idx = split_groups(keys, eval_size, seed)
+        if is_sets:
+            write_psets(train_out, [sets[i] for i in train_idx])
+            write_psets(eval_out, [sets[i] for i in eval_idx])
+        else:
+            _write_rows(train_out, [rows[i] for i in train_idx])
+            _write_rows(eval_out, [rows[i] for i in eval_idx])
+    except _BAD_INPUT as e:
+        _fail(str(e))
+    unit = "sets" if is_sets else ("rows" if group is None else f"rows (kept together by {group})")
+    n_groups = len(set(keys))
+    n_eval = len({keys[i] for i in eval_idx})
+    held = "sets" if is_sets else (f"{group}s" if group else "rows")
+    _echo(
+        f"split {in_file} ({len(keys)} {unit}, seed {seed}): {len(train_idx)} -> {train_out}, "
+        f"{len(eval_idx)} -> {eval_out} ({n_eval} of {n_groups} {held} held out)"
+    )
+
+
+# ------------------------------------------------------------------------------------------
 # import / corpus
 # ------------------------------------------------------------------------------------------
 
@@ -181,13 +281,22 @@ def import_cmd(
     aliases: Optional[Path] = typer.Option(None, "--aliases", help="2WikiMultiHopQA: id_aliases.json"),
     max_answers: int = typer.Option(3, "--max-answers", min=1, help="ELI5: keep this many top-scored answers"),
     hf_config: Optional[str] = typer.Option(None, "--hf-config", help="config name for hub datasets"),
+    out_format: str = typer.Option(
+        "sets",
+        "--format",
+        help="sets: paraphrase sets (one wording each); prompts: ordinary rows {id, question, answers} "
+        "(as 'grpo-sim data prompts' writes them)",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Import a QA dataset into paraphrase sets (one paraphrase per set: the original question)."""
+    """Import a QA dataset into paraphrase sets (one paraphrase per set: the original question), or into ordinary
+    (prompt, reference) rows with --format prompts."""
     from ..progress import spinner
     from .importers import canonical_name, export_corpus, import_dataset
 
     kwargs: dict[str, Any] = {}
+    if out_format not in ("sets", "prompts"):
+        _fail(f"unknown --format {out_format!r}: use sets or prompts")
     try:
         cname = canonical_name(name)
         if evidence_dir is not None:
@@ -207,18 +316,34 @@ def import_cmd(
             sets = import_dataset(cname, path, split=split, limit=limit, notes=notes, **kwargs)
         if not sets:
             _fail(f"{path}: no questions found (empty file or every row filtered)")
-        n_corpus = export_corpus(sets, corpus_out) if corpus_out is not None else None  # empty: error, nothing written
-        write_psets(out, sets)
+        corpus_notes: list[str] = []
+        # empty: error, nothing written; TriviaQA without evidence: the search-result snippets (said in corpus_notes)
+        n_corpus = export_corpus(sets, corpus_out, corpus_notes) if corpus_out is not None else None
+        if out_format == "prompts":
+            from .ops import prompt_rows_from_sets
+
+            rows = prompt_rows_from_sets(sets)
+            _write_rows(out, rows)
+        else:
+            write_psets(out, sets)
         n_pass = sum(len(s.metadata.get("passages") or []) for s in sets)
         n_ans = sum(len(s.answers) for s in sets)
         _echo(
             f"imported {len(sets)} {cname} questions from {path} -> {out} "
             f"({n_ans} gold answers, {n_pass} dataset passages in metadata)"
         )
+        if out_format == "prompts":
+            _echo(_prompt_rows_report(rows, out, None))
         if n_corpus is not None:
             _echo(f"wrote {n_corpus} distinct passages -> {corpus_out}")
+        for note in corpus_notes:
+            _echo(f"note: {note}")
+        from .importers.common import missing_passages_message
+
+        no_passages = missing_passages_message(sets) if out_format == "prompts" else None
         for note in notes:
-            typer.echo(f"warning: {note}", err=True)
+            if note != no_passages:  # ordinary rows carry no passages: that note does not apply to them
+                typer.echo(f"warning: {note}", err=True)
     except _BAD_INPUT as e:
         _fail(str(e))
 
@@ -231,14 +356,17 @@ def corpus_cmd(
     """Export the dataset-provided passages (metadata.passages) of a paraphrase-set file as a corpus."""
     from .importers import export_corpus
 
+    corpus_notes: list[str] = []
     try:
         sets = load_psets(in_file)
-        n = export_corpus(sets, out)
+        n = export_corpus(sets, out, corpus_notes)
     except _BAD_INPUT as e:
         _fail(str(e))
     if n == 0:
         _fail(f"{in_file}: no set has metadata.passages (TriviaQA needs --evidence-dir at import; ELI5 has none)")
     _echo(f"wrote {n} distinct passages -> {out}")
+    for note in corpus_notes:
+        _echo(f"note: {note}")
 
 
 # ------------------------------------------------------------------------------------------

@@ -197,3 +197,64 @@ __all__ = [
     "sets_shorter_than",
     "training_problems",
 ]
+
+
+# ------------------------------------------------------------------------------------------
+# Ordinary (prompt, reference) rows from sets; train/eval splits
+# ------------------------------------------------------------------------------------------
+
+
+def prompt_rows_from_sets(
+    sets: Sequence[ParaphraseSet], template: str | None = None, all_wordings: bool = False
+) -> list[dict]:
+    """Ordinary rows ``{id, question, answers}`` from paraphrase sets (``grpo-sim data prompts``, ``data import
+    --format prompts``): one row per set from its first wording (the original question), or one per wording with
+    ``all_wordings`` (ids ``SET#PARAPHRASE``, ``set_id`` kept so that ``data split`` keeps a set's rows together).
+    With ``template`` (a prompt template name or format string) each row also gets ``prompt``: the wording with its
+    passages in that template, the text a recipe then trains on unchanged."""
+    from .schema import build_rag_prompt, check_prompt_template
+
+    if template is not None:
+        check_prompt_template(template)
+    rows = []
+    for s in sets:
+        wordings = s.paraphrases if all_wordings else s.paraphrases[:1]
+        for p in wordings:
+            row: dict = {"id": f"{s.set_id}#{p.paraphrase_id}" if all_wordings else s.set_id}
+            if all_wordings:
+                row["set_id"] = s.set_id
+            row["question"] = p.question
+            if template is not None:
+                row["prompt"] = build_rag_prompt(p.question, p.passages, template=template)
+            row["answers"] = list(s.answers)
+            rows.append(row)
+    return rows
+
+
+def split_groups(keys: Sequence[str], eval_size: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Indices of the train and eval parts of items whose group is ``keys[i]`` (a set id, or a row's own id): the
+    groups are shuffled with ``random.Random(seed)`` and the first ones go to eval, so a group is never split.
+
+    ``eval_size`` below 1 is a fraction of the groups (rounded, at least 1), from 1 on a count of groups. Both
+    parts keep the input order. ValueError when either part would be empty."""
+    import random
+
+    groups = list(dict.fromkeys(keys))
+    if eval_size <= 0:
+        raise ValueError(f"the eval part must be a fraction in (0, 1) or a count >= 1, got {eval_size:g}")
+    if eval_size < 1:
+        n_eval = max(1, round(eval_size * len(groups)))
+    elif float(eval_size).is_integer():
+        n_eval = int(eval_size)
+    else:
+        raise ValueError(f"the eval part must be a fraction in (0, 1) or a whole count, got {eval_size:g}")
+    if n_eval >= len(groups):
+        raise ValueError(
+            f"the eval part takes {n_eval} of {len(groups)} groups, leaving nothing to train on; ask for fewer"
+        )
+    order = groups[:]
+    random.Random(seed).shuffle(order)
+    held_out = set(order[:n_eval])
+    train = [i for i, k in enumerate(keys) if k not in held_out]
+    evaluation = [i for i, k in enumerate(keys) if k in held_out]
+    return train, evaluation

@@ -78,10 +78,12 @@ def prompt_rows(
     """Training rows ``{prompt: [messages], answers: ..., <other columns>}``; DataError lists every bad row."""
     mapping = {name: (columns or {}).get(name, name) for name in STANDARD_COLUMNS}
     out, problems = [], []
+    seen_columns: list[set[str]] = []
     for rowno, row in enumerate(rows, start=1):
         if limit is not None and len(out) >= limit:
             break
         row = dict(row)
+        seen_columns.append(set(row))
         where = f"{source} row {rowno}"
         if mapping["prompt"] not in row:
             problems.append(
@@ -105,6 +107,14 @@ def prompt_rows(
             problems.append((rowno, mapping["prompt"], str(exc).removeprefix(f"{where}: ")))
             continue
         out.append({**row, "prompt": messages, "answers": answers})
+    named = (columns or {}).get("answers")
+    if named is not None and out and not any(named in row for row in seen_columns):
+        present = ", ".join(sorted(set().union(*seen_columns)))
+        raise DataError(
+            f"{source}: data.columns.answers names {named!r}, which no row has (columns present: {present}); name "
+            "the reference column as the data spells it",
+            [(None, "data.columns.answers", f"no column {named!r}")],
+        )
     if problems:
         lines = [f"row {r}, {field}: {message}" for r, field, message in problems[:20]]
         raise DataError(f"{source}: {len(problems)} bad row(s):\n  " + "\n  ".join(lines), problems)

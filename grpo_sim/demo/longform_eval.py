@@ -17,6 +17,7 @@ from .longform_settings import (
     POLICIES,
 )
 from .longform_world import LONGFORM_TEMPLATE, mentions, phrasing_of
+from .report import add_warning_row, print_warning_lines
 
 # ------------------------------------------------------------------------------------------
 # Evaluation
@@ -136,17 +137,20 @@ def print_table(summary: Mapping[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"PS-GRPO long-form CPU demo — held-out sets (n={summary['base'].get('num_sets')})")
-    table.add_column("policy", no_wrap=True)
+    table.add_column("policy", min_width=max(len(label) for label in ROW_LABELS.values()))
     for _, label in COLUMNS:
         table.add_column(label, justify="right", no_wrap=True)
+    warnings = []
     for key in POLICIES:
         table.add_row(
             ROW_LABELS[key], *("-" if summary[key].get(k) is None else f"{summary[key][k]:.3f}" for k, _ in COLUMNS)
         )
+        warnings.append((ROW_LABELS[key], add_warning_row(table, summary[key], len(COLUMNS))))
     console = Console()
     if not console.is_terminal and console.width < 130:
         console = Console(width=130)
     console.print(table)
+    print_warning_lines(console, warnings)
 
 
 def plot_summary(summary: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:

@@ -8,10 +8,20 @@ import statistics
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..eval.degeneration import degeneration_flags
 from ..io import atomic_open, atomic_write_text
 from .settings import ARM_LABELS
 
-__all__ = ["COLUMNS", "combine_seeds", "json_default", "plot_summary", "policies", "print_table", "seeds_markdown"]
+__all__ = [
+    "COLUMNS",
+    "add_warning_row",
+    "combine_seeds",
+    "json_default",
+    "plot_summary",
+    "policies",
+    "print_table",
+    "seeds_markdown",
+]
 
 #: Table columns: summary key -> header.
 COLUMNS = (
@@ -50,20 +60,47 @@ def print_table(summary: Mapping[str, Any]) -> None:
         title=f"PS-GRPO CPU demo — held-out sets (n={summary['base'].get('num_sets')}), "
         f"seed {summary['settings']['data']['seed']}"
     )
-    table.add_column("policy", no_wrap=True)
+    table.add_column("policy", min_width=max(len(ARM_LABELS[k]) for k in policies(summary)))
     for _, label in COLUMNS:
         table.add_column(label, justify="right", no_wrap=True)
     table.add_column("reward s", justify="right", no_wrap=True)
+    warnings = []
     for key in policies(summary):
         row = summary[key]
         cells = ["-" if row.get(k) is None else f"{row[k]:.3f}" for k, _ in COLUMNS]
         seconds = summary.get("train_stats", {}).get(key, {}).get("reward_seconds")
         cells.append("-" if seconds is None else f"{seconds:.2f}")
         table.add_row(ARM_LABELS[key], *cells)
+        warnings += [(ARM_LABELS[key], add_warning_row(table, row, len(cells)))]
     console = Console()
     if not console.is_terminal and console.width < 160:
         console = Console(width=160)
     console.print(table)
+    print_warning_lines(console, warnings)
+
+
+def add_warning_row(table: Any, row: Mapping[str, Any], n_cells: int) -> list[str]:
+    """Under a degenerate policy's row, a red warning row (:func:`grpo_sim.eval.degeneration.degeneration_flags`:
+    empty or repetitive answers, one answer for different questions, consistent but wrong); returns the flags
+    (none: no row), which :func:`print_warning_lines` prints in full below the table."""
+    from rich.text import Text
+
+    flags = degeneration_flags(row)
+    if flags:  # the flags in full go below the table (print_warning_lines): a long cell would wrap the table
+        table.add_row(Text("  ^ WARNING: degenerate answers", style="bold red"), *[""] * n_cells)
+    return flags
+
+
+def print_warning_lines(console: Any, warnings: Sequence[tuple[str, Sequence[str]]]) -> None:
+    """Below a table, one unwrapped line per degenerate policy: ``warning: <policy>: <flags>``."""
+    from rich.markup import escape
+
+    for label, flags in warnings:
+        if flags:
+            console.print(
+                f"[bold red]warning:[/bold red] {escape(label)}: degenerate answers: {escape('; '.join(flags))}",
+                soft_wrap=True,
+            )
 
 
 def plot_summary(summary: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -147,6 +184,7 @@ def combine_seeds(
         "policies": {},
         "comparisons": {},
         "reward_seconds": {},
+        "degeneration": {},
         "figures": [list(f) for f in figures],
         "labels": dict(labels),
     }
@@ -158,6 +196,7 @@ def combine_seeds(
         out["reward_seconds"][key] = {
             s: summaries[s].get("train_stats", {}).get(key, {}).get("reward_seconds") for s in seeds
         }
+        out["degeneration"][key] = {s: degeneration_flags(summaries[s][key]) for s in seeds}
     for name in first.get("comparisons", {}):
         out["comparisons"][name] = {}
         for fig in first["comparisons"][name]:
@@ -201,6 +240,13 @@ def seeds_markdown(
                 f"| {labels[key]} | {label} | "
                 + " | ".join(_fmt(e["per_seed"][s]) for s in seeds)
                 + f" | {_fmt(e['mean'])} | {_fmt(e['min'])}-{_fmt(e['max'])} |"
+            )
+        flags = combined.get("degeneration", {}).get(key, {})
+        if any(flags.get(s) for s in seeds):  # a degenerate arm gets a warning row
+            lines.append(
+                f"| **warning: {labels[key]}** | degenerate answers | "
+                + " | ".join("; ".join(flags.get(s) or []) or "-" for s in seeds)
+                + " | | |"
             )
     lines += [
         "",

@@ -67,7 +67,11 @@ def eval_command(
     ] = None,
     data: Annotated[
         Optional[Path],
-        typer.Argument(help="Paraphrase-set JSONL (the project's format). Optional with --replay.", show_default=False),
+        typer.Argument(
+            help="Paraphrase-set JSONL (the project's format), or ordinary rows {question or prompt, answers} "
+            "(answers scored against the references). Optional with --replay.",
+            show_default=False,
+        ),
     ] = None,
     output_dir: Annotated[
         Path,
@@ -145,6 +149,19 @@ def eval_command(
             "--judge-max-tokens", min=1, help="Reply budget per judge request (raise it for reasoning models)."
         ),
     ] = 8,
+    prompt_column: Annotated[
+        Optional[str],
+        typer.Option(
+            "--prompt-column",
+            help="Ordinary rows: the prompt column (default: 'prompt' when the rows have one, else 'question').",
+        ),
+    ] = None,
+    answers_column: Annotated[
+        str, typer.Option("--answers-column", help="Ordinary rows: the references column.")
+    ] = "answers",
+    system_prompt: Annotated[
+        Optional[str], typer.Option("--system-prompt", help="Ordinary rows: a system message put first.")
+    ] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write the PNG plots.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no table.")] = False,
 ) -> None:
@@ -193,6 +210,9 @@ def _run(
     judge_max_tokens: int,
     plots: bool,
     quiet: bool,
+    prompt_column: Optional[str] = None,
+    answers_column: str = "answers",
+    system_prompt: Optional[str] = None,
     **_: Any,
 ) -> None:
     from .evaluate import evaluate_model
@@ -217,6 +237,12 @@ def _run(
         raise FileNotFoundError(f"{data}: data file not found (expected a paraphrase-set JSONL file)")
     if backend not in ("hf", "vllm"):
         raise EvalError(f"--backend must be 'hf' or 'vllm', got {backend!r}")
+    from ..validation import dtype_name
+
+    dtype = dtype_name(dtype, "--dtype")  # bf16, fp16, fp32 or a torch name; a typo fails before any model loads
+    if replay is None and data is not None and _holds_prompt_rows(data):
+        _run_rows(**locals())
+        return
     judge = None
     if judge_url or judge_model:
         if not (judge_url and judge_model):
@@ -257,3 +283,91 @@ def _run(
     if not quiet:
         print_summary_table(result)
         typer.echo(f"wrote {len(result.get('files', {}))} files to {output_dir}")
+
+
+def _holds_prompt_rows(data: Path) -> bool:
+    """Whether a JSONL data file holds ordinary rows (its first row has no ``paraphrases``)."""
+    from ..data.prompts import looks_like_paraphrase_sets, read_jsonl_rows
+
+    if data.suffix in (".gz", ".bz2", ".xz", ".zst"):
+        return False
+    try:
+        rows = read_jsonl_rows(data)
+    except ValueError:  # a broken file: the paraphrase-set reader names every problem
+        return False
+    return bool(rows) and not looks_like_paraphrase_sets(rows[0])
+
+
+def _run_rows(
+    model: str,
+    data: Path,
+    output_dir: Path,
+    baseline: Optional[str],
+    metrics: str,
+    max_new_tokens: int,
+    batch_size: int,
+    sample: bool,
+    seed: int,
+    backend: str,
+    n_boot: int,
+    max_sets: Optional[int],
+    embedding_model: Optional[str],
+    judge_url: Optional[str],
+    prompt_column: Optional[str],
+    answers_column: str,
+    system_prompt: Optional[str],
+    quiet: bool,
+    **_: Any,
+) -> None:
+    """Ordinary rows: greedy answers scored against the references exactly as the end-of-train evaluation scores
+    them (:func:`grpo_sim.eval.rows.evaluate_rows`; each metric as ``accuracy_<metric>``)."""
+    from ..data.prompts import prompt_rows, read_jsonl_rows
+    from .metrics import metric_key
+    from .predictions import EvalError
+    from .rows import evaluate_rows
+
+    unsupported = [
+        flag
+        for flag, given in (
+            ("--baseline", baseline),
+            ("--sample", sample),
+            ("--backend vllm", backend != "hf"),
+            ("--judge-url", judge_url),
+        )
+        if given
+    ]
+    if unsupported:
+        raise EvalError(
+            f"{data} holds ordinary rows (no paraphrase sets): {', '.join(unsupported)} applies to paraphrase sets "
+            "only; evaluate each model on its own and compare the reports"
+        )
+    raw = read_jsonl_rows(data)
+    column = prompt_column or ("prompt" if "prompt" in raw[0] else "question")
+    rows = prompt_rows(raw, str(data), {"prompt": column, "answers": answers_column}, system_prompt, max_sets)
+    similarities = {}
+    for spec in parse_metrics(metrics):
+        key, resolved = metric_key(spec)
+        if resolved == "embedding" and embedding_model is not None:
+            resolved = f"embedding:model={embedding_model}"
+        similarities[f"accuracy_{key}"] = (resolved, "answers")
+    summary = evaluate_rows(
+        model,
+        rows,
+        similarities,
+        output_dir,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        n_boot=n_boot,
+        seed=seed,
+        progress=not quiet,
+    )
+    if not quiet:
+        typer.echo(f"{len(rows)} ordinary rows of {data} (prompt column {column!r}), greedy answers:")
+        for key in similarities:
+            value = summary.get(key)
+            typer.echo(f"  {key}: {'n/a' if value is None else f'{value:.4f}'}")
+        for key in ("empty_answer_rate", "repetitive_answer_rate", "modal_answer_share"):
+            typer.echo(f"  {key}: {summary[key]:.4f}")
+        for warning in summary["warnings"]:
+            typer.echo(f"warning: {warning}")
+        typer.echo(f"wrote {len(summary.get('files', {}))} files to {output_dir}")

@@ -34,7 +34,7 @@ from ..data.schema import ParaphraseSet, _coerce_sets, read_psets
 from ..io import atomic_write_text
 from .bootstrap import paired_difference
 from .generate import GenerationOptions, _vllm_engine, load_eval_model, resolve_model_dir
-from .metrics import DEFAULT_METRICS, ScoringOptions, _resolve_metrics, metric_key, numeric_keys
+from .metrics import DEFAULT_METRICS, ScoringOptions, _resolve_metrics, encoders, metric_key, numeric_keys
 from .predictions import (
     LEVELS,
     EvalError,
@@ -314,6 +314,17 @@ def evaluate_model(
         "mode": "replay" if predictions is not None else "generate",
         "judge": {"url": judge.url, "model": judge.model} if judge is not None else None,
         "max_sets": max_sets,
+        # the encoder (model @ revision) of every embedding metric, named wherever its figures are shown
+        "encoders": encoders(
+            {
+                metric_key(m)[0]: (
+                    {"name": "embedding", "model": embedding_model}
+                    if metric_key(m)[1] == "embedding" and embedding_model is not None
+                    else metric_key(m)[1]
+                )
+                for m in metrics
+            }
+        ),
     }
     result: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,

@@ -29,7 +29,9 @@ Group Similarity Rewards", evaluation section):
   common normalised answer among those given in two or more *different* sets, see
   :func:`cross_set_modal_answer`; agreement inside a set is the goal, the same answer to
   different questions is collapse). :func:`collapse_warnings` turns them into warnings at
-  :data:`EMPTY_ANSWER_WARN_RATE` and :data:`MODAL_ANSWER_WARN_SHARE`.
+  :data:`EMPTY_ANSWER_WARN_RATE` and :data:`MODAL_ANSWER_WARN_SHARE`; ``repetitive_answer_rate``
+  (share of answers repeating a word or phrase, :func:`grpo_sim.eval.degeneration.is_repetitive`)
+  warned at :data:`grpo_sim.eval.degeneration.REPETITIVE_ANSWER_WARN_RATE`.
 
 Every summary number is the **mean over sets** of the per-set value (each set weighs the same,
 whatever its number of paraphrases) with a percentile bootstrap 95% interval obtained by
@@ -52,6 +54,7 @@ from ..similarity import get_similarity
 from ..similarity.base import Similarity
 from ..similarity.text import normalize_answer
 from .bootstrap import bootstrap_ci, bootstrap_cis, paired_difference
+from .degeneration import EMPTY_ANSWER_WARN_RATE, MODAL_ANSWER_WARN_SHARE, is_repetitive, repetition_warning
 from .predictions import (
     LEVELS,
     EvalError,
@@ -76,6 +79,7 @@ __all__ = [
     "read_predictions",
     "check_predictions",
     "collapse_warnings",
+    "encoders",
     "cross_set_modal_answer",
     "summarize",
     "summarize_with_details",
@@ -92,11 +96,6 @@ _ACCURACY_METRICS = {"em": "exact_match", "f1": "token_f1", "rouge_l": "rouge_l"
 _LONG_ACCURACY_METRICS = {"rouge_l": "rouge_l", "bleu2": "bleu2", "embedding": "embedding"}
 #: gold answers with a median of more than this many (SQuAD-normalised) words are "long form"
 LONG_FORM_WORDS = 5
-#: warn (possible collapse) when at least this share of the answers is empty after normalisation
-EMPTY_ANSWER_WARN_RATE = 0.2
-#: warn (possible collapse) when at least this share of the answers is one answer given in different sets;
-#: a healthy model repeats an answer across questions only where their gold answers coincide (yes/no)
-MODAL_ANSWER_WARN_SHARE = 0.3
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,16 +251,18 @@ def cross_set_modal_answer(answers: Sequence[str], set_ids: Sequence[Any]) -> tu
 
 
 def collapse_warnings(summary: Mapping[str, Any], who: str | None = None) -> list[str]:
-    """Warnings for a summary whose collapse figures reach :data:`EMPTY_ANSWER_WARN_RATE` or
-    :data:`MODAL_ANSWER_WARN_SHARE` (empty list when neither does or the figures are absent).
+    """Warnings for a summary whose collapse figures reach :data:`EMPTY_ANSWER_WARN_RATE`,
+    :data:`MODAL_ANSWER_WARN_SHARE` or the repetition threshold (empty list when none does or the figures are
+    absent).
 
     The modal-answer warning is not raised when the shared answer is the gold answer in every
     set that gives it (``cross_set_modal_answer_gold_sets``): then the questions really share
     their answer (``yes``/``no`` comparisons). ``who`` (e.g. ``"baseline"``) prefixes each warning."""
-    out: list[str] = []
+    out: list[str] = repetition_warning(summary.get("repetitive_answer_rate"), who)
     prefix = f"{who}: " if who else ""
     empty = summary.get("empty_answer_rate")
-    if empty is not None and empty >= EMPTY_ANSWER_WARN_RATE:
+    empty_warned = empty is not None and empty >= EMPTY_ANSWER_WARN_RATE
+    if empty_warned:
         out.append(
             f"{prefix}{100 * empty:.0f}% of the answers are empty (warning at "
             f"{100 * EMPTY_ANSWER_WARN_RATE:.0f}%): empty answers agree with each other, so consistency is "
@@ -271,7 +272,7 @@ def collapse_warnings(summary: Mapping[str, Any], who: str | None = None) -> lis
     answer = summary.get("cross_set_modal_answer")
     n_sets = summary.get("cross_set_modal_answer_sets")
     gold_sets = summary.get("cross_set_modal_answer_gold_sets")
-    if share is not None and share >= MODAL_ANSWER_WARN_SHARE and not (answer == "" and out):
+    if share is not None and share >= MODAL_ANSWER_WARN_SHARE and not (answer == "" and empty_warned):
         if gold_sets is not None and n_sets and gold_sets >= n_sets:
             return out
         what = (
@@ -292,6 +293,23 @@ def collapse_warnings(summary: Mapping[str, Any], who: str | None = None) -> lis
             f"{100 * MODAL_ANSWER_WARN_SHARE:.0f}%): one answer to different questions agrees with itself, "
             "so consistency is inflated (collapse); read consistency together with accuracy"
         )
+    return out
+
+
+def encoders(specs: Mapping[str, Any]) -> dict[str, str]:
+    """``{key: "<model> @ <revision>"}`` for every similarity spec in ``specs`` that embeds with an encoder
+    (``embedding``, ``bmas``, ...): the name reports and summaries show next to an embedding metric."""
+    from ..similarity import get_similarity
+
+    out = {}
+    for key, spec in specs.items():
+        try:
+            metric = get_similarity(spec)
+        except (ValueError, ImportError):
+            continue
+        describe = getattr(metric, "encoder", None)
+        if callable(describe):
+            out[key] = describe()
     return out
 
 
@@ -395,6 +413,9 @@ def summarize_with_details(
             f"{100 * empty.mean():.0f}% of the {acc_level} answers are empty: empty answers agree with each "
             "other, so consistency is inflated (collapse); read it together with accuracy"
         )
+    columns["repetitive_answer_rate"] = _group_mean(
+        np.asarray([is_repetitive(a) for a in flat_answers], dtype=np.float64), owners, n
+    )
     modal, modal_sets, _ = cross_set_modal_answer(flat_answers, owners.tolist())
     is_modal = np.asarray([a == modal for a in normalised], dtype=np.float64)
     columns["cross_set_modal_answer_share"] = _group_mean(is_modal, owners, n)
@@ -435,7 +456,7 @@ def summarize_with_details(
             rows = [table["e2e"][v.set_id][p] for p in v.paraphrase_ids]
             ids = [r.get("passage_ids") or [] for r in rows]
             ids = ids if any(ids) else None
-        if ids is not None:
+        if ids is not None and len(ids) >= 2:  # one wording: no pair to compare
             retr[i] = retriever_consistency(ids)
     columns["consistency_retriever_jaccard"] = retr
     if not np.isfinite(retr).any():
@@ -466,6 +487,10 @@ def summarize_with_details(
     summary["cross_set_modal_answer_sets"] = modal_sets
     summary["cross_set_modal_answer_gold_sets"] = modal_gold_sets
     summary["collapse_warnings"] = collapse_warnings(summary)
+    # the encoder (model @ revision) of every embedding metric: "embedding" alone does not say which
+    summary["encoders"] = {
+        key: metric.encoder() for key, metric in resolved if callable(getattr(metric, "encoder", None))
+    }
     if notes:
         summary["data_note"] = "; ".join(notes)
     if judge is not None and hasattr(judge, "stats"):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from ..io import atomic_write_bytes
+from .degeneration import REPEAT_MIN_COPIES, REPETITIVE_ANSWER_WARN_RATE
 from .metrics import EMPTY_ANSWER_WARN_RATE, MODAL_ANSWER_WARN_SHARE, collapse_warnings, numeric_keys
 from .results import PLOT_BARS, PLOT_HIST, PLOT_POSITION
 
@@ -22,6 +23,7 @@ __all__ = [
     "make_plots",
     "print_summary_table",
     "render_report",
+    "encoder_lines",
     "result_warnings",
 ]
 
@@ -29,6 +31,7 @@ _LEVEL_TITLES = {"e2e": "end-to-end", "generator": "generator", "retriever": "re
 _OTHER_TITLES = {
     "empty_answer_rate": "empty answers (share)",
     "cross_set_modal_answer_share": "one answer across different sets (share)",
+    "repetitive_answer_rate": "repetitive answers (share)",
 }
 _ACC_TITLES = {
     "accuracy_em": "exact match (EM)",
@@ -39,7 +42,7 @@ _ACC_TITLES = {
     "accuracy_judge": "LLM judge",
 }
 #: the collapse figures, shown right after consistency wherever consistency is shown
-COLLAPSE_KEYS = ("empty_answer_rate", "cross_set_modal_answer_share")
+COLLAPSE_KEYS = ("empty_answer_rate", "cross_set_modal_answer_share", "repetitive_answer_rate")
 
 
 def _label(key: str) -> str:
@@ -111,6 +114,11 @@ def collapse_lines(summary: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def encoder_lines(encoders: Mapping[str, str] | None) -> list[str]:
+    """``- encoder of <key>: <model @ revision>`` for each embedding metric (nothing for a summary without any)."""
+    return [f"- encoder of `{key}`: {name}" for key, name in (encoders or {}).items()]
+
+
 def render_report(result: dict[str, Any]) -> str:
     """``report.md``: accuracy and consistency tables (value [95% CI]), notes and plots."""
     m = result["models"]["model"]
@@ -137,6 +145,7 @@ def render_report(result: dict[str, Any]) -> str:
         f"- decoding: {decoding}, max {dec.get('max_new_tokens')} new tokens, seed {dec.get('seed')}; "
         f"mode: {cfg.get('mode')}"
     )
+    lines += encoder_lines(cfg.get("encoders"))
     lines.append(
         f"- every number: mean over sets in [0, 1] with a {int(100 * cfg.get('confidence', 0.95))}% "
         f"percentile bootstrap interval over sets ({cfg.get('n_boot')} replicates); differences are "
@@ -170,7 +179,8 @@ def render_report(result: dict[str, Any]) -> str:
             lines += [
                 f"- high values mean consistency may be bought with a degenerate answer; warnings at "
                 f"{100 * EMPTY_ANSWER_WARN_RATE:.0f}% empty and {100 * MODAL_ANSWER_WARN_SHARE:.0f}% one "
-                "answer across different sets",
+                f"answer across different sets, {100 * REPETITIVE_ANSWER_WARN_RATE:.0f}% answers repeating a word or "
+                f"phrase {REPEAT_MIN_COPIES}+ times in a row",
                 "",
             ]
     notes = [f"- {k[:-5]}: {v}" for k, v in m.items() if k.endswith("_note") and v]

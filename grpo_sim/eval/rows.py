@@ -8,7 +8,8 @@ several). Every score is a mean over the rows that have references, with a boots
 
 Output directory (atomic writes): ``predictions.jsonl`` (one row per prompt: ``index, prompt, answer,
 references`` and the row's score per key), ``summary.json`` (``{"schema_version": 1, "kind": "rows", "num_rows",
-<key>, <key>_ci, "empty_answer_rate", "warnings", "config"}``) and ``report.md``.
+<key>, <key>_ci, "empty_answer_rate", "repetitive_answer_rate", "modal_answer", "modal_answer_share", "warnings",
+"config"}``; the degeneration figures and warnings of :mod:`grpo_sim.eval.degeneration`) and ``report.md``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,17 @@ import numpy as np
 
 from ..io import atomic_write_text
 from .bootstrap import bootstrap_ci
+from .degeneration import (
+    EMPTY_ANSWER_WARN_RATE,
+    MODAL_ANSWER_WARN_SHARE,
+    REPEAT_MIN_COPIES,
+    REPETITIVE_ANSWER_WARN_RATE,
+    degeneration_figures,
+    degeneration_warnings,
+)
 from .generate import _generate_hf, load_eval_model, render_prompt
-from .metrics import EMPTY_ANSWER_WARN_RATE
+from .metrics import encoders
+from .report import encoder_lines
 from .results import PREDICTIONS_FILE, REPORT_FILE, SUMMARY_FILE, write_json, write_jsonl
 
 __all__ = ["evaluate_rows", "row_prompts", "score_rows"]
@@ -46,6 +56,15 @@ def score_rows(
         key: reference_rewards(list(answers), [row.get(column) for row in rows], similarity=spec)
         for key, (spec, column) in similarities.items()
     }
+
+
+def _references(row: Mapping[str, Any], similarities: Mapping[str, tuple[str, str]]) -> list[str]:
+    """Every reference of a row in the scored columns (a string or a list of strings each)."""
+    out: list[str] = []
+    for column in dict.fromkeys(column for _, column in similarities.values()):
+        value = row.get(column)
+        out += [value] if isinstance(value, str) else list(value or [])
+    return out
 
 
 def evaluate_rows(
@@ -93,13 +112,10 @@ def evaluate_rows(
         summary[key] = float(finite.mean()) if finite.size else None
         summary[f"{key}_ci"] = bootstrap_ci(values, n_boot=n_boot, seed=seed) if finite.size and n_boot else None
         summary[f"{key}_rows"] = int(finite.size)
-    empty = float(np.mean([not answer.split() for answer in answers])) if answers else 0.0
-    summary["empty_answer_rate"] = empty
-    summary["warnings"] = (
-        [f"{100 * empty:.0f}% of the answers are empty (warning at {100 * EMPTY_ANSWER_WARN_RATE:.0f}%)"]
-        if empty >= EMPTY_ANSWER_WARN_RATE
-        else []
-    )
+    references = [_references(row, similarities) for row in rows]
+    figures = degeneration_figures(answers, references=references)
+    summary.update(figures)
+    summary["warnings"] = degeneration_warnings(figures)
     summary["config"] = {
         "similarities": {key: spec for key, (spec, _) in similarities.items()},
         "columns": {key: column for key, (_, column) in similarities.items()},
@@ -108,6 +124,7 @@ def evaluate_rows(
         "decoding": "greedy",
         "n_boot": n_boot,
         "seed": seed,
+        "encoders": encoders({key: spec for key, (spec, _) in similarities.items()}),
     }
     if output_dir is not None:
         out = Path(output_dir)
@@ -136,6 +153,7 @@ def render_rows_report(summary: Mapping[str, Any]) -> str:
         "",
         f"{summary['num_rows']} rows, greedy answers scored against their references (mean over the rows "
         "that have references, 95% bootstrap interval over rows).",
+        *encoder_lines(summary["config"].get("encoders")),
         "",
         "| metric | similarity | value | 95% interval | rows |",
         "|---|---|---|---|---|",
@@ -146,4 +164,19 @@ def render_rows_report(summary: Mapping[str, Any]) -> str:
         interval = "" if not ci else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
         lines.append(f"| {key} | `{spec}` | {shown} | {interval} | {summary.get(f'{key}_rows', 0)} |")
     lines.append(f"| empty answers (share) | | {summary['empty_answer_rate']:.4f} | | {summary['num_rows']} |")
+    if "repetitive_answer_rate" in summary:
+        lines.append(
+            f"| repetitive answers (share) | | {summary['repetitive_answer_rate']:.4f} | | {summary['num_rows']} |"
+        )
+    if summary.get("modal_answer") is not None:
+        lines.append(
+            f"| one answer for different rows (share): {summary['modal_answer']!r} | | "
+            f"{summary['modal_answer_share']:.4f} | | {summary['modal_answer_inputs']} |"
+        )
+    lines += [
+        "",
+        f"Warnings at {100 * EMPTY_ANSWER_WARN_RATE:.0f}% empty answers, {100 * REPETITIVE_ANSWER_WARN_RATE:.0f}% "
+        f"answers repeating a word or phrase {REPEAT_MIN_COPIES}+ times in a row, {100 * MODAL_ANSWER_WARN_SHARE:.0f}% "
+        "one answer for different rows (grpo_sim.eval.degeneration).",
+    ]
     return "\n".join(lines) + "\n"

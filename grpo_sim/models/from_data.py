@@ -82,6 +82,34 @@ def data_texts(sets, prompt: str) -> tuple[list[str], list[str]]:
     return [row["prompt"][-1]["content"] for row in rows], [a for s in sets for a in s.answers]
 
 
+def ordinary_rows(path: str | Path) -> list[dict] | None:
+    """The rows of a JSONL file of ordinary (prompt, reference) rows; None for a paraphrase-set file."""
+    from ..data.prompts import looks_like_paraphrase_sets, read_jsonl_rows
+
+    path = Path(path)
+    if not path.is_file() or path.suffix in (".gz", ".bz2", ".xz", ".zst"):
+        return None
+    try:
+        rows = read_jsonl_rows(path)
+    except ValueError:  # broken: the paraphrase-set reader names every problem
+        return None
+    return rows if rows and not looks_like_paraphrase_sets(rows[0]) else None
+
+
+def row_texts(rows: Sequence[dict], source: str) -> tuple[list[str], list[str]]:
+    """(prompts, references) of ordinary rows: the ``prompt`` column when there is one, else ``question`` (a string,
+    or chat messages whose contents are joined), and every reference in ``answers``."""
+    from ..data.prompts import prompt_rows
+
+    column = "prompt" if "prompt" in rows[0] else "question"
+    parsed = prompt_rows(rows, source, {"prompt": column})
+    prompts = ["\n".join(m["content"] for m in row["prompt"]) for row in parsed]
+    answers = [
+        a for row in parsed for a in ([row["answers"]] if isinstance(row["answers"], str) else row["answers"] or [])
+    ]
+    return prompts, answers
+
+
 def plan_model(
     data_files: Sequence[str | Path],
     corpus_files: Sequence[str | Path] = (),
@@ -98,9 +126,19 @@ def plan_model(
 
     check_prompt_template(prompt)
     if not data_files:
-        raise ValueError("give at least one paraphrase-set file with --data")
-    sets = [s for f in data_files for s in load_psets(f)]
-    prompts, answers = data_texts(sets, prompt)
+        raise ValueError("give at least one paraphrase-set (or ordinary rows) file with --data")
+    sets, prompts, answers = [], [], []
+    for f in data_files:
+        rows = ordinary_rows(f)
+        if rows is None:
+            file_sets = load_psets(f)
+            sets += file_sets
+            file_prompts, file_answers = data_texts(file_sets, prompt)
+        else:
+            sets += rows
+            file_prompts, file_answers = row_texts(rows, str(f))
+        prompts += file_prompts
+        answers += file_answers
     passages = [p for f in corpus_files for p in read_corpus(f)]
     corpus_texts = [f"{p.title}: {p.text}" if p.title else p.text for p in passages]
     tokenizer = build_word_tokenizer([*prompts, *answers, *corpus_texts])

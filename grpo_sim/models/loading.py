@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..validation import dtype_name
+
 __all__ = ["load_policy", "load_tokenizer", "prepare_tokenizer"]
 
 
@@ -74,8 +76,9 @@ def load_policy(path_or_hub_id: str | os.PathLike[str], dtype: Any = None, **mod
     from transformers import AutoModelForCausalLM
 
     src = str(path_or_hub_id)
-    if isinstance(dtype, str) and dtype != "auto":
-        dtype = getattr(torch, dtype)
+    if isinstance(dtype, str):
+        dtype = dtype_name(dtype)  # bf16, fp16, fp32 and the torch names alike
+        dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     # the tokenizer comes from the same repository revision, and may need the same remote code, as the model
     tokenizer = load_tokenizer(src, **{k: v for k, v in model_kwargs.items() if k in ("revision", "trust_remote_code")})
     kwargs = dict(model_kwargs)

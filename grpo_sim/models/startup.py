@@ -151,8 +151,75 @@ def policy_start_checks(model, tokenizer, prompts: Sequence[str], what: str, mod
     return coverage
 
 
+def hub_offline() -> bool:
+    """Whether Hugging Face downloads are off (``HF_HUB_OFFLINE``): hub ids then load from the local cache only."""
+    import os
+
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+    return env or bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+#: the file that makes a directory a loadable model (a full model, or a PEFT adapter on a base model)
+MODEL_FILES = ("config.json", "adapter_config.json")
+
+
+def model_location_problem(
+    name_or_path: str, revision: str | None = None, key: str = "model.name_or_path"
+) -> str | None:
+    """Why ``name_or_path`` cannot be loaded, seen without loading anything, or None.
+
+    A local directory must exist and hold a ``config.json`` (or a PEFT ``adapter_config.json``); anything that is
+    not a local path must be a well-formed hub id, and with ``HF_HUB_OFFLINE`` set it must be in the local Hugging
+    Face cache (nothing can be downloaded). Without ``HF_HUB_OFFLINE`` a hub id is not checked (that needs the hub).
+    """
+    from pathlib import Path
+
+    path = Path(name_or_path).expanduser()
+    looks_local = name_or_path.startswith(("/", "./", "../", "~", ".\\")) or name_or_path in (".", "..")
+    if path.exists():
+        if not path.is_dir():
+            return f"{key}: {name_or_path} is a file; give the model's directory (the one with config.json)"
+        if not any((path / name).is_file() for name in MODEL_FILES):
+            return (
+                f"{key}: {name_or_path} has no config.json: not a saved model directory (give the directory "
+                "save_pretrained wrote, e.g. a run's final/ or grpo-sim model init's --out)"
+            )
+        return None
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    where = "" if path.is_absolute() else f" (relative to the current directory {Path.cwd()})"
+    try:
+        if looks_local:
+            raise HFValidationError("a local path")
+        validate_repo_id(name_or_path)
+    except HFValidationError:
+        return f"{key}: {name_or_path} does not exist{where}: no such directory (hub ids look like org/name)"
+    if not hub_offline():
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in MODEL_FILES:
+        try:
+            if isinstance(try_to_load_from_cache(name_or_path, name, revision=revision), str):
+                return None
+        except ValueError:  # a malformed revision
+            break
+    return (
+        f"{key}: {name_or_path} is not a local directory{where}, and HF_HUB_OFFLINE is set while the hub id is not "
+        "in the local Hugging Face cache" + (f" at revision {revision!r}" if revision else "") + ": give a local "
+        "model directory, or download it first (unset HF_HUB_OFFLINE, or huggingface-cli download "
+        f"{name_or_path})"
+    )
+
+
 __all__ = [
     "MAX_CHECKED_TEXTS",
+    "MODEL_FILES",
+    "hub_offline",
+    "model_location_problem",
     "TokenCoverage",
     "TokenizerCoverageError",
     "UNKNOWN_REFUSE_FRACTION",

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from ..validation import RecipeError, format_problems
+from ..validation import DuplicateKeyError, RecipeError, format_problems, load_yaml
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -28,7 +28,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise RecipeError(f"recipe file {path} cannot be read ({exc.strerror or exc})") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except DuplicateKeyError as exc:
+        raise RecipeError(f"{path}, {exc}") from None
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path}: not valid YAML ({exc})") from None
     except RecursionError:
@@ -104,7 +106,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None, source: s
         if not eq or not key.strip():
             raise RecipeError(f"{source} {item!r}: expected key.path=value, e.g. training.learning_rate=1e-5")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = load_yaml(raw) if raw.strip() else ""
+        except DuplicateKeyError as exc:
+            raise RecipeError(f"{source} {item!r}: {str(exc).removeprefix('line 1: ')}") from None
         except yaml.YAMLError:
             value = raw
         parts = key.strip().split(".")

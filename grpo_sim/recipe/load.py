@@ -15,6 +15,7 @@ from pydantic import (
 
 from ..validation import RecipeError, did_you_mean, format_problems, format_validation
 from .files import apply_overrides, load_raw
+from .paths import add_recipe_dir_to_path, resolve_data_path
 from .schema import LEGACY_REWARD_KEYS, ModelSettings, Recipe, owned_config_fields
 from .training_keys import _check_training, _training_fields
 
@@ -61,6 +62,7 @@ def check_recipe(data: dict[str, Any], source: str = "<recipe>") -> tuple[Recipe
         else:
             problems.append(f"{key}: unknown top-level key{did_you_mean(key, Recipe.model_fields)}")
     clean = {k: v for k, v in data.items() if k not in unknown}
+    add_recipe_dir_to_path(source)  # a function term's module may sit next to the recipe file
     recipe = None
     try:
         recipe = Recipe.model_validate(clean)
@@ -84,6 +86,14 @@ def check_recipe(data: dict[str, Any], source: str = "<recipe>") -> tuple[Recipe
     if recipe is not None:
         recipe.training = coerced
         recipe._source = source
+        # data paths relative to the recipe file (else the current directory): recipe/paths.py; a registered data
+        # source's name (data.train: demo) is never a path
+        from ..sources import DATA_SOURCES
+
+        if recipe.data.train not in DATA_SOURCES:
+            recipe.data.train = resolve_data_path(recipe.data.train, source)
+        if recipe.data.eval not in DATA_SOURCES:
+            recipe.data.eval = resolve_data_path(recipe.data.eval, source)
     return recipe, problems
 
 

@@ -14,7 +14,10 @@ from pydantic import (
     ConfigDict,
     Field,
     field_validator,
+    model_validator,
 )
+
+from ..validation import dtype_name
 
 #: the shorthand reward keys of the first recipe form (``reward: {similarity, consistency_weight, relaxed, accuracy}``)
 LEGACY_REWARD_KEYS = ("similarity", "consistency_weight", "relaxed", "accuracy")
@@ -91,6 +94,17 @@ class LoraSettings(_Section):
     target_modules: str | list[str] = Field("all-linear", description="modules to adapt, or 'all-linear'")
 
 
+#: from_pretrained arguments that have a model key of their own (ModelSettings.init_kwargs builds them): refused in
+#: model_init_kwargs, so that each has one source
+MODEL_KEYS_OF_INIT_KWARGS = {
+    "dtype": "dtype",
+    "torch_dtype": "dtype",
+    "revision": "revision",
+    "attn_implementation": "attn_implementation",
+    "trust_remote_code": "trust_remote_code",
+}
+
+
 class ModelSettings(_Section):
     name_or_path: str = Field(
         ...,
@@ -114,6 +128,49 @@ class ModelSettings(_Section):
     chat_template_kwargs: Annotated[dict[str, Any], ConfigField("chat_template_kwargs")] = Field(
         default_factory=dict, description="arguments of the chat template (e.g. enable_thinking: false)"
     )
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _dtype_alias(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return dtype_name(value, "dtype")
+        except ValueError:
+            raise ValueError(
+                "Input should be 'auto', 'float32', 'bfloat16' or 'float16', or one of their aliases: bf16, fp16, "
+                "fp32, half, torch.bfloat16, ..."
+            ) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_source_per_init_argument(cls, data: Any) -> Any:
+        """A from_pretrained argument that has its own model key (dtype, revision, ...) lives in that key only: given
+        in model_init_kwargs it moves there, and given in both with different values it is refused (otherwise one
+        of the two would be dropped silently)."""
+        if not isinstance(data, dict) or not isinstance(data.get("model_init_kwargs"), dict):
+            return data
+        data, extra = dict(data), dict(data["model_init_kwargs"])
+        problems = []
+        for arg, key in MODEL_KEYS_OF_INIT_KWARGS.items():
+            if arg not in extra:
+                continue
+            value = extra.pop(arg)
+            if key == "dtype":
+                value = dtype_name(value, f"model_init_kwargs.{arg}")
+            given = data.get(key)
+            if key == "dtype" and isinstance(given, str):
+                given = dtype_name(given, "dtype")
+            if key in data and given != value:
+                problems.append(
+                    f"model_init_kwargs.{arg} is {value!r} but model.{key} is {given!r}: one setting, two values; "
+                    f"set model.{key} only"
+                )
+            data[key] = value
+        if problems:
+            raise ValueError("; ".join(problems))
+        data["model_init_kwargs"] = extra
+        return data
 
     def init_kwargs(self) -> dict[str, Any]:
         """from_pretrained arguments of the policy, which TRL also uses for the reference model (beta > 0)."""
@@ -276,6 +333,27 @@ class EvaluationSettings(_Section):
         return value
 
 
+#: the sft keys that set a trl.SFTConfig field (key -> field): grpo_sim.sft builds the config from this table, and
+#: sft.args refuses these fields
+SFT_CONFIG_FIELDS = {
+    "epochs": "num_train_epochs",
+    "max_steps": "max_steps",
+    "learning_rate": "learning_rate",
+    "batch_size": "per_device_train_batch_size",
+    "gradient_accumulation_steps": "gradient_accumulation_steps",
+    "logging_steps": "logging_steps",
+    "save_steps": "save_steps",
+    "seed": "seed",
+}
+#: trl.SFTConfig fields the run itself sets from elsewhere (field -> where to set it instead)
+SFT_RUN_FIELDS = {
+    "output_dir": "--output-dir or sft.output_dir",
+    "run_name": "--output-dir (the run is named after its directory)",
+    "report_to": "training.report_to",
+    "num_train_epochs": "sft.epochs",
+}
+
+
 class SFTSettings(_Section):
     """``grpo-sim sft``: a supervised warm start on data.train (every wording -> the first gold answer).
 
@@ -297,6 +375,40 @@ class SFTSettings(_Section):
     seed: int = Field(0, ge=0)
     args: dict[str, Any] = Field(default_factory=dict, description="any other trl.SFTConfig field")
 
+    @field_validator("args")
+    @classmethod
+    def _one_source_per_setting(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """A trl.SFTConfig field that an sft key sets (or that the run decides) is refused in args: otherwise the
+        two could disagree and the model card would report the one that was not used."""
+        owned = {config: f"sft.{key}" for key, config in SFT_CONFIG_FIELDS.items()} | SFT_RUN_FIELDS
+        problems = [f"{k!r}: set {owned[k]} instead (one source per setting)" for k in value if k in owned]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+
+class HardwareSettings(_Section):
+    """The GPUs and launch a recipe was sized for: ``grpo-sim plan``/``check`` size the memory with them when no
+    flag says otherwise (``--gpu-memory``, ``--accelerate-config``, ``--num-processes``), and a test keeps every
+    shipped recipe within them. Not used by training itself (it measures its own GPU)."""
+
+    gpu: str | None = Field(None, description="the GPU, in words (e.g. 'H100 80GB')")
+    gpu_memory: str | None = Field(None, description="memory of one GPU: 80GiB, 80GB, 24GiB")
+    gpus: int | None = Field(None, ge=1, description="GPUs in all, vLLM server GPUs included")
+    num_processes: int | None = Field(None, ge=1, description="training processes (GPUs that train)")
+    accelerate_config: str | None = Field(
+        None, description="the accelerate config of the launch line (relative to the working directory)"
+    )
+
+    @field_validator("gpu_memory")
+    @classmethod
+    def _memory_size(cls, value: str | None) -> str | None:
+        from ..memory import parse_memory
+
+        if value is not None:
+            parse_memory(value)
+        return value
+
 
 class Recipe(_Section):
     model: ModelSettings
@@ -314,6 +426,7 @@ class Recipe(_Section):
     training: dict[str, Any] = Field(default_factory=dict)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     sft: SFTSettings = Field(default_factory=SFTSettings)
+    hardware: HardwareSettings = Field(default_factory=HardwareSettings)
     output_dir: Annotated[
         str | None,
         ConfigField(

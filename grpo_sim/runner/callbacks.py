@@ -25,21 +25,29 @@ class NothingLeftToTrain(Exception):
     """Raised before the first step of a run resumed at (or past) max_steps: only the final save remains."""
 
 
-def drop_metrics_after(path: Path, step: int) -> int:
+#: the key of transformers' end-of-training summary row (``train_runtime``, ``train_loss``, ...)
+SUMMARY_KEY = "train_runtime"
+
+
+def drop_metrics_after(path: Path, step: int, max_steps: int | None = None) -> int:
     """Rewrite metrics.jsonl (atomically) without the rows logged after ``step``; returns how many were dropped.
 
     A resumed run continues from its checkpoint's step, so rows the stopped run logged past it would
-    otherwise appear twice (``1..6, 4..8``). A line cut off by a kill is dropped too.
+    otherwise appear twice (``1..6, 4..8``). A line cut off by a kill is dropped too. With ``max_steps``, so are
+    the end-of-training summary rows logged before it: those of runs a signal stopped, which training continues
+    (the finished run writes its own summary).
     """
     if not path.exists():
         return 0
     kept, dropped = [], 0
     for line in path.read_text().splitlines():
         try:
-            row_step = json.loads(line)["step"]
+            row = json.loads(line)
+            row_step = row["step"]
         except (ValueError, KeyError, TypeError):
-            row_step = None
-        if row_step is None or row_step > step:
+            row, row_step = {}, None
+        interrupted_summary = max_steps is not None and SUMMARY_KEY in row and row_step < max_steps
+        if row_step is None or row_step > step or interrupted_summary:
             dropped += 1
         else:
             kept.append(line + "\n")
@@ -58,10 +66,11 @@ class MetricsFileCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         # state.global_step is the resumed checkpoint's step here (0 for a fresh start)
         if state.is_world_process_zero:
-            dropped = drop_metrics_after(self.path, state.global_step)
+            dropped = drop_metrics_after(self.path, state.global_step, max_steps=state.max_steps)
             if dropped:
                 logger.info(
-                    "%s: dropped %d row(s) logged after step %d (training continues from there)",
+                    "%s: dropped %d row(s) logged after step %d or summing up a stopped run (training continues "
+                    "from there)",
                     self.path,
                     dropped,
                     state.global_step,
@@ -118,9 +127,10 @@ class GracefulStopCallback(StopSignals, TrainerCallback):
     @staticmethod
     def _announce(signum: int) -> None:
         if is_main_process():
+            # only a second SIGINT aborts (a scheduler repeating its SIGTERM must not lose the checkpoint)
+            then = " (Ctrl-C again to abort without saving)" if signum == signal.SIGINT else ", then stopping"
             print(
-                f"\n[grpo-sim] {signal.Signals(signum).name} received: saving a checkpoint after this step "
-                "(Ctrl-C again to abort without saving)",
+                f"\n[grpo-sim] {signal.Signals(signum).name} received: saving a checkpoint after this step{then}",
                 file=sys.stderr,
                 flush=True,
             )

@@ -100,3 +100,72 @@ def check_output_dir(output_dir: Path, resume: str | None, overwrite: bool) -> b
 def run_directory(recipe: Recipe, output_dir: str | os.PathLike[str] | None = None) -> Path:
     """--output-dir, else the recipe's output_dir, else runs/<recipe name>."""
     return Path(output_dir or recipe.output_dir or f"runs/{Path(recipe._source).stem}").resolve()
+
+
+#: the trainer config class a checkpoint's training_args.bin holds -> the kind of run that wrote it
+_CONFIG_KINDS = ((b"PSGRPOConfig", "grpo"), (b"GRPOConfig", "grpo"), (b"SFTConfig", "sft"))
+#: what each command calls the runs it resumes
+_KIND_NAMES = {"grpo": "GRPO (grpo-sim train)", "sft": "SFT warm-start (grpo-sim sft)"}
+
+
+def checkpoint_kind(checkpoint: Path) -> str | None:
+    """``"grpo"`` or ``"sft"``: which trainer wrote ``checkpoint``, read off the config class named in its
+    ``training_args.bin`` (a torch zip whose pickle is stored uncompressed: nothing is unpickled); None if unknown."""
+    try:
+        data = (checkpoint / "training_args.bin").read_bytes()
+    except OSError:
+        return None
+    return next((kind for name, kind in _CONFIG_KINDS if name in data), None)
+
+
+def resume_target_problems(checkpoint: Path, recipe: Recipe, resume: str | None, expected: str = "grpo") -> list[str]:
+    """Why ``checkpoint`` cannot be resumed by this ``expected`` kind of run with ``recipe``: a checkpoint of the
+    other kind (an SFT warm start is a model to start from, not a run to continue), or a run trained with another
+    model or other reward terms (its run directory's recipe.resolved.yaml)."""
+    from ..recipe import parse_recipe
+    from ..validation import load_yaml
+
+    flag = f"--resume {resume}" if resume and resume != "auto" else f"--resume auto ({checkpoint})"
+    kind = checkpoint_kind(checkpoint)
+    if kind is not None and kind != expected:
+        return [
+            f"{flag}: {checkpoint} is a checkpoint of an {_KIND_NAMES[kind]} run, not of a {_KIND_NAMES[expected]} "
+            "run: resuming would continue its optimizer and schedule. To start from its weights instead, use it "
+            f"as model.name_or_path to warm-start (model.name_or_path: {checkpoint}) without --resume"
+        ]
+    saved_path = checkpoint.parent / RESOLVED_RECIPE
+    try:
+        saved = parse_recipe(load_yaml(saved_path.read_text(encoding="utf-8")), str(saved_path))
+    except (OSError, ValueError):
+        return []  # no saved recipe beside it (a copied checkpoint) or one this version cannot read: nothing to compare
+    problems = []
+    if not _same_model(saved.model.name_or_path, recipe.model.name_or_path):
+        problems.append(
+            f"{flag}: that run trained model.name_or_path {saved.model.name_or_path!r} ({saved_path}), this recipe "
+            f"names {recipe.model.name_or_path!r}: resume with the recipe it was trained with, or start a new run "
+            f"from its weights (model.name_or_path: {checkpoint}, no --resume)"
+        )
+    if expected == "grpo" and saved.reward_terms() != recipe.reward_terms():
+        problems.append(
+            f"{flag}: that run was trained with other reward terms ({saved_path}: "
+            f"{_terms_text(saved.reward_terms())}; this recipe: {_terms_text(recipe.reward_terms())}): resume with the "
+            f"recipe it was trained with, or start a new run from its weights (model.name_or_path: {checkpoint}, no "
+            "--resume)"
+        )
+    return problems
+
+
+def _terms_text(terms: list[dict]) -> str:
+    return ", ".join(
+        f"{t.get('name') or t.get('type')} ({t.get('type')}, weight {t.get('weight', 1.0)})" for t in terms
+    )
+
+
+def _same_model(a: str, b: str) -> bool:
+    """The same hub id or name, or two spellings of one local directory."""
+    if a == b:
+        return True
+    try:
+        return Path(a).expanduser().exists() and Path(a).expanduser().samefile(Path(b).expanduser())
+    except OSError:
+        return False

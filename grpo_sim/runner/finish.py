@@ -22,15 +22,23 @@ def save_trained_model(trainer, target: Path, final_dtype=None) -> None:
     """Every rank: ``trainer.save_model`` gathers sharded weights (ZeRO-3, FSDP) and the main process writes.
 
     ``final_dtype``: the float32 master weights :func:`.loading.load_model` made go back to the dtype the recipe
-    loaded (a bf16 recipe keeps bf16-sized files). Only set when the model is not sharded.
+    loaded (a bf16 recipe keeps bf16-sized files); under FSDP the full weights are gathered on every rank and
+    cast on the main process as it writes them (:func:`write_in_dtype`).
     """
     if trainer.is_fsdp_enabled:
         # with SHARDED_STATE_DICT (configs/accelerate/fsdp.yaml) save_model would write no weights at all
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
-    if final_dtype is not None:
+    if trainer.is_fsdp_enabled and final_dtype is not None:
+        state_dict = trainer.accelerator.get_state_dict(trainer.model)  # every rank joins the gather
+        if trainer.accelerator.is_main_process:
+            write_in_dtype(trainer.accelerator.unwrap_model(trainer.model), state_dict, target, final_dtype)
+            if trainer.processing_class is not None:
+                trainer.processing_class.save_pretrained(str(target))
+    elif final_dtype is not None:
         trainer.accelerator.unwrap_model(trainer.model).to(final_dtype)
-    # _internal_call: push_to_hub would upload the whole run directory here; final/ is pushed on its own
-    trainer.save_model(str(target), _internal_call=True)
+    if not (trainer.is_fsdp_enabled and final_dtype is not None):
+        # _internal_call: push_to_hub would upload the whole run directory here; final/ is pushed on its own
+        trainer.save_model(str(target), _internal_call=True)
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process and not any(
         (target / name).exists()
@@ -46,6 +54,17 @@ def save_trained_model(trainer, target: Path, final_dtype=None) -> None:
             "zero3_save_16bit_model: true (stage3_gather_16bit_weights_on_model_save) in the accelerate "
             "config; the last checkpoint holds the trained state."
         )
+
+
+def write_in_dtype(model, state_dict: dict, target: Path, dtype) -> None:
+    """One process: ``model.save_pretrained`` of a gathered full ``state_dict`` with its floating tensors cast to
+    ``dtype`` (FSDP's float32 shards back to the recipe's bf16), config.json saying that dtype."""
+    import torch
+
+    cast = {k: v.to(dtype) if torch.is_floating_point(v) else v for k, v in state_dict.items()}
+    model.save_pretrained(str(target), state_dict=cast)
+    model.config.dtype = str(dtype).removeprefix("torch.")  # save_pretrained wrote the float32 shards' dtype
+    model.config.save_pretrained(str(target))
 
 
 def hub_target(trainer) -> tuple[str, str | None, str | None] | None:
@@ -165,7 +184,21 @@ def describe_term(term: dict[str, Any]) -> str:
         what = "majority answer of the other paraphrases (Co-Reward)"
     else:
         what = f"`{term['function']}`" + (f" with {term['kwargs']}" if term.get("kwargs") else "")
+    if kind in ("consistency", "reference"):
+        from ..eval.metrics import encoders
+
+        encoder = encoders({"term": term["similarity"]}).get("term")
+        what += f", encoder {encoder}" if encoder else ""
     return f"{term.get('weight', 1.0)} x {term.get('name', kind)} ({kind}): {what}"
+
+
+def advantage_card_lines(recipe: Recipe, paraphrase_sets: bool) -> list[str]:
+    """The advantage setting, where it does something: on paraphrase sets always; on ordinary rows only ``batch``
+    (``paraphrase`` is TRL's own group per prompt there)."""
+    mode = recipe.reward.advantage or "paraphrase"
+    if not paraphrase_sets and mode != "batch":
+        return []
+    return [f"- advantages per `{mode}`"]
 
 
 def model_card(recipe: Recipe, result: RunResult, data_summary: dict[str, Any]) -> str:
@@ -190,7 +223,7 @@ def model_card(recipe: Recipe, result: RunResult, data_summary: dict[str, Any]) 
         f"- base model: `{recipe.model.name_or_path}`" + (" + LoRA" if recipe.model.lora else ""),
         f"- training data: `{recipe.data.train}` ({data})",
         *[f"- reward: {describe_term(term)}" for term in terms],
-        f"- advantages per `{recipe.reward.advantage or 'paraphrase'}`",
+        *advantage_card_lines(recipe, "train_sets" in data_summary),
         f"- steps: {result.global_step}, wall time {result.seconds:.0f} s",
         f"- recipe: `{recipe._source}` (resolved copy: `{RESOLVED_RECIPE}`)",
         "",
@@ -218,4 +251,7 @@ def evaluation_card_lines(evaluation: dict[str, Any] | None) -> list[str]:
             and key != "schema_version"
         ):
             lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    encoders = (evaluation.get("config") or {}).get("encoders") or {}
+    if encoders:
+        lines += [""] + [f"Encoder of `{key}`: {name}" for key, name in encoders.items()]
     return lines + [""]

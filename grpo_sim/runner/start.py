@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..io import atomic_write_text
 from ..recipe import Recipe, RecipeError, build_config, format_problems
 from ..sources import DATA_SOURCES, MODEL_SOURCES
-from .directory import RunError, check_output_dir, resolve_resume
-from .loading import is_prompt_rows, load_data, trim_sets
+from .directory import RunError, check_output_dir, resolve_resume, resume_target_problems
+from .loading import is_prompt_rows, load_data, training_rows, trim_sets
 
 
 @dataclass
@@ -27,6 +27,7 @@ class StartDecisions:
     eval_sets: list | None = None
     paraphrases_per_set: int | None = None  # n, from the data (or the recipe when the data was not read)
     plan: Any = None  # grpo_sim.plan.BatchPlan, None when n is unknown
+    train_dataset: Any = None  # the trainer's rows (a datasets.Dataset) built from train_sets, when they were read
 
 
 def _problems_of(exc: Exception, source: str) -> list[str]:
@@ -54,10 +55,12 @@ def _prompt_data_problems(recipe: Recipe, rows: list[dict[str, Any]]) -> list[st
             )
         elif kind == "reference":
             column = term.get("column") or "answers"
-            if all(row.get(column) is None for row in rows):
+            present = sorted(set().union(*rows))
+            if column in present and all(row.get(column) is None for row in rows):  # absent: check_trainer_columns
                 problems.append(
                     f"rewards[{k}] (reference): no row of data.train has references in {column!r}; map "
-                    "the reference column with data.columns.answers (or set the term's column)"
+                    "the reference column with data.columns.answers (or set the term's column); columns present: "
+                    + ", ".join(c for c in present if c != column)
                 )
     if recipe.reward.advantage == "set":
         problems.append(
@@ -65,6 +68,216 @@ def _prompt_data_problems(recipe: Recipe, rows: list[dict[str, Any]]) -> list[st
             "per prompt, as TRL) or 'batch'"
         )
     return problems
+
+
+@dataclass
+class StartContext:
+    """What the start checks read (the recipe and the launch) and what they decide and find.
+
+    Every check of :data:`START_CHECKS` takes one and appends to ``problems``; later checks read what earlier ones
+    decided (the data the batch check counts, the rows the column check looks at).
+    """
+
+    recipe: Recipe
+    output_dir: Path | None
+    resume: str | None
+    overwrite: bool
+    num_machines: int
+    read_data: bool
+    check_batches: bool
+    config: Any
+    gpu_memory: str | None  # the GPU memory the memory check sizes for (check --gpu-memory), else measured/recipe
+    accelerate_config: str | None  # the launch's accelerate config (check --accelerate-config)
+    running: bool  # train's own start (sizes the running launch); False for check
+    decisions: StartDecisions
+    problems: list[str] = field(default_factory=list)
+    data_ok: bool = True  # data.train was read without problems (False also when it was not read)
+
+
+def check_config(ctx: StartContext) -> None:
+    """GRPOConfig accepts the recipe (built here unless the run built it already)."""
+    if ctx.config is None:
+        try:
+            ctx.config = build_config(ctx.recipe, ctx.output_dir or Path("grpo-sim-check"), ctx.decisions.num_processes)
+        except RecipeError as exc:
+            ctx.problems.extend(_problems_of(exc, ctx.recipe._source))
+    if ctx.decisions.num_processes is None:
+        ctx.decisions.num_processes = ctx.config.world_size if ctx.config is not None else 1
+
+
+def check_model(ctx: StartContext) -> None:
+    """model.name_or_path can be loaded: a local directory with a config, a hub id (in the cache when offline), or a
+    registered model source."""
+    from ..models.startup import model_location_problem
+
+    model = ctx.recipe.model.name_or_path
+    if model in MODEL_SOURCES:
+        return
+    problem = model_location_problem(model, ctx.recipe.model.revision)
+    if problem is not None:
+        ctx.problems.append(problem)
+
+
+def check_run_directory(ctx: StartContext) -> None:
+    """The output directory may be used as asked and the resume target is a checkpoint of this kind of run."""
+    output_dir = ctx.output_dir
+    if output_dir is None:
+        return
+    try:
+        ctx.decisions.must_empty = check_output_dir(output_dir, ctx.resume, ctx.overwrite)
+        ctx.decisions.checkpoint = resolve_resume(output_dir, ctx.resume)
+    except RunError as exc:
+        ctx.problems.append(str(exc))
+    if ctx.decisions.checkpoint is not None:
+        ctx.problems.extend(resume_target_problems(Path(ctx.decisions.checkpoint), ctx.recipe, ctx.resume))
+    existing = next((p for p in (output_dir, *output_dir.parents) if p.exists()), None)
+    if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        ctx.problems.append(f"output directory {output_dir}: {existing} is not writable; choose another --output-dir")
+
+
+def check_train_data(ctx: StartContext) -> None:
+    """data.train reads (every problem of the file), its sets lay out as the trainer needs, the terms fit it."""
+    from ..sampler import build_set_layout
+
+    recipe, decisions = ctx.recipe, ctx.decisions
+    source = DATA_SOURCES.get(recipe.data.train)
+    decisions.paraphrases_per_set = recipe.data.paraphrases_per_set or (
+        source.paraphrases_per_set(recipe) if source else None
+    )
+    if not ctx.read_data:
+        ctx.data_ok = False
+        return
+    try:
+        sets = trim_sets(
+            load_data(recipe.data.train, recipe, "train"),
+            recipe.data.paraphrases_per_set,
+            recipe.data.max_train_sets,
+        )
+        if is_prompt_rows(sets):  # ordinary prompts: one TRL group per prompt, a "set" of one
+            decisions.train_sets, decisions.paraphrases_per_set = sets, 1
+            ctx.problems.extend(_prompt_data_problems(recipe, sets))
+        else:
+            rows = [(s.set_id, p.paraphrase_id) for s in sets for p in s.paraphrases]
+            layout = build_set_layout([r[0] for r in rows], [r[1] for r in rows], f"data.train ({recipe.data.train})")
+            decisions.train_sets, decisions.paraphrases_per_set = sets, layout.paraphrases_per_set
+    except ValueError as exc:  # RecipeError, DataError, SetLayoutError
+        ctx.problems.append(_data_problem("train", exc))
+        ctx.data_ok = False
+
+
+def check_eval_data(ctx: StartContext) -> None:
+    """data.eval reads (evaluation scores every wording: paraphrases_per_set shapes training batches only)."""
+    recipe = ctx.recipe
+    if not ctx.read_data or not recipe.data.eval:
+        return
+    try:
+        ctx.decisions.eval_sets = trim_sets(
+            load_data(recipe.data.eval, recipe, "eval"), None, recipe.data.max_eval_sets
+        )
+    except ValueError as exc:
+        ctx.problems.append(_data_problem("eval", exc))
+
+
+def check_trainer_columns(ctx: StartContext) -> None:
+    """The trainer's own column check on the rows it will get (reference terms read their column from them)."""
+    if not ctx.data_ok or not ctx.decisions.train_sets or ctx.config is None:
+        return
+    from ..reward_terms import parse_reward_terms
+    from ..trainer import PSGRPOTrainer, has_paraphrase_sets
+
+    recipe = ctx.recipe
+    try:
+        dataset = training_rows(ctx.decisions.train_sets, recipe)
+    except ValueError as exc:
+        ctx.problems.append(_data_problem("train", exc))
+        return
+    columns = dataset.column_names
+    terms = parse_reward_terms(recipe.reward_terms(), check=False)
+    missing = False
+    for k, term in enumerate(terms):
+        column = term.column or ctx.config.answers_column
+        if term.type == "reference" and column not in columns:
+            missing = True
+            ctx.problems.append(
+                f"rewards[{k}] ({term.name}): column {column!r} is not in data.train ({recipe.data.train}); its "
+                f"rows have {', '.join(repr(c) for c in columns)}: set the term's column to one of them"
+                + (" or map it with data.columns.answers" if is_prompt_rows(ctx.decisions.train_sets) else "")
+            )
+    if missing:
+        return  # said above, in the recipe's words
+    try:
+        PSGRPOTrainer._check_columns(dataset, ctx.config, "data.train", terms, has_paraphrase_sets(dataset, ctx.config))
+    except ValueError as exc:
+        ctx.problems.append(str(exc))
+    ctx.decisions.train_dataset = dataset
+
+
+def check_batch_arithmetic(ctx: StartContext) -> None:
+    """The batch settings hold whole paraphrase sets for this launch, and data.train fills one generation batch."""
+    from ..plan import plan_batches
+
+    recipe, decisions, n = ctx.recipe, ctx.decisions, ctx.decisions.paraphrases_per_set
+    if not ctx.check_batches or n is None or not (ctx.data_ok or recipe.data.paraphrases_per_set):
+        return
+    config = ctx.config
+    launch_config = config if config is not None and config.world_size == decisions.num_processes else None
+    plan = plan_batches(
+        recipe,
+        num_processes=decisions.num_processes,
+        num_machines=ctx.num_machines,
+        paraphrases_per_set=n,
+        config=launch_config,
+        ordinary=is_prompt_rows(decisions.train_sets) if decisions.train_sets else None,
+    )
+    decisions.plan = plan
+    if plan.problems:
+        ctx.problems.append(
+            f"batch settings do not fit {decisions.num_processes} process(es):\n"
+            + "\n".join(f"- {p}" for p in plan.problems)
+        )
+    elif ctx.data_ok and ctx.read_data and plan.generation_batch:
+        sets_per_batch = plan.generation_batch // (n * plan.num_generations)
+        if len(decisions.train_sets) < sets_per_batch:
+            unit = "prompt" if plan.ordinary else "set"
+            ctx.problems.append(
+                f"data.train holds {len(decisions.train_sets)} {unit}(s), but one generation batch "
+                f"takes {sets_per_batch} {'prompts' if plan.ordinary else 'whole sets'} "
+                f"({plan.generation_batch} completions): add {unit}s, raise data.max_train_sets, or lower the batch"
+            )
+
+
+def check_memory(ctx: StartContext) -> None:
+    """The launch fits the GPU memory (sized from the config and data checked above; only when they are sound)."""
+    if ctx.problems:
+        return
+    from ..plan_memory import check_memory_fits
+
+    ctx.problems += check_memory_fits(
+        ctx.recipe,
+        ctx.config,
+        ctx.decisions.train_sets,
+        ctx.decisions.num_processes,
+        ctx.gpu_memory,
+        ctx.accelerate_config,
+        getattr(ctx.decisions.plan, "generation_batch", None),
+        running=ctx.running,
+    )
+
+
+#: Every check a run makes before it loads weights, in order; ``grpo-sim check`` and ``train`` both run exactly this
+#: list (:func:`start_problems`), so that ``check`` passes when ``train`` can start. Adding a check is one line here:
+#: a function taking a :class:`StartContext` and appending to its ``problems``. The checks that need the weights
+#: (the tokenizer reads the data) run after loading: :func:`grpo_sim.models.startup.policy_start_checks`.
+START_CHECKS: list[Callable[[StartContext], None]] = [
+    check_config,
+    check_model,
+    check_run_directory,
+    check_train_data,
+    check_eval_data,
+    check_trainer_columns,
+    check_batch_arithmetic,
+    check_memory,
+]
 
 
 def start_problems(
@@ -77,101 +290,36 @@ def start_problems(
     read_data: bool = True,
     check_batches: bool = True,
     config=None,
+    gpu_memory: str | None = None,
+    accelerate_config: str | None = None,
 ) -> tuple[StartDecisions, list[str]]:
-    """Every check a run can make before its first write, and what it decided; reads only.
+    """Every check a run can make before it loads weights (:data:`START_CHECKS`), and what they decided; reads only.
 
-    GRPOConfig, the model path when it is a local one, the output directory and the resume target
-    (when ``output_dir`` is given), the data (every problem of every file, the set layout the
-    trainer needs) and the batch arithmetic for ``num_processes`` (default: this launch's).
-    ``grpo-sim check`` and ``run_training`` both call it, so check passes exactly when train can start.
-    ``check_batches=False`` skips the batch arithmetic (when the batch keys themselves are invalid). ``config``: the
-    PSGRPOConfig a run already built from ``recipe`` (else it is built here).
+    GRPOConfig, the model path or hub id, the output directory and the resume target (when ``output_dir`` is
+    given), the data (every problem of every file, the set layout and the columns the trainer needs) and the batch
+    arithmetic for ``num_processes`` (default: this launch's). ``grpo-sim check`` and ``run_training`` both call it,
+    so check passes exactly when train can start. ``check_batches=False`` skips the batch arithmetic (when the batch
+    keys themselves are invalid). ``config``: the PSGRPOConfig a run already built from ``recipe`` (else it is built
+    here). ``gpu_memory`` / ``accelerate_config``: the launch the memory check sizes (``grpo-sim check``; a run on a
+    GPU measures its own).
     """
-    from ..plan import plan_batches
-    from ..sampler import build_set_layout
-
-    source = recipe._source
-    problems: list[str] = []
-    try:
-        if config is None:
-            config = build_config(recipe, output_dir or Path("grpo-sim-check"), num_processes)
-        if num_processes is None:
-            num_processes = config.world_size
-    except RecipeError as exc:
-        problems.extend(_problems_of(exc, source))
-    decisions = StartDecisions(output_dir, False, None, num_processes or 1)
-
-    model = recipe.model.name_or_path
-    local = model.startswith(("/", "./", "../", "~"))
-    if model not in MODEL_SOURCES and local and not Path(model).expanduser().exists():
-        problems.append(f"model.name_or_path: {model} does not exist (a local path; hub ids look like org/name)")
-
-    if output_dir is not None:
-        try:
-            decisions.must_empty = check_output_dir(output_dir, resume, overwrite)
-            decisions.checkpoint = resolve_resume(output_dir, resume)
-        except RunError as exc:
-            problems.append(str(exc))
-        existing = next((p for p in (output_dir, *output_dir.parents) if p.exists()), None)
-        if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
-            problems.append(f"output directory {output_dir}: {existing} is not writable; choose another --output-dir")
-
-    source = DATA_SOURCES.get(recipe.data.train)
-    n = recipe.data.paraphrases_per_set or (source.paraphrases_per_set(recipe) if source else None)
-    data_ok = True
-    if read_data:
-        try:
-            sets = trim_sets(
-                load_data(recipe.data.train, recipe, "train"),
-                recipe.data.paraphrases_per_set,
-                recipe.data.max_train_sets,
-            )
-            if is_prompt_rows(sets):  # ordinary prompts: one TRL group per prompt, a "set" of one
-                decisions.train_sets, n = sets, 1
-                problems.extend(_prompt_data_problems(recipe, sets))
-            else:
-                rows = [(s.set_id, p.paraphrase_id) for s in sets for p in s.paraphrases]
-                layout = build_set_layout(
-                    [r[0] for r in rows], [r[1] for r in rows], f"data.train ({recipe.data.train})"
-                )
-                decisions.train_sets, n = sets, layout.paraphrases_per_set
-        except ValueError as exc:  # RecipeError, DataError, SetLayoutError
-            problems.append(_data_problem("train", exc))
-            data_ok = False
-        if recipe.data.eval:
-            try:
-                # evaluation scores every wording: paraphrases_per_set shapes training batches only
-                decisions.eval_sets = trim_sets(
-                    load_data(recipe.data.eval, recipe, "eval"), None, recipe.data.max_eval_sets
-                )
-            except ValueError as exc:
-                problems.append(_data_problem("eval", exc))
-    decisions.paraphrases_per_set = n
-
-    if check_batches and n is not None and (data_ok or recipe.data.paraphrases_per_set):
-        launch_config = config if config is not None and config.world_size == decisions.num_processes else None
-        plan = plan_batches(
-            recipe,
-            num_processes=decisions.num_processes,
-            num_machines=num_machines,
-            paraphrases_per_set=n,
-            config=launch_config,
-        )
-        decisions.plan = plan
-        if plan.problems:
-            problems.append(
-                f"batch settings do not fit {decisions.num_processes} process(es):\n"
-                + "\n".join(f"- {p}" for p in plan.problems)
-            )
-        elif data_ok and read_data and plan.generation_batch:
-            sets_per_batch = plan.generation_batch // (n * plan.num_generations)
-            if len(decisions.train_sets) < sets_per_batch:
-                problems.append(
-                    f"data.train holds {len(decisions.train_sets)} set(s), but one generation batch "
-                    f"takes {sets_per_batch} whole sets ({plan.generation_batch} completions): add "
-                    "sets, raise data.max_train_sets, or lower the batch"
-                )
-    return decisions, problems
+    ctx = StartContext(
+        recipe,
+        output_dir,
+        resume,
+        overwrite,
+        num_machines,
+        read_data,
+        check_batches,
+        config,
+        gpu_memory,
+        accelerate_config,
+        config is not None,  # a run's own config (train); check builds one here
+        StartDecisions(output_dir, False, None, num_processes),  # type: ignore[arg-type]  # set by check_config
+    )
+    for check in START_CHECKS:
+        check(ctx)
+    return ctx.decisions, ctx.problems
 
 
 def check_start(
@@ -182,9 +330,21 @@ def check_start(
     num_processes: int | None = None,
     num_machines: int = 1,
     read_data: bool = True,
+    gpu_memory: str | None = None,
+    accelerate_config: str | None = None,
 ) -> StartDecisions:
     """:func:`start_problems`, raising one RecipeError that lists every problem."""
-    decisions, problems = start_problems(recipe, output_dir, resume, overwrite, num_processes, num_machines, read_data)
+    decisions, problems = start_problems(
+        recipe,
+        output_dir,
+        resume,
+        overwrite,
+        num_processes,
+        num_machines,
+        read_data,
+        gpu_memory=gpu_memory,
+        accelerate_config=accelerate_config,
+    )
     if problems:
         raise RecipeError(format_problems(recipe._source, problems), problems)
     return decisions

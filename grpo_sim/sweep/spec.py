@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..recipe import RecipeError, apply_overrides, load_raw, parse_recipe
-from ..validation import did_you_mean, format_validation
+from ..validation import DuplicateKeyError, did_you_mean, format_validation, load_yaml
 
 TRIALS_DIR = "trials"
 TRIAL_RECIPE = "trial_recipe.yaml"
@@ -279,7 +279,9 @@ def load_sweep(path: str | os.PathLike[str], n_trials: int | None = None) -> Swe
     """Read and validate a sweep file (and its base recipe). Raises SweepError listing every problem."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
+    except DuplicateKeyError as exc:
+        raise SweepError(f"{path}, {exc}") from None
     except FileNotFoundError:
         raise SweepError(f"sweep file {path} does not exist") from None
     except yaml.YAMLError as exc:

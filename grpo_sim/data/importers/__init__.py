@@ -255,13 +255,41 @@ def corpus_from_sets(sets: Iterable[ParaphraseSet]) -> list[Passage]:
     return out
 
 
-def export_corpus(sets: Iterable[ParaphraseSet], path: str | os.PathLike[str]) -> int:
+def snippet_corpus(sets: Iterable[ParaphraseSet]) -> list[Passage]:
+    """TriviaQA without its evidence folder: the search results' snippets (``Description``, kept in
+    ``metadata["evidence"]``) as passages ``triviaqa:<filename>#snippet`` titled with the result's title, first
+    occurrence of each id kept, in order. Entity pages carry no snippet."""
+    out: list[Passage] = []
+    seen: set[str] = set()
+    for s in sets:
+        for i, ref in enumerate(s.metadata.get("evidence") or []):
+            text = ref.get("description") if isinstance(ref, dict) else None
+            if not isinstance(text, str) or not text.strip():
+                continue
+            name = ref.get("filename") or f"{s.set_id}-{ref.get('kind', 'web')}-{i}"
+            pid = f"triviaqa:{name}#snippet"
+            if pid not in seen:
+                seen.add(pid)
+                out.append(Passage(id=pid, title=str(ref.get("title") or ""), text=text.strip()))
+    return out
+
+
+def export_corpus(sets: Iterable[ParaphraseSet], path: str | os.PathLike[str], notes: list[str] | None = None) -> int:
     """Write the dataset-provided passages of ``sets`` as a corpus JSONL (atomic); returns the count.
 
-    No passages at all is a :class:`DataError` (nothing is written): an empty corpus would only fail
-    later, in retrieval; the message names the option that fills it (:func:`missing_passages_message`)."""
+    TriviaQA imported without ``--evidence-dir`` has no passages, but its rows carry the search results' snippets:
+    the corpus is then made of those (:func:`snippet_corpus`), and ``notes`` says so. No passages at all is a
+    :class:`DataError` (nothing is written): an empty corpus would only fail later, in retrieval; the message names
+    the option that fills it (:func:`missing_passages_message`)."""
     sets = list(sets)
     passages = corpus_from_sets(sets)
+    if not passages and {s.metadata.get("source") for s in sets} == {"triviaqa"}:
+        passages = snippet_corpus(sets)
+        if passages and notes is not None:
+            notes.append(
+                f"the corpus is made of the {len(passages)} search-result snippets (Description) of the rows: no "
+                "document texts without --evidence-dir; give the release's evidence/ folder for whole documents"
+            )
     if not passages:
         raise DataError(
             f"{path}: not written, the corpus would be empty: "
