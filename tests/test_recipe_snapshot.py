@@ -11,7 +11,9 @@ now carries the model section's from_pretrained arguments (TRL builds the refere
 beta > 0; before, the reference of a bf16/sdpa recipe was loaded in float32 with the default attention).
 And one deliberate change of a default (issue 21): ``collapse_penalty`` left unset is None, which means "on for
 paraphrase sets, off on ordinary rows" (a drop-in for trl.GRPOTrainer); every shipped recipe trains on paraphrase
-sets, where None is the captured True. Every other field is compared as is.
+sets, where None is the captured True. Fields added to PSGRPOConfig since the capture (``NEW_FIELDS``: the vLLM
+weight sync of issue 25) must build to their defaults, since no shipped recipe sets them. Every other field is
+compared as is.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ SHORTHAND = (
     "relaxed_kappa",
     "relaxed_samples",
 )
+
+
+#: PSGRPOConfig fields added after the capture, with the value every shipped recipe builds (their defaults)
+NEW_FIELDS = {"vllm_weight_sync": "auto", "vllm_sync_dir": None}
 
 
 def terms_of_captured(old: dict) -> list[dict]:
@@ -88,5 +94,8 @@ def test_shipped_recipe_builds_the_captured_config(relative):
     assert new["collapse_penalty"] is (True if load_recipe(ROOT / relative).reward.collapse_penalty else None)
     assert build_config(cpu_defaults(load_recipe(ROOT / relative)), "OUT").collapse_penalty_for(paraphrase_sets=True)
     rest = set(old) - set(SHORTHAND) - {"model_init_kwargs", "collapse_penalty"}
-    assert set(new) - set(SHORTHAND) == rest | {"reward_terms", "model_init_kwargs", "collapse_penalty"}
+    assert set(new) - set(SHORTHAND) == rest | {"reward_terms", "model_init_kwargs", "collapse_penalty"} | set(
+        NEW_FIELDS
+    )
+    assert {k: new[k] for k in NEW_FIELDS} == NEW_FIELDS
     assert {k: new[k] for k in rest} == {k: old[k] for k in rest}
