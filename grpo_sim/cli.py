@@ -291,7 +291,7 @@ def check_command(
     """Run every check `train` makes before it starts: recipe keys, types and ranges, similarities, prompt
     template, GRPOConfig, the data files, the batch arithmetic and whether the launch fits its GPUs' memory (with
     --gpu-memory, the recipe's hardware section, or this machine's GPU); report all problems at once."""
-    from .runner import check_start, cpu_defaults
+    from .runner import check_start, cpu_defaults, is_prompt_rows
 
     start: dict[str, Any] = dict(num_processes=num_processes or 1, num_machines=num_machines, read_data=not no_data)
     try:
@@ -321,7 +321,7 @@ def check_command(
         )
     if no_data:
         data = ""
-    elif isinstance(decisions.train_sets[0], dict):  # ordinary rows: one group per prompt
+    elif is_prompt_rows(decisions.train_sets):  # ordinary rows: one group per prompt
         data = f"{len(decisions.train_sets)} training prompts, "
     else:
         data = f"{len(decisions.train_sets)} training sets x {decisions.paraphrases_per_set} paraphrases, "

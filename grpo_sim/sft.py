@@ -49,8 +49,9 @@ def sft_rows(sets, template: str) -> tuple[list[dict[str, Any]], int]:
     (``{prompt: [messages], answers}``, the system prompt already first): ordinary SFT, each prompt with its first
     reference as the completion."""
     from .data.schema import to_training_rows
+    from .runner import is_prompt_rows
 
-    if sets and isinstance(sets[0], dict):  # ordinary prompt rows
+    if is_prompt_rows(sets):  # ordinary prompt rows
         rows = [
             {"prompt": row["prompt"], "completion": [{"role": "assistant", "content": reference}]}
             for row in sets
